@@ -1,0 +1,217 @@
+//! Persistence for the vault, behind one trait. SQL lives only in this module's
+//! backends (`sqlite.rs`, `postgres.rs`); handlers never write SQL.
+//!
+//! Times are Unix milliseconds (`i64`) so both backends store them the same way.
+//! Nothing here ever holds a plaintext card number or CVC: card data arrives already
+//! sealed by a DEK (`ciphertext`), with only the non-sensitive metadata in clear.
+
+mod postgres;
+mod sqlite;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+use std::sync::Arc;
+
+/// Errors from the store. The message never contains card data (there is none here
+/// in plaintext) but may contain SQL error text, so it is logged, not sent to clients.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database URL is neither `sqlite:` nor `postgres://`/`postgresql://`.
+    #[error("unsupported database URL scheme (expected sqlite: or postgres://)")]
+    UnsupportedUrl,
+    /// `insert_initial_keys` found keys already present: the vault is initialized.
+    #[error("the key store is already initialized")]
+    AlreadyInitialized,
+    /// A unique constraint was violated (for example a token collision).
+    #[error("unique constraint violated: {0}")]
+    Conflict(String),
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Applying migrations failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Kind of a stored (wrapped) key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// Key-encryption key, wrapped by the root key.
+    Kek,
+    /// Data-encryption key, wrapped by a KEK.
+    Dek,
+}
+
+impl KeyKind {
+    /// Stable text form stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyKind::Kek => "kek",
+            KeyKind::Dek => "dek",
+        }
+    }
+}
+
+/// A wrapped key as stored. `wrapped` is only ever ciphertext produced by `paysys-keys`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    pub kind: KeyKind,
+    /// Version, unique per kind, starting at 1.
+    pub version: i64,
+    /// Version of the key that wrapped this one (KEK version for a DEK; 0 = root key for a KEK).
+    pub wrapped_by: i64,
+    /// Wrapped key bytes (nonce || ciphertext || tag).
+    pub wrapped: Vec<u8>,
+    /// Key check value, hex, identifies the key without revealing it.
+    pub kcv: String,
+    /// `active`, `decrypt_only`, `retired` or `destroyed`.
+    pub state: String,
+    pub created_at: i64,
+}
+
+/// One tokenized card. `ciphertext` is the sealed card payload (PAN, holder name);
+/// everything else is metadata that may be shown to any allowed caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardRecord {
+    pub token: String,
+    pub merchant_id: String,
+    /// HMAC fingerprint of the PAN scoped to the merchant, hex.
+    pub fingerprint: String,
+    pub brand: String,
+    pub bin: String,
+    pub last4: String,
+    pub exp_month: i32,
+    pub exp_year: i32,
+    pub dek_version: i64,
+    pub ciphertext: Vec<u8>,
+    pub created_at: i64,
+}
+
+/// A sealed CVC waiting for its single use; deleted when used or when it expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CvcRecord {
+    pub token: String,
+    pub dek_version: i64,
+    pub ciphertext: Vec<u8>,
+    pub expires_at: i64,
+}
+
+/// What the vault wants to say about one request in the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    pub at: i64,
+    pub request_id: String,
+    pub principal: String,
+    pub operation: String,
+    pub merchant_id: Option<String>,
+    pub token: Option<String>,
+    /// `allow` or `deny`.
+    pub decision: String,
+    /// Stable outcome code: `ok` or an error code such as `token_not_found`.
+    pub outcome: String,
+    pub key_version: Option<i64>,
+}
+
+/// A record of the audit chain as stored: the event, its position, and the MACs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// Position in the chain, 1, 2, 3, … without gaps.
+    pub seq: i64,
+    pub event: AuditEvent,
+    /// MAC of the previous record (32 zero bytes for the first record).
+    pub prev_mac: Vec<u8>,
+    /// MAC over this record's content and `prev_mac`.
+    pub mac: Vec<u8>,
+}
+
+/// Computes the chain MAC of a record. Implemented by the vault's audit module with
+/// the audit key from `paysys-keys`; the store calls it inside the write transaction,
+/// after it has locked the chain head, so the chain stays linear under concurrency.
+pub trait AuditSigner: Send + Sync {
+    /// MAC over `record.seq`, `record.event` and `record.prev_mac` (`record.mac` is ignored).
+    fn chain_mac(&self, record: &AuditRecord) -> Vec<u8>;
+}
+
+/// A change to card data, committed together with its audit event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CardWrite {
+    InsertCard(CardRecord),
+    InsertCvc(CvcRecord),
+    /// Delete the card row and any CVC of this token (crypto-shred: the ciphertext is gone).
+    DeleteCard { token: String },
+}
+
+/// One request's writes plus the audit event that describes it: both land in the same
+/// transaction or neither does (fail closed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteUnit {
+    pub writes: Vec<CardWrite>,
+    pub audit: AuditEvent,
+}
+
+/// Row counts for `GET /v1/sys/status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub cards: i64,
+    pub cvcs: i64,
+    pub audit_records: i64,
+    /// Number of cards per DEK version.
+    pub cards_by_dek: Vec<(i64, i64)>,
+}
+
+/// The vault's persistence. Implemented for SQLite and PostgreSQL; the same test suite
+/// runs against both.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Apply this backend's migrations.
+    async fn migrate(&self) -> Result<(), StoreError>;
+
+    /// All wrapped keys, ordered by kind then version.
+    async fn load_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
+    /// Store the first key set of a new vault, with its audit event, atomically.
+    /// Fails with `AlreadyInitialized` if any key exists.
+    async fn insert_initial_keys(
+        &self,
+        keys: &[StoredKey],
+        audit: &AuditEvent,
+        signer: &dyn AuditSigner,
+    ) -> Result<(), StoreError>;
+
+    async fn find_card(&self, token: &str) -> Result<Option<CardRecord>, StoreError>;
+    /// The oldest card of `merchant_id` with this fingerprint, for `reuse: true`.
+    async fn find_card_by_fingerprint(
+        &self,
+        merchant_id: &str,
+        fingerprint: &str,
+    ) -> Result<Option<CardRecord>, StoreError>;
+    /// Delete and return the CVC of `token` if it has not expired at `now` (single use).
+    async fn take_cvc(&self, token: &str, now: i64) -> Result<Option<CvcRecord>, StoreError>;
+    /// Delete CVCs whose `expires_at <= now`; returns how many were deleted.
+    async fn sweep_expired_cvcs(&self, now: i64) -> Result<u64, StoreError>;
+
+    /// Commit several units in **one** transaction (group commit): lock the audit chain
+    /// head, apply each unit's writes, append each unit's audit record chained with
+    /// `signer`, commit. If any write fails the whole batch is rolled back and the error
+    /// returned; the caller may retry units one by one to isolate the failing one.
+    async fn commit(&self, units: &[WriteUnit], signer: &dyn AuditSigner) -> Result<(), StoreError>;
+
+    /// Audit records with `seq > after_seq`, ascending, at most `limit`.
+    async fn audit_records(&self, after_seq: i64, limit: i64) -> Result<Vec<AuditRecord>, StoreError>;
+
+    async fn counts(&self) -> Result<Counts, StoreError>;
+}
+
+/// Open the store named by `url`: `sqlite:PATH` (created if missing, WAL) or
+/// `postgres://…`. Does not migrate; call [`Store::migrate`].
+pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::open(url).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl)
+    }
+}
