@@ -5,7 +5,9 @@
 //! Nothing here ever holds a plaintext card number or CVC: card data arrives already
 //! sealed by a DEK (`ciphertext`), with only the non-sensitive metadata in clear.
 
+mod group_commit;
 mod postgres;
+mod rows;
 mod sqlite;
 
 pub use postgres::PostgresStore;

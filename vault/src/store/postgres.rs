@@ -1,0 +1,268 @@
+//! The PostgreSQL backend, for production and for several vault replicas.
+//!
+//! Every writer, in this process or another replica, appends to the audit chain under
+//! the row lock of `audit_head`, so records get contiguous sequence numbers and each
+//! links to the one before it. A commit applies its card writes first and takes that
+//! lock last: the head is then held only for the audit insert and the commit itself,
+//! and a transaction holding it never waits for anything else (no deadlock with row
+//! locks on cards).
+//!
+//! Batches are written with one `INSERT … SELECT FROM UNNEST($1, $2, …)` per table:
+//! one statement, one prepared plan, whatever the batch size.
+
+use super::group_commit::{chain_records, segments, write_error, Segment};
+use super::rows::{
+    audit_from_row, card_from_row, cvc_from_row, key_from_row, AUDIT_COLUMNS, CARD_COLUMNS, CVC_COLUMNS, KEY_COLUMNS,
+};
+use super::{
+    AuditEvent, AuditRecord, AuditSigner, CardRecord, Counts, CvcRecord, Store, StoreError, StoredKey, WriteUnit,
+};
+use async_trait::async_trait;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{Postgres, Row, Transaction};
+
+/// Connections of the pool (per vault process).
+const MAX_CONNECTIONS: u32 = 16;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The vault store on a PostgreSQL database.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connect to `url` (`postgres://…`). Does not migrate.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new().max_connections(MAX_CONNECTIONS).connect(url).await?;
+        Ok(PostgresStore { pool })
+    }
+}
+
+/// Lock the chain head, append the audit records of `events` after it, move it.
+async fn append_audit<'a>(
+    tx: &mut Transaction<'static, Postgres>,
+    events: impl Iterator<Item = &'a AuditEvent>,
+    signer: &dyn AuditSigner,
+) -> Result<(), StoreError> {
+    let row = sqlx::query("SELECT seq, mac FROM audit_head WHERE id = 1 FOR UPDATE").fetch_one(&mut **tx).await?;
+    let records = chain_records(row.try_get(0)?, row.try_get(1)?, events, signer);
+    let Some(last) = records.last() else {
+        return Ok(());
+    };
+    insert_audit(tx, &records).await?;
+    sqlx::query("UPDATE audit_head SET seq = $1, mac = $2 WHERE id = 1")
+        .bind(last.seq)
+        .bind(&last.mac)
+        .execute(&mut **tx)
+        .await
+        .map_err(write_error)?;
+    Ok(())
+}
+
+async fn insert_audit(tx: &mut Transaction<'static, Postgres>, records: &[AuditRecord]) -> Result<(), StoreError> {
+    let events = || records.iter().map(|r| &r.event);
+    sqlx::query(&format!(
+        "INSERT INTO audit_log ({AUDIT_COLUMNS}) SELECT * FROM UNNEST(\
+         $1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], \
+         $7::text[], $8::text[], $9::text[], $10::bigint[], $11::bytea[], $12::bytea[])"
+    ))
+    .bind(records.iter().map(|r| r.seq).collect::<Vec<_>>())
+    .bind(events().map(|e| e.at).collect::<Vec<_>>())
+    .bind(events().map(|e| e.request_id.as_str()).collect::<Vec<_>>())
+    .bind(events().map(|e| e.principal.as_str()).collect::<Vec<_>>())
+    .bind(events().map(|e| e.operation.as_str()).collect::<Vec<_>>())
+    .bind(events().map(|e| e.merchant_id.as_deref()).collect::<Vec<_>>())
+    .bind(events().map(|e| e.token.as_deref()).collect::<Vec<_>>())
+    .bind(events().map(|e| e.decision.as_str()).collect::<Vec<_>>())
+    .bind(events().map(|e| e.outcome.as_str()).collect::<Vec<_>>())
+    .bind(events().map(|e| e.key_version).collect::<Vec<_>>())
+    .bind(records.iter().map(|r| r.prev_mac.as_slice()).collect::<Vec<_>>())
+    .bind(records.iter().map(|r| r.mac.as_slice()).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await
+    .map_err(write_error)?;
+    Ok(())
+}
+
+async fn insert_cards(tx: &mut Transaction<'static, Postgres>, cards: &[&CardRecord]) -> Result<(), StoreError> {
+    sqlx::query(&format!(
+        "INSERT INTO cards ({CARD_COLUMNS}) SELECT * FROM UNNEST(\
+         $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+         $7::int[], $8::int[], $9::bigint[], $10::bytea[], $11::bigint[])"
+    ))
+    .bind(cards.iter().map(|c| c.token.as_str()).collect::<Vec<_>>())
+    .bind(cards.iter().map(|c| c.merchant_id.as_str()).collect::<Vec<_>>())
+    .bind(cards.iter().map(|c| c.fingerprint.as_str()).collect::<Vec<_>>())
+    .bind(cards.iter().map(|c| c.brand.as_str()).collect::<Vec<_>>())
+    .bind(cards.iter().map(|c| c.bin.as_str()).collect::<Vec<_>>())
+    .bind(cards.iter().map(|c| c.last4.as_str()).collect::<Vec<_>>())
+    .bind(cards.iter().map(|c| c.exp_month).collect::<Vec<_>>())
+    .bind(cards.iter().map(|c| c.exp_year).collect::<Vec<_>>())
+    .bind(cards.iter().map(|c| c.dek_version).collect::<Vec<_>>())
+    .bind(cards.iter().map(|c| c.ciphertext.as_slice()).collect::<Vec<_>>())
+    .bind(cards.iter().map(|c| c.created_at).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await
+    .map_err(write_error)?;
+    Ok(())
+}
+
+async fn insert_cvcs(tx: &mut Transaction<'static, Postgres>, cvcs: &[&CvcRecord]) -> Result<(), StoreError> {
+    sqlx::query(&format!(
+        "INSERT INTO cvcs ({CVC_COLUMNS}) SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bytea[], $4::bigint[])"
+    ))
+    .bind(cvcs.iter().map(|c| c.token.as_str()).collect::<Vec<_>>())
+    .bind(cvcs.iter().map(|c| c.dek_version).collect::<Vec<_>>())
+    .bind(cvcs.iter().map(|c| c.ciphertext.as_slice()).collect::<Vec<_>>())
+    .bind(cvcs.iter().map(|c| c.expires_at).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await
+    .map_err(write_error)?;
+    Ok(())
+}
+
+async fn apply_segment(tx: &mut Transaction<'static, Postgres>, segment: &Segment<'_>) -> Result<(), StoreError> {
+    if !segment.cards.is_empty() {
+        insert_cards(tx, &segment.cards).await?;
+    }
+    if !segment.cvcs.is_empty() {
+        insert_cvcs(tx, &segment.cvcs).await?;
+    }
+    if !segment.deletes.is_empty() {
+        // The CVC goes explicitly as well as by cascade: no reliance on the schema.
+        for sql in ["DELETE FROM cvcs WHERE token = ANY($1)", "DELETE FROM cards WHERE token = ANY($1)"] {
+            sqlx::query(sql).bind(segment.deletes.as_slice()).execute(&mut **tx).await.map_err(write_error)?;
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        // sqlx serializes concurrent migrators (replicas starting together) with an
+        // advisory lock.
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn load_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM keys ORDER BY kind, version"))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(key_from_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn insert_initial_keys(
+        &self,
+        keys: &[StoredKey],
+        audit: &AuditEvent,
+        signer: &dyn AuditSigner,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Take the chain head first: two replicas initializing at once are serialized
+        // here, and the second sees the first one's keys.
+        sqlx::query("SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE").execute(&mut *tx).await?;
+        let present: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM keys)").fetch_one(&mut *tx).await?;
+        if present {
+            return Err(StoreError::AlreadyInitialized);
+        }
+        for key in keys {
+            sqlx::query(&format!("INSERT INTO keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"))
+                .bind(key.kind.as_str())
+                .bind(key.version)
+                .bind(key.wrapped_by)
+                .bind(key.wrapped.as_slice())
+                .bind(key.kcv.as_str())
+                .bind(key.state.as_str())
+                .bind(key.created_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(write_error)?;
+        }
+        append_audit(&mut tx, std::iter::once(audit), signer).await?;
+        tx.commit().await.map_err(write_error)?;
+        Ok(())
+    }
+
+    async fn find_card(&self, token: &str) -> Result<Option<CardRecord>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {CARD_COLUMNS} FROM cards WHERE token = $1"))
+            .bind(token)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(card_from_row).transpose()?)
+    }
+
+    async fn find_card_by_fingerprint(
+        &self,
+        merchant_id: &str,
+        fingerprint: &str,
+    ) -> Result<Option<CardRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {CARD_COLUMNS} FROM cards WHERE merchant_id = $1 AND fingerprint = $2 \
+             ORDER BY created_at, token LIMIT 1"
+        ))
+        .bind(merchant_id)
+        .bind(fingerprint)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(card_from_row).transpose()?)
+    }
+
+    async fn take_cvc(&self, token: &str, now: i64) -> Result<Option<CvcRecord>, StoreError> {
+        // An expired CVC is deleted too (it must not linger), but not returned. Two
+        // concurrent takers cannot both get it: the second DELETE finds no row.
+        let row = sqlx::query(&format!("DELETE FROM cvcs WHERE token = $1 RETURNING {CVC_COLUMNS}"))
+            .bind(token)
+            .fetch_optional(&self.pool)
+            .await?;
+        let cvc = row.as_ref().map(cvc_from_row).transpose()?;
+        Ok(cvc.filter(|c| c.expires_at > now))
+    }
+
+    async fn sweep_expired_cvcs(&self, now: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM cvcs WHERE expires_at <= $1").bind(now).execute(&self.pool).await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn commit(&self, units: &[WriteUnit], signer: &dyn AuditSigner) -> Result<(), StoreError> {
+        if units.is_empty() {
+            return Ok(());
+        }
+        // On any error the transaction is dropped, which rolls it back.
+        let mut tx = self.pool.begin().await?;
+        for segment in segments(units) {
+            apply_segment(&mut tx, &segment).await?;
+        }
+        append_audit(&mut tx, units.iter().map(|u| &u.audit), signer).await?;
+        tx.commit().await.map_err(write_error)?;
+        Ok(())
+    }
+
+    async fn audit_records(&self, after_seq: i64, limit: i64) -> Result<Vec<AuditRecord>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"))
+            .bind(after_seq)
+            .bind(limit.max(0))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(audit_from_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn counts(&self) -> Result<Counts, StoreError> {
+        // REPEATABLE READ: all numbers from one snapshot.
+        let mut tx = self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+        let (cards, cvcs, audit_records): (i64, i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM cards), (SELECT count(*) FROM cvcs), (SELECT count(*) FROM audit_log)",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        let cards_by_dek: Vec<(i64, i64)> =
+            sqlx::query_as("SELECT dek_version, count(*) FROM cards GROUP BY dek_version ORDER BY dek_version")
+                .fetch_all(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(Counts { cards, cvcs, audit_records, cards_by_dek })
+    }
+}

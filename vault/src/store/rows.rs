@@ -1,0 +1,119 @@
+//! Column lists and row decoding shared by both backends: the two schemas have the same
+//! columns in the same order, only the SQL types differ.
+
+use super::{AuditEvent, AuditRecord, CardRecord, CvcRecord, KeyKind, StoredKey};
+use sqlx::{ColumnIndex, Decode, Row, Type};
+
+pub(super) const KEY_COLUMNS: &str = "kind, version, wrapped_by, wrapped, kcv, state, created_at";
+pub(super) const CARD_COLUMNS: &str =
+    "token, merchant_id, fingerprint, brand, bin, last4, exp_month, exp_year, dek_version, ciphertext, created_at";
+pub(super) const CVC_COLUMNS: &str = "token, dek_version, ciphertext, expires_at";
+pub(super) const AUDIT_COLUMNS: &str =
+    "seq, at, request_id, principal, operation, merchant_id, token, decision, outcome, key_version, prev_mac, mac";
+
+/// Decode column `i` of `row`.
+fn col<'r, R, T>(row: &'r R, i: usize) -> Result<T, sqlx::Error>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    T: Decode<'r, R::Database> + Type<R::Database>,
+{
+    row.try_get(i)
+}
+
+fn key_kind(text: &str) -> Result<KeyKind, sqlx::Error> {
+    match text {
+        "kek" => Ok(KeyKind::Kek),
+        "dek" => Ok(KeyKind::Dek),
+        other => Err(sqlx::Error::ColumnDecode {
+            index: "kind".to_owned(),
+            source: format!("unknown key kind {other:?}").into(),
+        }),
+    }
+}
+
+/// A `keys` row selected with [`KEY_COLUMNS`].
+pub(super) fn key_from_row<'r, R>(row: &'r R) -> Result<StoredKey, sqlx::Error>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(StoredKey {
+        kind: key_kind(&col::<R, String>(row, 0)?)?,
+        version: col(row, 1)?,
+        wrapped_by: col(row, 2)?,
+        wrapped: col(row, 3)?,
+        kcv: col(row, 4)?,
+        state: col(row, 5)?,
+        created_at: col(row, 6)?,
+    })
+}
+
+/// A `cards` row selected with [`CARD_COLUMNS`].
+pub(super) fn card_from_row<'r, R>(row: &'r R) -> Result<CardRecord, sqlx::Error>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    i32: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(CardRecord {
+        token: col(row, 0)?,
+        merchant_id: col(row, 1)?,
+        fingerprint: col(row, 2)?,
+        brand: col(row, 3)?,
+        bin: col(row, 4)?,
+        last4: col(row, 5)?,
+        exp_month: col(row, 6)?,
+        exp_year: col(row, 7)?,
+        dek_version: col(row, 8)?,
+        ciphertext: col(row, 9)?,
+        created_at: col(row, 10)?,
+    })
+}
+
+/// A `cvcs` row selected with [`CVC_COLUMNS`].
+pub(super) fn cvc_from_row<'r, R>(row: &'r R) -> Result<CvcRecord, sqlx::Error>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(CvcRecord { token: col(row, 0)?, dek_version: col(row, 1)?, ciphertext: col(row, 2)?, expires_at: col(row, 3)? })
+}
+
+/// An `audit_log` row selected with [`AUDIT_COLUMNS`].
+pub(super) fn audit_from_row<'r, R>(row: &'r R) -> Result<AuditRecord, sqlx::Error>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
+    Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(AuditRecord {
+        seq: col(row, 0)?,
+        event: AuditEvent {
+            at: col(row, 1)?,
+            request_id: col(row, 2)?,
+            principal: col(row, 3)?,
+            operation: col(row, 4)?,
+            merchant_id: col(row, 5)?,
+            token: col(row, 6)?,
+            decision: col(row, 7)?,
+            outcome: col(row, 8)?,
+            key_version: col(row, 9)?,
+        },
+        prev_mac: col(row, 10)?,
+        mac: col(row, 11)?,
+    })
+}

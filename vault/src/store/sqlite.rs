@@ -1,0 +1,302 @@
+//! The SQLite backend: one file in WAL mode, the embedded default.
+//!
+//! All writes go through a pool of exactly one connection and start with
+//! `BEGIN IMMEDIATE`, so a write transaction holds the database's write lock from its
+//! first statement: no two writers in this process ever race, and a writer in another
+//! process (the officer CLI) makes us wait (`busy_timeout`) instead of failing with a
+//! lock-upgrade deadlock. Reads use a separate pool of read-only connections, which WAL
+//! lets run alongside the writer.
+
+use super::group_commit::{chain_records, chunks, segments, write_error, Segment};
+use super::rows::{
+    audit_from_row, card_from_row, cvc_from_row, key_from_row, AUDIT_COLUMNS, CARD_COLUMNS, CVC_COLUMNS, KEY_COLUMNS,
+};
+use super::{
+    AuditEvent, AuditRecord, AuditSigner, CardRecord, Counts, CvcRecord, Store, StoreError, StoredKey, WriteUnit,
+};
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// How long a statement waits for another process's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections of the read pool.
+const READ_CONNECTIONS: u32 = 8;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// The vault store on a SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    /// Exactly one connection: every write transaction runs here, one at a time.
+    writer: SqlitePool,
+    /// Read-only connections for queries (the writer itself for an in-memory database,
+    /// which another connection could not see).
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Open (creating if missing) the database at `url` (`sqlite:PATH`). Does not migrate.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true)
+            .synchronous(SqliteSynchronous::Normal);
+        // The writer connects first: it creates the file and switches it to WAL (a
+        // persistent setting), which the read-only connections then find in place.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            // Keeping the writer open keeps the WAL and shared-memory files alive for
+            // the read-only connections, and avoids reconnecting on the hot path.
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options.clone().create_if_missing(true).journal_mode(SqliteJournalMode::Wal))
+            .await?;
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let reader = if in_memory {
+            writer.clone()
+        } else {
+            SqlitePoolOptions::new().max_connections(READ_CONNECTIONS).connect_with(options.read_only(true)).await?
+        };
+        Ok(SqliteStore { writer, reader })
+    }
+
+    /// A write transaction holding the database write lock from its first statement.
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+/// Read the chain head. Only called inside a write transaction, which holds the lock.
+async fn chain_head(tx: &mut Transaction<'static, Sqlite>) -> Result<(i64, Vec<u8>), StoreError> {
+    let row = sqlx::query("SELECT seq, mac FROM audit_head WHERE id = 1").fetch_one(&mut **tx).await?;
+    Ok((row.try_get(0)?, row.try_get(1)?))
+}
+
+/// Append the audit records of `events` after the head and move the head.
+async fn append_audit<'a>(
+    tx: &mut Transaction<'static, Sqlite>,
+    events: impl Iterator<Item = &'a AuditEvent>,
+    signer: &dyn AuditSigner,
+) -> Result<(), StoreError> {
+    let (seq, mac) = chain_head(tx).await?;
+    let records = chain_records(seq, mac, events, signer);
+    let Some(last) = records.last() else {
+        return Ok(());
+    };
+    for chunk in chunks(&records) {
+        insert_audit(tx, chunk).await?;
+    }
+    sqlx::query("UPDATE audit_head SET seq = ?, mac = ? WHERE id = 1")
+        .bind(last.seq)
+        .bind(&last.mac)
+        .execute(&mut **tx)
+        .await
+        .map_err(write_error)?;
+    Ok(())
+}
+
+async fn insert_audit(tx: &mut Transaction<'static, Sqlite>, records: &[AuditRecord]) -> Result<(), StoreError> {
+    let mut query = QueryBuilder::<Sqlite>::new(format!("INSERT INTO audit_log ({AUDIT_COLUMNS}) "));
+    query.push_values(records, |mut row, r| {
+        let e = &r.event;
+        row.push_bind(r.seq)
+            .push_bind(e.at)
+            .push_bind(e.request_id.as_str())
+            .push_bind(e.principal.as_str())
+            .push_bind(e.operation.as_str())
+            .push_bind(e.merchant_id.as_deref())
+            .push_bind(e.token.as_deref())
+            .push_bind(e.decision.as_str())
+            .push_bind(e.outcome.as_str())
+            .push_bind(e.key_version)
+            .push_bind(r.prev_mac.as_slice())
+            .push_bind(r.mac.as_slice());
+    });
+    query.build().execute(&mut **tx).await.map_err(write_error)?;
+    Ok(())
+}
+
+async fn insert_cards(tx: &mut Transaction<'static, Sqlite>, cards: &[&CardRecord]) -> Result<(), StoreError> {
+    let mut query = QueryBuilder::<Sqlite>::new(format!("INSERT INTO cards ({CARD_COLUMNS}) "));
+    query.push_values(cards, |mut row, c| {
+        row.push_bind(c.token.as_str())
+            .push_bind(c.merchant_id.as_str())
+            .push_bind(c.fingerprint.as_str())
+            .push_bind(c.brand.as_str())
+            .push_bind(c.bin.as_str())
+            .push_bind(c.last4.as_str())
+            .push_bind(c.exp_month)
+            .push_bind(c.exp_year)
+            .push_bind(c.dek_version)
+            .push_bind(c.ciphertext.as_slice())
+            .push_bind(c.created_at);
+    });
+    query.build().execute(&mut **tx).await.map_err(write_error)?;
+    Ok(())
+}
+
+async fn insert_cvcs(tx: &mut Transaction<'static, Sqlite>, cvcs: &[&CvcRecord]) -> Result<(), StoreError> {
+    let mut query = QueryBuilder::<Sqlite>::new(format!("INSERT INTO cvcs ({CVC_COLUMNS}) "));
+    query.push_values(cvcs, |mut row, c| {
+        row.push_bind(c.token.as_str())
+            .push_bind(c.dek_version)
+            .push_bind(c.ciphertext.as_slice())
+            .push_bind(c.expires_at);
+    });
+    query.build().execute(&mut **tx).await.map_err(write_error)?;
+    Ok(())
+}
+
+async fn delete_cards(tx: &mut Transaction<'static, Sqlite>, tokens: &[&str]) -> Result<(), StoreError> {
+    // The CVC goes explicitly rather than by cascade, so it is gone even on a
+    // connection where foreign keys were left off.
+    for table in ["cvcs", "cards"] {
+        let mut query = QueryBuilder::<Sqlite>::new(format!("DELETE FROM {table} WHERE token IN ("));
+        let mut list = query.separated(", ");
+        for token in tokens {
+            list.push_bind(*token);
+        }
+        query.push(")");
+        query.build().execute(&mut **tx).await.map_err(write_error)?;
+    }
+    Ok(())
+}
+
+async fn apply_segment(tx: &mut Transaction<'static, Sqlite>, segment: &Segment<'_>) -> Result<(), StoreError> {
+    for chunk in chunks(&segment.cards) {
+        insert_cards(tx, chunk).await?;
+    }
+    for chunk in chunks(&segment.cvcs) {
+        insert_cvcs(tx, chunk).await?;
+    }
+    for chunk in chunks(&segment.deletes) {
+        delete_cards(tx, chunk).await?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.writer).await?;
+        Ok(())
+    }
+
+    async fn load_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM keys ORDER BY kind, version"))
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(rows.iter().map(key_from_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn insert_initial_keys(
+        &self,
+        keys: &[StoredKey],
+        audit: &AuditEvent,
+        signer: &dyn AuditSigner,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let present: i64 = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM keys)").fetch_one(&mut *tx).await?;
+        if present != 0 {
+            return Err(StoreError::AlreadyInitialized);
+        }
+        for key in keys {
+            sqlx::query(&format!("INSERT INTO keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"))
+                .bind(key.kind.as_str())
+                .bind(key.version)
+                .bind(key.wrapped_by)
+                .bind(key.wrapped.as_slice())
+                .bind(key.kcv.as_str())
+                .bind(key.state.as_str())
+                .bind(key.created_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(write_error)?;
+        }
+        append_audit(&mut tx, std::iter::once(audit), signer).await?;
+        tx.commit().await.map_err(write_error)?;
+        Ok(())
+    }
+
+    async fn find_card(&self, token: &str) -> Result<Option<CardRecord>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {CARD_COLUMNS} FROM cards WHERE token = ?"))
+            .bind(token)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.as_ref().map(card_from_row).transpose()?)
+    }
+
+    async fn find_card_by_fingerprint(
+        &self,
+        merchant_id: &str,
+        fingerprint: &str,
+    ) -> Result<Option<CardRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {CARD_COLUMNS} FROM cards WHERE merchant_id = ? AND fingerprint = ? \
+             ORDER BY created_at, token LIMIT 1"
+        ))
+        .bind(merchant_id)
+        .bind(fingerprint)
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(row.as_ref().map(card_from_row).transpose()?)
+    }
+
+    async fn take_cvc(&self, token: &str, now: i64) -> Result<Option<CvcRecord>, StoreError> {
+        // An expired CVC is deleted too (it must not linger), but not returned.
+        let row = sqlx::query(&format!("DELETE FROM cvcs WHERE token = ? RETURNING {CVC_COLUMNS}"))
+            .bind(token)
+            .fetch_optional(&self.writer)
+            .await?;
+        let cvc = row.as_ref().map(cvc_from_row).transpose()?;
+        Ok(cvc.filter(|c| c.expires_at > now))
+    }
+
+    async fn sweep_expired_cvcs(&self, now: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM cvcs WHERE expires_at <= ?").bind(now).execute(&self.writer).await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn commit(&self, units: &[WriteUnit], signer: &dyn AuditSigner) -> Result<(), StoreError> {
+        if units.is_empty() {
+            return Ok(());
+        }
+        // On any error the transaction is dropped, which rolls it back.
+        let mut tx = self.begin_write().await?;
+        for segment in segments(units) {
+            apply_segment(&mut tx, &segment).await?;
+        }
+        append_audit(&mut tx, units.iter().map(|u| &u.audit), signer).await?;
+        tx.commit().await.map_err(write_error)?;
+        Ok(())
+    }
+
+    async fn audit_records(&self, after_seq: i64, limit: i64) -> Result<Vec<AuditRecord>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?"))
+            .bind(after_seq)
+            .bind(limit.max(0))
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(rows.iter().map(audit_from_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn counts(&self) -> Result<Counts, StoreError> {
+        // One read transaction, so the numbers are from one snapshot.
+        let mut tx = self.reader.begin().await?;
+        let (cards, cvcs, audit_records): (i64, i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM cards), (SELECT count(*) FROM cvcs), (SELECT count(*) FROM audit_log)",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        let cards_by_dek: Vec<(i64, i64)> =
+            sqlx::query_as("SELECT dek_version, count(*) FROM cards GROUP BY dek_version ORDER BY dek_version")
+                .fetch_all(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(Counts { cards, cvcs, audit_records, cards_by_dek })
+    }
+}

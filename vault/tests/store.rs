@@ -1,0 +1,549 @@
+//! The store suite: every behaviour is written once and run on SQLite (always, in a
+//! fresh temporary file) and on PostgreSQL (in a fresh database) when
+//! `PAYSYS_TEST_POSTGRES_URL` names a server; without it the PostgreSQL cases say they
+//! were skipped and pass.
+
+// The bodies below are plain async functions instantiated by `store_tests!`, which
+// clippy's allow-unwrap-in-tests does not see as tests; a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use paysys_vault::store::{
+    self, AuditEvent, AuditRecord, AuditSigner, CardRecord, CardWrite, Counts, CvcRecord, KeyKind, Store, StoreError,
+    StoredKey, WriteUnit,
+};
+use sqlx::Connection;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------------------------
+// Fixtures: a fresh database per test, on either backend.
+
+/// A fresh, empty database for one test, removed by [`TestDb::cleanup`].
+#[derive(Debug)]
+enum TestDb {
+    Sqlite { dir: PathBuf, url: String },
+    Postgres { admin_url: String, name: String, url: String },
+}
+
+impl TestDb {
+    fn sqlite() -> TestDb {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "paysys-store-{}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite:{}", dir.join("vault.db").display());
+        TestDb::Sqlite { dir, url }
+    }
+
+    /// `None` when no PostgreSQL server is configured.
+    async fn postgres() -> Option<TestDb> {
+        let admin_url = std::env::var("PAYSYS_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty())?;
+        let name = format!("paysys_store_{:016x}", rand::random::<u64>());
+        let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
+        admin.close().await.unwrap();
+        let url = with_database(&admin_url, &name);
+        Some(TestDb::Postgres { admin_url, name, url })
+    }
+
+    /// A new store instance (its own pools) on this database, migrated.
+    async fn open(&self) -> Arc<dyn Store> {
+        let url = match self {
+            TestDb::Sqlite { url, .. } | TestDb::Postgres { url, .. } => url,
+        };
+        let store = store::open(url).await.unwrap();
+        store.migrate().await.unwrap();
+        store
+    }
+
+    /// Best effort: a failed test leaves its database behind for inspection.
+    async fn cleanup(self) {
+        match self {
+            TestDb::Sqlite { dir, .. } => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            TestDb::Postgres { admin_url, name, .. } => {
+                if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await {
+                    let _ =
+                        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await;
+                    let _ = admin.close().await;
+                }
+            }
+        }
+    }
+}
+
+/// `url` with its database name replaced by `name` (query string kept).
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (url, String::new()),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[authority_start..].find('/') {
+        Some(i) => &base[..authority_start + i],
+        None => base,
+    };
+    format!("{base}/{name}{query}")
+}
+
+/// Instantiate each test body for both backends: `sqlite::NAME` and `postgres::NAME`.
+macro_rules! store_tests {
+    ($($(#[$attr:meta])* $name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                $(#[$attr])*
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = super::TestDb::sqlite();
+                    super::$name(&db).await;
+                    db.cleanup().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                $(#[$attr])*
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(db) = super::TestDb::postgres().await else {
+                        eprintln!("skipped: PAYSYS_TEST_POSTGRES_URL is not set");
+                        return;
+                    };
+                    super::$name(&db).await;
+                    db.cleanup().await;
+                }
+            )*
+        }
+    };
+}
+
+store_tests! {
+    migrating_twice_is_harmless,
+    initial_keys_are_stored_once,
+    committed_cards_and_cvcs_can_be_found,
+    fingerprint_lookup_returns_the_merchants_oldest_card,
+    a_cvc_is_taken_once,
+    an_expired_cvc_is_not_returned,
+    sweep_deletes_only_expired_cvcs,
+    delete_removes_card_and_cvc,
+    writes_apply_in_batch_order,
+    a_batch_with_a_duplicate_token_fails_as_a_whole,
+    audit_chain_stays_linear_under_concurrent_commits,
+    audit_records_are_paged,
+    counts_group_cards_by_dek,
+    #[ignore = "benchmark: prints commit throughput, asserts nothing about speed"]
+    commit_throughput,
+}
+
+// ---------------------------------------------------------------------------------
+// Records.
+
+/// A deterministic stand-in for the audit key: enough to detect a record chained to
+/// the wrong predecessor or edited after signing.
+#[derive(Debug)]
+struct TestSigner;
+
+impl AuditSigner for TestSigner {
+    fn chain_mac(&self, record: &AuditRecord) -> Vec<u8> {
+        (0u8..4)
+            .flat_map(|lane| {
+                let mut h = DefaultHasher::new();
+                (lane, record.seq, &record.prev_mac, format!("{:?}", record.event)).hash(&mut h);
+                h.finish().to_be_bytes()
+            })
+            .collect()
+    }
+}
+
+fn card(token: &str, merchant_id: &str, fingerprint: &str, created_at: i64) -> CardRecord {
+    CardRecord {
+        token: token.to_owned(),
+        merchant_id: merchant_id.to_owned(),
+        fingerprint: fingerprint.to_owned(),
+        brand: "visa".to_owned(),
+        bin: "424242".to_owned(),
+        last4: "4242".to_owned(),
+        exp_month: 12,
+        exp_year: 2031,
+        dek_version: 1,
+        ciphertext: format!("sealed:{token}").into_bytes(),
+        created_at,
+    }
+}
+
+fn cvc(token: &str, expires_at: i64) -> CvcRecord {
+    CvcRecord {
+        token: token.to_owned(),
+        dek_version: 1,
+        ciphertext: format!("sealed-cvc:{token}").into_bytes(),
+        expires_at,
+    }
+}
+
+fn event(operation: &str, token: Option<&str>) -> AuditEvent {
+    AuditEvent {
+        at: 1_700_000_000_000,
+        request_id: format!("req-{operation}-{}", token.unwrap_or("-")),
+        principal: "spiffe://paysys/gateway".to_owned(),
+        operation: operation.to_owned(),
+        merchant_id: token.map(|_| "m1".to_owned()),
+        token: token.map(str::to_owned),
+        decision: "allow".to_owned(),
+        outcome: "ok".to_owned(),
+        key_version: token.map(|_| 1),
+    }
+}
+
+fn unit(writes: Vec<CardWrite>) -> WriteUnit {
+    let token = writes.first().map(|w| match w {
+        CardWrite::InsertCard(c) => c.token.as_str(),
+        CardWrite::InsertCvc(c) => c.token.as_str(),
+        CardWrite::DeleteCard { token } => token.as_str(),
+    });
+    WriteUnit { audit: event("tokenize", token), writes }
+}
+
+fn tokenize(token: &str) -> WriteUnit {
+    unit(vec![CardWrite::InsertCard(card(token, "m1", &format!("fp-{token}"), 1))])
+}
+
+/// The whole audit log, checked: seqs 1, 2, 3, … without gaps, the first record after
+/// 32 zero bytes, each `prev_mac` the previous `mac`, each `mac` correct.
+async fn verified_chain(store: &dyn Store) -> Vec<AuditRecord> {
+    let mut all: Vec<AuditRecord> = Vec::new();
+    loop {
+        let page = store.audit_records(all.last().map_or(0, |r| r.seq), 100).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        all.extend(page);
+    }
+    let mut prev = vec![0u8; 32];
+    for (i, record) in all.iter().enumerate() {
+        assert_eq!(record.seq, i as i64 + 1, "sequence numbers must be contiguous");
+        assert_eq!(record.prev_mac, prev, "record {} must chain to its predecessor", record.seq);
+        assert_eq!(record.mac, TestSigner.chain_mac(record), "record {} has a wrong mac", record.seq);
+        prev = record.mac.clone();
+    }
+    all
+}
+
+// ---------------------------------------------------------------------------------
+// Behaviour, written once for both backends.
+
+async fn migrating_twice_is_harmless(db: &TestDb) {
+    let store = db.open().await;
+    store.migrate().await.unwrap();
+    db.open().await.migrate().await.unwrap();
+    store.commit(&[tokenize("tok_a")], &TestSigner).await.unwrap();
+    store.migrate().await.unwrap();
+    assert!(store.find_card("tok_a").await.unwrap().is_some());
+    assert_eq!(verified_chain(&*store).await.len(), 1);
+}
+
+async fn initial_keys_are_stored_once(db: &TestDb) {
+    let store = db.open().await;
+    assert!(store.load_keys().await.unwrap().is_empty());
+    let key = |kind, version, wrapped_by| StoredKey {
+        kind,
+        version,
+        wrapped_by,
+        wrapped: vec![kind as u8, version as u8, 0xAA, 0x00, 0xFF],
+        kcv: format!("kcv-{}-{version}", kind.as_str()),
+        state: "active".to_owned(),
+        created_at: 1_700_000_000_000 + version,
+    };
+    let keys = vec![key(KeyKind::Kek, 1, 0), key(KeyKind::Dek, 1, 1), key(KeyKind::Dek, 2, 1)];
+    store.insert_initial_keys(&keys, &event("keys.init", None), &TestSigner).await.unwrap();
+
+    let mut expected = keys.clone();
+    expected.sort_by(|a, b| (a.kind.as_str(), a.version).cmp(&(b.kind.as_str(), b.version)));
+    assert_eq!(store.load_keys().await.unwrap(), expected);
+    let chain = verified_chain(&*store).await;
+    assert_eq!(chain.len(), 1);
+    assert_eq!(chain[0].event, event("keys.init", None));
+
+    let again = store.insert_initial_keys(&[key(KeyKind::Kek, 9, 0)], &event("keys.init", None), &TestSigner).await;
+    assert!(matches!(again, Err(StoreError::AlreadyInitialized)), "{again:?}");
+    assert_eq!(store.load_keys().await.unwrap(), expected);
+    assert_eq!(verified_chain(&*store).await.len(), 1, "a refused init leaves no audit record");
+}
+
+async fn committed_cards_and_cvcs_can_be_found(db: &TestDb) {
+    let store = db.open().await;
+    let a = card("tok_a", "m1", "fp1", 10);
+    let b = card("tok_b", "m2", "fp2", 11);
+    store
+        .commit(
+            &[
+                unit(vec![CardWrite::InsertCard(a.clone()), CardWrite::InsertCvc(cvc("tok_a", i64::MAX))]),
+                unit(vec![CardWrite::InsertCard(b.clone())]),
+            ],
+            &TestSigner,
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.find_card("tok_a").await.unwrap(), Some(a));
+    assert_eq!(store.find_card("tok_b").await.unwrap(), Some(b));
+    assert_eq!(store.find_card("tok_nope").await.unwrap(), None);
+    let chain = verified_chain(&*store).await;
+    assert_eq!(chain.len(), 2, "one audit record per unit");
+    assert_eq!(chain[0].event.token.as_deref(), Some("tok_a"));
+    assert_eq!(chain[1].event.token.as_deref(), Some("tok_b"));
+    assert_eq!(store.take_cvc("tok_a", 0).await.unwrap(), Some(cvc("tok_a", i64::MAX)));
+
+    // An empty batch is a no-op.
+    store.commit(&[], &TestSigner).await.unwrap();
+    assert_eq!(verified_chain(&*store).await.len(), 2);
+}
+
+async fn fingerprint_lookup_returns_the_merchants_oldest_card(db: &TestDb) {
+    let store = db.open().await;
+    let cards = [
+        card("tok_other_merchant", "m2", "fp", 50),
+        card("tok_second", "m1", "fp", 200),
+        card("tok_first", "m1", "fp", 100),
+        card("tok_third", "m1", "fp", 300),
+        card("tok_different_card", "m1", "fp-x", 10),
+    ];
+    let units: Vec<WriteUnit> = cards.iter().map(|c| unit(vec![CardWrite::InsertCard(c.clone())])).collect();
+    store.commit(&units, &TestSigner).await.unwrap();
+
+    let found = store.find_card_by_fingerprint("m1", "fp").await.unwrap();
+    assert_eq!(found.map(|c| c.token), Some("tok_first".to_owned()));
+    let found = store.find_card_by_fingerprint("m2", "fp").await.unwrap();
+    assert_eq!(found.map(|c| c.token), Some("tok_other_merchant".to_owned()));
+    assert_eq!(store.find_card_by_fingerprint("m3", "fp").await.unwrap(), None);
+    assert_eq!(store.find_card_by_fingerprint("m1", "fp-none").await.unwrap(), None);
+}
+
+async fn a_cvc_is_taken_once(db: &TestDb) {
+    let store = db.open().await;
+    let now = 1_700_000_000_000;
+    store
+        .commit(
+            &[unit(vec![
+                CardWrite::InsertCard(card("tok_a", "m1", "fp", now)),
+                CardWrite::InsertCvc(cvc("tok_a", now + 60_000)),
+            ])],
+            &TestSigner,
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.take_cvc("tok_a", now).await.unwrap(), Some(cvc("tok_a", now + 60_000)));
+    assert_eq!(store.take_cvc("tok_a", now).await.unwrap(), None);
+    assert_eq!(store.take_cvc("tok_unknown", now).await.unwrap(), None);
+    assert!(store.find_card("tok_a").await.unwrap().is_some(), "taking the CVC keeps the card");
+}
+
+async fn an_expired_cvc_is_not_returned(db: &TestDb) {
+    let store = db.open().await;
+    store
+        .commit(
+            &[unit(vec![
+                CardWrite::InsertCard(card("tok_a", "m1", "fp", 0)),
+                CardWrite::InsertCvc(cvc("tok_a", 1_000)),
+            ])],
+            &TestSigner,
+        )
+        .await
+        .unwrap();
+    // `expires_at` is the first instant at which the CVC is no longer usable.
+    assert_eq!(store.take_cvc("tok_a", 1_000).await.unwrap(), None);
+    assert_eq!(store.take_cvc("tok_a", 999).await.unwrap(), None, "an expired CVC stays gone");
+}
+
+async fn sweep_deletes_only_expired_cvcs(db: &TestDb) {
+    let store = db.open().await;
+    let units: Vec<WriteUnit> = [("tok_1", 1_000), ("tok_2", 2_000), ("tok_3", 3_000)]
+        .into_iter()
+        .map(|(token, expires_at)| {
+            unit(vec![CardWrite::InsertCard(card(token, "m1", token, 0)), CardWrite::InsertCvc(cvc(token, expires_at))])
+        })
+        .collect();
+    store.commit(&units, &TestSigner).await.unwrap();
+
+    assert_eq!(store.sweep_expired_cvcs(999).await.unwrap(), 0);
+    assert_eq!(store.sweep_expired_cvcs(2_000).await.unwrap(), 2);
+    assert_eq!(store.sweep_expired_cvcs(2_000).await.unwrap(), 0);
+    assert_eq!(store.counts().await.unwrap().cvcs, 1);
+    assert_eq!(store.take_cvc("tok_3", 2_500).await.unwrap(), Some(cvc("tok_3", 3_000)));
+    assert_eq!(store.counts().await.unwrap().cards, 3, "sweeping never touches cards");
+}
+
+async fn delete_removes_card_and_cvc(db: &TestDb) {
+    let store = db.open().await;
+    store
+        .commit(
+            &[
+                unit(vec![
+                    CardWrite::InsertCard(card("tok_a", "m1", "fp", 0)),
+                    CardWrite::InsertCvc(cvc("tok_a", i64::MAX)),
+                ]),
+                tokenize("tok_keep"),
+            ],
+            &TestSigner,
+        )
+        .await
+        .unwrap();
+    store.commit(&[unit(vec![CardWrite::DeleteCard { token: "tok_a".to_owned() }])], &TestSigner).await.unwrap();
+
+    assert_eq!(store.find_card("tok_a").await.unwrap(), None);
+    assert_eq!(store.find_card_by_fingerprint("m1", "fp").await.unwrap(), None);
+    assert_eq!(store.take_cvc("tok_a", 0).await.unwrap(), None);
+    assert!(store.find_card("tok_keep").await.unwrap().is_some());
+    let counts = store.counts().await.unwrap();
+    assert_eq!((counts.cards, counts.cvcs, counts.audit_records), (1, 0, 3));
+}
+
+async fn writes_apply_in_batch_order(db: &TestDb) {
+    let store = db.open().await;
+    let first = card("tok_a", "m1", "fp-old", 1);
+    let second = card("tok_a", "m1", "fp-new", 2);
+    store
+        .commit(
+            &[
+                unit(vec![CardWrite::InsertCard(first), CardWrite::InsertCvc(cvc("tok_a", 5))]),
+                unit(vec![CardWrite::DeleteCard { token: "tok_a".to_owned() }]),
+                unit(vec![CardWrite::InsertCard(second.clone())]),
+            ],
+            &TestSigner,
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.find_card("tok_a").await.unwrap(), Some(second));
+    assert_eq!(store.take_cvc("tok_a", 0).await.unwrap(), None, "the CVC went with the deleted card");
+    assert_eq!(verified_chain(&*store).await.len(), 3);
+}
+
+async fn a_batch_with_a_duplicate_token_fails_as_a_whole(db: &TestDb) {
+    let store = db.open().await;
+    store.commit(&[tokenize("tok_taken")], &TestSigner).await.unwrap();
+    let before = verified_chain(&*store).await;
+
+    // Collides with a committed card.
+    let batch = [
+        unit(vec![
+            CardWrite::InsertCard(card("tok_new", "m1", "fp", 0)),
+            CardWrite::InsertCvc(cvc("tok_new", i64::MAX)),
+        ]),
+        tokenize("tok_taken"),
+    ];
+    let result = store.commit(&batch, &TestSigner).await;
+    assert!(matches!(result, Err(StoreError::Conflict(_))), "{result:?}");
+    // Collides within the batch.
+    let result = store.commit(&[tokenize("tok_twice"), tokenize("tok_twice")], &TestSigner).await;
+    assert!(matches!(result, Err(StoreError::Conflict(_))), "{result:?}");
+    // A CVC whose card does not exist is refused (foreign key).
+    let result = store.commit(&[unit(vec![CardWrite::InsertCvc(cvc("tok_new2", 1))])], &TestSigner).await;
+    assert!(result.is_err(), "a CVC without its card is refused: {result:?}");
+
+    for token in ["tok_new", "tok_twice", "tok_new2"] {
+        assert_eq!(store.find_card(token).await.unwrap(), None, "{token} must not persist");
+    }
+    assert_eq!(store.take_cvc("tok_new", 0).await.unwrap(), None);
+    assert_eq!(verified_chain(&*store).await, before, "a failed batch leaves the chain unchanged");
+
+    // The chain continues from where it was.
+    store.commit(&[tokenize("tok_after")], &TestSigner).await.unwrap();
+    assert_eq!(verified_chain(&*store).await.len(), before.len() + 1);
+}
+
+async fn audit_chain_stays_linear_under_concurrent_commits(db: &TestDb) {
+    const TASKS: usize = 32;
+    const COMMITS: usize = 20;
+    // Two instances with their own pools stand for two vault replicas.
+    let stores = [db.open().await, db.open().await];
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..TASKS {
+        let store = stores[t % 2].clone();
+        tasks.spawn(async move {
+            for c in 0..COMMITS {
+                store.commit(&[tokenize(&format!("tok_{t}_{c}"))], &TestSigner).await.unwrap();
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    let chain = verified_chain(&*stores[0]).await;
+    assert_eq!(chain.len(), TASKS * COMMITS);
+    assert_eq!(chain.last().map(|r| r.seq), Some((TASKS * COMMITS) as i64));
+    assert_eq!(stores[1].counts().await.unwrap().cards, (TASKS * COMMITS) as i64);
+}
+
+async fn audit_records_are_paged(db: &TestDb) {
+    let store = db.open().await;
+    let units: Vec<WriteUnit> = (0..25).map(|i| tokenize(&format!("tok_{i:02}"))).collect();
+    store.commit(&units, &TestSigner).await.unwrap();
+
+    let seqs = |records: Vec<AuditRecord>| records.into_iter().map(|r| r.seq).collect::<Vec<_>>();
+    assert_eq!(seqs(store.audit_records(0, 10).await.unwrap()), (1..=10).collect::<Vec<_>>());
+    assert_eq!(seqs(store.audit_records(10, 10).await.unwrap()), (11..=20).collect::<Vec<_>>());
+    assert_eq!(seqs(store.audit_records(20, 10).await.unwrap()), (21..=25).collect::<Vec<_>>());
+    assert!(store.audit_records(25, 10).await.unwrap().is_empty());
+    assert!(store.audit_records(0, 0).await.unwrap().is_empty());
+    let page = store.audit_records(4, 1).await.unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].event, units[4].audit);
+}
+
+async fn counts_group_cards_by_dek(db: &TestDb) {
+    let store = db.open().await;
+    assert_eq!(store.counts().await.unwrap(), Counts::default());
+    let mut units = Vec::new();
+    for (i, dek) in [2, 1, 2, 1, 1].into_iter().enumerate() {
+        let mut c = card(&format!("tok_{i}"), "m1", &format!("fp{i}"), 0);
+        c.dek_version = dek;
+        units.push(unit(vec![CardWrite::InsertCard(c)]));
+    }
+    units.push(unit(vec![CardWrite::InsertCvc(cvc("tok_0", i64::MAX))]));
+    store.commit(&units, &TestSigner).await.unwrap();
+    let counts = store.counts().await.unwrap();
+    assert_eq!(counts, Counts { cards: 5, cvcs: 1, audit_records: 6, cards_by_dek: vec![(1, 3), (2, 2)] });
+}
+
+/// Not a test: prints sequential commit throughput for a few batch sizes
+/// (`cargo test -p paysys-vault --test store --release -- --ignored --nocapture commit_throughput`).
+async fn commit_throughput(db: &TestDb) {
+    let store = db.open().await;
+    let backend = match db {
+        TestDb::Sqlite { .. } => "sqlite",
+        TestDb::Postgres { .. } => "postgres",
+    };
+    let mut next = 0u64;
+    for (batch, total) in [(1, 3_000), (16, 20_000), (64, 40_000), (256, 80_000)] {
+        let batches: Vec<Vec<WriteUnit>> = (0..total / batch)
+            .map(|_| {
+                (0..batch)
+                    .map(|_| {
+                        next += 1;
+                        let token = format!("tok_{next:022}");
+                        let mut c = card(&token, "m1", &format!("{next:064x}"), next as i64);
+                        c.ciphertext = vec![7u8; 60];
+                        unit(vec![CardWrite::InsertCard(c)])
+                    })
+                    .collect()
+            })
+            .collect();
+        let started = Instant::now();
+        for units in &batches {
+            store.commit(units, &TestSigner).await.unwrap();
+        }
+        let elapsed = started.elapsed().max(Duration::from_micros(1));
+        println!(
+            "{backend}: batch {batch:>3}: {total} units in {elapsed:.2?} = {:.0} units/s, {:.0} commits/s",
+            total as f64 / elapsed.as_secs_f64(),
+            (total / batch) as f64 / elapsed.as_secs_f64()
+        );
+    }
+}
