@@ -1,1 +1,28 @@
-//! x
+//! The PaySys card vault: the only process that ever sees a card number.
+//!
+//! # Layout
+//!
+//! * `main.rs` — the `paysys-vault` binary: parses flags and calls into this library.
+//! * [`cli`] — the commands (`init`, `serve`) and their configuration.
+//! * [`server`] — the mTLS accept loop (rustls, client certificates required).
+//! * [`tls`] — server TLS configuration and the [`tls::Principal`] from a client certificate.
+//! * [`api`] — HTTP handlers: tokens (`api/tokens.rs`) and sys (`api/sys.rs`).
+//! * [`error`] — the API error type and its stable codes, turned into responses in one place.
+//! * [`card`] — PAN, expiry and CVC validation; brand by BIN range.
+//! * [`token`] — random token generation (opaque and BIN+last4 formats).
+//! * [`keyring`] — the unsealed key hierarchy and the sealed/unsealed switch.
+//! * [`committer`] — group commit of writes with their audit records.
+//! * [`audit`] — the HMAC chain over audit records.
+//! * [`store`] — persistence behind one trait: SQLite (default) and PostgreSQL.
+
+pub mod api;
+pub mod audit;
+pub mod card;
+pub mod cli;
+pub mod committer;
+pub mod error;
+pub mod keyring;
+pub mod server;
+pub mod store;
+pub mod tls;
+pub mod token;

@@ -141,9 +141,12 @@ pub trait AuditSigner: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CardWrite {
     InsertCard(CardRecord),
+    /// Store the CVC of a token, replacing any earlier one of the same token.
     InsertCvc(CvcRecord),
     /// Delete the card row and any CVC of this token (crypto-shred: the ciphertext is gone).
-    DeleteCard { token: String },
+    DeleteCard {
+        token: String,
+    },
 }
 
 /// One request's writes plus the audit event that describes it: both land in the same
@@ -202,6 +205,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Audit records with `seq > after_seq`, ascending, at most `limit`.
     async fn audit_records(&self, after_seq: i64, limit: i64) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// The chain head as stored: (`seq`, `mac`) of the last record (0 and 32 zero bytes
+    /// when the log is empty). Every record up to `seq` exists once the head says so.
+    async fn audit_head(&self) -> Result<(i64, Vec<u8>), StoreError>;
 
     async fn counts(&self) -> Result<Counts, StoreError>;
 }

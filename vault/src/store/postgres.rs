@@ -111,7 +111,9 @@ async fn insert_cards(tx: &mut Transaction<'static, Postgres>, cards: &[&CardRec
 
 async fn insert_cvcs(tx: &mut Transaction<'static, Postgres>, cvcs: &[&CvcRecord]) -> Result<(), StoreError> {
     sqlx::query(&format!(
-        "INSERT INTO cvcs ({CVC_COLUMNS}) SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bytea[], $4::bigint[])"
+        "INSERT INTO cvcs ({CVC_COLUMNS}) SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bytea[], $4::bigint[]) \
+         ON CONFLICT (token) DO UPDATE SET dek_version = EXCLUDED.dek_version, \
+         ciphertext = EXCLUDED.ciphertext, expires_at = EXCLUDED.expires_at"
     ))
     .bind(cvcs.iter().map(|c| c.token.as_str()).collect::<Vec<_>>())
     .bind(cvcs.iter().map(|c| c.dek_version).collect::<Vec<_>>())
@@ -248,6 +250,10 @@ impl Store for PostgresStore {
             .fetch_all(&self.pool)
             .await?;
         Ok(rows.iter().map(audit_from_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn audit_head(&self) -> Result<(i64, Vec<u8>), StoreError> {
+        Ok(sqlx::query_as("SELECT seq, mac FROM audit_head WHERE id = 1").fetch_one(&self.pool).await?)
     }
 
     async fn counts(&self) -> Result<Counts, StoreError> {

@@ -147,6 +147,11 @@ async fn insert_cvcs(tx: &mut Transaction<'static, Sqlite>, cvcs: &[&CvcRecord])
             .push_bind(c.ciphertext.as_slice())
             .push_bind(c.expires_at);
     });
+    // A newer CVC for the same token (tokenize again with `reuse: true`) replaces the old one.
+    query.push(
+        " ON CONFLICT (token) DO UPDATE SET dek_version = excluded.dek_version, \
+         ciphertext = excluded.ciphertext, expires_at = excluded.expires_at",
+    );
     query.build().execute(&mut **tx).await.map_err(write_error)?;
     Ok(())
 }
@@ -282,6 +287,10 @@ impl Store for SqliteStore {
             .fetch_all(&self.reader)
             .await?;
         Ok(rows.iter().map(audit_from_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn audit_head(&self) -> Result<(i64, Vec<u8>), StoreError> {
+        Ok(sqlx::query_as("SELECT seq, mac FROM audit_head WHERE id = 1").fetch_one(&self.reader).await?)
     }
 
     async fn counts(&self) -> Result<Counts, StoreError> {

@@ -1,0 +1,75 @@
+//! `GET /v1/audit/verify` and `GET /v1/audit/records` (policy operation `audit.read`).
+
+use super::{RequestContext, RequestId, Vault};
+use crate::audit::{record_json, verify_chain, ChainReport};
+use crate::error::ApiError;
+use crate::tls::Principal;
+use axum::extract::{Query, State};
+use axum::{Extension, Json};
+use paysys_policies::Operation;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// Most records one export page returns.
+const MAX_EXPORT_PAGE: i64 = 5_000;
+
+pub async fn verify(
+    State(vault): State<Arc<Vault>>,
+    Extension(principal): Extension<Principal>,
+    Extension(request_id): Extension<RequestId>,
+) -> Result<Json<ChainReport>, ApiError> {
+    let ctx = RequestContext { principal, request_id, operation: Operation::AuditRead };
+    let keyring = vault.keyring()?;
+    if !vault.may_attempt(&ctx) {
+        return Err(vault.refuse(&ctx, ApiError::Forbidden, None, None).await);
+    }
+    let report = verify_chain(vault.store.as_ref(), keyring.audit_key()).await?;
+    let outcome = if report.ok { "ok" } else { "chain_broken" };
+    vault.commit(Vec::new(), ctx.event("allow", outcome, None, None, None)).await?;
+    Ok(Json(report))
+}
+
+/// `GET /v1/audit/records` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordsQuery {
+    /// Only records after this sequence number (for paging).
+    #[serde(default)]
+    after_seq: i64,
+    /// Only records at or after this time (RFC 3339).
+    #[serde(default)]
+    since: Option<String>,
+    #[serde(default = "default_limit")]
+    limit: i64,
+}
+
+fn default_limit() -> i64 {
+    1_000
+}
+
+pub async fn records(
+    State(vault): State<Arc<Vault>>,
+    Extension(principal): Extension<Principal>,
+    Extension(request_id): Extension<RequestId>,
+    query: Result<Query<RecordsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = RequestContext { principal, request_id, operation: Operation::AuditRead };
+    vault.keyring()?;
+    if !vault.may_attempt(&ctx) {
+        return Err(vault.refuse(&ctx, ApiError::Forbidden, None, None).await);
+    }
+    let Query(q) = query.map_err(|e| ApiError::InvalidRequest(crate::card::redact_digit_runs(&e.body_text())))?;
+    let since_ms = match &q.since {
+        None => i64::MIN,
+        Some(text) => time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+            .map(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX))
+            .map_err(|_| ApiError::InvalidRequest("since must be an RFC 3339 time".into()))?,
+    };
+    let limit = q.limit.clamp(1, MAX_EXPORT_PAGE);
+    let page = vault.store.audit_records(q.after_seq.max(0), limit).await?;
+    let next_after_seq = page.last().map(|r| r.seq);
+    let records: Vec<Value> = page.iter().filter(|r| r.event.at >= since_ms).map(record_json).collect();
+    vault.commit(Vec::new(), ctx.event("allow", "ok", None, None, None)).await?;
+    Ok(Json(json!({ "records": records, "next_after_seq": next_after_seq })))
+}

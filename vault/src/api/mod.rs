@@ -1,0 +1,231 @@
+//! The vault's internal HTTP API (served over mTLS only, see `server.rs`).
+//!
+//! * `tokens.rs` — tokenize, read metadata, delete (crypto-shred).
+//! * `sys.rs` — health, status, seal and unseal.
+//!
+//! Each handler decides by policy, does its work, and appends its audit record in the
+//! same commit as its writes; reads append a record too.
+
+mod audit;
+mod sys;
+mod tokens;
+
+use crate::card::redact_digit_runs;
+use crate::committer::{CommitError, Committer};
+use crate::error::ApiError;
+use crate::keyring::{KeyState, Keyring};
+use crate::store::{AuditEvent, CardWrite, Store, WriteUnit};
+use crate::tls::Principal;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::HeaderValue;
+use axum::routing::{get, post};
+use axum::Router;
+use paysys_policies::{Decision, DenyReason, Operation, Policy};
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+
+/// Everything a handler needs. Nothing here matters across requests except the
+/// unsealed keys, so replicas over one PostgreSQL behave as one vault.
+pub struct Vault {
+    pub store: Arc<dyn Store>,
+    pub keys: Arc<KeyState>,
+    pub committer: Committer,
+    pub policy: Arc<Policy>,
+    pub cvc_ttl_ms: i64,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vault").field("sealed", &self.keys.is_sealed()).finish_non_exhaustive()
+    }
+}
+
+/// The API router. `max_body_bytes` bounds every request body.
+pub fn router(vault: Arc<Vault>, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/v1/tokens", post(tokens::create_token))
+        .route("/v1/tokens/{token}", get(tokens::get_token).delete(tokens::delete_token))
+        .route("/v1/sys/health", get(sys::health))
+        .route("/v1/sys/status", get(sys::status))
+        .route("/v1/sys/unseal", post(sys::unseal))
+        .route("/v1/sys/seal", post(sys::seal))
+        .route("/v1/audit/verify", get(audit::verify))
+        .route("/v1/audit/records", get(audit::records))
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn(attach_request_id))
+        .with_state(vault)
+}
+
+/// A request id: the caller's `x-request-id` if it is short and plain, else a fresh one.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+async fn attach_request_id(mut req: Request, next: axum::middleware::Next) -> axum::response::Response {
+    let given = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            (1..=64).contains(&v.len())
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && !v.bytes().all(|b| b.is_ascii_digit())
+        })
+        .map(str::to_owned);
+    let id = given.unwrap_or_else(new_request_id);
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let mut response = next.run(req).await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+fn new_request_id() -> String {
+    use rand::Rng;
+    let n: u128 = rand::rngs::OsRng.gen();
+    format!("req_{n:032x}")
+}
+
+/// JSON body extractor that maps every failure to a stable code and never echoes
+/// card-number-like digit runs from the parser's message.
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::BodyTooLarge
+            } else {
+                ApiError::InvalidRequest("the request body could not be read".into())
+            }
+        })?;
+        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
+            let message = redact_digit_runs(&e.to_string());
+            match e.classify() {
+                serde_json::error::Category::Data => ApiError::InvalidRequest(message),
+                _ => ApiError::InvalidJson(message),
+            }
+        })
+    }
+}
+
+/// Current time in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    let now = time::OffsetDateTime::now_utc();
+    i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+/// RFC 3339 text for a Unix-millisecond time.
+pub fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+/// One request's context for policy and audit.
+#[derive(Debug)]
+pub struct RequestContext {
+    pub principal: Principal,
+    pub request_id: RequestId,
+    pub operation: Operation,
+}
+
+impl RequestContext {
+    /// The audit event for this request.
+    pub fn event(
+        &self,
+        decision: &str,
+        outcome: &str,
+        merchant_id: Option<&str>,
+        token: Option<&str>,
+        key_version: Option<i64>,
+    ) -> AuditEvent {
+        AuditEvent {
+            at: now_ms(),
+            request_id: self.request_id.0.clone(),
+            principal: self.principal.0.clone(),
+            operation: self.operation.as_str().to_owned(),
+            merchant_id: merchant_id.map(str::to_owned),
+            token: token.map(str::to_owned),
+            decision: decision.to_owned(),
+            outcome: outcome.to_owned(),
+            key_version,
+        }
+    }
+}
+
+impl Vault {
+    /// The unsealed keys, or `vault_sealed`.
+    pub fn keyring(&self) -> Result<Arc<Keyring>, ApiError> {
+        self.keys.get().ok_or(ApiError::Sealed)
+    }
+
+    /// Does the policy give this principal this operation at all (for some merchant)?
+    /// Checked before anything else so a principal without the operation always gets
+    /// `forbidden`, whatever it asks about.
+    pub fn may_attempt(&self, ctx: &RequestContext) -> bool {
+        self.policy.allows_operation(ctx.principal.as_str(), ctx.operation)
+    }
+
+    /// The policy decision for a concrete merchant.
+    pub fn decide(&self, ctx: &RequestContext, merchant_id: Option<&str>) -> Decision {
+        self.policy.decide(ctx.principal.as_str(), ctx.operation, merchant_id)
+    }
+
+    /// Commit writes with their audit record; maps commit failures to API errors.
+    pub async fn commit(&self, writes: Vec<CardWrite>, audit: AuditEvent) -> Result<(), CommitError> {
+        self.committer.commit(WriteUnit { writes, audit }).await
+    }
+
+    /// Record a refused request (no writes) and return its error. If even the audit
+    /// write fails the caller still gets the original refusal.
+    pub async fn refuse(
+        &self,
+        ctx: &RequestContext,
+        error: ApiError,
+        merchant_id: Option<&str>,
+        token: Option<&str>,
+    ) -> ApiError {
+        let decision = match error {
+            ApiError::Forbidden => "deny",
+            _ => "allow",
+        };
+        let event = ctx.event(decision, error.code(), merchant_id, token, None);
+        if let Err(e) = self.commit(Vec::new(), event).await {
+            tracing::warn!(error = %e, code = error.code(), "could not audit a refused request");
+        }
+        error
+    }
+}
+
+/// A denial as an API error: a merchant-scope denial looks exactly like a missing token.
+pub fn denial_error(reason: &DenyReason) -> ApiError {
+    match reason {
+        DenyReason::MerchantScope => ApiError::TokenNotFound,
+        _ => ApiError::Forbidden,
+    }
+}
+
+impl From<CommitError> for ApiError {
+    fn from(e: CommitError) -> Self {
+        match e {
+            CommitError::Sealed => ApiError::Sealed,
+            CommitError::Store(store) => {
+                tracing::error!(error = %store, "commit failed");
+                ApiError::AuditUnavailable
+            }
+            CommitError::Stopped => ApiError::AuditUnavailable,
+        }
+    }
+}

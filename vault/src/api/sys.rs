@@ -1,0 +1,131 @@
+//! `GET /v1/sys/health`, `GET /v1/sys/status`, `POST /v1/sys/unseal`, `POST /v1/sys/seal`.
+
+use super::{rfc3339, JsonBody, RequestContext, RequestId, Vault};
+use crate::error::ApiError;
+use crate::keyring::{Keyring, UnsealError};
+use crate::tls::Principal;
+use axum::extract::State;
+use axum::{Extension, Json};
+use paysys_keys::RootKey;
+use paysys_policies::Operation;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// Liveness and seal state, for any authenticated client (load balancers included).
+pub async fn health(State(vault): State<Arc<Vault>>) -> Json<Value> {
+    Json(json!({ "status": "ok", "sealed": vault.keys.is_sealed() }))
+}
+
+/// Seal state, key versions with KCVs, and record counts (`keys.status`).
+pub async fn status(
+    State(vault): State<Arc<Vault>>,
+    Extension(principal): Extension<Principal>,
+    Extension(request_id): Extension<RequestId>,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = RequestContext { principal, request_id, operation: Operation::KeysStatus };
+    if !vault.may_attempt(&ctx) {
+        if vault.keys.is_sealed() {
+            return Err(ApiError::Forbidden);
+        }
+        return Err(vault.refuse(&ctx, ApiError::Forbidden, None, None).await);
+    }
+    let keys = vault.store.load_keys().await?;
+    let counts = vault.store.counts().await?;
+    let keyring = vault.keys.get();
+    let encryptions = keyring.as_ref().map(|k| k.dek_encryptions()).unwrap_or_default();
+    let key_rows: Vec<Value> = keys
+        .iter()
+        .map(|k| {
+            let records = match k.kind {
+                crate::store::KeyKind::Dek => {
+                    counts.cards_by_dek.iter().find(|(v, _)| *v == k.version).map(|(_, n)| *n).unwrap_or(0)
+                }
+                crate::store::KeyKind::Kek => 0,
+            };
+            let seals = encryptions
+                .iter()
+                .find(|(v, _)| k.kind == crate::store::KeyKind::Dek && i64::from(*v) == k.version)
+                .map(|(_, n)| *n);
+            json!({
+                "kind": k.kind.as_str(),
+                "version": k.version,
+                "kcv": k.kcv,
+                "state": k.state,
+                "created_at": rfc3339(k.created_at),
+                "wrapped_by": k.wrapped_by,
+                "records": records,
+                "encryptions_this_process": seals,
+            })
+        })
+        .collect();
+    if keyring.is_some() {
+        let event = ctx.event("allow", "ok", None, None, None);
+        vault.commit(Vec::new(), event).await?;
+    }
+    Ok(Json(json!({
+        "sealed": keyring.is_none(),
+        "root_kcv": keyring.as_ref().map(|k| k.root_kcv()),
+        "keys": key_rows,
+        "counts": { "cards": counts.cards, "cvcs": counts.cvcs, "audit_records": counts.audit_records },
+    })))
+}
+
+/// `POST /v1/sys/unseal` body: the root key in hex (dev / single-custodian form).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnsealRequest {
+    key: SecretString,
+}
+
+pub async fn unseal(
+    State(vault): State<Arc<Vault>>,
+    Extension(principal): Extension<Principal>,
+    Extension(request_id): Extension<RequestId>,
+    body: Result<JsonBody<UnsealRequest>, ApiError>,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = RequestContext { principal, request_id, operation: Operation::SysSeal };
+    if !vault.may_attempt(&ctx) {
+        return Err(ApiError::Forbidden);
+    }
+    if !vault.keys.is_sealed() {
+        return Err(ApiError::AlreadyUnsealed);
+    }
+    let JsonBody(req) = body?;
+    let root = RootKey::from_dev_key_hex(req.key.expose_secret()).map_err(|_| ApiError::UnsealKeyInvalid)?;
+    let stored = vault.store.load_keys().await?;
+    let keyring = match Keyring::unseal(root, &stored) {
+        Ok(k) => k,
+        Err(UnsealError::WrongRootKey) => {
+            tracing::warn!(principal = %ctx.principal.0, "unseal attempt with a wrong key");
+            return Err(ApiError::UnsealKeyInvalid);
+        }
+        Err(e) => return Err(ApiError::Internal(e.to_string())),
+    };
+    if !vault.keys.install(keyring) {
+        return Err(ApiError::AlreadyUnsealed);
+    }
+    tracing::info!(principal = %ctx.principal.0, "vault unsealed");
+    let mut event = ctx.event("allow", "ok", None, None, None);
+    event.operation = "sys.unseal".into();
+    vault.commit(Vec::new(), event).await?;
+    Ok(Json(json!({ "sealed": false })))
+}
+
+pub async fn seal(
+    State(vault): State<Arc<Vault>>,
+    Extension(principal): Extension<Principal>,
+    Extension(request_id): Extension<RequestId>,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = RequestContext { principal, request_id, operation: Operation::SysSeal };
+    vault.keyring()?;
+    if !vault.may_attempt(&ctx) {
+        return Err(vault.refuse(&ctx, ApiError::Forbidden, None, None).await);
+    }
+    let event = ctx.event("allow", "ok", None, None, None);
+    vault.commit(Vec::new(), event).await?;
+    vault.keys.seal();
+    tracing::warn!(principal = %ctx.principal.0, "vault sealed: keys dropped from memory");
+    Ok(Json(json!({ "sealed": true })))
+}

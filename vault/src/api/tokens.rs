@@ -1,0 +1,248 @@
+//! `POST /v1/tokens`, `GET /v1/tokens/{token}`, `DELETE /v1/tokens/{token}`.
+
+use super::{denial_error, now_ms, rfc3339, JsonBody, RequestContext, RequestId, Vault};
+use crate::card::{check_cvc, check_expiry, check_holder_name, merchant_id_valid, Pan};
+use crate::committer::CommitError;
+use crate::error::ApiError;
+use crate::store::{CardRecord, CardWrite, CvcRecord, StoreError};
+use crate::tls::Principal;
+use crate::token::{generate_token, looks_like_token, TokenFormat};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use paysys_policies::{Decision, Operation};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use zeroize::Zeroizing;
+
+/// How many times a colliding random token is drawn again before giving up.
+const TOKEN_ATTEMPTS: usize = 5;
+
+/// `POST /v1/tokens` body. Unknown fields are refused so a typo never silently drops data.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTokenRequest {
+    merchant_id: String,
+    pan: SecretString,
+    exp_month: i64,
+    exp_year: i64,
+    #[serde(default)]
+    cardholder_name: Option<SecretString>,
+    #[serde(default)]
+    cvc: Option<SecretString>,
+    #[serde(default = "default_format")]
+    format: TokenFormat,
+    #[serde(default)]
+    reuse: bool,
+}
+
+fn default_format() -> TokenFormat {
+    TokenFormat::Opaque
+}
+
+/// Token metadata: everything an allowed caller may see. Never the PAN or CVC.
+#[derive(Debug, Serialize)]
+pub struct TokenMetadata {
+    token: String,
+    merchant_id: String,
+    brand: String,
+    bin: String,
+    last4: String,
+    exp_month: i32,
+    exp_year: i32,
+    fingerprint: String,
+    created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reused: Option<bool>,
+}
+
+impl TokenMetadata {
+    fn from_record(card: &CardRecord, reused: Option<bool>) -> TokenMetadata {
+        TokenMetadata {
+            token: card.token.clone(),
+            merchant_id: card.merchant_id.clone(),
+            brand: card.brand.clone(),
+            bin: card.bin.clone(),
+            last4: card.last4.clone(),
+            exp_month: card.exp_month,
+            exp_year: card.exp_year,
+            fingerprint: card.fingerprint.clone(),
+            created_at: rfc3339(card.created_at),
+            reused,
+        }
+    }
+}
+
+/// The sealed card payload: PAN and optional holder name, length-prefixed.
+fn card_payload(pan: &Pan, holder: Option<&SecretString>) -> Zeroizing<Vec<u8>> {
+    let holder = holder.map(|h| h.expose_secret().as_bytes()).unwrap_or_default();
+    let mut out = Zeroizing::new(Vec::with_capacity(2 + pan.len() + holder.len()));
+    out.push(pan.len() as u8);
+    out.extend_from_slice(pan.expose_digits().as_bytes());
+    out.extend_from_slice(holder);
+    out
+}
+
+/// Today's (year, month) in UTC, for expiry checks.
+fn this_month() -> (i32, u8) {
+    let now = time::OffsetDateTime::now_utc();
+    (now.year(), u8::from(now.month()))
+}
+
+pub async fn create_token(
+    State(vault): State<Arc<Vault>>,
+    Extension(principal): Extension<Principal>,
+    Extension(request_id): Extension<RequestId>,
+    body: Result<JsonBody<CreateTokenRequest>, ApiError>,
+) -> Result<(StatusCode, Json<TokenMetadata>), ApiError> {
+    let ctx = RequestContext { principal, request_id, operation: Operation::TokensCreate };
+    let keyring = vault.keyring()?;
+    if !vault.may_attempt(&ctx) {
+        return Err(vault.refuse(&ctx, ApiError::Forbidden, None, None).await);
+    }
+    let JsonBody(req) = match body {
+        Ok(b) => b,
+        Err(e) => return Err(vault.refuse(&ctx, e, None, None).await),
+    };
+    let merchant = req.merchant_id.as_str();
+    if !merchant_id_valid(merchant) {
+        return Err(vault.refuse(&ctx, ApiError::MerchantIdInvalid, None, None).await);
+    }
+    if let Decision::Deny(reason) = vault.decide(&ctx, Some(merchant)) {
+        // A merchant tokenizing for another merchant is simply forbidden.
+        let _ = reason;
+        return Err(vault.refuse(&ctx, ApiError::Forbidden, Some(merchant), None).await);
+    }
+    let validated = validate_card(&req);
+    let (pan, exp_month, exp_year) = match validated {
+        Ok(v) => v,
+        Err(e) => return Err(vault.refuse(&ctx, e, Some(merchant), None).await),
+    };
+
+    let fingerprint = keyring.fingerprint_key().fingerprint(merchant.as_bytes(), pan.expose_digits().as_bytes());
+    let dek = keyring.active_dek().ok_or_else(|| ApiError::Internal("no active DEK".into()))?;
+    let dek_version = i64::from(dek.version());
+
+    if req.reuse {
+        if let Some(existing) = vault.store.find_card_by_fingerprint(merchant, &fingerprint).await? {
+            let mut writes = Vec::new();
+            if let Some(cvc) = &req.cvc {
+                writes.push(CardWrite::InsertCvc(seal_cvc(&vault, dek, &existing.token, merchant, cvc)?));
+            }
+            let event = ctx.event("allow", "ok", Some(merchant), Some(&existing.token), Some(dek_version));
+            vault.commit(writes, event).await?;
+            return Ok((StatusCode::OK, Json(TokenMetadata::from_record(&existing, Some(true)))));
+        }
+    }
+
+    let payload = card_payload(&pan, req.cardholder_name.as_ref());
+    for _ in 0..TOKEN_ATTEMPTS {
+        let token = generate_token(req.format, &pan);
+        let ciphertext = dek
+            .seal(&payload, &[token.as_bytes(), merchant.as_bytes()])
+            .map_err(|_| ApiError::Internal("sealing card data failed".into()))?;
+        let card = CardRecord {
+            token: token.clone(),
+            merchant_id: merchant.to_owned(),
+            fingerprint: fingerprint.clone(),
+            brand: pan.brand().as_str().to_owned(),
+            bin: pan.bin().to_owned(),
+            last4: pan.last4().to_owned(),
+            exp_month: i32::from(exp_month),
+            exp_year,
+            dek_version,
+            ciphertext,
+            created_at: now_ms(),
+        };
+        let mut writes = vec![CardWrite::InsertCard(card.clone())];
+        if let Some(cvc) = &req.cvc {
+            writes.push(CardWrite::InsertCvc(seal_cvc(&vault, dek, &token, merchant, cvc)?));
+        }
+        let event = ctx.event("allow", "ok", Some(merchant), Some(&token), Some(dek_version));
+        match vault.commit(writes, event).await {
+            Ok(()) => return Ok((StatusCode::CREATED, Json(TokenMetadata::from_record(&card, Some(false))))),
+            // A random token collided with an existing one: draw again.
+            Err(CommitError::Store(StoreError::Conflict(_))) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::Internal("could not draw a unique token".into()))
+}
+
+fn validate_card(req: &CreateTokenRequest) -> Result<(Pan, u8, i32), ApiError> {
+    let pan = Pan::parse(&req.pan)?;
+    let (month, year) = check_expiry(req.exp_month, req.exp_year, this_month())?;
+    if let Some(cvc) = &req.cvc {
+        check_cvc(cvc, pan.brand())?;
+    }
+    if let Some(name) = &req.cardholder_name {
+        check_holder_name(name)?;
+    }
+    Ok((pan, month, year))
+}
+
+fn seal_cvc(
+    vault: &Vault,
+    dek: &paysys_keys::Dek,
+    token: &str,
+    merchant: &str,
+    cvc: &SecretString,
+) -> Result<CvcRecord, ApiError> {
+    let ciphertext = dek
+        .seal(cvc.expose_secret().as_bytes(), &[token.as_bytes(), merchant.as_bytes(), b"cvc"])
+        .map_err(|_| ApiError::Internal("sealing the CVC failed".into()))?;
+    Ok(CvcRecord {
+        token: token.to_owned(),
+        dek_version: i64::from(dek.version()),
+        ciphertext,
+        expires_at: now_ms() + vault.cvc_ttl_ms,
+    })
+}
+
+/// Look a token up for `ctx`, applying the policy. A token of another merchant is
+/// reported exactly like a missing one.
+async fn find_visible_card(vault: &Vault, ctx: &RequestContext, token: &str) -> Result<CardRecord, ApiError> {
+    vault.keyring()?;
+    if !vault.may_attempt(ctx) {
+        return Err(vault.refuse(ctx, ApiError::Forbidden, None, None).await);
+    }
+    if !looks_like_token(token) {
+        return Err(vault.refuse(ctx, ApiError::TokenNotFound, None, None).await);
+    }
+    let card = match vault.store.find_card(token).await? {
+        Some(card) => card,
+        None => return Err(vault.refuse(ctx, ApiError::TokenNotFound, None, Some(token)).await),
+    };
+    if let Decision::Deny(reason) = vault.decide(ctx, Some(&card.merchant_id)) {
+        let error = denial_error(&reason);
+        return Err(vault.refuse(ctx, error, Some(&card.merchant_id), Some(token)).await);
+    }
+    Ok(card)
+}
+
+pub async fn get_token(
+    State(vault): State<Arc<Vault>>,
+    Extension(principal): Extension<Principal>,
+    Extension(request_id): Extension<RequestId>,
+    Path(token): Path<String>,
+) -> Result<Json<TokenMetadata>, ApiError> {
+    let ctx = RequestContext { principal, request_id, operation: Operation::TokensRead };
+    let card = find_visible_card(&vault, &ctx, &token).await?;
+    let event = ctx.event("allow", "ok", Some(&card.merchant_id), Some(&card.token), Some(card.dek_version));
+    vault.commit(Vec::new(), event).await?;
+    Ok(Json(TokenMetadata::from_record(&card, None)))
+}
+
+pub async fn delete_token(
+    State(vault): State<Arc<Vault>>,
+    Extension(principal): Extension<Principal>,
+    Extension(request_id): Extension<RequestId>,
+    Path(token): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let ctx = RequestContext { principal, request_id, operation: Operation::TokensDelete };
+    let card = find_visible_card(&vault, &ctx, &token).await?;
+    let event = ctx.event("allow", "ok", Some(&card.merchant_id), Some(&card.token), Some(card.dek_version));
+    vault.commit(vec![CardWrite::DeleteCard { token: card.token.clone() }], event).await?;
+    Ok(Json(serde_json::json!({ "token": card.token, "deleted": true })))
+}

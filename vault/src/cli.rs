@@ -1,0 +1,434 @@
+//! The `paysys-vault` commands and their configuration (flags or environment).
+
+use crate::api::{self, now_ms, Vault};
+use crate::committer::Committer;
+use crate::keyring::{KeyState, Keyring};
+use crate::store::{self, AuditEvent, StoreError};
+use crate::{audit::ChainSigner, server, tls};
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use paysys_keys::RootKey;
+use paysys_policies::Policy;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Exit code of `init` when the key store already exists (scripts treat it as "fine").
+pub const EXIT_ALREADY_INITIALIZED: u8 = 3;
+
+/// Longest a CVC may wait for its single use (PCI DSS 3.3.1: not after authorization).
+const MAX_CVC_TTL_SECS: u64 = 600;
+
+#[derive(Debug, Parser)]
+#[command(name = "paysys-vault", version, about = "The PaySys card vault (PCI scope)")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create the key store: root key, first KEK and DEK (only wrapped keys are stored).
+    Init(InitArgs),
+    /// Serve the internal API over mTLS.
+    Serve(ServeArgs),
+    /// Policy files.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Validate a policy file and print the effective permission matrix.
+    Check {
+        /// The policy file (TOML).
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Verify the HMAC chain: OK, or the first broken link.
+    Verify(AuditSource),
+    /// Write audit records as JSON lines (for a SIEM).
+    Export {
+        #[command(flatten)]
+        source: AuditSource,
+        /// Only records at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+    },
+}
+
+/// Where the audit log is read from: the officer API over mTLS (production), or the
+/// database directly with the dev root key file (development only).
+#[derive(Debug, Args)]
+struct AuditSource {
+    /// The vault's URL, e.g. `https://127.0.0.1:8443` (officer API).
+    #[arg(long, env = "PAYSYS_VAULT_URL", conflicts_with = "database_url")]
+    vault_url: Option<String>,
+    /// PaySys CA certificate (to verify the vault).
+    #[arg(long, env = "PAYSYS_CA_CERT", requires = "vault_url")]
+    ca: Option<PathBuf>,
+    /// Officer client certificate.
+    #[arg(long, env = "PAYSYS_CLIENT_CERT", requires = "vault_url")]
+    cert: Option<PathBuf>,
+    /// Officer client key.
+    #[arg(long, env = "PAYSYS_CLIENT_KEY", requires = "vault_url")]
+    key: Option<PathBuf>,
+    /// DEVELOPMENT ONLY: read the database directly…
+    #[arg(long, requires = "dev_root_key_file")]
+    database_url: Option<String>,
+    /// …deriving the audit key from the dev root key file.
+    #[arg(long)]
+    dev_root_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct InitArgs {
+    /// `sqlite:PATH` (default backend) or `postgres://…`.
+    #[arg(long, env = "PAYSYS_VAULT_DATABASE_URL")]
+    database_url: String,
+    /// DEVELOPMENT ONLY: write the root key to this file (mode 0600).
+    #[arg(long, env = "PAYSYS_VAULT_DEV_ROOT_KEY_FILE")]
+    dev_root_key_file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    #[arg(long, env = "PAYSYS_VAULT_DATABASE_URL")]
+    database_url: String,
+    /// Address to listen on; port 0 picks a free port (printed on stdout).
+    #[arg(long, env = "PAYSYS_VAULT_LISTEN", default_value = "127.0.0.1:8443")]
+    listen: SocketAddr,
+    #[arg(long, env = "PAYSYS_VAULT_TLS_CERT")]
+    tls_cert: PathBuf,
+    #[arg(long, env = "PAYSYS_VAULT_TLS_KEY")]
+    tls_key: PathBuf,
+    /// CA whose client certificates are accepted (the PaySys CA).
+    #[arg(long, env = "PAYSYS_VAULT_CLIENT_CA")]
+    client_ca: PathBuf,
+    /// Policy file (TOML). Required unless `--dev`, which uses the built-in dev policy.
+    #[arg(long, env = "PAYSYS_VAULT_POLICY")]
+    policy: Option<PathBuf>,
+    /// Development mode: allows the dev root key file. Never in production.
+    #[arg(long)]
+    dev: bool,
+    /// DEVELOPMENT ONLY (needs `--dev`): unseal at start from this root key file.
+    #[arg(long, env = "PAYSYS_VAULT_DEV_ROOT_KEY_FILE")]
+    dev_root_key_file: Option<PathBuf>,
+    /// How long a CVC is kept for its single use, at most 600 seconds.
+    #[arg(long, default_value_t = MAX_CVC_TTL_SECS)]
+    cvc_ttl_secs: u64,
+    /// How often expired CVCs are swept.
+    #[arg(long, default_value_t = 30)]
+    cvc_sweep_secs: u64,
+    /// Largest request body accepted.
+    #[arg(long, default_value_t = 16 * 1024)]
+    max_body_bytes: usize,
+}
+
+/// Run a parsed command line; the process exit code.
+pub fn main(cli: Cli) -> ExitCode {
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("paysys-vault: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Init(args) => init(args).await,
+            Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Policy(PolicyCommand::Check { file }) => policy_check(&file),
+            Command::Audit(AuditCommand::Verify(source)) => audit_verify(source).await,
+            Command::Audit(AuditCommand::Export { source, since }) => audit_export(source, since).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("paysys-vault: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PAYSYS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
+}
+
+const DEV_BANNER: &str = "\
+*****************************************************************
+*  DEVELOPMENT MODE: the vault's root key is in a file on disk.  *
+*  Anyone who can read that file can decrypt every card.         *
+*  Never use --dev or a dev root key file in production.         *
+*****************************************************************";
+
+async fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
+    let store = store::open(&args.database_url).await.context("opening the database")?;
+    store.migrate().await.context("migrating the database")?;
+    if !store.load_keys().await?.is_empty() {
+        eprintln!("paysys-vault: already initialized");
+        return Ok(ExitCode::from(EXIT_ALREADY_INITIALIZED));
+    }
+    let (root, stored) = Keyring::generate(now_ms()).context("generating keys")?;
+    write_dev_key_file(&args.dev_root_key_file, &root)?;
+    let audit_key = root.derive_audit_key().context("deriving the audit key")?;
+    let event = AuditEvent {
+        at: now_ms(),
+        request_id: "init".into(),
+        principal: "local:paysys-vault-init".into(),
+        operation: "sys.init".into(),
+        merchant_id: None,
+        token: None,
+        decision: "allow".into(),
+        outcome: "ok".into(),
+        key_version: Some(1),
+    };
+    match store.insert_initial_keys(&stored, &event, &ChainSigner(&audit_key)).await {
+        Ok(()) => {}
+        Err(StoreError::AlreadyInitialized) => {
+            // Another init won the race; our key file opens nothing.
+            let _ = std::fs::remove_file(&args.dev_root_key_file);
+            eprintln!("paysys-vault: already initialized");
+            return Ok(ExitCode::from(EXIT_ALREADY_INITIALIZED));
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&args.dev_root_key_file);
+            return Err(e).context("storing the wrapped keys");
+        }
+    }
+    eprintln!("{DEV_BANNER}");
+    println!(
+        "initialized: root key KCV {}, KEK v1 KCV {}, DEK v1 KCV {}; dev root key written to {}",
+        root.kcv(),
+        stored[0].kcv,
+        stored[1].kcv,
+        args.dev_root_key_file.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_dev_key_file(path: &Path, root: &RootKey) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating the dev root key file {} (it must not exist yet)", path.display()))?;
+    let hex = root.to_dev_key_hex();
+    file.write_all(hex.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()?;
+    Ok(())
+}
+
+fn load_policy(args: &ServeArgs) -> anyhow::Result<Policy> {
+    match &args.policy {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading policy {}", path.display()))?;
+            Policy::from_toml(&text).map_err(|e| anyhow::anyhow!("policy {}: {e}", path.display()))
+        }
+        None if args.dev => {
+            Policy::from_toml(paysys_policies::DEV_POLICY).map_err(|e| anyhow::anyhow!("built-in dev policy: {e}"))
+        }
+        None => anyhow::bail!("a policy file is required (--policy); only --dev has a built-in policy"),
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.dev_root_key_file.is_none() || args.dev,
+        "--dev-root-key-file is refused without --dev: production vaults are unsealed by custodians"
+    );
+    anyhow::ensure!(args.cvc_ttl_secs <= MAX_CVC_TTL_SECS, "--cvc-ttl-secs may be at most {MAX_CVC_TTL_SECS}");
+    let policy = load_policy(&args)?;
+    let tls_config = tls::server_config(&args.tls_cert, &args.tls_key, &args.client_ca)?;
+    let store = store::open(&args.database_url).await.context("opening the database")?;
+    store.migrate().await.context("migrating the database")?;
+
+    let keys = Arc::new(KeyState::default());
+    if let Some(path) = &args.dev_root_key_file {
+        eprintln!("{DEV_BANNER}");
+        let hex = zeroize::Zeroizing::new(
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+        );
+        let root = RootKey::from_dev_key_hex(&hex).context("the dev root key file is malformed")?;
+        let keyring = Keyring::unseal(root, &store.load_keys().await?).context("unsealing with the dev root key")?;
+        keys.install(keyring);
+        tracing::warn!("vault unsealed from the dev root key file");
+    } else {
+        tracing::info!("vault started sealed");
+    }
+
+    let committer = Committer::start(store.clone(), keys.clone());
+    let vault = Arc::new(Vault {
+        store: store.clone(),
+        keys,
+        committer,
+        policy: Arc::new(policy),
+        cvc_ttl_ms: i64::try_from(args.cvc_ttl_secs * 1000).unwrap_or(600_000),
+    });
+    tokio::spawn(sweep_cvcs(store, Duration::from_secs(args.cvc_sweep_secs.max(1))));
+
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    // The one line on stdout: launchers and tests wait for it.
+    println!("paysys-vault listening on https://{addr}");
+    std::io::stdout().flush()?;
+    tracing::info!(%addr, "serving the vault API over mTLS");
+    server::serve_mtls(listener, tls_config, api::router(vault, args.max_body_bytes), shutdown_signal()).await?;
+    tracing::info!("shut down");
+    Ok(())
+}
+
+/// Delete CVCs past their TTL, forever.
+async fn sweep_cvcs(store: Arc<dyn store::Store>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        match store.sweep_expired_cvcs(now_ms()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "expired CVCs swept"),
+            Err(e) => tracing::warn!(error = %e, "CVC sweep failed"),
+        }
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+fn policy_check(file: &Path) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    match Policy::from_toml(&text) {
+        Ok(policy) => {
+            println!("{}: OK", file.display());
+            println!();
+            println!("{}", policy.permission_matrix());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", file.display());
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+/// An officer connection to the vault's API.
+async fn officer_connection(source: &AuditSource) -> anyhow::Result<paysys_vault_client::VaultConnection> {
+    let (Some(url), Some(ca), Some(cert), Some(key)) = (&source.vault_url, &source.ca, &source.cert, &source.key)
+    else {
+        anyhow::bail!("give --vault-url with --ca, --cert and --key (or, in development, --database-url with --dev-root-key-file)");
+    };
+    let tls = paysys_vault_client::ClientTls::new(ca, Some((cert, key)), paysys_vault_client::HttpVersion::Http1)?;
+    Ok(tls.connect(url).await?)
+}
+
+/// Open the database and derive the audit key from the dev root key file.
+async fn offline_audit(source: &AuditSource) -> anyhow::Result<Option<(Arc<dyn store::Store>, paysys_keys::AuditKey)>> {
+    let (Some(url), Some(key_file)) = (&source.database_url, &source.dev_root_key_file) else {
+        return Ok(None);
+    };
+    let hex = zeroize::Zeroizing::new(
+        std::fs::read_to_string(key_file).with_context(|| format!("reading {}", key_file.display()))?,
+    );
+    let root = RootKey::from_dev_key_hex(&hex).context("the dev root key file is malformed")?;
+    let store = store::open(url).await.context("opening the database")?;
+    Ok(Some((store, root.derive_audit_key()?)))
+}
+
+async fn audit_verify(source: AuditSource) -> anyhow::Result<ExitCode> {
+    let report = if let Some((store, key)) = offline_audit(&source).await? {
+        serde_json::to_value(crate::audit::verify_chain(store.as_ref(), &key).await?)?
+    } else {
+        let response = officer_connection(&source).await?.call("GET", "/v1/audit/verify", None).await?;
+        anyhow::ensure!(response.status == 200, "the vault answered {}: {}", response.status, response.body);
+        response.body
+    };
+    let ok = report.get("ok").and_then(serde_json::Value::as_bool).unwrap_or(false);
+    let records = report.get("records").cloned().unwrap_or_default();
+    if ok {
+        println!("audit chain OK: {records} records");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("audit chain BROKEN after verifying {records} records: first break {}", report["first_break"]);
+        Ok(ExitCode::from(1))
+    }
+}
+
+async fn audit_export(source: AuditSource, since: Option<String>) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    if let Some((store, _key)) = offline_audit(&source).await? {
+        let since_ms = match &since {
+            Some(t) => parse_rfc3339_ms(t)?,
+            None => i64::MIN,
+        };
+        let mut after = 0;
+        loop {
+            let page = store.audit_records(after, 5_000).await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            for r in page.iter().filter(|r| r.event.at >= since_ms) {
+                writeln!(out, "{}", crate::audit::record_json(r))?;
+            }
+        }
+    } else {
+        if let Some(t) = &since {
+            parse_rfc3339_ms(t)?;
+        }
+        let mut conn = officer_connection(&source).await?;
+        let mut after = 0i64;
+        loop {
+            let mut path = format!("/v1/audit/records?after_seq={after}&limit=5000");
+            if let Some(t) = &since {
+                path.push_str("&since=");
+                path.push_str(&t.replace('+', "%2B").replace(':', "%3A"));
+            }
+            let response = conn.call("GET", &path, None).await?;
+            anyhow::ensure!(response.status == 200, "the vault answered {}: {}", response.status, response.body);
+            for r in response.body["records"].as_array().into_iter().flatten() {
+                writeln!(out, "{r}")?;
+            }
+            match response.body["next_after_seq"].as_i64() {
+                Some(next) => after = next,
+                None => break,
+            }
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_rfc3339_ms(text: &str) -> anyhow::Result<i64> {
+    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .with_context(|| format!("--since {text}: expected an RFC 3339 time such as 2026-11-28T00:00:00Z"))?;
+    Ok(i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX))
+}
