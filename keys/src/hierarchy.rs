@@ -1,152 +1,323 @@
-//! The key hierarchy: root key → versioned KEKs → versioned DEKs.
+//! The key hierarchy: root key → versioned KEKs → versioned DEKs → card data.
 //!
-//! The root key exists only in the memory of an unsealed vault. It wraps KEKs; a KEK
-//! wraps DEKs; DEKs seal card data. Wrapping is AES-256-GCM with an AAD that binds the
-//! purpose and the versions involved, so a wrapped DEK cannot be passed off as another
-//! version or as a KEK.
+//! Each level only wraps the level below, and every wrap binds the wrapped key's version
+//! (and the wrapping key's version) in the AAD, so a stored wrapped key cannot be relabelled
+//! as another version or moved under another parent without failing to unwrap.
 
-use crate::aead::{self, build_aad};
-use crate::derived::{derive, AuditKey, FingerprintKey, GrantKey};
-use crate::error::KeyError;
-use crate::kcv::Kcv;
-use crate::material::{KeyMaterial, KEY_LEN};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
+
 use zeroize::Zeroizing;
 
-/// The root of the hierarchy.
-pub struct RootKey(KeyMaterial);
+use crate::aead::{self, PURPOSE_DATA, PURPOSE_DEK_WRAP, PURPOSE_KEK_WRAP};
+use crate::derived::{AuditKey, FingerprintKey, GrantKey};
+use crate::material::{KeyMaterial, KEY_LEN};
+use crate::{Kcv, KeyError};
 
-/// A key-encryption key: wraps DEKs.
-pub struct Kek {
-    version: u32,
-    material: KeyMaterial,
-}
-
-/// A data-encryption key: seals card data.
-pub struct Dek {
-    version: u32,
-    material: KeyMaterial,
-    encryptions: AtomicU64,
+/// The top of the hierarchy. Exists only in the memory of an unsealed vault; it wraps KEKs
+/// and is the input keying material for the derived purpose keys.
+///
+/// Not `Clone`; `Debug` shows only the KCV; wiped on drop.
+pub struct RootKey {
+    key: KeyMaterial,
+    kcv: Kcv,
 }
 
 impl RootKey {
+    /// A fresh random root key.
     pub fn generate() -> Result<RootKey, KeyError> {
-        Ok(RootKey(KeyMaterial::random()?))
+        Ok(RootKey::from_material(KeyMaterial::generate()?))
     }
 
-    /// DEV MODE ONLY: the root key as hex, for the 0600 dev key file. This is the one
-    /// place key bytes leave the crate; production vaults never call it.
+    fn from_material(key: KeyMaterial) -> RootKey {
+        let kcv = Kcv::of(&key);
+        RootKey { key, kcv }
+    }
+
+    /// DEV MODE ONLY: the root key as 64 lowercase hex characters, for the 0600 dev key file.
+    ///
+    /// This is the one place key bytes leave the crate. Production root keys are never
+    /// written anywhere; they are rebuilt from custodian shares. The returned string is
+    /// wiped when dropped.
     pub fn to_dev_key_hex(&self) -> Zeroizing<String> {
-        Zeroizing::new(hex::encode(self.0.bytes()))
+        // Encode into a zeroizing buffer, then copy into a string allocated at its final
+        // size, so no growing `String` leaves a stray copy of the hex behind.
+        let mut encoded = Zeroizing::new([0u8; 2 * KEY_LEN]);
+        let mut out = Zeroizing::new(String::with_capacity(2 * KEY_LEN));
+        if hex::encode_to_slice(self.key.expose_secret(), &mut encoded[..]).is_ok() {
+            for &c in encoded.iter() {
+                out.push(char::from(c));
+            }
+        }
+        out
     }
 
-    /// Read a dev root key file's content (64 hex characters, surrounding whitespace ignored).
-    pub fn from_dev_key_hex(text: &str) -> Result<RootKey, KeyError> {
-        let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
-        hex::decode_to_slice(text.trim(), bytes.as_mut()).map_err(|_| KeyError::InvalidKeyEncoding)?;
-        Ok(RootKey(KeyMaterial::from_bytes(bytes.as_ref())?))
+    /// Reads a dev key file's contents: 64 hex characters, surrounding whitespace ignored.
+    /// Anything else is [`KeyError::InvalidKeyEncoding`], without saying which character was bad.
+    pub fn from_dev_key_hex(hex: &str) -> Result<RootKey, KeyError> {
+        let trimmed = hex.trim();
+        if trimmed.len() != 2 * KEY_LEN {
+            return Err(KeyError::InvalidKeyEncoding);
+        }
+        let mut key = KeyMaterial::zeroed();
+        hex::decode_to_slice(trimmed, key.expose_secret_mut()).map_err(|_| KeyError::InvalidKeyEncoding)?;
+        Ok(RootKey::from_material(key))
     }
 
-    /// Rebuild a root key from raw bytes (e.g. recombined custodian shares).
-    pub fn from_bytes(bytes: &[u8]) -> Result<RootKey, KeyError> {
-        KeyMaterial::from_bytes(bytes).map(RootKey).map_err(|_| KeyError::InvalidKeyEncoding)
-    }
-
+    /// Identifies the root key in status output and confirms an unseal used the right key.
     pub fn kcv(&self) -> Kcv {
-        Kcv::of(&self.0)
+        self.kcv
     }
 
+    /// Wraps `kek` for storage. AAD binds purpose `paysys/v1/kek` and the KEK's version.
     pub fn wrap_kek(&self, kek: &Kek) -> Result<Vec<u8>, KeyError> {
-        aead::seal(&self.0, &build_aad("kek", &[kek.version], &[]), kek.material.bytes())
+        let aad = aead::associated_data(PURPOSE_KEK_WRAP, &[kek.version], &[]);
+        aead::seal(&self.key, &aad, kek.key.expose_secret())
     }
 
+    /// Unwraps a KEK stored as `version`. Fails with [`KeyError::Crypto`] under a different
+    /// root key, a different version number, or on any change to `wrapped`.
     pub fn unwrap_kek(&self, version: u32, wrapped: &[u8]) -> Result<Kek, KeyError> {
-        let bytes = aead::open(&self.0, &build_aad("kek", &[version], &[]), wrapped)?;
-        Ok(Kek { version, material: KeyMaterial::from_bytes(&bytes)? })
+        let aad = aead::associated_data(PURPOSE_KEK_WRAP, &[version], &[]);
+        let plaintext = aead::open(&self.key, &aad, wrapped)?;
+        Ok(Kek::from_material(version, KeyMaterial::from_unwrapped(&plaintext)?))
     }
 
+    /// The card fingerprint key (HKDF-SHA256, info `paysys/v1/fingerprint`).
     pub fn derive_fingerprint_key(&self) -> Result<FingerprintKey, KeyError> {
-        derive(&self.0, b"paysys/v1/fingerprint").map(FingerprintKey::new)
+        FingerprintKey::derive(&self.key)
     }
 
+    /// The audit chain key (HKDF-SHA256, info `paysys/v1/audit`).
     pub fn derive_audit_key(&self) -> Result<AuditKey, KeyError> {
-        derive(&self.0, b"paysys/v1/audit").map(AuditKey::new)
+        AuditKey::derive(&self.key)
     }
 
+    /// The grant signing key (HKDF-SHA256, info `paysys/v1/grant`).
     pub fn derive_grant_key(&self) -> Result<GrantKey, KeyError> {
-        derive(&self.0, b"paysys/v1/grant").map(GrantKey::new)
-    }
-}
-
-impl Kek {
-    pub fn generate(version: u32) -> Result<Kek, KeyError> {
-        Ok(Kek { version, material: KeyMaterial::random()? })
-    }
-
-    pub fn version(&self) -> u32 {
-        self.version
-    }
-
-    pub fn kcv(&self) -> Kcv {
-        Kcv::of(&self.material)
-    }
-
-    pub fn wrap_dek(&self, dek: &Dek) -> Result<Vec<u8>, KeyError> {
-        aead::seal(&self.material, &build_aad("dek", &[dek.version, self.version], &[]), dek.material.bytes())
-    }
-
-    pub fn unwrap_dek(&self, version: u32, wrapped: &[u8]) -> Result<Dek, KeyError> {
-        let bytes = aead::open(&self.material, &build_aad("dek", &[version, self.version], &[]), wrapped)?;
-        Ok(Dek { version, material: KeyMaterial::from_bytes(&bytes)?, encryptions: AtomicU64::new(0) })
-    }
-}
-
-impl Dek {
-    pub fn generate(version: u32) -> Result<Dek, KeyError> {
-        Ok(Dek { version, material: KeyMaterial::random()?, encryptions: AtomicU64::new(0) })
-    }
-
-    pub fn version(&self) -> u32 {
-        self.version
-    }
-
-    pub fn kcv(&self) -> Kcv {
-        Kcv::of(&self.material)
-    }
-
-    /// Seal card data bound to `context` (e.g. token and merchant) and this DEK's version.
-    /// Output: `nonce (12) || ciphertext || tag (16)`.
-    pub fn seal(&self, plaintext: &[u8], context: &[&[u8]]) -> Result<Vec<u8>, KeyError> {
-        self.encryptions.fetch_add(1, Ordering::Relaxed);
-        aead::seal(&self.material, &build_aad("data", &[self.version], context), plaintext)
-    }
-
-    /// Open what [`Dek::seal`] produced with the same context.
-    pub fn open(&self, sealed: &[u8], context: &[&[u8]]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
-        aead::open(&self.material, &build_aad("data", &[self.version], context), sealed)
-    }
-
-    /// Seals done with this key in this process (for the AES-GCM per-key limit report).
-    pub fn encryptions(&self) -> u64 {
-        self.encryptions.load(Ordering::Relaxed)
+        GrantKey::derive(&self.key)
     }
 }
 
 impl fmt::Debug for RootKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RootKey").field("kcv", &self.kcv().to_hex()).finish()
+        f.debug_struct("RootKey").field("kcv", &self.kcv.to_hex()).finish_non_exhaustive()
+    }
+}
+
+/// Key-encryption key: wraps DEKs. Versioned so `rotate kek` can add a new one and re-wrap
+/// DEKs while the old one still unwraps what is stored under it.
+///
+/// Not `Clone`; `Debug` shows only version and KCV; wiped on drop.
+pub struct Kek {
+    key: KeyMaterial,
+    version: u32,
+    kcv: Kcv,
+}
+
+impl Kek {
+    /// A fresh random KEK that will be known as `version`.
+    pub fn generate(version: u32) -> Result<Kek, KeyError> {
+        Ok(Kek::from_material(version, KeyMaterial::generate()?))
+    }
+
+    fn from_material(version: u32, key: KeyMaterial) -> Kek {
+        let kcv = Kcv::of(&key);
+        Kek { key, version, kcv }
+    }
+
+    /// The version this KEK was generated or unwrapped as.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// Identifies the KEK in status output.
+    pub fn kcv(&self) -> Kcv {
+        self.kcv
+    }
+
+    /// Wraps `dek` for storage. AAD binds purpose `paysys/v1/dek`, the DEK's version and
+    /// this KEK's version.
+    pub fn wrap_dek(&self, dek: &Dek) -> Result<Vec<u8>, KeyError> {
+        let aad = aead::associated_data(PURPOSE_DEK_WRAP, &[dek.version, self.version], &[]);
+        aead::seal(&self.key, &aad, dek.key.expose_secret())
+    }
+
+    /// Unwraps a DEK stored as `version`. Fails with [`KeyError::Crypto`] under another KEK
+    /// (or this key labelled with another KEK version), a different DEK version number, or on
+    /// any change to `wrapped`.
+    pub fn unwrap_dek(&self, version: u32, wrapped: &[u8]) -> Result<Dek, KeyError> {
+        let aad = aead::associated_data(PURPOSE_DEK_WRAP, &[version, self.version], &[]);
+        let plaintext = aead::open(&self.key, &aad, wrapped)?;
+        Ok(Dek::from_material(version, KeyMaterial::from_unwrapped(&plaintext)?))
     }
 }
 
 impl fmt::Debug for Kek {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Kek").field("version", &self.version).field("kcv", &self.kcv().to_hex()).finish()
+        f.debug_struct("Kek").field("version", &self.version).field("kcv", &self.kcv.to_hex()).finish_non_exhaustive()
+    }
+}
+
+/// Data-encryption key: seals card data with AES-256-GCM.
+///
+/// Not `Clone`; `Debug` shows only version, KCV and the seal count; wiped on drop.
+pub struct Dek {
+    key: KeyMaterial,
+    version: u32,
+    kcv: Kcv,
+    /// Seals done with this key in this process. Each seal draws a random 96-bit nonce,
+    /// and NIST SP 800-38D §8.3 caps a key at 2^32 such seals
+    /// ([`RANDOM_NONCE_SEAL_LIMIT`](crate::RANDOM_NONCE_SEAL_LIMIT)); the vault reports
+    /// this so operators rotate in time.
+    encryptions: AtomicU64,
+}
+
+impl Dek {
+    /// A fresh random DEK that will be known as `version`.
+    pub fn generate(version: u32) -> Result<Dek, KeyError> {
+        Ok(Dek::from_material(version, KeyMaterial::generate()?))
+    }
+
+    fn from_material(version: u32, key: KeyMaterial) -> Dek {
+        let kcv = Kcv::of(&key);
+        Dek { key, version, kcv, encryptions: AtomicU64::new(0) }
+    }
+
+    /// The version this DEK was generated or unwrapped as.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// Identifies the DEK in status output.
+    pub fn kcv(&self) -> Kcv {
+        self.kcv
+    }
+
+    /// Seals card data. AAD = purpose `paysys/v1/data` + this DEK's version + each context
+    /// item length-prefixed (u64 BE length || bytes), so a ciphertext bound to
+    /// (token, merchant) cannot be opened with another token's context or another key version.
+    ///
+    /// Output: `nonce(12) || ciphertext || tag(16)`, a fresh random nonce each call.
+    pub fn seal(&self, plaintext: &[u8], context: &[&[u8]]) -> Result<Vec<u8>, KeyError> {
+        let aad = aead::associated_data(PURPOSE_DATA, &[self.version], context);
+        // Counted before sealing: a nonce drawn is a nonce spent, even if the seal then fails.
+        self.encryptions.fetch_add(1, Ordering::Relaxed);
+        aead::seal(&self.key, &aad, plaintext)
+    }
+
+    /// Opens what [`Dek::seal`] produced with the same `context`. Any failure, including
+    /// input shorter than 28 bytes, is [`KeyError::Crypto`].
+    pub fn open(&self, sealed: &[u8], context: &[&[u8]]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        let aad = aead::associated_data(PURPOSE_DATA, &[self.version], context);
+        aead::open(&self.key, &aad, sealed)
+    }
+
+    /// How many seals this key has done in this process (for the AES-GCM per-key limit report).
+    pub fn encryptions(&self) -> u64 {
+        self.encryptions.load(Ordering::Relaxed)
     }
 }
 
 impl fmt::Debug for Dek {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Dek").field("version", &self.version).field("kcv", &self.kcv().to_hex()).finish()
+        f.debug_struct("Dek")
+            .field("version", &self.version)
+            .field("kcv", &self.kcv.to_hex())
+            .field("encryptions", &self.encryptions())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_hex(key: &KeyMaterial) -> String {
+        hex::encode(key.expose_secret())
+    }
+
+    /// No key type's `Debug` (plain or pretty) contains its key bytes, in hex or as a byte list.
+    #[test]
+    fn debug_of_every_key_type_prints_no_key_bytes() {
+        let root = RootKey::generate().unwrap();
+        let kek = Kek::generate(1).unwrap();
+        let dek = Dek::generate(2).unwrap();
+        let fingerprint_bytes = crate::derived::derive_key(&root.key, crate::derived::INFO_FINGERPRINT).unwrap();
+        let audit_bytes = crate::derived::derive_key(&root.key, crate::derived::INFO_AUDIT).unwrap();
+        let grant_bytes = crate::derived::derive_key(&root.key, crate::derived::INFO_GRANT).unwrap();
+        let cases = [
+            (format!("{root:?}|{root:#?}"), key_hex(&root.key), root.kcv),
+            (format!("{kek:?}|{kek:#?}"), key_hex(&kek.key), kek.kcv),
+            (format!("{dek:?}|{dek:#?}"), key_hex(&dek.key), dek.kcv),
+            {
+                let k = root.derive_fingerprint_key().unwrap();
+                (format!("{k:?}|{k:#?}"), key_hex(&fingerprint_bytes), k.kcv())
+            },
+            {
+                let k = root.derive_audit_key().unwrap();
+                (format!("{k:?}|{k:#?}"), key_hex(&audit_bytes), k.kcv())
+            },
+            {
+                let k = root.derive_grant_key().unwrap();
+                (format!("{k:?}|{k:#?}"), key_hex(&grant_bytes), k.kcv())
+            },
+        ];
+        for (debug, hex_key, kcv) in cases {
+            assert!(debug.contains("kcv"), "{debug}");
+            assert!(debug.contains(&kcv.to_hex()), "{debug}");
+            // Any 4-byte window of the key, in hex (either case) or as decimal bytes.
+            for window in hex_key.as_bytes().chunks(8) {
+                let window = std::str::from_utf8(window).unwrap();
+                assert!(!debug.to_lowercase().contains(window), "{debug} contains key bytes {window}");
+            }
+            let first_byte = u8::from_str_radix(&hex_key[..2], 16).unwrap();
+            let second_byte = u8::from_str_radix(&hex_key[2..4], 16).unwrap();
+            assert!(!debug.contains(&format!("[{first_byte}, {second_byte}")), "{debug}");
+        }
+        assert_eq!(format!("{:?}", root.key), "KeyMaterial([REDACTED])");
+    }
+
+    #[test]
+    fn same_dek_bytes_under_another_version_cannot_open() {
+        let dek = Dek::generate(1).unwrap();
+        let sealed = dek.seal(b"4242424242424242", &[b"tok", b"m"]).unwrap();
+        let relabelled = Dek::from_material(2, KeyMaterial::from_unwrapped(dek.key.expose_secret()).unwrap());
+        assert_eq!(relabelled.kcv(), dek.kcv());
+        assert_eq!(relabelled.open(&sealed, &[b"tok", b"m"]), Err(KeyError::Crypto));
+        assert!(dek.open(&sealed, &[b"tok", b"m"]).is_ok());
+    }
+
+    #[test]
+    fn same_kek_bytes_under_another_version_cannot_unwrap() {
+        let kek = Kek::generate(1).unwrap();
+        let dek = Dek::generate(1).unwrap();
+        let wrapped = kek.wrap_dek(&dek).unwrap();
+        let relabelled = Kek::from_material(2, KeyMaterial::from_unwrapped(kek.key.expose_secret()).unwrap());
+        assert!(relabelled.unwrap_dek(1, &wrapped).is_err());
+        assert!(kek.unwrap_dek(1, &wrapped).is_ok());
+    }
+
+    /// A genuine ciphertext under the right key and AAD, but not 32 bytes long, must not
+    /// become a key.
+    #[test]
+    fn unwrapped_key_of_wrong_length_is_rejected() {
+        let root = RootKey::generate().unwrap();
+        let kek = Kek::generate(4).unwrap();
+        for len in [0, 16, 31, 33, 64] {
+            let plaintext = vec![7u8; len];
+            let dek_aad = aead::associated_data(PURPOSE_DEK_WRAP, &[9, 4], &[]);
+            let wrapped = aead::seal(&kek.key, &dek_aad, &plaintext).unwrap();
+            assert_eq!(kek.unwrap_dek(9, &wrapped).err(), Some(KeyError::Crypto), "dek len {len}");
+            let kek_aad = aead::associated_data(PURPOSE_KEK_WRAP, &[4], &[]);
+            let wrapped = aead::seal(&root.key, &kek_aad, &plaintext).unwrap();
+            assert_eq!(root.unwrap_kek(4, &wrapped).err(), Some(KeyError::Crypto), "kek len {len}");
+        }
+    }
+
+    #[test]
+    fn dev_key_hex_is_the_key() {
+        let root = RootKey::generate().unwrap();
+        assert_eq!(*root.to_dev_key_hex(), key_hex(&root.key));
     }
 }

@@ -1,20 +1,35 @@
-//! `paysys-keys`: the PaySys soft HSM. No I/O.
+//! The PaySys soft HSM: the key hierarchy, AES-256-GCM sealing, key wrapping, fingerprints
+//! and MAC keys. No I/O: the vault stores what this crate hands out (wrapped keys,
+//! ciphertexts, KCVs) and hands it back.
 //!
 //! # Layout
 //!
 //! * `hierarchy.rs` — [`RootKey`] → versioned [`Kek`]s → versioned [`Dek`]s: generation,
-//!   wrapping, unwrapping, sealing card data.
-//! * `derived.rs` — purpose keys derived from the root key with HKDF-SHA256:
-//!   [`FingerprintKey`], [`AuditKey`], [`GrantKey`] (HMAC-SHA256).
-//! * `aead.rs` — AES-256-GCM with a fresh random 96-bit nonce per seal and a
-//!   length-prefixed AAD (purpose, key versions, caller context).
-//! * `kcv.rs` — [`Kcv`], the key check value that identifies a key in output.
-//! * `material.rs` — the 32 zeroizing bytes behind every key; private to the crate.
-//! * `error.rs` — [`KeyError`], without detail on purpose.
+//!   wrapping, unwrapping, and sealing card data.
+//! * `aead.rs` — the single AES-256-GCM seal/open path: fresh random nonce per seal, the
+//!   unambiguous AAD encoding (purpose, key versions, length-prefixed context), and the
+//!   `nonce || ciphertext || tag` format with length checks before any slicing.
+//! * `derived.rs` — HKDF-SHA256 purpose keys from the root key ([`FingerprintKey`],
+//!   [`AuditKey`], [`GrantKey`]) and the HKDF/HMAC primitives they use.
+//! * `kcv.rs` — [`Kcv`], the X9.24-style key check value shown in status output.
+//! * `material.rs` — the boxed, zeroize-on-drop 32-byte buffer inside every key type; the
+//!   only place raw key bytes are held.
+//! * `error.rs` — [`KeyError`], the crate's one error type.
 //!
-//! Callers hold handles and ask for operations; no key byte crosses the crate boundary
-//! except wrapped (and, in development only, [`RootKey::to_dev_key_hex`]). Key types are
-//! not `Clone`, their `Debug` prints version and KCV only, and they zeroize on drop.
+//! # Rules this crate keeps
+//!
+//! * **Operations, not bytes.** Callers hold handles and ask for `seal`, `open`, `wrap`,
+//!   `mac`; key bytes leave the crate only wrapped. The single exception is
+//!   [`RootKey::to_dev_key_hex`], for the dev-mode key file.
+//! * **Key types are not `Clone`**, their `Debug` prints version and KCV only, and their
+//!   bytes are wiped on drop. Cipher and HMAC states are built per operation because
+//!   neither aes-gcm 0.10 nor ring wipes its internal key state on drop.
+//! * **AAD always binds context**, so a ciphertext or wrapped key moved to another row,
+//!   token, or version fails to open.
+//! * **Failures carry no detail**: every seal/open/wrap/unwrap failure is [`KeyError::Crypto`].
+//! * All key types are `Send + Sync`, to be shared through an `Arc`.
+
+#![forbid(unsafe_code)]
 
 mod aead;
 mod derived;
@@ -28,5 +43,7 @@ pub use error::KeyError;
 pub use hierarchy::{Dek, Kek, RootKey};
 pub use kcv::Kcv;
 
-#[cfg(test)]
-mod tests;
+/// The most seals one [`Dek`] should ever do: with random 96-bit nonces, NIST SP 800-38D
+/// §8.3 limits a key to 2^32 invocations so the chance of a nonce collision stays below 2^-32.
+/// Compare with [`Dek::encryptions`] (which counts only this process) and rotate well before.
+pub const RANDOM_NONCE_SEAL_LIMIT: u64 = 1 << 32;
