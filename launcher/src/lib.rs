@@ -1,1 +1,35 @@
-//! placeholder during scaffolding
+//! The PaySys launcher: a development PKI and `paysys up`, which starts the whole stack
+//! on embedded defaults (SQLite, a dev-unsealed vault) — one process per service, each
+//! from its own binary, as in production.
+//!
+//! **Everything here is for development and tests.** The CA key and the vault's root
+//! key are written to disk; production PKI and custodian unseal live elsewhere.
+//!
+//! # Layout
+//!
+//! * [`pki`]: [`CertificateAuthority`](pki::CertificateAuthority) issues server and
+//!   client certificates (and, for negative tests, expired, wrong-usage and
+//!   foreign-CA ones) from an [`IssueRequest`](pki::IssueRequest);
+//!   [`init_dev_pki`](pki::init_dev_pki) writes the stack's certificate files once and
+//!   reuses them afterwards.
+//! * [`services`]: [`ServiceCommand`](services::ServiceCommand) /
+//!   [`spawn_service`](services::spawn_service) start a service binary, wait for its
+//!   `… listening on <url>` line and forward its logs; a
+//!   [`ServiceProcess`](services::ServiceProcess) is stopped with SIGTERM, and killed if
+//!   dropped. Also used by the end-to-end tests and benchmarks.
+//! * [`stack`]: [`Stack`](stack::Stack), the `stack.json` that `paysys up` writes for
+//!   scripts, tests and benchmarks (URLs, pids, certificate paths).
+//! * [`up`]: `paysys up` itself — PKI, policy, vault init, start, wait for a signal,
+//!   stop.
+//! * `files.rs`: how the launcher writes files (atomically; keys 0600).
+//! * `main.rs`: flags only.
+
+#![forbid(unsafe_code)]
+
+mod files;
+pub mod pki;
+pub mod services;
+pub mod stack;
+#[cfg(test)]
+mod temp_dir;
+pub mod up;

@@ -1,1 +1,86 @@
-fn main() {}
+//! `paysys`: the dev launcher. Flags only; the work is in the library.
+
+use clap::{Args, Parser, Subcommand};
+use paysys::pki::DEFAULT_MERCHANT_ID;
+use paysys::up::{UpOptions, DEFAULT_DIR, DEFAULT_VAULT_PORT};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(name = "paysys", version, about = "PaySys launcher: dev PKI and the whole stack on one machine (DEV ONLY)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start the dev stack (PKI, dev-unsealed vault) in the foreground until Ctrl-C.
+    Up(UpArgs),
+    /// The development PKI.
+    #[command(subcommand)]
+    Pki(PkiCommand),
+}
+
+#[derive(Debug, Args)]
+struct UpArgs {
+    /// The stack's directory: PKI, policy, database, dev root key, stack.json.
+    #[arg(long, default_value = DEFAULT_DIR)]
+    dir: PathBuf,
+    /// Port of the vault's mTLS API on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = DEFAULT_VAULT_PORT)]
+    vault_port: u16,
+    /// The vault's database (default `sqlite:DIR/vault.db`), e.g. a PostgreSQL URL. Its value is
+    /// never shown in help: it may hold a password.
+    #[arg(long, env = "PAYSYS_VAULT_DATABASE_URL", hide_env_values = true)]
+    vault_database_url: Option<String>,
+    /// The merchant whose client certificate is issued.
+    #[arg(long, default_value = DEFAULT_MERCHANT_ID)]
+    merchant_id: String,
+    /// Directory of the service binaries (default: next to this executable).
+    #[arg(long, env = "PAYSYS_BIN_DIR")]
+    bin_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum PkiCommand {
+    /// Create the dev PKI in DIR/pki (reused if it exists); print its files as JSON.
+    Init {
+        /// The stack's directory.
+        dir: PathBuf,
+        /// The merchant whose client certificate is issued.
+        #[arg(long, default_value = DEFAULT_MERCHANT_ID)]
+        merchant_id: String,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("paysys: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Up(args) => {
+            let options = UpOptions {
+                dir: args.dir,
+                merchant_id: args.merchant_id,
+                vault_port: args.vault_port,
+                vault_database_url: args.vault_database_url,
+                bin_dir: args.bin_dir,
+            };
+            tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(paysys::up::run(options))
+        }
+        Command::Pki(PkiCommand::Init { dir, merchant_id }) => {
+            let pki = paysys::pki::init_dev_pki(&dir, &merchant_id)?;
+            eprintln!("DEV PKI: the CA's private key is on disk ({}); not for production.", pki.ca_key().display());
+            println!("{}", serde_json::to_string_pretty(&pki)?);
+            Ok(())
+        }
+    }
+}
