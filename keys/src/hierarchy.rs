@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use zeroize::Zeroizing;
 
 use crate::aead::{self, PURPOSE_DATA, PURPOSE_DEK_WRAP, PURPOSE_KEK_WRAP};
+use crate::custodian::{self, CustodianShare};
 use crate::derived::{AuditKey, FingerprintKey, GrantKey};
 use crate::material::{KeyMaterial, KEY_LEN};
 use crate::{Kcv, KeyError};
@@ -67,6 +68,30 @@ impl RootKey {
     /// Identifies the root key in status output and confirms an unseal used the right key.
     pub fn kcv(&self) -> Kcv {
         self.kcv
+    }
+
+    /// Splits the root key into `shares` full-length custodian shares (Shamir's scheme over
+    /// GF(2^8)), any `threshold` of which rebuild it with [`RootKey::combine`] and fewer of
+    /// which reveal nothing about it. Shares are numbered 1..=`shares`.
+    ///
+    /// Requires 2 ≤ `threshold` ≤ `shares` (at most 255, since `shares` is a `u8`);
+    /// anything else is [`ShareError::InvalidThreshold`](crate::ShareError::InvalidThreshold).
+    /// A threshold of 1 is refused because each share would then be the root key itself.
+    pub fn split(&self, threshold: u8, shares: u8) -> Result<Vec<CustodianShare>, KeyError> {
+        custodian::split_root_key(&self.key, self.kcv, threshold, shares)
+    }
+
+    /// Rebuilds the root key from custodian shares and returns it only if its KCV is
+    /// `expected_kcv` (the root KCV recorded at `init`), so a wrong share never yields a
+    /// wrong root key. Refuses, in this order, with a [`ShareError`](crate::ShareError):
+    /// a share of another vault (`ForeignVault`), shares of different splits
+    /// (`MixedSplits`), a repeated index (`Duplicate`), fewer shares than their threshold
+    /// (`Insufficient`), and a rebuilt key with another KCV (`KcvMismatch`).
+    ///
+    /// Because `Insufficient` comes only after every other check, a vault collecting shares
+    /// one at a time can call this after each one: `Insufficient` means "accepted, need more".
+    pub fn combine(shares: &[CustodianShare], expected_kcv: &Kcv) -> Result<RootKey, KeyError> {
+        Ok(RootKey::from_material(custodian::combine_root_key(shares, expected_kcv)?))
     }
 
     /// Wraps `kek` for storage. AAD binds purpose `paysys/v1/kek` and the KEK's version.

@@ -24,6 +24,15 @@ impl Kcv {
         Kcv([block[0], block[1], block[2]])
     }
 
+    /// The KCV as stored inside a custodian share.
+    pub(crate) fn from_bytes(bytes: [u8; 3]) -> Kcv {
+        Kcv(bytes)
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8; 3] {
+        &self.0
+    }
+
     /// 6 lowercase hex characters, e.g. `dc95c0`.
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)

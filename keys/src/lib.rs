@@ -12,34 +12,47 @@
 //! * `derived.rs` — HKDF-SHA256 purpose keys from the root key ([`FingerprintKey`],
 //!   [`AuditKey`], [`GrantKey`]) and the HKDF/HMAC primitives they use.
 //! * `kcv.rs` — [`Kcv`], the X9.24-style key check value shown in status output.
+//! * `custodian.rs` — [`CustodianShare`]: the root key split M-of-N for its custodians
+//!   ([`RootKey::split`], [`RootKey::combine`]), the shares' text form with vault, ceremony
+//!   and checksum fields, and the checks that keep a wrong share from becoming a root key.
+//! * `shamir.rs` — Shamir's scheme over GF(2^8): constant-time field arithmetic, split and
+//!   interpolation, and why it is written here rather than taken from a crate.
 //! * `material.rs` — the boxed, zeroize-on-drop 32-byte buffer inside every key type; the
 //!   only place raw key bytes are held.
-//! * `error.rs` — [`KeyError`], the crate's one error type.
+//! * `error.rs` — [`KeyError`], the crate's one error type, and [`ShareError`], its detail
+//!   for custodian shares.
 //!
 //! # Rules this crate keeps
 //!
 //! * **Operations, not bytes.** Callers hold handles and ask for `seal`, `open`, `wrap`,
 //!   `mac`; key bytes leave the crate only wrapped. The single exception is
-//!   [`RootKey::to_dev_key_hex`], for the dev-mode key file.
-//! * **Key types are not `Clone`**, their `Debug` prints version and KCV only, and their
-//!   bytes are wiped on drop. Cipher and HMAC states are built per operation because
-//!   neither aes-gcm 0.10 nor ring wipes its internal key state on drop.
+//!   [`RootKey::to_dev_key_hex`], for the dev-mode key file. Custodian shares leave it as
+//!   [`CustodianShare::to_text`]; fewer than the threshold reveal nothing about the key.
+//! * **Key types and custodian shares are not `Clone`**, their `Debug` prints version and
+//!   KCV only (a share: index and check value), and their bytes are wiped on drop. Cipher,
+//!   HMAC and digest states are built per operation because neither aes-gcm 0.10 nor ring
+//!   wipes its internal state on drop.
 //! * **AAD always binds context**, so a ciphertext or wrapped key moved to another row,
 //!   token, or version fails to open.
 //! * **Failures carry no detail**: every seal/open/wrap/unwrap failure is [`KeyError::Crypto`].
+//!   Custodian share failures ([`ShareError`]) do say which check failed, because an
+//!   officer has to act on it, but never which bytes.
 //! * All key types are `Send + Sync`, to be shared through an `Arc`.
 
 #![forbid(unsafe_code)]
 
 mod aead;
+mod custodian;
 mod derived;
 mod error;
 mod hierarchy;
 mod kcv;
 mod material;
+mod shamir;
 
+pub use custodian::{CustodianShare, MIN_CUSTODIAN_THRESHOLD};
 pub use derived::{AuditKey, FingerprintKey, GrantKey};
-pub use error::KeyError;
+pub use error::{KeyError, ShareError};
 pub use hierarchy::{Dek, Kek, RootKey};
 pub use kcv::Kcv;
 
