@@ -1,0 +1,627 @@
+//! Persistence: SQLite (default; `sqlite::memory:` or a file) or PostgreSQL, chosen by
+//! URL. All SQL of the sandbox lives in this module.
+//!
+//! The statements are portable (`$n` placeholders, `ON CONFLICT`, 64-bit integers), so
+//! each operation is written once and expanded for both backends by [`in_transaction!`];
+//! the only differences are how a write transaction starts and how a row is locked:
+//!
+//! * **SQLite**: one connection, every write transaction `BEGIN IMMEDIATE` — writers run
+//!   one at a time, so a balance is never read and written by two requests at once.
+//! * **PostgreSQL**: a pool; `SELECT … FOR UPDATE` locks the authorization or balance
+//!   row for the rest of the transaction, and relative updates (`held = held + $1`)
+//!   keep concurrent writers to other rows correct. A concurrent duplicate `reference`
+//!   loses on the unique index and is answered with the winner's result.
+//!
+//! The arithmetic is not here: [`crate::issuer`] computes each change and this module
+//! writes back exactly that.
+
+use crate::issuer::{
+    self, Authorization, AuthorizationStatus, Balance, DeclineCode, LedgerDraft, LedgerKind, OperationError, Refund,
+    Transition,
+};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{ColumnIndex, Decode, Row, Type};
+use std::str::FromStr;
+use std::time::Duration;
+
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// How long SQLite waits for another process's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections to PostgreSQL.
+const POSTGRES_CONNECTIONS: u32 = 16;
+
+/// Errors of the store. Messages may hold SQL text (never card data, which is not
+/// stored), so they are logged, not sent to clients.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The URL is neither `sqlite:` nor `postgres://`/`postgresql://`.
+    #[error("unsupported database URL (expected sqlite:PATH, sqlite::memory: or postgres://)")]
+    UnsupportedUrl,
+    /// A query failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Applying migrations failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored value is not one this code writes (an unknown status, say).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    fn is_unique_violation(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::Database(e)) if e.is_unique_violation())
+    }
+}
+
+/// An authorization request after screening, ready to be recorded: the ids are already
+/// drawn and the card reduced to its masked form and balance key.
+#[derive(Debug, Clone)]
+pub struct NewAuthorization {
+    pub acquirer_ref: String,
+    pub reference: String,
+    pub merchant_id: String,
+    pub masked_pan: String,
+    pub balance_key: String,
+    pub currency: String,
+    pub amount: i64,
+    pub capture: bool,
+    pub request_digest: String,
+    /// A decline decided without the balance (`None`: approve if funds allow).
+    pub decline: Option<DeclineCode>,
+    /// Balance the card starts with in this currency if it has none yet.
+    pub initial_balance: i64,
+    pub auth_code: String,
+    pub rrn: String,
+    pub now: i64,
+}
+
+/// Result of [`Store::authorize`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthorizeOutcome {
+    /// A new authorization was recorded (approved or declined).
+    Created(Authorization),
+    /// The reference was seen before: the first authorization, unchanged.
+    Existing(Authorization),
+}
+
+/// Result of a capture, void or refund that the issuer accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub authorization: Authorization,
+    pub refund: Option<Refund>,
+    /// A repeated refund (same `refund_reference` and amount): nothing changed.
+    pub replayed: bool,
+}
+
+/// What [`Store::ledger`] returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LedgerFilter {
+    pub reference: Option<String>,
+    pub acquirer_ref: Option<String>,
+    /// Entries with a larger sequence number only.
+    pub after_seq: i64,
+    pub limit: i64,
+}
+
+/// One ledger entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    /// Increasing with every entry.
+    pub seq: i64,
+    pub at: i64,
+    /// A [`LedgerKind`] as text.
+    pub kind: String,
+    pub acquirer_ref: String,
+    pub reference: String,
+    pub refund_reference: Option<String>,
+    pub merchant_id: String,
+    pub masked_pan: String,
+    pub currency: String,
+    pub amount: i64,
+    pub decline_code: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    /// Exactly one connection: write transactions run one at a time.
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// The sandbox's database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    backend: Backend,
+}
+
+/// Run `$body` on a write transaction `$tx` of whichever backend the store has, with
+/// `$lock` the row-lock suffix of that backend's `SELECT`s. The body commits `$tx`
+/// itself; returning early drops (rolls back) it.
+macro_rules! in_transaction {
+    ($store:expr, |$tx:ident, $lock:ident| $body:block) => {
+        match &$store.backend {
+            Backend::Sqlite(pool) => {
+                #[allow(unused_mut)]
+                let mut $tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                // The whole database is locked from the first statement.
+                let $lock = "";
+                $body
+            }
+            Backend::Postgres(pool) => {
+                #[allow(unused_mut)]
+                let mut $tx = pool.begin().await?;
+                let $lock = " FOR UPDATE";
+                $body
+            }
+        }
+    };
+}
+
+/// Run `$body` with `$pool` the backend's pool (reads).
+macro_rules! on_pool {
+    ($store:expr, |$pool:ident| $body:block) => {
+        match &$store.backend {
+            Backend::Sqlite($pool) => $body,
+            Backend::Postgres($pool) => $body,
+        }
+    };
+}
+
+const AUTHORIZATION_COLUMNS: &str = "acquirer_ref, reference, merchant_id, masked_pan, balance_key, currency, amount, \
+     status, auth_code, rrn, decline_code, captured_amount, refunded_amount, request_digest, created_at, updated_at";
+
+const LEDGER_COLUMNS: &str = "seq, at, kind, acquirer_ref, reference, refund_reference, merchant_id, masked_pan, \
+     currency, amount, decline_code";
+
+impl Store {
+    /// Connect to `url` (`sqlite::memory:`, `sqlite:PATH` created if missing, or
+    /// `postgres://…`). Does not migrate.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        let backend = if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .busy_timeout(BUSY_TIMEOUT)
+                .foreign_keys(true)
+                .synchronous(SqliteSynchronous::Normal);
+            let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+            let options = if in_memory { options } else { options.journal_mode(SqliteJournalMode::Wal) };
+            // One connection that never closes: an in-memory database lives exactly as
+            // long as it, and a file gets one writer at a time.
+            let pool = SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect_with(options)
+                .await?;
+            Backend::Sqlite(pool)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres(PgPoolOptions::new().max_connections(POSTGRES_CONNECTIONS).connect(url).await?)
+        } else {
+            return Err(StoreError::UnsupportedUrl);
+        };
+        Ok(Store { backend })
+    }
+
+    /// Apply this backend's migrations.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => SQLITE_MIGRATOR.run(pool).await?,
+            Backend::Postgres(pool) => POSTGRES_MIGRATOR.run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// Record an authorization: the first one for its `reference` holds funds (or is
+    /// declined); any later one returns the first unchanged.
+    pub async fn authorize(&self, new: &NewAuthorization) -> Result<AuthorizeOutcome, StoreError> {
+        match self.try_authorize(new).await {
+            // PostgreSQL: a concurrent request with the same reference committed first.
+            // Its row is visible now; answer with it.
+            Err(e) if e.is_unique_violation() => match self.find_by_reference(&new.reference).await? {
+                Some(first) => Ok(AuthorizeOutcome::Existing(first)),
+                None => Err(e),
+            },
+            other => other,
+        }
+    }
+
+    async fn try_authorize(&self, new: &NewAuthorization) -> Result<AuthorizeOutcome, StoreError> {
+        in_transaction!(self, |tx, lock| {
+            let sql = format!("SELECT {AUTHORIZATION_COLUMNS} FROM authorizations WHERE reference = $1");
+            if let Some(row) = sqlx::query(&sql).bind(&new.reference).fetch_optional(&mut *tx).await? {
+                return Ok(AuthorizeOutcome::Existing(authorization_from_row(&row)?));
+            }
+            let decline = match new.decline {
+                Some(code) => Some(code),
+                None => {
+                    sqlx::query(
+                        "INSERT INTO balances (balance_key, currency, balance, held) VALUES ($1, $2, $3, 0) \
+                         ON CONFLICT (balance_key, currency) DO NOTHING",
+                    )
+                    .bind(&new.balance_key)
+                    .bind(&new.currency)
+                    .bind(new.initial_balance)
+                    .execute(&mut *tx)
+                    .await?;
+                    let sql =
+                        format!("SELECT balance, held FROM balances WHERE balance_key = $1 AND currency = $2{lock}");
+                    let row = sqlx::query(&sql).bind(&new.balance_key).bind(&new.currency).fetch_one(&mut *tx).await?;
+                    let current = Balance { balance: row.try_get(0)?, held: row.try_get(1)? };
+                    match issuer::hold_funds(current, new.amount, new.capture) {
+                        Ok(after) => {
+                            sqlx::query(
+                                "UPDATE balances SET balance = $1, held = $2 WHERE balance_key = $3 AND currency = $4",
+                            )
+                            .bind(after.balance)
+                            .bind(after.held)
+                            .bind(&new.balance_key)
+                            .bind(&new.currency)
+                            .execute(&mut *tx)
+                            .await?;
+                            None
+                        }
+                        Err(code) => Some(code),
+                    }
+                }
+            };
+            let auth = authorization_record(new, decline);
+            let sql = format!(
+                "INSERT INTO authorizations ({AUTHORIZATION_COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+            );
+            sqlx::query(&sql)
+                .bind(&auth.acquirer_ref)
+                .bind(&auth.reference)
+                .bind(&auth.merchant_id)
+                .bind(&auth.masked_pan)
+                .bind(&auth.balance_key)
+                .bind(&auth.currency)
+                .bind(auth.amount)
+                .bind(auth.status.as_str())
+                .bind(&auth.auth_code)
+                .bind(&auth.rrn)
+                .bind(auth.decline_code.map(DeclineCode::as_str))
+                .bind(auth.captured_amount)
+                .bind(auth.refunded_amount)
+                .bind(&auth.request_digest)
+                .bind(auth.created_at)
+                .bind(auth.updated_at)
+                .execute(&mut *tx)
+                .await?;
+            for entry in authorization_ledger(&auth) {
+                let sql = insert_ledger_sql();
+                sqlx::query(&sql)
+                    .bind(new.now)
+                    .bind(entry.kind.as_str())
+                    .bind(&auth.acquirer_ref)
+                    .bind(&auth.reference)
+                    .bind(&entry.refund_reference)
+                    .bind(&auth.merchant_id)
+                    .bind(&auth.masked_pan)
+                    .bind(&auth.currency)
+                    .bind(entry.amount)
+                    .bind(auth.decline_code.map(DeclineCode::as_str))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(AuthorizeOutcome::Created(auth))
+        })
+    }
+
+    /// Capture `amount` (all when `None`) of the authorization `acquirer_ref`.
+    pub async fn capture(
+        &self,
+        acquirer_ref: &str,
+        amount: Option<i64>,
+        now: i64,
+    ) -> Result<Result<Applied, OperationError>, StoreError> {
+        self.transition(acquirer_ref, None, |auth, _| {
+            issuer::capture(auth, amount, now).map(|t| Step::Apply(Box::new(t)))
+        })
+        .await
+    }
+
+    /// Release the hold of the authorization `acquirer_ref`.
+    pub async fn void(&self, acquirer_ref: &str, now: i64) -> Result<Result<Applied, OperationError>, StoreError> {
+        self.transition(acquirer_ref, None, |auth, _| issuer::void(auth, now).map(|t| Step::Apply(Box::new(t)))).await
+    }
+
+    /// Refund `amount` of the authorization `acquirer_ref`; idempotent on
+    /// `refund_reference` (same amount: the first refund again; another amount: conflict).
+    pub async fn refund(
+        &self,
+        acquirer_ref: &str,
+        amount: i64,
+        refund_reference: &str,
+        rrn: String,
+        now: i64,
+    ) -> Result<Result<Applied, OperationError>, StoreError> {
+        self.transition(acquirer_ref, Some(refund_reference), |auth, earlier| match earlier {
+            Some(earlier) if earlier.amount == amount => Ok(Step::Replay(earlier)),
+            Some(_) => Err(OperationError::RefundReferenceConflict),
+            None => issuer::refund(auth, amount, refund_reference, rrn, now).map(|t| Step::Apply(Box::new(t))),
+        })
+        .await
+    }
+
+    /// Lock the authorization, let `decide` compute the change, write it back.
+    async fn transition(
+        &self,
+        acquirer_ref: &str,
+        refund_reference: Option<&str>,
+        decide: impl FnOnce(&Authorization, Option<Refund>) -> Result<Step, OperationError>,
+    ) -> Result<Result<Applied, OperationError>, StoreError> {
+        in_transaction!(self, |tx, lock| {
+            let sql = format!("SELECT {AUTHORIZATION_COLUMNS} FROM authorizations WHERE acquirer_ref = $1{lock}");
+            let Some(row) = sqlx::query(&sql).bind(acquirer_ref).fetch_optional(&mut *tx).await? else {
+                return Ok(Err(OperationError::UnknownAuthorization));
+            };
+            let auth = authorization_from_row(&row)?;
+            let earlier = match refund_reference {
+                Some(refund_reference) => sqlx::query(
+                    "SELECT acquirer_ref, refund_reference, amount, rrn, created_at FROM refunds \
+                     WHERE acquirer_ref = $1 AND refund_reference = $2",
+                )
+                .bind(acquirer_ref)
+                .bind(refund_reference)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|row| refund_from_row(&row))
+                .transpose()?,
+                None => None,
+            };
+            let transition = match decide(&auth, earlier) {
+                Ok(Step::Apply(transition)) => transition,
+                Ok(Step::Replay(refund)) => {
+                    return Ok(Ok(Applied { authorization: auth, refund: Some(refund), replayed: true }));
+                }
+                Err(e) => return Ok(Err(e)),
+            };
+            let Transition { authorization, balance_delta, held_delta, ledger, refund } = *transition;
+            sqlx::query(
+                "UPDATE authorizations SET status = $1, captured_amount = $2, refunded_amount = $3, updated_at = $4 \
+                 WHERE acquirer_ref = $5",
+            )
+            .bind(authorization.status.as_str())
+            .bind(authorization.captured_amount)
+            .bind(authorization.refunded_amount)
+            .bind(authorization.updated_at)
+            .bind(&authorization.acquirer_ref)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE balances SET balance = balance + $1, held = held + $2 WHERE balance_key = $3 AND currency = $4",
+            )
+            .bind(balance_delta)
+            .bind(held_delta)
+            .bind(&authorization.balance_key)
+            .bind(&authorization.currency)
+            .execute(&mut *tx)
+            .await?;
+            if let Some(refund) = &refund {
+                sqlx::query(
+                    "INSERT INTO refunds (acquirer_ref, refund_reference, amount, rrn, created_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&refund.acquirer_ref)
+                .bind(&refund.refund_reference)
+                .bind(refund.amount)
+                .bind(&refund.rrn)
+                .bind(refund.created_at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for entry in &ledger {
+                let sql = insert_ledger_sql();
+                sqlx::query(&sql)
+                    .bind(authorization.updated_at)
+                    .bind(entry.kind.as_str())
+                    .bind(&authorization.acquirer_ref)
+                    .bind(&authorization.reference)
+                    .bind(&entry.refund_reference)
+                    .bind(&authorization.merchant_id)
+                    .bind(&authorization.masked_pan)
+                    .bind(&authorization.currency)
+                    .bind(entry.amount)
+                    .bind(None::<String>)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(Ok(Applied { authorization, refund, replayed: false }))
+        })
+    }
+
+    /// The authorization with this acquirer reference.
+    pub async fn find_by_acquirer_ref(&self, acquirer_ref: &str) -> Result<Option<Authorization>, StoreError> {
+        let sql = format!("SELECT {AUTHORIZATION_COLUMNS} FROM authorizations WHERE acquirer_ref = $1");
+        on_pool!(self, |pool| {
+            sqlx::query(&sql)
+                .bind(acquirer_ref)
+                .fetch_optional(pool)
+                .await?
+                .map(|r| authorization_from_row(&r))
+                .transpose()
+        })
+    }
+
+    /// The authorization with this gateway reference (status inquiry).
+    pub async fn find_by_reference(&self, reference: &str) -> Result<Option<Authorization>, StoreError> {
+        let sql = format!("SELECT {AUTHORIZATION_COLUMNS} FROM authorizations WHERE reference = $1");
+        on_pool!(self, |pool| {
+            sqlx::query(&sql)
+                .bind(reference)
+                .fetch_optional(pool)
+                .await?
+                .map(|r| authorization_from_row(&r))
+                .transpose()
+        })
+    }
+
+    /// Ledger entries in sequence order.
+    pub async fn ledger(&self, filter: &LedgerFilter) -> Result<Vec<LedgerEntry>, StoreError> {
+        let sql = format!(
+            "SELECT {LEDGER_COLUMNS} FROM ledger WHERE seq > $1 AND ($2 IS NULL OR reference = $2) \
+             AND ($3 IS NULL OR acquirer_ref = $3) ORDER BY seq LIMIT $4"
+        );
+        on_pool!(self, |pool| {
+            let rows = sqlx::query(&sql)
+                .bind(filter.after_seq)
+                .bind(&filter.reference)
+                .bind(&filter.acquirer_ref)
+                .bind(filter.limit)
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(ledger_from_row).collect()
+        })
+    }
+
+    /// A card's balance in `currency`, if it has ever been used in that currency.
+    pub async fn balance(&self, balance_key: &str, currency: &str) -> Result<Option<Balance>, StoreError> {
+        on_pool!(self, |pool| {
+            let row = sqlx::query("SELECT balance, held FROM balances WHERE balance_key = $1 AND currency = $2")
+                .bind(balance_key)
+                .bind(currency)
+                .fetch_optional(pool)
+                .await?;
+            row.map(|row| Ok(Balance { balance: row.try_get(0)?, held: row.try_get(1)? })).transpose()
+        })
+    }
+}
+
+/// What a transition's decision asks the store to do.
+#[derive(Debug)]
+enum Step {
+    Apply(Box<Transition>),
+    /// A repeated refund: answer with the earlier one.
+    Replay(Refund),
+}
+
+fn insert_ledger_sql() -> String {
+    "INSERT INTO ledger (at, kind, acquirer_ref, reference, refund_reference, merchant_id, masked_pan, currency, \
+     amount, decline_code) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        .to_owned()
+}
+
+/// The authorization row for `new` with the issuer's decision.
+fn authorization_record(new: &NewAuthorization, decline: Option<DeclineCode>) -> Authorization {
+    let (status, captured_amount) = match (decline, new.capture) {
+        (Some(_), _) => (AuthorizationStatus::Declined, 0),
+        (None, false) => (AuthorizationStatus::Authorized, 0),
+        (None, true) => (AuthorizationStatus::Captured, new.amount),
+    };
+    Authorization {
+        acquirer_ref: new.acquirer_ref.clone(),
+        reference: new.reference.clone(),
+        merchant_id: new.merchant_id.clone(),
+        masked_pan: new.masked_pan.clone(),
+        balance_key: new.balance_key.clone(),
+        currency: new.currency.clone(),
+        amount: new.amount,
+        status,
+        auth_code: decline.is_none().then(|| new.auth_code.clone()),
+        rrn: new.rrn.clone(),
+        decline_code: decline,
+        captured_amount,
+        refunded_amount: 0,
+        request_digest: new.request_digest.clone(),
+        created_at: new.now,
+        updated_at: new.now,
+    }
+}
+
+/// Ledger entries of a new authorization: the decline, or the hold (and the capture
+/// when it was captured at once).
+fn authorization_ledger(auth: &Authorization) -> Vec<LedgerDraft> {
+    let entry = |kind| LedgerDraft { kind, amount: auth.amount, refund_reference: None };
+    match auth.status {
+        AuthorizationStatus::Declined => vec![entry(LedgerKind::Decline)],
+        AuthorizationStatus::Captured => vec![entry(LedgerKind::Authorization), entry(LedgerKind::Capture)],
+        _ => vec![entry(LedgerKind::Authorization)],
+    }
+}
+
+fn get<'r, R, T>(row: &'r R, column: &'static str) -> Result<T, StoreError>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    T: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(row.try_get(column)?)
+}
+
+fn authorization_from_row<R>(row: &R) -> Result<Authorization, StoreError>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let status: String = get(row, "status")?;
+    let decline_code: Option<String> = get(row, "decline_code")?;
+    Ok(Authorization {
+        acquirer_ref: get(row, "acquirer_ref")?,
+        reference: get(row, "reference")?,
+        merchant_id: get(row, "merchant_id")?,
+        masked_pan: get(row, "masked_pan")?,
+        balance_key: get(row, "balance_key")?,
+        currency: get(row, "currency")?,
+        amount: get(row, "amount")?,
+        status: AuthorizationStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("status {status:?}")))?,
+        auth_code: get(row, "auth_code")?,
+        rrn: get(row, "rrn")?,
+        decline_code: decline_code
+            .map(|c| DeclineCode::parse(&c).ok_or_else(|| StoreError::Corrupt(format!("decline code {c:?}"))))
+            .transpose()?,
+        captured_amount: get(row, "captured_amount")?,
+        refunded_amount: get(row, "refunded_amount")?,
+        request_digest: get(row, "request_digest")?,
+        created_at: get(row, "created_at")?,
+        updated_at: get(row, "updated_at")?,
+    })
+}
+
+fn refund_from_row<R>(row: &R) -> Result<Refund, StoreError>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(Refund {
+        acquirer_ref: get(row, "acquirer_ref")?,
+        refund_reference: get(row, "refund_reference")?,
+        amount: get(row, "amount")?,
+        rrn: get(row, "rrn")?,
+        created_at: get(row, "created_at")?,
+    })
+}
+
+fn ledger_from_row<R>(row: &R) -> Result<LedgerEntry, StoreError>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(LedgerEntry {
+        seq: get(row, "seq")?,
+        at: get(row, "at")?,
+        kind: get(row, "kind")?,
+        acquirer_ref: get(row, "acquirer_ref")?,
+        reference: get(row, "reference")?,
+        refund_reference: get(row, "refund_reference")?,
+        merchant_id: get(row, "merchant_id")?,
+        masked_pan: get(row, "masked_pan")?,
+        currency: get(row, "currency")?,
+        amount: get(row, "amount")?,
+        decline_code: get(row, "decline_code")?,
+    })
+}
