@@ -5,7 +5,7 @@
 //!
 //! Acquirer, called by the gateway directly with the acquirer's reference:
 //! * `GET  /acquirer/v1/authorizations/{acquirer_ref}`
-//! * `POST /acquirer/v1/authorizations/{acquirer_ref}/capture` `{amount?}`
+//! * `POST /acquirer/v1/authorizations/{acquirer_ref}/capture` `{amount?, final?}`
 //! * `POST /acquirer/v1/authorizations/{acquirer_ref}/void`
 //! * `POST /acquirer/v1/authorizations/{acquirer_ref}/refund` `{amount, refund_reference}`
 //! * `GET  /acquirer/v1/inquiry?reference=…`
@@ -302,9 +302,17 @@ async fn get_authorization(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CaptureRequest {
-    /// Minor units; the whole authorized amount when absent.
+    /// Minor units; all that is still held when absent.
     #[serde(default)]
     amount: Option<i64>,
+    /// `true` (default): this capture closes the authorization and releases the rest of
+    /// the hold. `false`: the rest stays held for further captures.
+    #[serde(default = "final_by_default", rename = "final")]
+    final_capture: bool,
+}
+
+fn final_by_default() -> bool {
+    true
 }
 
 async fn capture(
@@ -315,9 +323,14 @@ async fn capture(
     if let Some(amount) = req.amount {
         check_amount(amount)?;
     }
-    let applied = network.store.capture(&acquirer_ref, req.amount, now_ms()).await??;
+    let applied = network.store.capture(&acquirer_ref, req.amount, req.final_capture, now_ms()).await??;
     let auth = applied.authorization;
-    tracing::info!(acquirer_ref = %auth.acquirer_ref, amount = auth.captured_amount, released = auth.amount - auth.captured_amount, "capture");
+    tracing::info!(
+        acquirer_ref = %auth.acquirer_ref,
+        captured_amount = auth.captured_amount,
+        status = auth.status.as_str(),
+        "capture"
+    );
     Ok(Json(auth.into()))
 }
 

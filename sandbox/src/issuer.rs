@@ -8,8 +8,9 @@
 //! Balances: `balance` is the money on the card; `held` is what open authorizations
 //! reserve; `available = balance - held`. An authorization moves `amount` into `held`
 //! (or, with `capture`, takes it from `balance` at once); a void releases the hold; a
-//! capture takes the captured part from `balance` and releases the whole hold (a partial
-//! capture frees the rest); a refund puts money back into `balance`.
+//! capture takes the captured part from `balance` and releases it from `held` — a final
+//! capture releases the whole rest of the hold, a non-final one keeps it for further
+//! captures; a refund puts money back into `balance`.
 
 use crate::cards::{CardBehavior, CardNumber, Expiry};
 
@@ -84,7 +85,9 @@ pub enum AuthorizationStatus {
     Declined,
     /// Approved; funds are held until capture or void.
     Authorized,
-    /// Settled (fully or partially); refunds may follow.
+    /// Part captured by non-final captures; the rest is still held for more.
+    PartiallyCaptured,
+    /// Closed by a final capture (of all or part); refunds may follow.
     Captured,
     /// Part of the captured amount was refunded.
     PartiallyRefunded,
@@ -100,6 +103,7 @@ impl AuthorizationStatus {
         match self {
             AuthorizationStatus::Declined => "declined",
             AuthorizationStatus::Authorized => "authorized",
+            AuthorizationStatus::PartiallyCaptured => "partially_captured",
             AuthorizationStatus::Captured => "captured",
             AuthorizationStatus::PartiallyRefunded => "partially_refunded",
             AuthorizationStatus::Refunded => "refunded",
@@ -112,6 +116,7 @@ impl AuthorizationStatus {
         [
             AuthorizationStatus::Declined,
             AuthorizationStatus::Authorized,
+            AuthorizationStatus::PartiallyCaptured,
             AuthorizationStatus::Captured,
             AuthorizationStatus::PartiallyRefunded,
             AuthorizationStatus::Refunded,
@@ -307,56 +312,84 @@ pub fn hold_funds(current: Balance, amount: i64, capture: bool) -> Result<Balanc
     })
 }
 
-/// Capture `amount` (the whole authorized amount when `None`) of an open hold. Only one
-/// capture per authorization; a partial capture releases the rest of the hold.
-pub fn capture(auth: &Authorization, amount: Option<i64>, now: i64) -> Result<Transition, OperationError> {
+/// Status of an authorization with nothing left on hold, from what was refunded.
+fn settled_status(captured_amount: i64, refunded_amount: i64) -> AuthorizationStatus {
+    if refunded_amount == 0 {
+        AuthorizationStatus::Captured
+    } else if refunded_amount == captured_amount {
+        AuthorizationStatus::Refunded
+    } else {
+        AuthorizationStatus::PartiallyRefunded
+    }
+}
+
+/// Capture `amount` (all that is still held when `None`) of an open hold. A `final`
+/// capture releases whatever stays uncaptured and closes the authorization; a non-final
+/// one keeps the rest on hold for later captures (`partially_captured`).
+pub fn capture(
+    auth: &Authorization,
+    amount: Option<i64>,
+    final_capture: bool,
+    now: i64,
+) -> Result<Transition, OperationError> {
     match auth.status {
-        AuthorizationStatus::Authorized => {}
+        AuthorizationStatus::Authorized | AuthorizationStatus::PartiallyCaptured => {}
         AuthorizationStatus::Declined => return Err(OperationError::AuthorizationDeclined),
         AuthorizationStatus::Voided => return Err(OperationError::AlreadyVoided),
         AuthorizationStatus::Captured | AuthorizationStatus::PartiallyRefunded | AuthorizationStatus::Refunded => {
             return Err(OperationError::AlreadyCaptured)
         }
     }
-    let amount = amount.unwrap_or(auth.amount);
-    if amount > auth.amount {
+    let still_held = auth.amount - auth.captured_amount;
+    let amount = amount.unwrap_or(still_held);
+    if amount > still_held {
         return Err(OperationError::CaptureExceedsAuthorization);
     }
+    let captured_amount = auth.captured_amount + amount;
+    let closes = final_capture || captured_amount == auth.amount;
     let mut ledger = vec![LedgerDraft { kind: LedgerKind::Capture, amount, refund_reference: None }];
-    if amount < auth.amount {
-        ledger.push(LedgerDraft { kind: LedgerKind::Release, amount: auth.amount - amount, refund_reference: None });
-    }
-    let authorization = Authorization {
-        status: AuthorizationStatus::Captured,
-        captured_amount: amount,
-        updated_at: now,
-        ..auth.clone()
+    let (status, held_delta) = if closes {
+        let released = still_held - amount;
+        if released > 0 {
+            ledger.push(LedgerDraft { kind: LedgerKind::Release, amount: released, refund_reference: None });
+        }
+        (settled_status(captured_amount, auth.refunded_amount), -still_held)
+    } else {
+        (AuthorizationStatus::PartiallyCaptured, -amount)
     };
-    Ok(Transition { authorization, balance_delta: -amount, held_delta: -auth.amount, ledger, refund: None })
+    let authorization = Authorization { status, captured_amount, updated_at: now, ..auth.clone() };
+    Ok(Transition { authorization, balance_delta: -amount, held_delta, ledger, refund: None })
 }
 
-/// Release the hold of an uncaptured authorization.
+/// Release what an authorization still holds: the whole hold of an uncaptured one
+/// (`voided`), or the rest after non-final captures (then it is closed as captured).
 pub fn void(auth: &Authorization, now: i64) -> Result<Transition, OperationError> {
     match auth.status {
-        AuthorizationStatus::Authorized => {}
+        AuthorizationStatus::Authorized | AuthorizationStatus::PartiallyCaptured => {}
         AuthorizationStatus::Declined => return Err(OperationError::AuthorizationDeclined),
         AuthorizationStatus::Voided => return Err(OperationError::AlreadyVoided),
         AuthorizationStatus::Captured | AuthorizationStatus::PartiallyRefunded | AuthorizationStatus::Refunded => {
             return Err(OperationError::CannotVoidCaptured)
         }
     }
-    let authorization = Authorization { status: AuthorizationStatus::Voided, updated_at: now, ..auth.clone() };
+    let still_held = auth.amount - auth.captured_amount;
+    let status = if auth.captured_amount == 0 {
+        AuthorizationStatus::Voided
+    } else {
+        settled_status(auth.captured_amount, auth.refunded_amount)
+    };
+    let authorization = Authorization { status, updated_at: now, ..auth.clone() };
     Ok(Transition {
         authorization,
         balance_delta: 0,
-        held_delta: -auth.amount,
-        ledger: vec![LedgerDraft { kind: LedgerKind::Void, amount: auth.amount, refund_reference: None }],
+        held_delta: -still_held,
+        ledger: vec![LedgerDraft { kind: LedgerKind::Void, amount: still_held, refund_reference: None }],
         refund: None,
     })
 }
 
 /// Refund `amount` of what was captured and not yet refunded. Several partial refunds
-/// may follow one capture, each with its own `refund_reference`.
+/// may follow, each with its own `refund_reference`.
 pub fn refund(
     auth: &Authorization,
     amount: i64,
@@ -365,7 +398,9 @@ pub fn refund(
     now: i64,
 ) -> Result<Transition, OperationError> {
     match auth.status {
-        AuthorizationStatus::Captured | AuthorizationStatus::PartiallyRefunded => {}
+        AuthorizationStatus::Captured
+        | AuthorizationStatus::PartiallyCaptured
+        | AuthorizationStatus::PartiallyRefunded => {}
         AuthorizationStatus::Refunded => return Err(OperationError::RefundExceedsCaptured),
         AuthorizationStatus::Declined => return Err(OperationError::AuthorizationDeclined),
         AuthorizationStatus::Voided => return Err(OperationError::AlreadyVoided),
@@ -375,10 +410,10 @@ pub fn refund(
         return Err(OperationError::RefundExceedsCaptured);
     }
     let refunded_amount = auth.refunded_amount + amount;
-    let status = if refunded_amount == auth.captured_amount {
-        AuthorizationStatus::Refunded
-    } else {
-        AuthorizationStatus::PartiallyRefunded
+    let status = match auth.status {
+        // Still holding the rest: it stays open for captures.
+        AuthorizationStatus::PartiallyCaptured => AuthorizationStatus::PartiallyCaptured,
+        _ => settled_status(auth.captured_amount, refunded_amount),
     };
     let authorization = Authorization { status, refunded_amount, updated_at: now, ..auth.clone() };
     let refund = Refund {
@@ -437,7 +472,7 @@ mod tests {
 
     #[test]
     fn partial_capture_releases_the_rest_of_the_hold() {
-        let t = capture(&authorized(1000), Some(300), 2).unwrap();
+        let t = capture(&authorized(1000), Some(300), true, 2).unwrap();
         assert_eq!((t.balance_delta, t.held_delta), (-300, -1000));
         assert_eq!(t.authorization.status, AuthorizationStatus::Captured);
         assert_eq!(t.authorization.captured_amount, 300);
@@ -445,14 +480,38 @@ mod tests {
             t.ledger.iter().map(|l| (l.kind, l.amount)).collect::<Vec<_>>(),
             [(LedgerKind::Capture, 300), (LedgerKind::Release, 700)]
         );
-        assert_eq!(capture(&t.authorization, None, 3), Err(OperationError::AlreadyCaptured));
+        assert_eq!(capture(&t.authorization, None, true, 3), Err(OperationError::AlreadyCaptured));
         assert_eq!(void(&t.authorization, 3), Err(OperationError::CannotVoidCaptured));
-        assert_eq!(capture(&authorized(1000), Some(1001), 2), Err(OperationError::CaptureExceedsAuthorization));
+        assert_eq!(capture(&authorized(1000), Some(1001), true, 2), Err(OperationError::CaptureExceedsAuthorization));
+    }
+
+    #[test]
+    fn non_final_captures_keep_the_rest_on_hold() {
+        let first = capture(&authorized(1000), Some(300), false, 2).unwrap();
+        assert_eq!((first.balance_delta, first.held_delta), (-300, -300));
+        assert_eq!(first.authorization.status, AuthorizationStatus::PartiallyCaptured);
+        let refunded = refund(&first.authorization, 100, "r1", "1".into(), 3).unwrap().authorization;
+        assert_eq!(refunded.status, AuthorizationStatus::PartiallyCaptured);
+        assert_eq!(capture(&refunded, Some(701), false, 4), Err(OperationError::CaptureExceedsAuthorization));
+        let second = capture(&refunded, Some(200), true, 4).unwrap();
+        assert_eq!((second.balance_delta, second.held_delta), (-200, -700));
+        assert_eq!(second.authorization.status, AuthorizationStatus::PartiallyRefunded);
+        assert_eq!(second.authorization.captured_amount, 500);
+        assert_eq!(
+            second.ledger.iter().map(|l| (l.kind, l.amount)).collect::<Vec<_>>(),
+            [(LedgerKind::Capture, 200), (LedgerKind::Release, 500)]
+        );
+        // Capturing everything that is left closes it without `final`.
+        let all = capture(&first.authorization, None, false, 5).unwrap().authorization;
+        assert_eq!((all.status, all.captured_amount), (AuthorizationStatus::Captured, 1000));
+        // A void after a partial capture releases only the rest.
+        let rest = void(&first.authorization, 5).unwrap();
+        assert_eq!((rest.held_delta, rest.authorization.status), (-700, AuthorizationStatus::Captured));
     }
 
     #[test]
     fn refunds_never_exceed_what_was_captured() {
-        let captured = capture(&authorized(1000), Some(500), 2).unwrap().authorization;
+        let captured = capture(&authorized(1000), Some(500), true, 2).unwrap().authorization;
         let first = refund(&captured, 200, "r1", "1".into(), 3).unwrap();
         assert_eq!(first.authorization.status, AuthorizationStatus::PartiallyRefunded);
         assert_eq!(refund(&first.authorization, 301, "r2", "2".into(), 4), Err(OperationError::RefundExceedsCaptured));
@@ -467,13 +526,13 @@ mod tests {
     fn voided_and_declined_authorizations_are_final() {
         let voided = void(&authorized(10), 2).unwrap().authorization;
         assert_eq!(void(&voided, 3), Err(OperationError::AlreadyVoided));
-        assert_eq!(capture(&voided, None, 3), Err(OperationError::AlreadyVoided));
+        assert_eq!(capture(&voided, None, true, 3), Err(OperationError::AlreadyVoided));
         let declined = Authorization {
             status: AuthorizationStatus::Declined,
             decline_code: Some(DeclineCode::DoNotHonor),
             ..authorized(10)
         };
-        assert_eq!(capture(&declined, None, 3), Err(OperationError::AuthorizationDeclined));
+        assert_eq!(capture(&declined, None, true, 3), Err(OperationError::AuthorizationDeclined));
         assert_eq!(void(&declined, 3), Err(OperationError::AuthorizationDeclined));
     }
 

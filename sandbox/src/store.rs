@@ -315,15 +315,17 @@ impl Store {
         })
     }
 
-    /// Capture `amount` (all when `None`) of the authorization `acquirer_ref`.
+    /// Capture `amount` (all still held when `None`) of the authorization `acquirer_ref`;
+    /// `final_capture` releases the rest.
     pub async fn capture(
         &self,
         acquirer_ref: &str,
         amount: Option<i64>,
+        final_capture: bool,
         now: i64,
     ) -> Result<Result<Applied, OperationError>, StoreError> {
         self.transition(acquirer_ref, None, |auth, _| {
-            issuer::capture(auth, amount, now).map(|t| Step::Apply(Box::new(t)))
+            issuer::capture(auth, amount, final_capture, now).map(|t| Step::Apply(Box::new(t)))
         })
         .await
     }

@@ -383,6 +383,35 @@ async fn balances_follow_the_money(sandbox: &Sandbox) {
     assert_error(&c.capture(&sale, None).await, 409, "already_captured");
     assert_error(&c.void(&sale).await, 409, "cannot_void_captured");
 
+    // Non-final captures keep the rest on hold; the final one releases it.
+    let multi = c.hold(&new_reference(), LIMITED, 500).await;
+    assert_eq!(c.balance(LIMITED, "UZS").await, (700, 500, 200));
+    let path = format!("/acquirer/v1/authorizations/{multi}/capture");
+    let r = c.post(&path, json!({ "amount": 100, "final": false })).await;
+    assert_eq!(
+        (r.body["status"].clone(), r.body["captured_amount"].clone()),
+        (json!("partially_captured"), json!(100))
+    );
+    assert_eq!(c.balance(LIMITED, "UZS").await, (600, 400, 200));
+    assert_eq!(c.refund(&multi, 40, "rf_m").await.body["authorization"]["status"], "partially_captured");
+    assert_eq!(c.balance(LIMITED, "UZS").await, (640, 400, 240));
+    assert_error(&c.post(&path, json!({ "amount": 401, "final": false })).await, 422, "capture_exceeds_authorization");
+    let r = c.post(&path, json!({ "amount": 150 })).await;
+    assert_eq!(
+        (r.body["status"].clone(), r.body["captured_amount"].clone()),
+        (json!("partially_refunded"), json!(250))
+    );
+    assert_eq!(c.balance(LIMITED, "UZS").await, (490, 0, 490));
+    assert_error(&c.capture(&multi, Some(1)).await, 409, "already_captured");
+    // A void after a non-final capture releases what is still held.
+    let rest = c.hold(&new_reference(), LIMITED, 300).await;
+    let r =
+        c.post(&format!("/acquirer/v1/authorizations/{rest}/capture"), json!({ "amount": 100, "final": false })).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = c.void(&rest).await;
+    assert_eq!((r.body["status"].clone(), r.body["captured_amount"].clone()), (json!("captured"), json!(100)));
+    assert_eq!(c.balance(LIMITED, "UZS").await, (390, 0, 390));
+
     // The ledger tells the story of the first authorization, card masked.
     let entries = c.ledger(&format!("acquirer_ref={first}")).await;
     let story: Vec<(String, i64)> =
