@@ -1,1 +1,352 @@
-//! placeholder during scaffolding
+//! Harness for the end-to-end tests: a fresh PKI per test, the real `paysys-vault`
+//! binary on a free loopback port, real mTLS clients, and a database per test (a SQLite
+//! file, or a fresh PostgreSQL database when `PAYSYS_TEST_POSTGRES_URL` is set).
+//!
+//! # Layout
+//!
+//! * [`TestPki`] — CA, vault server certificate, and client identities (gateway, two
+//!   officers, two merchants) plus the bad ones the TLS tests need.
+//! * [`Backend`] / [`backends`] — SQLite always, PostgreSQL when configured.
+//! * [`TestVault`] — a running vault process with its log captured to a file.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use paysys::pki::{CertificateAuthority, IssueRequest};
+use paysys_vault_client::{ClientTls, HttpVersion, VaultConnection, VaultResponse};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// A unique scratch directory under the system temp dir.
+pub fn scratch_dir(tag: &str) -> PathBuf {
+    use rand::Rng;
+    let n: u64 = rand::thread_rng().gen();
+    let dir = std::env::temp_dir().join(format!("paysys-e2e-{tag}-{n:016x}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Where the workspace's binaries are: `PAYSYS_BIN_DIR`, else next to the test binary's
+/// `deps/` directory (cargo builds the workspace binaries before running tests).
+pub fn bin_path(name: &str) -> PathBuf {
+    if let Ok(dir) = std::env::var("PAYSYS_BIN_DIR") {
+        return PathBuf::from(dir).join(name);
+    }
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+    let path = profile_dir.join(name);
+    assert!(
+        path.exists(),
+        "{} not found; run the tests with `cargo test --workspace` (which builds it) or set PAYSYS_BIN_DIR",
+        path.display()
+    );
+    path
+}
+
+/// A client identity: certificate and key files, and the principal inside.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub principal: String,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// A fresh PKI for one test.
+#[derive(Debug, Clone)]
+pub struct TestPki {
+    pub dir: PathBuf,
+    pub ca_cert: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub gateway: Identity,
+    pub alice: Identity,
+    pub bob: Identity,
+    /// Merchant `m_1`.
+    pub merchant: Identity,
+    /// Merchant `m_2`.
+    pub other_merchant: Identity,
+    /// A principal the default policy does not know.
+    pub stranger: Identity,
+    /// A client certificate from another CA.
+    pub foreign: Identity,
+    /// An expired client certificate from the right CA.
+    pub expired: Identity,
+    /// A certificate from the right CA without the clientAuth usage.
+    pub no_client_auth: Identity,
+}
+
+impl TestPki {
+    pub fn generate(dir: &Path) -> TestPki {
+        let ca = CertificateAuthority::generate("PaySys Test CA").unwrap();
+        let ca_cert = dir.join("ca.pem");
+        ca.write(&ca_cert, &dir.join("ca.key")).unwrap();
+        let issue = |ca: &CertificateAuthority, name: &str, request: IssueRequest, principal: &str| {
+            let cert = dir.join(format!("{name}.pem"));
+            let key = dir.join(format!("{name}.key"));
+            ca.issue(&request).unwrap().write(&cert, &key).unwrap();
+            Identity { principal: principal.to_owned(), cert, key }
+        };
+        let server = issue(&ca, "vault", IssueRequest::server(), "");
+        let client = |name: &str, principal: &str| issue(&ca, name, IssueRequest::client(principal), principal);
+        let other_ca = CertificateAuthority::generate("Not PaySys").unwrap();
+        TestPki {
+            dir: dir.to_owned(),
+            ca_cert,
+            server_cert: server.cert,
+            server_key: server.key,
+            gateway: client("gateway", "spiffe://paysys/gateway"),
+            alice: client("alice", "spiffe://paysys/officer/alice"),
+            bob: client("bob", "spiffe://paysys/officer/bob"),
+            merchant: client("merchant-m_1", "spiffe://paysys/merchant/m_1"),
+            other_merchant: client("merchant-m_2", "spiffe://paysys/merchant/m_2"),
+            stranger: client("stranger", "spiffe://elsewhere/someone"),
+            foreign: issue(
+                &other_ca,
+                "foreign",
+                IssueRequest::client("spiffe://paysys/merchant/m_1"),
+                "spiffe://paysys/merchant/m_1",
+            ),
+            expired: issue(
+                &ca,
+                "expired",
+                IssueRequest::client("spiffe://paysys/merchant/m_1").expired(),
+                "spiffe://paysys/merchant/m_1",
+            ),
+            no_client_auth: issue(
+                &ca,
+                "no-client-auth",
+                IssueRequest::client("spiffe://paysys/merchant/m_1").without_client_auth(),
+                "spiffe://paysys/merchant/m_1",
+            ),
+        }
+    }
+}
+
+/// A database backend for one test.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Sqlite,
+    /// Admin URL of a PostgreSQL server; each test creates its own database there.
+    Postgres(String),
+}
+
+impl Backend {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// SQLite always; PostgreSQL too when `PAYSYS_TEST_POSTGRES_URL` is set (CI sets it).
+pub fn backends() -> Vec<Backend> {
+    let mut all = vec![Backend::Sqlite];
+    match std::env::var("PAYSYS_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => all.push(Backend::Postgres(url)),
+        _ => eprintln!("PAYSYS_TEST_POSTGRES_URL not set: PostgreSQL variants skipped"),
+    }
+    all
+}
+
+/// A database created for one test.
+#[derive(Debug, Clone)]
+pub struct TestDatabase {
+    pub url: String,
+    admin: Option<(String, String)>,
+}
+
+impl TestDatabase {
+    pub async fn create(backend: &Backend, dir: &Path) -> TestDatabase {
+        match backend {
+            Backend::Sqlite => TestDatabase { url: format!("sqlite:{}", dir.join("vault.db").display()), admin: None },
+            Backend::Postgres(admin_url) => {
+                use rand::Rng;
+                use sqlx::Connection;
+                let name = format!("paysys_e2e_{:016x}", rand::thread_rng().gen::<u64>());
+                let mut conn = sqlx::PgConnection::connect(admin_url).await.unwrap();
+                sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
+                let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap();
+                TestDatabase { url: format!("{base}/{name}"), admin: Some((admin_url.clone(), name)) }
+            }
+        }
+    }
+
+    /// Drop a PostgreSQL test database (best effort).
+    pub async fn drop_database(&self) {
+        if let Some((admin, name)) = &self.admin {
+            use sqlx::Connection;
+            if let Ok(mut conn) = sqlx::PgConnection::connect(admin).await {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await;
+            }
+        }
+    }
+}
+
+/// How to start the vault.
+#[derive(Debug, Clone)]
+pub struct VaultOptions {
+    /// Unseal at start from the dev root key file (`--dev --dev-root-key-file`).
+    pub dev_unseal: bool,
+    /// A policy file to pass with `--policy` (else the built-in dev policy).
+    pub policy: Option<PathBuf>,
+    pub extra_args: Vec<String>,
+}
+
+impl Default for VaultOptions {
+    fn default() -> Self {
+        VaultOptions { dev_unseal: true, policy: None, extra_args: Vec::new() }
+    }
+}
+
+/// A running `paysys-vault serve` process.
+#[derive(Debug)]
+pub struct TestVault {
+    pub url: String,
+    pub dir: PathBuf,
+    pub pki: TestPki,
+    pub db: TestDatabase,
+    pub root_key_file: PathBuf,
+    pub log_file: PathBuf,
+    /// Serve processes (more than one when a test runs replicas on one database).
+    children: Vec<Child>,
+}
+
+impl TestVault {
+    /// A fresh PKI, database and initialized, dev-unsealed vault.
+    pub async fn start(backend: &Backend) -> TestVault {
+        TestVault::start_with(backend, VaultOptions::default()).await
+    }
+
+    pub async fn start_with(backend: &Backend, options: VaultOptions) -> TestVault {
+        let dir = scratch_dir(backend.name());
+        let pki = TestPki::generate(&dir);
+        let db = TestDatabase::create(backend, &dir).await;
+        let root_key_file = dir.join("root.key");
+        let init = Command::new(bin_path("paysys-vault"))
+            .args(["init", "--database-url", &db.url, "--dev-root-key-file"])
+            .arg(&root_key_file)
+            .output()
+            .await
+            .unwrap();
+        assert!(init.status.success(), "init failed: {}", String::from_utf8_lossy(&init.stderr));
+        let mut vault = TestVault {
+            url: String::new(),
+            dir: dir.clone(),
+            pki,
+            db,
+            root_key_file,
+            log_file: dir.join("vault.log"),
+            children: Vec::new(),
+        };
+        vault.spawn(&options).await;
+        vault
+    }
+
+    /// Start (or restart) the serve process with `options`; waits for its listening line.
+    pub async fn spawn(&mut self, options: &VaultOptions) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_file).unwrap();
+        let mut cmd = Command::new(bin_path("paysys-vault"));
+        cmd.args(["serve", "--database-url", &self.db.url, "--listen", "127.0.0.1:0"])
+            .arg("--tls-cert")
+            .arg(&self.pki.server_cert)
+            .arg("--tls-key")
+            .arg(&self.pki.server_key)
+            .arg("--client-ca")
+            .arg(&self.pki.ca_cert)
+            .args(&options.extra_args)
+            .env("PAYSYS_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true);
+        if options.dev_unseal {
+            cmd.arg("--dev").arg("--dev-root-key-file").arg(&self.root_key_file);
+        }
+        match &options.policy {
+            Some(p) => {
+                cmd.arg("--policy").arg(p);
+            }
+            None if !options.dev_unseal => {
+                // The built-in policy needs --dev; a sealed test vault uses it from a file.
+                let p = self.dir.join("dev-policy.toml");
+                std::fs::write(&p, paysys_policies::DEV_POLICY).unwrap();
+                cmd.arg("--policy").arg(p);
+            }
+            None => {}
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("vault did not start within 30 s")
+            .unwrap()
+            .unwrap_or_else(|| panic!("vault exited before listening; log:\n{}", self.log_text()));
+        self.url = line.strip_prefix("paysys-vault listening on ").expect("listening line").to_owned();
+        self.children.push(child);
+    }
+
+    /// Stop every serve process (SIGKILL; [`TestVault::terminate`] stops cleanly).
+    pub async fn kill(&mut self) {
+        for mut child in self.children.drain(..) {
+            let _ = child.kill().await;
+        }
+    }
+
+    /// SIGTERM the newest serve process and wait; returns whether it exited successfully.
+    pub async fn terminate(&mut self) -> bool {
+        let Some(mut child) = self.children.pop() else { return false };
+        if let Some(pid) = child.id() {
+            let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
+        }
+        matches!(tokio::time::timeout(Duration::from_secs(10), child.wait()).await, Ok(Ok(s)) if s.success())
+    }
+
+    /// Everything the vault wrote to stderr so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log_file).unwrap_or_default()
+    }
+
+    pub fn tls(&self, who: &Identity) -> ClientTls {
+        ClientTls::new(&self.pki.ca_cert, Some((&who.cert, &who.key)), HttpVersion::Http1).unwrap()
+    }
+
+    /// A kept-alive HTTP/1.1 mTLS connection as `who`.
+    pub async fn connect(&self, who: &Identity) -> VaultConnection {
+        self.tls(who).connect(&self.url).await.unwrap()
+    }
+
+    /// One request as `who` on a fresh connection.
+    pub async fn call(
+        &self,
+        who: &Identity,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> VaultResponse {
+        self.connect(who).await.call(method, path, body.as_ref()).await.unwrap()
+    }
+
+    /// Tokenize for merchant `m_1` as the merchant; returns the token.
+    pub async fn tokenize(&self, pan: &str) -> String {
+        let r = self
+            .call(
+                &self.pki.merchant,
+                "POST",
+                "/v1/tokens",
+                Some(serde_json::json!({"merchant_id": "m_1", "pan": pan, "exp_month": 12, "exp_year": 2031})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.body["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Stop the process and drop a PostgreSQL database. Call at the end of each test.
+    pub async fn finish(mut self) {
+        self.kill().await;
+        self.db.drop_database().await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,208 @@
+//! The load generator: N clients, each on its own kept-alive mTLS connection, sending
+//! requests back to back; latencies recorded per request and reported as percentiles.
+
+use anyhow::Context;
+use paysys_vault_client::ClientTls;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Where to send load, with whose certificate.
+#[derive(Debug)]
+pub struct Target {
+    pub url: String,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub merchant_id: String,
+    pub backend: String,
+}
+
+/// Throughput and latency of one run.
+#[derive(Debug)]
+pub struct Report {
+    pub ops: u64,
+    pub errors: u64,
+    pub elapsed: Duration,
+    /// Sorted latencies in microseconds.
+    latencies_us: Vec<u32>,
+}
+
+impl Report {
+    fn percentile(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return 0.0;
+        }
+        let rank = ((p / 100.0) * (self.latencies_us.len() as f64 - 1.0)).round() as usize;
+        f64::from(self.latencies_us[rank.min(self.latencies_us.len() - 1)]) / 1000.0
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.elapsed.as_secs_f64();
+        write!(
+            f,
+            "  ops={} errors={} ops/s={:.0}  latency ms: p50={:.2} p99={:.2} p99.9={:.2} max={:.2}",
+            self.ops,
+            self.errors,
+            self.ops as f64 / secs,
+            self.percentile(50.0),
+            self.percentile(99.0),
+            self.percentile(99.9),
+            self.percentile(100.0),
+        )
+    }
+}
+
+/// A random 16-digit Visa number with a valid Luhn check digit, so every request
+/// tokenizes a distinct card.
+fn random_visa() -> String {
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    let mut digits: Vec<u8> = vec![4];
+    digits.extend((0..14).map(|_| rng.gen_range(0..10u8)));
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| {
+            let d = u32::from(d);
+            if i % 2 == 0 {
+                let x = d * 2;
+                if x > 9 {
+                    x - 9
+                } else {
+                    x
+                }
+            } else {
+                d
+            }
+        })
+        .sum();
+    digits.push(((10 - sum % 10) % 10) as u8);
+    digits.iter().map(|d| char::from(b'0' + d)).collect()
+}
+
+/// Run `concurrency` clients for `warmup + duration`, measuring only `duration`.
+pub async fn run(
+    tls: &ClientTls,
+    url: &str,
+    merchant_id: &str,
+    concurrency: usize,
+    warmup: Duration,
+    duration: Duration,
+) -> anyhow::Result<Report> {
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        let mut conn = tls.connect(url).await.context("connecting to the vault")?;
+        let measuring = measuring.clone();
+        let stop = stop.clone();
+        let merchant_id = merchant_id.to_owned();
+        clients.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(1 << 16);
+            let mut errors = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let body = serde_json::json!({
+                    "merchant_id": merchant_id,
+                    "pan": random_visa(),
+                    "exp_month": 12,
+                    "exp_year": 2030,
+                    "format": "opaque",
+                    "reuse": false,
+                });
+                let started = Instant::now();
+                let ok = matches!(conn.call("POST", "/v1/tokens", Some(&body)).await, Ok(r) if r.status == 201);
+                let took = started.elapsed();
+                if measuring.load(Ordering::Relaxed) {
+                    if ok {
+                        latencies.push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
+                    } else {
+                        errors += 1;
+                    }
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    tokio::time::sleep(warmup).await;
+    measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    tokio::time::sleep(duration).await;
+    measuring.store(false, Ordering::Relaxed);
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies_us = Vec::new();
+    let mut errors = 0;
+    for client in clients {
+        let (l, e) = client.await?;
+        latencies_us.extend(l);
+        errors += e;
+    }
+    latencies_us.sort_unstable();
+    Ok(Report { ops: latencies_us.len() as u64, errors, elapsed, latencies_us })
+}
+
+impl Target {
+    /// Read the vault URL and the dev merchant's credentials from a stack.json.
+    pub fn from_stack(path: &Path) -> anyhow::Result<Target> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let stack: paysys::stack::Stack = serde_json::from_str(&text)?;
+        Ok(Target::of(&stack))
+    }
+
+    fn of(stack: &paysys::stack::Stack) -> Target {
+        Target {
+            url: stack.vault.url.clone(),
+            ca: stack.pki.ca_cert.clone(),
+            cert: stack.pki.merchant.cert.clone(),
+            key: stack.pki.merchant.key.clone(),
+            merchant_id: stack.pki.merchant.id.clone(),
+            backend: backend_of(&stack.vault.database_url),
+        }
+    }
+}
+
+fn backend_of(url: &str) -> String {
+    if url.starts_with("postgres") {
+        "postgresql".into()
+    } else {
+        "sqlite".into()
+    }
+}
+
+/// A vault of the benchmark's own: `paysys up`'s start-up (dev PKI, dev policy, dev
+/// unseal) in a fresh directory, on the given database and a free port. The vault
+/// stops and the directory is removed when this is dropped.
+pub struct PrivateVault {
+    stack: paysys::up::RunningStack,
+    dir: PathBuf,
+}
+
+impl PrivateVault {
+    /// Start `paysys-vault` (found next to this binary, or in `PAYSYS_BIN_DIR`).
+    pub async fn start(database_url: &str) -> anyhow::Result<PrivateVault> {
+        let dir = std::env::temp_dir().join(format!("paysys-bench-{}", std::process::id()));
+        let mut options = paysys::up::UpOptions::new(&dir);
+        options.vault_port = 0;
+        options.vault_database_url = Some(database_url.to_owned());
+        options.bin_dir = std::env::var_os("PAYSYS_BIN_DIR").map(PathBuf::from);
+        let stack = paysys::up::start_stack(&options).await?;
+        Ok(PrivateVault { stack, dir })
+    }
+
+    /// Where to send load: the vault, with the dev merchant's certificate.
+    pub fn target(&self) -> Target {
+        Target::of(self.stack.stack())
+    }
+}
+
+impl Drop for PrivateVault {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,125 @@
+//! After tokenizing known cards, neither the database (SQLite file bytes, PostgreSQL
+//! rows) nor the vault's log holds the card number's digits or the CVC.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use paysys_tests::{backends, Backend, TestVault};
+use serde_json::json;
+
+const PAN: &str = "378282246310005";
+const PAN_SPACED: &str = "3782 822463 10005";
+const CVC: &str = "8264";
+const VISA: &str = "4000000000009995";
+
+/// Every byte string a leaked PAN or CVC could look like: the digits, and the hex of
+/// their ASCII (how PostgreSQL prints bytea).
+fn needles() -> Vec<Vec<u8>> {
+    let mut all = Vec::new();
+    for secret in [PAN, VISA, CVC] {
+        all.push(secret.as_bytes().to_vec());
+        all.push(hex_ascii(secret).into_bytes());
+    }
+    all
+}
+
+/// `needle` occurs in `haystack` as a whole number (no digit right before or after), so
+/// a short CVC is not "found" inside a timestamp.
+fn occurs(haystack: &[u8], needle: &[u8]) -> bool {
+    let n = needle.len();
+    haystack.windows(n).enumerate().any(|(i, w)| {
+        let bounded =
+            (i == 0 || !haystack[i - 1].is_ascii_digit()) && haystack.get(i + n).is_none_or(|c| !c.is_ascii_digit());
+        w == needle && (n >= 12 || bounded)
+    })
+}
+
+fn hex_ascii(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn find_any(haystack: &[u8], what: &str) -> Option<String> {
+    needles()
+        .into_iter()
+        .find(|n| occurs(haystack, n))
+        .map(|n| format!("{what} contains {:?}", String::from_utf8_lossy(&n)))
+}
+
+async fn database_text(vault: &TestVault, backend: &Backend) -> Vec<u8> {
+    match backend {
+        Backend::Sqlite => {
+            let mut bytes = Vec::new();
+            for suffix in ["", "-wal", "-shm"] {
+                let path = vault.dir.join(format!("vault.db{suffix}"));
+                if let Ok(b) = std::fs::read(&path) {
+                    bytes.extend(b);
+                }
+            }
+            assert!(bytes.len() > 4096);
+            bytes
+        }
+        Backend::Postgres(_) => {
+            use sqlx::{Connection, Row};
+            let mut conn = sqlx::PgConnection::connect(&vault.db.url).await.unwrap();
+            let tables: Vec<String> = sqlx::query("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<String, _>(0))
+                .collect();
+            assert!(tables.iter().any(|t| t == "cards"), "{tables:?}");
+            let mut text = Vec::new();
+            for table in tables {
+                for row in sqlx::query(&format!("SELECT t::text FROM {table} t")).fetch_all(&mut conn).await.unwrap() {
+                    text.extend(row.get::<String, _>(0).into_bytes());
+                    text.push(b'\n');
+                }
+            }
+            text
+        }
+    }
+}
+
+#[tokio::test]
+async fn no_card_number_or_cvc_in_database_or_log() {
+    for backend in backends() {
+        let vault = TestVault::start(&backend).await;
+        let m = &vault.pki.merchant;
+        let mut tokens = Vec::new();
+        for (pan, cvc, format) in [(PAN_SPACED, CVC, "opaque"), (PAN, CVC, "bin_last4"), (VISA, "321", "opaque")] {
+            let r = vault
+                .call(m, "POST", "/v1/tokens", Some(json!({"merchant_id": "m_1", "pan": pan, "exp_month": 3, "exp_year": 2030, "cvc": cvc, "format": format, "cardholder_name": "Grace Hopper"})))
+                .await;
+            assert_eq!(r.status, 201, "{}", r.body);
+            assert!(find_any(&r.raw, "response").is_none());
+            tokens.push(r.body["token"].as_str().unwrap().to_owned());
+        }
+        // Errors that carry the PAN in odd places must not echo it either.
+        for body in [
+            json!({"merchant_id": "m_1", "pan": PAN, "exp_month": PAN, "exp_year": 2030}),
+            json!({"merchant_id": "m_1", "pan": "3782822463100051", "exp_month": 3, "exp_year": 2030}),
+            json!({"merchant_id": "m_1", "pan": PAN, "exp_month": 3, "exp_year": 2030, "cvc": "82640"}),
+        ] {
+            let r = vault.call(m, "POST", "/v1/tokens", Some(body)).await;
+            assert!(r.status >= 400);
+            assert!(find_any(&r.raw, "error response").is_none(), "{}", r.body);
+        }
+        let r = vault.call(m, "GET", &format!("/v1/tokens/{PAN}"), None).await;
+        assert_eq!(r.error_code(), Some("token_not_found"));
+        for t in &tokens {
+            assert_eq!(vault.call(m, "GET", &format!("/v1/tokens/{t}"), None).await.status, 200);
+        }
+        let audit = vault.call(&vault.pki.alice, "GET", "/v1/audit/records?limit=1000", None).await;
+        assert_eq!(audit.status, 200);
+        assert!(find_any(&audit.raw, "audit log").is_none());
+
+        let db = database_text(&vault, &backend).await;
+        assert!(find_any(&db, &format!("{} database", backend.name())).is_none());
+        // The database does hold the tokens (so the scan looked at the right data).
+        assert!(db.windows(tokens[0].len()).any(|w| w == tokens[0].as_bytes()));
+        let log = vault.log_text();
+        assert!(!log.is_empty());
+        assert!(find_any(log.as_bytes(), "vault log").is_none(), "{log}");
+        vault.finish().await;
+    }
+}
