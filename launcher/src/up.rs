@@ -127,6 +127,9 @@ pub async fn run(options: UpOptions) -> anyhow::Result<()> {
     let dir = std::path::absolute(&options.dir).with_context(|| format!("resolving {}", options.dir.display()))?;
     eprintln!("{}", dev_banner(&dir));
 
+    if options.bin_dir.is_none() {
+        build_services_under_cargo().await?;
+    }
     let mut running = tokio::select! {
         started = start_stack(&options) => started?,
         signal = signals.recv() => {
@@ -198,6 +201,38 @@ pub async fn start_stack(options: &UpOptions) -> anyhow::Result<RunningStack> {
     };
     stack.write(&stack_file)?;
     Ok(RunningStack { stack, stack_file, vault })
+}
+
+/// The service binaries `paysys up` starts, by package.
+pub const SERVICE_PACKAGES: &[&str] = &[VAULT_BINARY];
+
+/// Under `cargo run` (cargo sets `CARGO` for the program it runs), build the service
+/// binaries first, with the same profile and target directory as this executable, so
+/// `cargo run -p paysys -- up` works on a fresh clone and never starts a stale vault.
+/// Anywhere else (an installed `paysys`), the binaries next to it are used as they are.
+async fn build_services_under_cargo() -> anyhow::Result<()> {
+    let Some(cargo) = std::env::var_os("CARGO") else { return Ok(()) };
+    let exe = std::env::current_exe().context("locating the running executable")?;
+    let Some(profile_dir) = exe.parent() else { return Ok(()) };
+    let release = profile_dir.file_name().is_some_and(|name| name == "release");
+    // `cargo run` may be given from anywhere (`--manifest-path`); build in our workspace.
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    let mut command = tokio::process::Command::new(cargo);
+    command.arg("build").arg("--manifest-path").arg(Path::new(&manifest_dir).join("Cargo.toml"));
+    if release {
+        command.arg("--release");
+    }
+    for package in SERVICE_PACKAGES {
+        command.args(["-p", package]);
+    }
+    // Same target directory as ours: the profile directory's parent.
+    if let Some(target_dir) = profile_dir.parent() {
+        command.env("CARGO_TARGET_DIR", target_dir);
+    }
+    eprintln!("paysys: building the services ({})", SERVICE_PACKAGES.join(", "));
+    let status = command.stdin(Stdio::null()).status().await.context("running cargo build")?;
+    ensure!(status.success(), "cargo build of the services failed ({status})");
+    Ok(())
 }
 
 /// `dir/name`, where `dir` is `bin_dir`, else the running executable's directory —

@@ -1,0 +1,111 @@
+//! `paysys up` as a user runs it: the real `paysys` binary starts the real vault, writes
+//! `stack.json`, the dev merchant tokenizes a card over mTLS with the certificate named
+//! there, and SIGTERM stops everything cleanly and removes `stack.json`.
+//!
+//! The service binaries come from the same target directory (`cargo test --workspace`
+//! builds them), passed with `--bin-dir` so the launcher does not build anything itself.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use paysys::stack::Stack;
+use paysys_vault_client::{ClientTls, HttpVersion};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+fn bin_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_paysys")).parent().unwrap().to_owned()
+}
+
+async fn wait_for_stack(dir: &Path, child: &mut tokio::process::Child) -> Stack {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(stack) = Stack::read_from_dir(dir) {
+            return stack;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("paysys up exited early: {status}");
+        }
+        assert!(Instant::now() < deadline, "no stack.json after 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn up_starts_a_usable_stack_and_stops_cleanly_on_sigterm() {
+    if !bin_dir().join("paysys-vault").is_file() {
+        panic!("paysys-vault is not built next to paysys: run `cargo test --workspace`");
+    }
+    let dir = std::env::temp_dir().join(format!("paysys-up-test-{}", rand::random::<u64>()));
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_paysys"))
+        .args(["up", "--vault-port", "0", "--dir"])
+        .arg(&dir)
+        .arg("--bin-dir")
+        .arg(bin_dir())
+        .env_remove("PAYSYS_VAULT_DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stack = wait_for_stack(&dir, &mut child).await;
+    assert!(stack.dev);
+    assert!(stack.vault.database_url.starts_with("sqlite:"));
+
+    // The dev merchant tokenizes with the files named in stack.json.
+    let tls = ClientTls::new(
+        &stack.pki.ca_cert,
+        Some((&stack.pki.merchant.cert, &stack.pki.merchant.key)),
+        HttpVersion::Http1,
+    )
+    .unwrap();
+    let mut conn = tls.connect(&stack.vault.url).await.unwrap();
+    let body = serde_json::json!({
+        "merchant_id": stack.pki.merchant.id, "pan": "4242 4242 4242 4242", "exp_month": 12, "exp_year": 2031,
+        "format": "opaque", "reuse": false,
+    });
+    let r = conn.call("POST", "/v1/tokens", Some(&body)).await.unwrap();
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body["last4"], "4242");
+    let status = conn.call("GET", "/v1/sys/status", None).await.unwrap();
+    assert_eq!(status.status, 403, "merchants may not read the vault's status: {}", status.body);
+
+    // SIGTERM: services stopped, stack.json gone, exit 0.
+    let pid = child.id().unwrap();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap().success());
+    let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output()).await.unwrap().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "paysys up exited with {}: {stderr}", output.status);
+    assert!(stderr.contains("DEV MODE"), "the dev banner is printed: {stderr}");
+    assert!(!Stack::path_in(&dir).exists(), "stack.json is removed on a clean stop");
+    assert!(!Path::new(&format!("/proc/{}", stack.vault.pid)).exists(), "the vault process is gone");
+    assert!(!stderr.contains("4242424242424242"), "no card number in the stack's logs");
+
+    // A second `up` on the same directory reuses the PKI and the initialized vault.
+    let again = tokio::process::Command::new(env!("CARGO_BIN_EXE_paysys"))
+        .args(["up", "--vault-port", "0", "--dir"])
+        .arg(&dir)
+        .arg("--bin-dir")
+        .arg(bin_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn();
+    let mut again = again.unwrap();
+    let restarted = wait_for_stack(&dir, &mut again).await;
+    assert_eq!(restarted.pki.ca_cert, stack.pki.ca_cert);
+    let tls = ClientTls::new(
+        &restarted.pki.ca_cert,
+        Some((&restarted.pki.merchant.cert, &restarted.pki.merchant.key)),
+        HttpVersion::Http1,
+    )
+    .unwrap();
+    let token = r.body["token"].as_str().unwrap();
+    let mut conn = tls.connect(&restarted.vault.url).await.unwrap();
+    let read = conn.call("GET", &format!("/v1/tokens/{token}"), None).await.unwrap();
+    assert_eq!(read.status, 200, "the token survives a restart: {}", read.body);
+    let pid = again.id().unwrap();
+    std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    tokio::time::timeout(Duration::from_secs(30), again.wait()).await.unwrap().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
