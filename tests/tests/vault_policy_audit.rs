@@ -182,7 +182,7 @@ async fn every_kind_of_tampering_is_found() {
     for backend in backends() {
         // (what was done, SQL, first broken seq, reason)
         let cases: &[(&str, &[&str], i64, &str)] = &[
-            ("edited field", &["UPDATE audit_log SET outcome = 'ok' WHERE seq = 4"], 4, "mac_mismatch"),
+            ("edited field", &["UPDATE audit_log SET principal = 'spiffe://paysys/officer/mallory' WHERE seq = 4"], 4, "mac_mismatch"),
             ("deleted record", &["DELETE FROM audit_log WHERE seq = 5"], 5, "seq_gap"),
             (
                 "two records swapped",
@@ -208,7 +208,7 @@ async fn every_kind_of_tampering_is_found() {
         ];
         for (what, sql, seq, reason) in cases {
             let mut vault = TestVault::start(&backend).await;
-            for _ in 0..3 {
+            for _ in 0..5 {
                 vault.tokenize("4242424242424242").await;
             }
             let r = vault.call(&vault.pki.other_merchant, "GET", "/v1/sys/status", None).await;
@@ -217,7 +217,7 @@ async fn every_kind_of_tampering_is_found() {
             assert_eq!(ok.body["ok"], true, "{what}: {}", ok.body);
             let records = ok.body["records"].as_i64().unwrap();
             assert!(records >= 6);
-            assert_eq!(verify_offline(&vault).await.0, true);
+            assert!(verify_offline(&vault).await.0);
             vault.kill().await;
 
             tamper(&vault, sql).await;
@@ -228,11 +228,18 @@ async fn every_kind_of_tampering_is_found() {
             let expected_seq = if *seq == 0 { records + 1 } else { *seq };
             assert!(output.contains(&format!("\"seq\":{expected_seq}")), "{what}: {output}");
 
-            // The officer API reports the same break.
             vault.spawn(&VaultOptions::default()).await;
+            // The officer API reports the same break — except where the tampering took the
+            // seq the vault appends next: then the vault cannot write the verify request's
+            // own audit record and, failing closed, refuses it (the offline verify above is
+            // the auditor's tool for that case).
             let r = vault.call(&vault.pki.alice, "GET", "/v1/audit/verify", None).await;
-            assert_eq!(r.body["ok"], false, "{what}");
-            assert_eq!(r.body["first_break"]["reason"], *reason, "{what}");
+            if *what == "record inserted" {
+                assert_eq!((r.status, r.body["error"]["code"].as_str()), (503, Some("audit_unavailable")), "{what}");
+            } else {
+                assert_eq!(r.body["ok"], false, "{what}: {} {}", r.status, r.body);
+                assert_eq!(r.body["first_break"]["reason"], *reason, "{what}");
+            }
             vault.finish().await;
         }
     }
