@@ -8,8 +8,11 @@
 //!   officers, two merchants) plus the bad ones the TLS tests need.
 //! * [`Backend`] / [`backends`] — SQLite always, PostgreSQL when configured.
 //! * [`TestVault`] — a running vault process with its log captured to a file.
+//! * [`gateway`] — the sandbox and gateway processes and a signed JSON-RPC client.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod gateway;
 
 use paysys::pki::{CertificateAuthority, IssueRequest};
 use paysys_vault_client::{ClientTls, HttpVersion, VaultConnection, VaultResponse};

@@ -1,0 +1,285 @@
+//! The `paysys-gateway` commands and their configuration (flags or environment).
+
+use crate::acquirer::SandboxAcquirer;
+use crate::https::HttpsPool;
+use crate::ids;
+use crate::payments::{now_ms, Gateway, GatewayConfig};
+use crate::secrets::{MerchantSecret, SecretKey};
+use crate::server::App;
+use crate::store::{MerchantRecord, Store};
+use crate::vault::VaultRelay;
+use crate::{auth, tls};
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use paysys_vault_client::{ClientTls, HttpVersion};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(name = "paysys-gateway", version, about = "The PaySys payment gateway (Host-to-Host JSON-RPC API)")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the JSON-RPC API.
+    Serve(Box<ServeArgs>),
+    /// Manage merchants.
+    Merchant {
+        #[command(subcommand)]
+        command: MerchantCommand,
+    },
+    /// Write a fresh secret key file (64 hex characters, mode 0600); merchant secrets
+    /// are sealed under it.
+    SecretKey {
+        /// File to create (refuses to overwrite).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print the Auth header for a request body (a signing helper for trying the API).
+    Sign {
+        #[arg(long, env = "PAYSYS_SERVICE_ID")]
+        service_id: String,
+        /// The merchant's secret (better given through the environment).
+        #[arg(long, env = "PAYSYS_SECRET", hide_env_values = true)]
+        secret: String,
+        /// The exact request body that will be sent.
+        #[arg(long)]
+        body: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MerchantCommand {
+    /// Create a merchant; prints its service_id and secret once.
+    Create(MerchantCreateArgs),
+}
+
+#[derive(Debug, Args)]
+struct MerchantCreateArgs {
+    #[arg(long, env = "PAYSYS_GATEWAY_DATABASE_URL", default_value = "sqlite:paysys-gateway.db")]
+    database_url: String,
+    #[arg(long, env = "PAYSYS_GATEWAY_SECRET_KEY_FILE")]
+    secret_key_file: PathBuf,
+    /// Display name.
+    #[arg(long, default_value = "merchant")]
+    name: String,
+    /// The merchant's id at the vault (tokens belong to it); a fresh `m_…` by default.
+    #[arg(long)]
+    merchant_id: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (printed on stdout).
+    #[arg(long, env = "PAYSYS_GATEWAY_LISTEN", default_value = "127.0.0.1:8443")]
+    listen: SocketAddr,
+    /// `sqlite:PATH` (default), `sqlite::memory:`, or `postgres://…`.
+    #[arg(long, env = "PAYSYS_GATEWAY_DATABASE_URL", default_value = "sqlite:paysys-gateway.db")]
+    database_url: String,
+    /// 64 hex characters; merchant secrets are sealed under it.
+    #[arg(long, env = "PAYSYS_GATEWAY_SECRET_KEY_FILE")]
+    secret_key_file: PathBuf,
+    /// The vault's internal API, `https://host:port`.
+    #[arg(long, env = "PAYSYS_GATEWAY_VAULT_URL")]
+    vault_url: String,
+    /// CA that issued the vault's certificate.
+    #[arg(long, env = "PAYSYS_GATEWAY_VAULT_CA")]
+    vault_ca: PathBuf,
+    /// The gateway's client certificate for the vault (principal spiffe://paysys/gateway).
+    #[arg(long, env = "PAYSYS_GATEWAY_VAULT_CERT")]
+    vault_cert: PathBuf,
+    #[arg(long, env = "PAYSYS_GATEWAY_VAULT_KEY")]
+    vault_key: PathBuf,
+    /// The acquirer, `https://host:port` (capture, void, refund, inquiry).
+    #[arg(long, env = "PAYSYS_GATEWAY_ACQUIRER_URL")]
+    acquirer_url: String,
+    /// CA that issued the acquirer's certificate.
+    #[arg(long, env = "PAYSYS_GATEWAY_ACQUIRER_CA")]
+    acquirer_ca: PathBuf,
+    /// Client certificate for an acquirer that requires mTLS (with --acquirer-key).
+    #[arg(long, env = "PAYSYS_GATEWAY_ACQUIRER_CERT", requires = "acquirer_key")]
+    acquirer_cert: Option<PathBuf>,
+    #[arg(long, env = "PAYSYS_GATEWAY_ACQUIRER_KEY", requires = "acquirer_cert")]
+    acquirer_key: Option<PathBuf>,
+    /// Serve HTTPS with this certificate (with --tls-key). Without: plain HTTP, allowed
+    /// only on a loopback address.
+    #[arg(long, env = "PAYSYS_GATEWAY_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    #[arg(long, env = "PAYSYS_GATEWAY_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// How long an authorization (through the relay) and acquirer calls may take before
+    /// the outcome is treated as unknown.
+    #[arg(long, env = "PAYSYS_GATEWAY_ACQUIRER_TIMEOUT_MS", default_value_t = 30_000)]
+    acquirer_timeout_ms: u64,
+    /// How often the workers (hold expiry, resolution) run.
+    #[arg(long, env = "PAYSYS_GATEWAY_WORKER_INTERVAL_MS", default_value_t = 1_000)]
+    worker_interval_ms: u64,
+    /// Largest request body accepted.
+    #[arg(long, default_value_t = 64 * 1024)]
+    max_body_bytes: usize,
+}
+
+/// Run a parsed command line; the process exit code.
+pub fn main(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Sign { service_id, secret, body } => {
+            println!("{}", auth::sign(&service_id, &MerchantSecret::from_text(&secret), now_ms(), body.as_bytes()));
+            Ok(())
+        }
+        Command::SecretKey { out } => write_secret_key(&out),
+        Command::Merchant { command: MerchantCommand::Create(args) } => block_on(create_merchant(args)),
+        Command::Serve(args) => {
+            init_logging();
+            block_on(serve(*args))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("paysys-gateway: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn block_on(f: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?.block_on(f)
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PAYSYS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
+}
+
+fn write_secret_key(out: &Path) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(out).with_context(|| format!("creating {}", out.display()))?;
+    let key = SecretKey::generate_hex();
+    writeln!(file, "{}", key.as_str()).with_context(|| format!("writing {}", out.display()))?;
+    Ok(())
+}
+
+async fn create_merchant(args: MerchantCreateArgs) -> anyhow::Result<()> {
+    let key = SecretKey::from_file(&args.secret_key_file)?;
+    let merchant_id = args.merchant_id.unwrap_or_else(ids::new_merchant_id);
+    anyhow::ensure!(ids::merchant_id_valid(&merchant_id), "merchant id must be 1-64 characters of A-Za-z0-9_-");
+    let store = Store::open(&args.database_url).await.context("opening the database")?;
+    store.migrate().await.context("migrating the database")?;
+    let service_id = ids::new_service_id();
+    let secret = MerchantSecret::generate();
+    let record = MerchantRecord {
+        merchant_id: merchant_id.clone(),
+        service_id: service_id.clone(),
+        name: args.name.clone(),
+        secret_sealed: key.seal(&service_id, &secret)?,
+        created_at: now_ms(),
+    };
+    store.insert_merchant(&record).await.context("storing the merchant (is the merchant id taken?)")?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "merchant_id": merchant_id, "service_id": service_id, "secret": secret.expose_secret(), "name": args.name
+            })
+        );
+    } else {
+        println!("merchant_id: {merchant_id}");
+        println!("service_id:  {service_id}");
+        println!("secret:      {}", secret.expose_secret());
+        println!("(the secret is shown only now; the gateway keeps it sealed under its secret key)");
+    }
+    Ok(())
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    tls::install_crypto_provider();
+    let server_tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::server_config(cert, key)?),
+        _ => {
+            anyhow::ensure!(
+                args.listen.ip().is_loopback(),
+                "plain HTTP is allowed only on a loopback address; give --tls-cert and --tls-key"
+            );
+            None
+        }
+    };
+    let secret_key = SecretKey::from_file(&args.secret_key_file)?;
+    let store = Store::open(&args.database_url).await.context("opening the database")?;
+    store.migrate().await.context("migrating the database")?;
+    let vault_tls = ClientTls::new(&args.vault_ca, Some((&args.vault_cert, &args.vault_key)), HttpVersion::Http1)
+        .context("loading the vault client credentials")?;
+    let acquirer_identity = args.acquirer_cert.as_deref().zip(args.acquirer_key.as_deref());
+    let acquirer_tls = ClientTls::new(&args.acquirer_ca, acquirer_identity, HttpVersion::Http1)
+        .context("loading the acquirer client credentials")?;
+    let acquirer_timeout = Duration::from_millis(args.acquirer_timeout_ms);
+    let gateway = Arc::new(Gateway {
+        store,
+        vault: Arc::new(VaultRelay::new(HttpsPool::new(vault_tls, &args.vault_url))),
+        acquirer: Arc::new(SandboxAcquirer::new(HttpsPool::new(acquirer_tls, &args.acquirer_url), acquirer_timeout)),
+        config: GatewayConfig { acquirer_timeout, ..GatewayConfig::default() },
+    });
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    let scheme = if server_tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, scheme, vault = %args.vault_url, acquirer = %args.acquirer_url, "serving");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let workers = tokio::spawn(crate::workers::run(
+        gateway.clone(),
+        Duration::from_millis(args.worker_interval_ms.max(10)),
+        async move {
+            let mut rx = stop_rx;
+            let _ = rx.wait_for(|stop| *stop).await;
+        },
+    ));
+    let app = Arc::new(App { gateway, secret_key });
+    // The launcher waits for exactly this line.
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "paysys-gateway listening on {scheme}://{addr}").context("writing to stdout")?;
+    stdout.flush().context("writing to stdout")?;
+    drop(stdout);
+    crate::run(listener, server_tls, app, args.max_body_bytes, shutdown_signal()).await.context("serving")?;
+    let _ = stop_tx.send(true);
+    let _ = workers.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,61 @@
+//! The PaySys payment gateway: merchants pay with card **tokens**; the gateway never
+//! sees a card number. Authorizations go through the vault's relay (the vault fills in
+//! the card data); capture, void, refund and status inquiry go to the acquirer directly
+//! by its reference.
+//!
+//! # Layout
+//!
+//! * `main.rs` — the `paysys-gateway` binary: parses flags and calls [`cli::main`].
+//! * [`cli`] — `serve`, `merchant create`, `secret-key`, `sign`.
+//! * [`server`] — HTTP(S): `POST /rpc` behind the Auth header, `GET /health`.
+//! * [`auth`] — the Auth header (HMAC-SHA256 over timestamp and raw body, ±300 s).
+//! * [`rpc`] — JSON-RPC 2.0 envelope, batches, named params per method, dispatch.
+//! * [`openrpc`] — the `rpc.discover` document.
+//! * [`error`] — the API error type and its stable codes, turned into error objects in
+//!   one place.
+//! * [`payments`] — what each method does: idempotent creation, capture, void, refund,
+//!   checks, uncertain-outcome resolution, hold expiry, cards.
+//! * [`state`] — the payment state machine and the amount rules, pure.
+//! * [`money`] — currencies, ISO 4217 minor units, amount limits.
+//! * [`store`] — SQLite or PostgreSQL; all SQL is here.
+//! * [`vault`] — the vault seam ([`vault::CardVault`]): relay and token metadata over mTLS.
+//! * [`acquirer`] — the acquirer seam ([`acquirer::Acquirer`]) and its HTTPS client.
+//! * [`https`] — a small pool of kept-alive HTTPS connections with deadlines.
+//! * [`workers`] — hold expiry, resolution by inquiry, refund retries.
+//! * [`secrets`] — merchant secrets sealed (AES-256-GCM) under the gateway's key.
+//! * [`ids`], [`tls`].
+
+#![forbid(unsafe_code)]
+
+pub mod acquirer;
+pub mod auth;
+pub mod cli;
+pub mod error;
+pub mod https;
+pub mod ids;
+pub mod money;
+pub mod openrpc;
+pub mod payments;
+pub mod rpc;
+pub mod secrets;
+pub mod server;
+pub mod state;
+pub mod store;
+pub mod tls;
+pub mod vault;
+pub mod workers;
+
+use std::future::Future;
+use std::sync::Arc;
+
+/// Serve the API on a bound `listener` (TLS when `tls` is given) until `shutdown`.
+/// Workers are started separately ([`workers::run`]).
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    app: Arc<server::App>,
+    max_body_bytes: usize,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    server::serve(listener, tls, server::router(app, max_body_bytes), shutdown).await
+}

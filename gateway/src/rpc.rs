@@ -1,0 +1,459 @@
+//! JSON-RPC 2.0: the envelope (single requests, batches, notifications), named params
+//! per method, and dispatch to [`crate::payments::Gateway`].
+
+use crate::error::RpcError;
+use crate::ids;
+use crate::money;
+use crate::openrpc;
+use crate::payments::{CaptureMethod, Gateway, Merchant, NewPayment, PaymentKey};
+use crate::state::{AfterExpired, PaymentStatus};
+use crate::store::PaymentFilter;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+/// Most requests in one batch.
+pub const MAX_BATCH: usize = 50;
+/// Most payments `payment.list` returns at once.
+pub const MAX_LIST_COUNT: i64 = 50;
+/// Longest hold.
+pub const MAX_HOLD_TTL_SEC: i64 = 30 * 24 * 3600;
+/// Default hold.
+pub const DEFAULT_HOLD_TTL_SEC: i64 = 7 * 24 * 3600;
+
+/// Answer a whole request body (already authenticated). `None`: nothing to send (only
+/// notifications).
+pub async fn handle_body(gateway: &Gateway, merchant: &Merchant, body: &[u8]) -> Option<Value> {
+    let parsed: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(_) => return Some(error_response(Value::Null, &RpcError::Parse)),
+    };
+    match parsed {
+        Value::Array(items) if items.is_empty() => {
+            Some(error_response(Value::Null, &RpcError::InvalidRequest("empty batch".into())))
+        }
+        Value::Array(items) if items.len() > MAX_BATCH => Some(error_response(
+            Value::Null,
+            &RpcError::InvalidRequest(format!("a batch holds at most {MAX_BATCH} requests")),
+        )),
+        Value::Array(items) => {
+            let mut answers = Vec::with_capacity(items.len());
+            for item in items {
+                if let Some(answer) = handle_one(gateway, merchant, item).await {
+                    answers.push(answer);
+                }
+            }
+            (!answers.is_empty()).then_some(Value::Array(answers))
+        }
+        other => handle_one(gateway, merchant, other).await,
+    }
+}
+
+/// The response to an unauthenticated request.
+pub fn unauthorized_response() -> Value {
+    error_response(Value::Null, &RpcError::Unauthorized)
+}
+
+fn error_response(id: Value, error: &RpcError) -> Value {
+    json!({ "jsonrpc": "2.0", "id": id, "error": error.to_json() })
+}
+
+async fn handle_one(gateway: &Gateway, merchant: &Merchant, request: Value) -> Option<Value> {
+    let Value::Object(mut obj) = request else {
+        return Some(error_response(Value::Null, &RpcError::InvalidRequest("not an object".into())));
+    };
+    // A notification has no `id`; a present id must be a string, number or null.
+    let id = obj.remove("id");
+    let id_valid = matches!(id, None | Some(Value::String(_) | Value::Number(_) | Value::Null));
+    let reply_id = if id_valid { id.clone().unwrap_or(Value::Null) } else { Value::Null };
+    if !id_valid || obj.get("jsonrpc") != Some(&Value::from("2.0")) {
+        return Some(error_response(reply_id, &RpcError::InvalidRequest("jsonrpc must be \"2.0\"".into())));
+    }
+    let Some(Value::String(method)) = obj.remove("method") else {
+        return Some(error_response(reply_id, &RpcError::InvalidRequest("method must be a string".into())));
+    };
+    if obj.keys().any(|k| k != "jsonrpc" && k != "params") {
+        return Some(error_response(reply_id, &RpcError::InvalidRequest("unknown member".into())));
+    }
+    let params = match obj.remove("params") {
+        None => Map::new(),
+        Some(Value::Object(map)) => map,
+        Some(Value::Array(_)) => {
+            return respond(id, Err(RpcError::InvalidParams("params must be named (an object)".into())));
+        }
+        Some(_) => return Some(error_response(reply_id, &RpcError::InvalidRequest("params must be an object".into()))),
+    };
+    let result = dispatch(gateway, merchant, &method, params).await;
+    respond(id, result)
+}
+
+fn respond(id: Option<Value>, result: Result<Value, RpcError>) -> Option<Value> {
+    let id = id?;
+    Some(match result {
+        Ok(v) => json!({ "jsonrpc": "2.0", "id": id, "result": v }),
+        Err(e) => error_response(id, &e),
+    })
+}
+
+/// Run one method.
+pub async fn dispatch(
+    gateway: &Gateway,
+    merchant: &Merchant,
+    method: &str,
+    params: Map<String, Value>,
+) -> Result<Value, RpcError> {
+    match method {
+        "payment.create" => {
+            let p: CreateParams = parse(params)?;
+            gateway.create_payment(merchant, p.validate()?).await
+        }
+        "payment.capture" => {
+            let p: CaptureParams = parse(params)?;
+            let amount = p.amount.as_ref().map(money::partial_amount).transpose()?;
+            gateway.capture(merchant, &p.transaction_id, amount, p.r#final.unwrap_or(true)).await
+        }
+        "payment.void" => {
+            let p: TransactionParams = parse(params)?;
+            gateway.void(merchant, &p.transaction_id).await
+        }
+        "payment.refund" => {
+            let p: RefundParams = parse(params)?;
+            if !ids::partner_id_valid(&p.partner_refund_id) {
+                return Err(RpcError::InvalidParams("partner_refund_id must be 1-64 printable characters".into()));
+            }
+            let amount = money::partial_amount(&p.amount)?;
+            gateway.refund(merchant, &p.transaction_id, amount, &p.partner_refund_id).await
+        }
+        "payment.check" => {
+            let p: CheckParams = parse(params)?;
+            let key = match (p.transaction_id, p.partner_trans_id) {
+                (Some(id), None) => PaymentKey::TransactionId(id),
+                (None, Some(id)) => PaymentKey::PartnerTransId(id),
+                _ => {
+                    return Err(RpcError::InvalidParams(
+                        "give exactly one of transaction_id and partner_trans_id".into(),
+                    ))
+                }
+            };
+            gateway.check_payment(merchant, &key).await
+        }
+        "payment.list" => {
+            let p: ListParams = parse(params)?;
+            let filter = p.filter(merchant)?;
+            gateway.list_payments(&filter).await
+        }
+        "refund.check" => {
+            let p: RefundCheckParams = parse(params)?;
+            if p.refund_id.is_some() == p.partner_refund_id.is_some() {
+                return Err(RpcError::InvalidParams("give exactly one of refund_id and partner_refund_id".into()));
+            }
+            gateway.check_refund(merchant, p.refund_id.as_deref(), p.partner_refund_id.as_deref()).await
+        }
+        "card.get" => {
+            let p: CardParams = parse(params)?;
+            gateway.card_get(merchant, &checked_token(&p.card_token)?).await
+        }
+        "card.remove" => {
+            let p: CardParams = parse(params)?;
+            gateway.card_remove(merchant, &checked_token(&p.card_token)?).await
+        }
+        "rpc.discover" => {
+            if !params.is_empty() {
+                return Err(RpcError::InvalidParams("rpc.discover takes no params".into()));
+            }
+            Ok(openrpc::document())
+        }
+        other => Err(RpcError::MethodNotFound(redact_digit_runs(&truncate(other, 64)))),
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+/// Replace runs of 6 or more digits (a card number sent where it does not belong) so
+/// that no error message and no log line echoes one.
+pub fn redact_digit_runs(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        if run.len() >= 6 {
+            out.push_str("[digits]");
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
+fn parse<T: DeserializeOwned>(params: Map<String, Value>) -> Result<T, RpcError> {
+    serde_json::from_value(Value::Object(params))
+        .map_err(|e| RpcError::InvalidParams(redact_digit_runs(&e.to_string())))
+}
+
+fn checked_token(token: &str) -> Result<String, RpcError> {
+    if ids::looks_like_token(token) {
+        Ok(token.to_owned())
+    } else {
+        Err(RpcError::InvalidToken)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateParams {
+    card_token: String,
+    amount: Value,
+    currency: String,
+    partner_trans_id: String,
+    #[serde(default)]
+    capture_method: Option<String>,
+    #[serde(default)]
+    hold_ttl_sec: Option<i64>,
+    #[serde(default)]
+    after_expired: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    client_ip: Option<String>,
+    #[serde(default)]
+    return_url: Option<String>,
+}
+
+impl CreateParams {
+    fn validate(self) -> Result<NewPayment, RpcError> {
+        let card_token = checked_token(&self.card_token)?;
+        let currency = money::currency(&self.currency)?;
+        let amount = money::payment_amount(&self.amount, currency)?;
+        if !ids::partner_id_valid(&self.partner_trans_id) {
+            return Err(RpcError::InvalidParams("partner_trans_id must be 1-64 printable characters".into()));
+        }
+        let capture_method = match self.capture_method.as_deref() {
+            None | Some("auto") => CaptureMethod::Auto,
+            Some("manual") => CaptureMethod::Manual,
+            Some(_) => return Err(RpcError::InvalidParams("capture_method must be auto or manual".into())),
+        };
+        let hold_ttl_sec = self.hold_ttl_sec.unwrap_or(DEFAULT_HOLD_TTL_SEC);
+        if !(1..=MAX_HOLD_TTL_SEC).contains(&hold_ttl_sec) {
+            return Err(RpcError::InvalidParams(format!("hold_ttl_sec must be 1 to {MAX_HOLD_TTL_SEC}")));
+        }
+        let after_expired = match self.after_expired.as_deref() {
+            None => AfterExpired::Void,
+            Some(s) => AfterExpired::parse(s)
+                .ok_or_else(|| RpcError::InvalidParams("after_expired must be capture or void".into()))?,
+        };
+        let text = |name: &str, v: Option<String>, max: usize| -> Result<Option<String>, RpcError> {
+            match v {
+                Some(s) if s.chars().count() > max || s.chars().any(char::is_control) => {
+                    Err(RpcError::InvalidParams(format!("{name} must be at most {max} printable characters")))
+                }
+                // Free text could carry a card number a careless merchant pasted in.
+                Some(s) if redact_digit_runs(&s) != s && name == "description" => {
+                    let luhn_run = s
+                        .split(|c: char| !c.is_ascii_digit())
+                        .any(|run| (12..=19).contains(&run.len()) && ids::luhn_valid(run.as_bytes()));
+                    if luhn_run {
+                        Err(RpcError::InvalidParams("description must not contain a card number".into()))
+                    } else {
+                        Ok(Some(s))
+                    }
+                }
+                other => Ok(other),
+            }
+        };
+        Ok(NewPayment {
+            card_token,
+            amount,
+            currency: currency.code.to_owned(),
+            partner_trans_id: self.partner_trans_id,
+            capture_method,
+            hold_ttl_sec,
+            after_expired,
+            description: text("description", self.description, 255)?,
+            client_ip: text("client_ip", self.client_ip, 45)?,
+            return_url: text("return_url", self.return_url, 2048)?,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaptureParams {
+    transaction_id: String,
+    #[serde(default)]
+    amount: Option<Value>,
+    #[serde(default)]
+    r#final: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransactionParams {
+    transaction_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefundParams {
+    transaction_id: String,
+    amount: Value,
+    partner_refund_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckParams {
+    #[serde(default)]
+    transaction_id: Option<String>,
+    #[serde(default)]
+    partner_trans_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefundCheckParams {
+    #[serde(default)]
+    refund_id: Option<String>,
+    #[serde(default)]
+    partner_refund_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CardParams {
+    card_token: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListParams {
+    #[serde(default)]
+    from: Option<Value>,
+    #[serde(default)]
+    to: Option<Value>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    count: Option<i64>,
+    #[serde(default)]
+    offset: Option<i64>,
+}
+
+impl ListParams {
+    fn filter(self, merchant: &Merchant) -> Result<PaymentFilter, RpcError> {
+        let limit = self.count.unwrap_or(MAX_LIST_COUNT);
+        if !(1..=MAX_LIST_COUNT).contains(&limit) {
+            return Err(RpcError::InvalidParams(format!("count must be 1 to {MAX_LIST_COUNT}")));
+        }
+        let offset = self.offset.unwrap_or(0);
+        if !(0..=1_000_000).contains(&offset) {
+            return Err(RpcError::InvalidParams("offset must be 0 to 1000000".into()));
+        }
+        let status = self
+            .status
+            .map(|s| PaymentStatus::parse(&s).ok_or_else(|| RpcError::InvalidParams("unknown status".into())))
+            .transpose()?;
+        Ok(PaymentFilter {
+            merchant_id: merchant.merchant_id.clone(),
+            from_ms: self.from.as_ref().map(|v| time_param("from", v)).transpose()?,
+            to_ms: self.to.as_ref().map(|v| time_param("to", v)).transpose()?,
+            status,
+            limit,
+            offset,
+        })
+    }
+}
+
+/// A time as Unix milliseconds (integer) or RFC 3339 text.
+fn time_param(name: &str, v: &Value) -> Result<i64, RpcError> {
+    let bad = || RpcError::InvalidParams(format!("{name} must be Unix milliseconds or RFC 3339"));
+    match v {
+        Value::Number(n) => n.as_i64().ok_or_else(bad),
+        Value::String(s) => {
+            let t =
+                time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).map_err(|_| bad())?;
+            i64::try_from(t.unix_timestamp_nanos() / 1_000_000).map_err(|_| bad())
+        }
+        _ => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn create(params: Value) -> Result<NewPayment, RpcError> {
+        serde_json::from_value::<CreateParams>(params).map_err(|e| RpcError::InvalidParams(e.to_string()))?.validate()
+    }
+
+    const TOKEN: &str = "tok_0123456789abcdefABCDEFgh";
+
+    #[test]
+    fn create_params_are_validated() {
+        let ok = create(json!({"card_token": TOKEN, "amount": 150000, "currency": "UZS", "partner_trans_id": "o-1"}))
+            .unwrap();
+        assert_eq!(ok.capture_method, CaptureMethod::Auto);
+        assert_eq!(ok.after_expired, AfterExpired::Void);
+        assert_eq!(ok.hold_ttl_sec, DEFAULT_HOLD_TTL_SEC);
+        let err = |v: Value| create(v).unwrap_err().code();
+        assert_eq!(err(json!({"card_token": TOKEN, "amount": 99, "currency": "UZS", "partner_trans_id": "o"})), -31001);
+        assert_eq!(
+            err(json!({"card_token": TOKEN, "amount": 1000, "currency": "XYZ", "partner_trans_id": "o"})),
+            -31001
+        );
+        assert_eq!(
+            err(json!({"card_token": TOKEN, "amount": 10.5, "currency": "USD", "partner_trans_id": "o"})),
+            -31001
+        );
+        assert_eq!(
+            err(json!({"card_token": "4242424242424242", "amount": 1000, "currency": "USD", "partner_trans_id": "o"})),
+            -31300
+        );
+        assert_eq!(err(json!({"card_token": TOKEN, "amount": 1000, "currency": "USD"})), -32602);
+        assert_eq!(
+            err(json!({"card_token": TOKEN, "amount": 1000, "currency": "USD", "partner_trans_id": "o", "x": 1})),
+            -32602
+        );
+        assert_eq!(
+            err(json!({"card_token": TOKEN, "amount": 1000, "currency": "USD", "partner_trans_id": "o",
+                       "capture_method": "later"})),
+            -32602
+        );
+        assert_eq!(
+            err(json!({"card_token": TOKEN, "amount": 1000, "currency": "USD", "partner_trans_id": "o",
+                       "description": "card 4242424242424242"})),
+            -32602
+        );
+    }
+
+    #[test]
+    fn the_digest_covers_every_param() {
+        let base =
+            create(json!({"card_token": TOKEN, "amount": 1000, "currency": "USD", "partner_trans_id": "o"})).unwrap();
+        let mut other = base.clone();
+        assert_eq!(base.digest(), other.digest());
+        other.amount = 1001;
+        assert_ne!(base.digest(), other.digest());
+        let mut other = base.clone();
+        other.description = Some("x".into());
+        assert_ne!(base.digest(), other.digest());
+        let mut other = base.clone();
+        other.capture_method = CaptureMethod::Manual;
+        assert_ne!(base.digest(), other.digest());
+    }
+
+    #[test]
+    fn digit_runs_are_redacted() {
+        assert_eq!(redact_digit_runs("invalid type: 4242424242424242, x 12345"), "invalid type: [digits], x 12345");
+    }
+}

@@ -1,0 +1,130 @@
+//! HTTP: `POST /rpc` (authenticated by the Auth header, then JSON-RPC) and
+//! `GET /health`; served over TLS (HTTP/1.1 and HTTP/2 by ALPN) or, on loopback for
+//! development, plain HTTP.
+
+use crate::auth::{verify_header, AuthError, AuthHeader};
+use crate::payments::{now_ms, Gateway, Merchant};
+use crate::rpc;
+use crate::secrets::{MerchantSecret, SecretKey};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use rustls::ServerConfig;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+/// How long a client has to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the HTTP layer needs.
+#[derive(Debug)]
+pub struct App {
+    pub gateway: Arc<Gateway>,
+    pub secret_key: SecretKey,
+}
+
+/// The router. `max_body_bytes` bounds every request body.
+pub fn router(app: Arc<App>, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/rpc", post(rpc_endpoint))
+        .route("/health", get(|| async { Json(serde_json::json!({ "status": "ok" })) }))
+        .fallback(|| async { (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": "not found"}))) })
+        .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
+        .with_state(app)
+}
+
+async fn rpc_endpoint(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    let merchant = match authenticate(&app, &headers, &body).await {
+        Ok(m) => m,
+        Err(reason) => {
+            tracing::info!(%reason, "request refused: authentication");
+            return Json(rpc::unauthorized_response()).into_response();
+        }
+    };
+    match rpc::handle_body(&app.gateway, &merchant, &body).await {
+        Some(answer) => Json(answer).into_response(),
+        None => StatusCode::NO_CONTENT.into_response(),
+    }
+}
+
+/// Check the Auth header against the merchant's secret.
+async fn authenticate(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Merchant, AuthError> {
+    let value = headers.get("auth").ok_or(AuthError::Missing)?.to_str().map_err(|_| AuthError::Malformed)?;
+    let header = AuthHeader::parse(value)?;
+    header.check_fresh(now_ms())?;
+    let record = app.gateway.store.merchant_by_service_id(&header.service_id).await.map_err(|e| {
+        tracing::error!(error = %e, "merchant lookup failed");
+        AuthError::UnknownService
+    })?;
+    let Some(record) = record else {
+        // Same work as for a known merchant, so timing tells nothing about service ids.
+        let _ = header.verify(&MerchantSecret::generate(), body);
+        return Err(AuthError::UnknownService);
+    };
+    let secret = app.secret_key.open(&record.service_id, &record.secret_sealed).map_err(|e| {
+        tracing::error!(error = %e, service_id = %record.service_id, "merchant secret does not open");
+        AuthError::BadSignature
+    })?;
+    verify_header(&header, &secret, body, now_ms())?;
+    Ok(Merchant { merchant_id: record.merchant_id, service_id: record.service_id })
+}
+
+/// Serve `app` on `listener` until `shutdown`: TLS when `tls` is given, else plain HTTP.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<ServerConfig>>,
+    app: Router,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let acceptor = tls.map(TlsAcceptor::from);
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let service =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| app.clone().oneshot(req));
+            let result = match acceptor {
+                Some(acceptor) => {
+                    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(e)) => {
+                            tracing::info!(%peer, error = %e, "TLS handshake refused");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::info!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).await
+                }
+                None => auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tcp), service).await,
+            };
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}

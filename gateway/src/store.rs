@@ -1,0 +1,874 @@
+//! Persistence: SQLite (default, WAL) or PostgreSQL, chosen by URL. All SQL of the
+//! gateway lives in this module.
+//!
+//! Statements are portable (`$n` placeholders, 64-bit integers), written once and run
+//! on either backend by [`in_transaction!`] / [`on_pool!`]:
+//!
+//! * **SQLite**: one connection; write transactions are `BEGIN IMMEDIATE`, so writers
+//!   run one at a time.
+//! * **PostgreSQL**: a pool; a duplicate idempotency key loses on the unique index and is
+//!   answered with the winner's row; workers claim jobs with `FOR UPDATE SKIP LOCKED`
+//!   so several gateway replicas share them.
+//!
+//! Work on one payment (capture, void, refund, expiry, resolution) is serialized by a
+//! *lease*: `lease_until` is taken with one conditional `UPDATE` and given back when the
+//! result is saved. A crashed holder's lease simply runs out.
+
+use crate::state::PaymentStatus;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{ColumnIndex, Decode, Row, Type};
+use std::str::FromStr;
+use std::time::Duration;
+
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// How long SQLite waits for another process's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections to PostgreSQL.
+const POSTGRES_CONNECTIONS: u32 = 16;
+
+/// Errors of the store. Messages may hold SQL text (never card data, which the gateway
+/// does not have), so they are logged, not sent to clients.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The URL is neither `sqlite:` nor `postgres://`/`postgresql://`.
+    #[error("unsupported database URL (expected sqlite:PATH, sqlite::memory: or postgres://)")]
+    UnsupportedUrl,
+    /// A query failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Applying migrations failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored value is not one this code writes.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    fn is_unique_violation(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::Database(e)) if e.is_unique_violation())
+    }
+}
+
+/// A merchant: the vault's merchant id, the API service id, the sealed API secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MerchantRecord {
+    pub merchant_id: String,
+    pub service_id: String,
+    pub name: String,
+    /// Hex of nonce ‖ AES-256-GCM ciphertext (see `secrets.rs`).
+    pub secret_sealed: String,
+    pub created_at: i64,
+}
+
+/// A payment row. Amount invariants: `0 ≤ refunded ≤ captured ≤ amount`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentRecord {
+    /// Also the reference the acquirer knows the authorization by.
+    pub transaction_id: String,
+    pub merchant_id: String,
+    pub partner_trans_id: String,
+    /// SHA-256 of the canonical `payment.create` params (idempotency comparison).
+    pub request_digest: String,
+    pub card_token: String,
+    pub amount: i64,
+    pub currency: String,
+    pub capture_method: String,
+    pub hold_ttl_sec: i64,
+    pub after_expired: String,
+    pub description: Option<String>,
+    pub client_ip: Option<String>,
+    pub return_url: Option<String>,
+    pub status: PaymentStatus,
+    pub captured_amount: i64,
+    pub refunded_amount: i64,
+    pub acquirer_ref: Option<String>,
+    pub auth_code: Option<String>,
+    pub rrn: Option<String>,
+    /// First six and last four, as the acquirer masked it.
+    pub masked_card: Option<String>,
+    pub decline_code: Option<String>,
+    /// The JSON-RPC error code a failed payment answered with.
+    pub error_code: Option<i64>,
+    pub hold_expires_at: Option<i64>,
+    /// The JSON of the first `payment.create` answer (`{"result":…}` or `{"error":…}`);
+    /// `None` while the first call is still running.
+    pub first_response: Option<String>,
+    pub lease_until: i64,
+    /// The acquirer's view must be read back (an operation's outcome was not seen).
+    pub needs_sync: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A refund row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundRecord {
+    /// Also the acquirer's `refund_reference`.
+    pub refund_id: String,
+    pub transaction_id: String,
+    pub merchant_id: String,
+    pub partner_refund_id: String,
+    pub request_digest: String,
+    pub amount: i64,
+    pub currency: String,
+    pub status: RefundStatus,
+    pub rrn: Option<String>,
+    pub error_code: Option<i64>,
+    pub first_response: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Where a refund is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefundStatus {
+    /// Just recorded; the first call is running.
+    Pending,
+    /// The acquirer's answer was not seen; retried with the same refund reference
+    /// (idempotent at the acquirer) until it is.
+    Processing,
+    Succeeded,
+    Failed,
+}
+
+impl RefundStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefundStatus::Pending => "pending",
+            RefundStatus::Processing => "processing",
+            RefundStatus::Succeeded => "succeeded",
+            RefundStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RefundStatus> {
+        [RefundStatus::Pending, RefundStatus::Processing, RefundStatus::Succeeded, RefundStatus::Failed]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
+}
+
+/// One ledger row: a state transition (or a money movement within a state) with its
+/// amount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerRow {
+    /// Increasing; 0 before insertion.
+    pub seq: i64,
+    pub transaction_id: String,
+    pub at: i64,
+    /// `created`, `authorizing`, `authorized`, `capture`, `release`, `void`, `expire`,
+    /// `refund`, `processing`, `failed`, `sync`.
+    pub kind: String,
+    pub from_status: String,
+    pub to_status: String,
+    pub amount: i64,
+    pub currency: String,
+    pub refund_id: Option<String>,
+}
+
+/// Result of inserting a row under an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Slot<T> {
+    /// The row is new: the caller does the work.
+    Inserted,
+    /// The key was taken: the existing row.
+    Existing(T),
+}
+
+/// `payment.list` filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PaymentFilter {
+    pub merchant_id: String,
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    pub status: Option<PaymentStatus>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    /// Exactly one connection: write transactions run one at a time.
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// The gateway's database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    backend: Backend,
+}
+
+/// Run `$body` on a write transaction `$tx` of the store's backend; `$skip_locked` is
+/// the claim suffix of that backend's `SELECT`s. The body commits `$tx` itself.
+macro_rules! in_transaction {
+    ($store:expr, |$tx:ident, $skip_locked:ident| $body:block) => {
+        match &$store.backend {
+            Backend::Sqlite(pool) => {
+                #[allow(unused_mut)]
+                let mut $tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                #[allow(unused_variables)]
+                let $skip_locked = "";
+                $body
+            }
+            Backend::Postgres(pool) => {
+                #[allow(unused_mut)]
+                let mut $tx = pool.begin().await?;
+                #[allow(unused_variables)]
+                let $skip_locked = " FOR UPDATE SKIP LOCKED";
+                $body
+            }
+        }
+    };
+}
+
+/// Run `$body` with `$pool` the backend's pool.
+macro_rules! on_pool {
+    ($store:expr, |$pool:ident| $body:block) => {
+        match &$store.backend {
+            Backend::Sqlite($pool) => $body,
+            Backend::Postgres($pool) => $body,
+        }
+    };
+}
+
+const PAYMENT_COLUMNS: &str = "transaction_id, merchant_id, partner_trans_id, request_digest, card_token, amount, \
+     currency, capture_method, hold_ttl_sec, after_expired, description, client_ip, return_url, status, \
+     captured_amount, refunded_amount, acquirer_ref, auth_code, rrn, masked_card, decline_code, error_code, \
+     hold_expires_at, first_response, lease_until, needs_sync, created_at, updated_at";
+
+const REFUND_COLUMNS: &str = "refund_id, transaction_id, merchant_id, partner_refund_id, request_digest, amount, \
+     currency, status, rrn, error_code, first_response, created_at, updated_at";
+
+const LEDGER_COLUMNS: &str = "seq, transaction_id, at, kind, from_status, to_status, amount, currency, refund_id";
+
+const INSERT_LEDGER: &str = "INSERT INTO ledger (transaction_id, at, kind, from_status, to_status, amount, currency, \
+     refund_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+const UPDATE_PAYMENT: &str = "UPDATE payments SET status = $1, captured_amount = $2, refunded_amount = $3, \
+     acquirer_ref = $4, auth_code = $5, rrn = $6, masked_card = $7, decline_code = $8, error_code = $9, \
+     hold_expires_at = $10, first_response = $11, lease_until = $12, needs_sync = $13, updated_at = $14 \
+     WHERE transaction_id = $15";
+
+const UPDATE_REFUND: &str = "UPDATE refunds SET status = $1, rrn = $2, error_code = $3, first_response = $4, \
+     updated_at = $5 WHERE refund_id = $6";
+
+/// Bind every column of a payment insert, in [`PAYMENT_COLUMNS`] order.
+macro_rules! bind_payment {
+    ($query:expr, $p:expr) => {
+        $query
+            .bind(&$p.transaction_id)
+            .bind(&$p.merchant_id)
+            .bind(&$p.partner_trans_id)
+            .bind(&$p.request_digest)
+            .bind(&$p.card_token)
+            .bind($p.amount)
+            .bind(&$p.currency)
+            .bind(&$p.capture_method)
+            .bind($p.hold_ttl_sec)
+            .bind(&$p.after_expired)
+            .bind(&$p.description)
+            .bind(&$p.client_ip)
+            .bind(&$p.return_url)
+            .bind($p.status.as_str())
+            .bind($p.captured_amount)
+            .bind($p.refunded_amount)
+            .bind(&$p.acquirer_ref)
+            .bind(&$p.auth_code)
+            .bind(&$p.rrn)
+            .bind(&$p.masked_card)
+            .bind(&$p.decline_code)
+            .bind($p.error_code)
+            .bind($p.hold_expires_at)
+            .bind(&$p.first_response)
+            .bind($p.lease_until)
+            .bind(i64::from($p.needs_sync))
+            .bind($p.created_at)
+            .bind($p.updated_at)
+    };
+}
+
+macro_rules! bind_payment_update {
+    ($query:expr, $p:expr) => {
+        $query
+            .bind($p.status.as_str())
+            .bind($p.captured_amount)
+            .bind($p.refunded_amount)
+            .bind(&$p.acquirer_ref)
+            .bind(&$p.auth_code)
+            .bind(&$p.rrn)
+            .bind(&$p.masked_card)
+            .bind(&$p.decline_code)
+            .bind($p.error_code)
+            .bind($p.hold_expires_at)
+            .bind(&$p.first_response)
+            .bind($p.lease_until)
+            .bind(i64::from($p.needs_sync))
+            .bind($p.updated_at)
+            .bind(&$p.transaction_id)
+    };
+}
+
+macro_rules! bind_ledger {
+    ($query:expr, $row:expr) => {
+        $query
+            .bind(&$row.transaction_id)
+            .bind($row.at)
+            .bind(&$row.kind)
+            .bind(&$row.from_status)
+            .bind(&$row.to_status)
+            .bind($row.amount)
+            .bind(&$row.currency)
+            .bind(&$row.refund_id)
+    };
+}
+
+macro_rules! bind_refund {
+    ($query:expr, $r:expr) => {
+        $query
+            .bind(&$r.refund_id)
+            .bind(&$r.transaction_id)
+            .bind(&$r.merchant_id)
+            .bind(&$r.partner_refund_id)
+            .bind(&$r.request_digest)
+            .bind($r.amount)
+            .bind(&$r.currency)
+            .bind($r.status.as_str())
+            .bind(&$r.rrn)
+            .bind($r.error_code)
+            .bind(&$r.first_response)
+            .bind($r.created_at)
+            .bind($r.updated_at)
+    };
+}
+
+impl Store {
+    /// Connect to `url` (`sqlite::memory:`, `sqlite:PATH` created if missing, or
+    /// `postgres://…`). Does not migrate.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        let backend = if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .busy_timeout(BUSY_TIMEOUT)
+                .foreign_keys(true)
+                .synchronous(SqliteSynchronous::Normal);
+            let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+            let options = if in_memory { options } else { options.journal_mode(SqliteJournalMode::Wal) };
+            // One connection that never closes: an in-memory database lives exactly as
+            // long as it, and a file gets one writer at a time.
+            let pool = SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect_with(options)
+                .await?;
+            Backend::Sqlite(pool)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres(PgPoolOptions::new().max_connections(POSTGRES_CONNECTIONS).connect(url).await?)
+        } else {
+            return Err(StoreError::UnsupportedUrl);
+        };
+        Ok(Store { backend })
+    }
+
+    /// Apply this backend's migrations.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => SQLITE_MIGRATOR.run(pool).await?,
+            Backend::Postgres(pool) => POSTGRES_MIGRATOR.run(pool).await?,
+        }
+        Ok(())
+    }
+
+    // ---- merchants ----
+
+    pub async fn insert_merchant(&self, m: &MerchantRecord) -> Result<(), StoreError> {
+        on_pool!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO merchants (merchant_id, service_id, name, secret_sealed, created_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&m.merchant_id)
+            .bind(&m.service_id)
+            .bind(&m.name)
+            .bind(&m.secret_sealed)
+            .bind(m.created_at)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    pub async fn merchant_by_service_id(&self, service_id: &str) -> Result<Option<MerchantRecord>, StoreError> {
+        on_pool!(self, |pool| {
+            let row = sqlx::query(
+                "SELECT merchant_id, service_id, name, secret_sealed, created_at FROM merchants WHERE service_id = $1",
+            )
+            .bind(service_id)
+            .fetch_optional(pool)
+            .await?;
+            row.map(|r| {
+                Ok(MerchantRecord {
+                    merchant_id: get(&r, "merchant_id")?,
+                    service_id: get(&r, "service_id")?,
+                    name: get(&r, "name")?,
+                    secret_sealed: get(&r, "secret_sealed")?,
+                    created_at: get(&r, "created_at")?,
+                })
+            })
+            .transpose()
+        })
+    }
+
+    // ---- payments ----
+
+    /// Insert a new payment with its first ledger rows, unless `(merchant_id,
+    /// partner_trans_id)` is taken: then the existing payment.
+    pub async fn insert_payment(
+        &self,
+        p: &PaymentRecord,
+        ledger: &[LedgerRow],
+    ) -> Result<Slot<PaymentRecord>, StoreError> {
+        match self.try_insert_payment(p, ledger).await {
+            // PostgreSQL: a concurrent duplicate committed first; its row is visible now.
+            Err(e) if e.is_unique_violation() => {
+                match self.payment_by_partner_id(&p.merchant_id, &p.partner_trans_id).await? {
+                    Some(existing) => Ok(Slot::Existing(existing)),
+                    None => Err(e),
+                }
+            }
+            other => other,
+        }
+    }
+
+    async fn try_insert_payment(
+        &self,
+        p: &PaymentRecord,
+        ledger: &[LedgerRow],
+    ) -> Result<Slot<PaymentRecord>, StoreError> {
+        in_transaction!(self, |tx, _skip| {
+            let sql =
+                format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE merchant_id = $1 AND partner_trans_id = $2");
+            let existing =
+                sqlx::query(&sql).bind(&p.merchant_id).bind(&p.partner_trans_id).fetch_optional(&mut *tx).await?;
+            if let Some(row) = existing {
+                return Ok(Slot::Existing(payment_from_row(&row)?));
+            }
+            let sql = format!(
+                "INSERT INTO payments ({PAYMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+                 $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)"
+            );
+            bind_payment!(sqlx::query(&sql), p).execute(&mut *tx).await?;
+            for row in ledger {
+                bind_ledger!(sqlx::query(INSERT_LEDGER), row).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(Slot::Inserted)
+        })
+    }
+
+    pub async fn payment(&self, transaction_id: &str) -> Result<Option<PaymentRecord>, StoreError> {
+        let sql = format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE transaction_id = $1");
+        on_pool!(self, |pool| {
+            sqlx::query(&sql).bind(transaction_id).fetch_optional(pool).await?.map(|r| payment_from_row(&r)).transpose()
+        })
+    }
+
+    pub async fn payment_by_partner_id(
+        &self,
+        merchant_id: &str,
+        partner_trans_id: &str,
+    ) -> Result<Option<PaymentRecord>, StoreError> {
+        let sql = format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE merchant_id = $1 AND partner_trans_id = $2");
+        on_pool!(self, |pool| {
+            sqlx::query(&sql)
+                .bind(merchant_id)
+                .bind(partner_trans_id)
+                .fetch_optional(pool)
+                .await?
+                .map(|r| payment_from_row(&r))
+                .transpose()
+        })
+    }
+
+    /// Take the payment's lease until `until` if it is free at `now`; `false` when
+    /// another operation holds it.
+    pub async fn try_lease(&self, transaction_id: &str, now: i64, until: i64) -> Result<bool, StoreError> {
+        on_pool!(self, |pool| {
+            let done =
+                sqlx::query("UPDATE payments SET lease_until = $1 WHERE transaction_id = $2 AND lease_until <= $3")
+                    .bind(until)
+                    .bind(transaction_id)
+                    .bind(now)
+                    .execute(pool)
+                    .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    /// Write a payment's mutable state, its new ledger rows and (optionally) a refund's
+    /// state, in one transaction.
+    pub async fn save_payment(
+        &self,
+        p: &PaymentRecord,
+        ledger: &[LedgerRow],
+        refund: Option<&RefundRecord>,
+    ) -> Result<(), StoreError> {
+        in_transaction!(self, |tx, _skip| {
+            bind_payment_update!(sqlx::query(UPDATE_PAYMENT), p).execute(&mut *tx).await?;
+            for row in ledger {
+                bind_ledger!(sqlx::query(INSERT_LEDGER), row).execute(&mut *tx).await?;
+            }
+            if let Some(r) = refund {
+                sqlx::query(UPDATE_REFUND)
+                    .bind(r.status.as_str())
+                    .bind(&r.rrn)
+                    .bind(r.error_code)
+                    .bind(&r.first_response)
+                    .bind(r.updated_at)
+                    .bind(&r.refund_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// Give a lease back without other changes.
+    pub async fn release_lease(&self, transaction_id: &str) -> Result<(), StoreError> {
+        on_pool!(self, |pool| {
+            sqlx::query("UPDATE payments SET lease_until = 0 WHERE transaction_id = $1")
+                .bind(transaction_id)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// A merchant's payments, newest first.
+    pub async fn list_payments(&self, f: &PaymentFilter) -> Result<Vec<PaymentRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE merchant_id = $1 AND ($2 IS NULL OR created_at >= $2) \
+             AND ($3 IS NULL OR created_at < $3) AND ($4 IS NULL OR status = $4) \
+             ORDER BY created_at DESC, transaction_id LIMIT $5 OFFSET $6"
+        );
+        on_pool!(self, |pool| {
+            let rows = sqlx::query(&sql)
+                .bind(&f.merchant_id)
+                .bind(f.from_ms)
+                .bind(f.to_ms)
+                .bind(f.status.map(PaymentStatus::as_str))
+                .bind(f.limit)
+                .bind(f.offset)
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(payment_from_row).collect()
+        })
+    }
+
+    /// Claim up to `limit` holds whose time is up (lease them until `until`).
+    pub async fn claim_expired_holds(&self, now: i64, until: i64, limit: i64) -> Result<Vec<String>, StoreError> {
+        self.claim(
+            "status IN ('authorized', 'partially_captured') AND hold_expires_at IS NOT NULL \
+             AND hold_expires_at <= $1 AND lease_until <= $1",
+            None,
+            now,
+            until,
+            limit,
+        )
+        .await
+    }
+
+    /// Claim up to `limit` payments whose outcome at the acquirer is unknown: `processing`,
+    /// `authorizing` not touched since `stale_before` (a crashed call), or marked
+    /// `needs_sync`.
+    pub async fn claim_unresolved(
+        &self,
+        now: i64,
+        stale_before: i64,
+        until: i64,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        self.claim(
+            "lease_until <= $1 AND (status = 'processing' OR needs_sync = 1 \
+             OR (status = 'authorizing' AND updated_at < $3))",
+            Some(stale_before),
+            now,
+            until,
+            limit,
+        )
+        .await
+    }
+
+    async fn claim(
+        &self,
+        condition: &str,
+        extra: Option<i64>,
+        now: i64,
+        until: i64,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        in_transaction!(self, |tx, skip_locked| {
+            let sql = format!("SELECT transaction_id FROM payments WHERE {condition} LIMIT $2{skip_locked}");
+            let mut query = sqlx::query(&sql).bind(now).bind(limit);
+            if let Some(extra) = extra {
+                query = query.bind(extra);
+            }
+            let rows = query.fetch_all(&mut *tx).await?;
+            let mut ids = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let id: String = row.try_get(0)?;
+                sqlx::query("UPDATE payments SET lease_until = $1 WHERE transaction_id = $2")
+                    .bind(until)
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await?;
+                ids.push(id);
+            }
+            tx.commit().await?;
+            Ok(ids)
+        })
+    }
+
+    /// The ledger of one payment, oldest first.
+    pub async fn ledger(&self, transaction_id: &str) -> Result<Vec<LedgerRow>, StoreError> {
+        let sql = format!("SELECT {LEDGER_COLUMNS} FROM ledger WHERE transaction_id = $1 ORDER BY seq");
+        on_pool!(self, |pool| {
+            let rows = sqlx::query(&sql).bind(transaction_id).fetch_all(pool).await?;
+            rows.iter().map(ledger_from_row).collect()
+        })
+    }
+
+    // ---- refunds ----
+
+    /// Insert a new refund unless `(merchant_id, partner_refund_id)` is taken.
+    pub async fn insert_refund(&self, r: &RefundRecord) -> Result<Slot<RefundRecord>, StoreError> {
+        match self.try_insert_refund(r).await {
+            Err(e) if e.is_unique_violation() => {
+                match self.refund_by_partner_id(&r.merchant_id, &r.partner_refund_id).await? {
+                    Some(existing) => Ok(Slot::Existing(existing)),
+                    None => Err(e),
+                }
+            }
+            other => other,
+        }
+    }
+
+    async fn try_insert_refund(&self, r: &RefundRecord) -> Result<Slot<RefundRecord>, StoreError> {
+        in_transaction!(self, |tx, _skip| {
+            let sql = format!("SELECT {REFUND_COLUMNS} FROM refunds WHERE merchant_id = $1 AND partner_refund_id = $2");
+            let existing =
+                sqlx::query(&sql).bind(&r.merchant_id).bind(&r.partner_refund_id).fetch_optional(&mut *tx).await?;
+            if let Some(row) = existing {
+                return Ok(Slot::Existing(refund_from_row(&row)?));
+            }
+            let sql = format!(
+                "INSERT INTO refunds ({REFUND_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+            );
+            bind_refund!(sqlx::query(&sql), r).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(Slot::Inserted)
+        })
+    }
+
+    pub async fn refund(&self, refund_id: &str) -> Result<Option<RefundRecord>, StoreError> {
+        let sql = format!("SELECT {REFUND_COLUMNS} FROM refunds WHERE refund_id = $1");
+        on_pool!(self, |pool| {
+            sqlx::query(&sql).bind(refund_id).fetch_optional(pool).await?.map(|r| refund_from_row(&r)).transpose()
+        })
+    }
+
+    pub async fn refund_by_partner_id(
+        &self,
+        merchant_id: &str,
+        partner_refund_id: &str,
+    ) -> Result<Option<RefundRecord>, StoreError> {
+        let sql = format!("SELECT {REFUND_COLUMNS} FROM refunds WHERE merchant_id = $1 AND partner_refund_id = $2");
+        on_pool!(self, |pool| {
+            sqlx::query(&sql)
+                .bind(merchant_id)
+                .bind(partner_refund_id)
+                .fetch_optional(pool)
+                .await?
+                .map(|r| refund_from_row(&r))
+                .transpose()
+        })
+    }
+
+    /// Refunds of a payment whose outcome is still open (`processing`), in minor units.
+    pub async fn refunds_in_flight(&self, transaction_id: &str) -> Result<i64, StoreError> {
+        on_pool!(self, |pool| {
+            let row = sqlx::query(
+                "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS total FROM refunds WHERE transaction_id = $1 \
+                 AND status = 'processing'",
+            )
+            .bind(transaction_id)
+            .fetch_one(pool)
+            .await?;
+            Ok(row.try_get::<i64, _>(0)?)
+        })
+    }
+
+    /// Refunds waiting for an outcome, oldest first.
+    pub async fn processing_refunds(&self, limit: i64) -> Result<Vec<RefundRecord>, StoreError> {
+        let sql =
+            format!("SELECT {REFUND_COLUMNS} FROM refunds WHERE status = 'processing' ORDER BY created_at LIMIT $1");
+        on_pool!(self, |pool| {
+            let rows = sqlx::query(&sql).bind(limit).fetch_all(pool).await?;
+            rows.iter().map(refund_from_row).collect()
+        })
+    }
+
+    pub async fn save_refund(&self, r: &RefundRecord) -> Result<(), StoreError> {
+        on_pool!(self, |pool| {
+            sqlx::query(UPDATE_REFUND)
+                .bind(r.status.as_str())
+                .bind(&r.rrn)
+                .bind(r.error_code)
+                .bind(&r.first_response)
+                .bind(r.updated_at)
+                .bind(&r.refund_id)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Forget a refund that never reached the acquirer (so a retry starts afresh).
+    pub async fn delete_refund(&self, refund_id: &str) -> Result<(), StoreError> {
+        on_pool!(self, |pool| {
+            sqlx::query("DELETE FROM refunds WHERE refund_id = $1").bind(refund_id).execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    // ---- removed tokens ----
+
+    pub async fn remove_token(&self, merchant_id: &str, token: &str, now: i64) -> Result<(), StoreError> {
+        on_pool!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO removed_tokens (merchant_id, token, removed_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (merchant_id, token) DO NOTHING",
+            )
+            .bind(merchant_id)
+            .bind(token)
+            .bind(now)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    pub async fn token_removed(&self, merchant_id: &str, token: &str) -> Result<bool, StoreError> {
+        on_pool!(self, |pool| {
+            let row = sqlx::query("SELECT 1 FROM removed_tokens WHERE merchant_id = $1 AND token = $2")
+                .bind(merchant_id)
+                .bind(token)
+                .fetch_optional(pool)
+                .await?;
+            Ok(row.is_some())
+        })
+    }
+}
+
+fn get<'r, R, T>(row: &'r R, column: &'static str) -> Result<T, StoreError>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    T: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(row.try_get(column)?)
+}
+
+fn payment_from_row<R>(row: &R) -> Result<PaymentRecord, StoreError>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let status: String = get(row, "status")?;
+    let needs_sync: i64 = get(row, "needs_sync")?;
+    Ok(PaymentRecord {
+        transaction_id: get(row, "transaction_id")?,
+        merchant_id: get(row, "merchant_id")?,
+        partner_trans_id: get(row, "partner_trans_id")?,
+        request_digest: get(row, "request_digest")?,
+        card_token: get(row, "card_token")?,
+        amount: get(row, "amount")?,
+        currency: get(row, "currency")?,
+        capture_method: get(row, "capture_method")?,
+        hold_ttl_sec: get(row, "hold_ttl_sec")?,
+        after_expired: get(row, "after_expired")?,
+        description: get(row, "description")?,
+        client_ip: get(row, "client_ip")?,
+        return_url: get(row, "return_url")?,
+        status: PaymentStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("status {status:?}")))?,
+        captured_amount: get(row, "captured_amount")?,
+        refunded_amount: get(row, "refunded_amount")?,
+        acquirer_ref: get(row, "acquirer_ref")?,
+        auth_code: get(row, "auth_code")?,
+        rrn: get(row, "rrn")?,
+        masked_card: get(row, "masked_card")?,
+        decline_code: get(row, "decline_code")?,
+        error_code: get(row, "error_code")?,
+        hold_expires_at: get(row, "hold_expires_at")?,
+        first_response: get(row, "first_response")?,
+        lease_until: get(row, "lease_until")?,
+        needs_sync: needs_sync != 0,
+        created_at: get(row, "created_at")?,
+        updated_at: get(row, "updated_at")?,
+    })
+}
+
+fn refund_from_row<R>(row: &R) -> Result<RefundRecord, StoreError>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let status: String = get(row, "status")?;
+    Ok(RefundRecord {
+        refund_id: get(row, "refund_id")?,
+        transaction_id: get(row, "transaction_id")?,
+        merchant_id: get(row, "merchant_id")?,
+        partner_refund_id: get(row, "partner_refund_id")?,
+        request_digest: get(row, "request_digest")?,
+        amount: get(row, "amount")?,
+        currency: get(row, "currency")?,
+        status: RefundStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("refund status {status:?}")))?,
+        rrn: get(row, "rrn")?,
+        error_code: get(row, "error_code")?,
+        first_response: get(row, "first_response")?,
+        created_at: get(row, "created_at")?,
+        updated_at: get(row, "updated_at")?,
+    })
+}
+
+fn ledger_from_row<R>(row: &R) -> Result<LedgerRow, StoreError>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(LedgerRow {
+        seq: get(row, "seq")?,
+        transaction_id: get(row, "transaction_id")?,
+        at: get(row, "at")?,
+        kind: get(row, "kind")?,
+        from_status: get(row, "from_status")?,
+        to_status: get(row, "to_status")?,
+        amount: get(row, "amount")?,
+        currency: get(row, "currency")?,
+        refund_id: get(row, "refund_id")?,
+    })
+}

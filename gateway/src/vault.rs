@@ -1,0 +1,194 @@
+//! The gateway's side of the vault: token metadata, and authorizations **relayed** by
+//! the vault (the gateway names the token and a body template with `{{card.…}}`
+//! placeholders; the vault substitutes the card data and forwards it to the acquirer).
+//! The gateway never sees a card number; the relay answers with masked bodies.
+//!
+//! [`CardVault`] is the seam: [`VaultRelay`] speaks the vault's mTLS API; tests may put
+//! something else behind it.
+
+use crate::https::{CallError, HttpsPool};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// The relay destination the vault's policy names for the acquirer.
+pub const ACQUIRER_DESTINATION: &str = "sandbox_acquirer";
+/// The acquirer's authorization path.
+pub const AUTHORIZATION_PATH: &str = "/acquirer/v1/authorizations";
+/// Extra time the gateway gives the vault beyond the relay's own timeout.
+const RELAY_MARGIN: Duration = Duration::from_secs(2);
+
+/// An authorization to relay: the acquirer body without card data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayAuthorization {
+    pub token: String,
+    /// The vault's (and acquirer's) merchant id.
+    pub merchant_id: String,
+    /// The gateway's reference for the acquirer (the transaction id).
+    pub reference: String,
+    pub amount: i64,
+    pub currency: String,
+    /// Authorize and settle in one step (`capture_method = auto`).
+    pub capture: bool,
+}
+
+impl RelayAuthorization {
+    /// The acquirer body template: card fields are placeholders the vault fills in.
+    pub fn body_template(&self) -> Value {
+        json!({
+            "merchant_id": self.merchant_id,
+            "reference": self.reference,
+            "amount": self.amount,
+            "currency": self.currency,
+            "card": {
+                "number": "{{card.number}}",
+                "exp_month": "{{card.exp_month}}",
+                "exp_year": "{{card.exp_year}}",
+                "cvc": "{{card.cvc}}",
+                "holder": "{{card.holder}}",
+            },
+            "capture": self.capture,
+        })
+    }
+}
+
+/// What became of a relayed authorization.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RelayOutcome {
+    /// The acquirer answered (any HTTP status); its body, masked by the vault.
+    Answered { status: u16, body: Value },
+    /// The vault has no such token for this merchant.
+    TokenNotFound,
+    /// Certainly not sent to the acquirer (vault sealed, destination unreachable, vault
+    /// unreachable, refused by policy): no authorization exists.
+    NotSent(String),
+    /// Maybe sent, no answer seen (relay timeout, broken connection): resolve by inquiry.
+    Uncertain(String),
+}
+
+/// Token metadata as the vault returns it (never the PAN).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct TokenMetadata {
+    pub token: String,
+    pub merchant_id: String,
+    pub brand: String,
+    pub bin: String,
+    pub last4: String,
+    pub exp_month: i64,
+    pub exp_year: i64,
+    pub fingerprint: String,
+    pub created_at: String,
+}
+
+/// A token lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenLookup {
+    Found(TokenMetadata),
+    NotFound,
+    Unavailable(String),
+}
+
+/// The vault, as the gateway uses it.
+#[async_trait::async_trait]
+pub trait CardVault: Send + Sync + std::fmt::Debug {
+    /// Relay an authorization; the relay gives up after `timeout`.
+    async fn relay_authorization(&self, request: &RelayAuthorization, timeout: Duration) -> RelayOutcome;
+    /// Token metadata.
+    async fn token_metadata(&self, token: &str) -> TokenLookup;
+}
+
+/// The vault's mTLS API (`POST /v1/relay`, `GET /v1/tokens/{token}`), with the
+/// gateway's client certificate (principal `spiffe://paysys/gateway`).
+#[derive(Debug)]
+pub struct VaultRelay {
+    pool: HttpsPool,
+}
+
+impl VaultRelay {
+    pub fn new(pool: HttpsPool) -> VaultRelay {
+        VaultRelay { pool }
+    }
+}
+
+fn error_code(body: &Value) -> &str {
+    body.get("error").and_then(|e| e.get("code")).and_then(Value::as_str).unwrap_or("")
+}
+
+#[async_trait::async_trait]
+impl CardVault for VaultRelay {
+    async fn relay_authorization(&self, request: &RelayAuthorization, timeout: Duration) -> RelayOutcome {
+        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        let body = json!({
+            "token": request.token,
+            "merchant_id": request.merchant_id,
+            "destination": ACQUIRER_DESTINATION,
+            "method": "POST",
+            "path": AUTHORIZATION_PATH,
+            "body": request.body_template(),
+            "timeout_ms": timeout_ms,
+        });
+        // The acquirer is idempotent on `reference`, so re-sending on a stale pooled
+        // connection can never authorize twice.
+        match self.pool.call("POST", "/v1/relay", Some(&body), timeout + RELAY_MARGIN, true).await {
+            Err(CallError::NotSent(e)) => RelayOutcome::NotSent(e),
+            Err(CallError::Uncertain(e)) => RelayOutcome::Uncertain(e),
+            Ok(response) if response.status == 200 => {
+                let status = response.body.get("status").and_then(Value::as_u64).and_then(|s| u16::try_from(s).ok());
+                match status {
+                    Some(status) => RelayOutcome::Answered {
+                        status,
+                        body: response.body.get("body").cloned().unwrap_or(Value::Null),
+                    },
+                    None => RelayOutcome::Uncertain("relay answer without an upstream status".into()),
+                }
+            }
+            Ok(response) => match error_code(&response.body) {
+                "token_not_found" => RelayOutcome::TokenNotFound,
+                "relay_timeout" => RelayOutcome::Uncertain("relay_timeout".into()),
+                "relay_unreachable"
+                | "vault_sealed"
+                | "forbidden"
+                | "invalid_request"
+                | "invalid_json"
+                | "destination_not_allowed"
+                | "audit_unavailable" => RelayOutcome::NotSent(error_code(&response.body).to_owned()),
+                // Anything else (an internal error after forwarding?): do not assume.
+                other => RelayOutcome::Uncertain(format!("vault answered {} {other}", response.status)),
+            },
+        }
+    }
+
+    async fn token_metadata(&self, token: &str) -> TokenLookup {
+        let path = format!("/v1/tokens/{token}");
+        match self.pool.call("GET", &path, None, Duration::from_secs(10), true).await {
+            Err(e) => TokenLookup::Unavailable(e.to_string()),
+            Ok(r) if r.status == 200 => match serde_json::from_value::<TokenMetadata>(r.body) {
+                Ok(meta) => TokenLookup::Found(meta),
+                Err(e) => TokenLookup::Unavailable(format!("unexpected token metadata: {e}")),
+            },
+            Ok(r) if error_code(&r.body) == "token_not_found" => TokenLookup::NotFound,
+            Ok(r) => TokenLookup::Unavailable(format!("vault answered {} {}", r.status, error_code(&r.body))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_template_holds_placeholders_only() {
+        let request = RelayAuthorization {
+            token: "tok_x".into(),
+            merchant_id: "m_1".into(),
+            reference: "tx_1".into(),
+            amount: 1000,
+            currency: "UZS".into(),
+            capture: true,
+        };
+        let body = request.body_template();
+        assert_eq!(body["card"]["number"], "{{card.number}}");
+        assert_eq!(body["card"]["cvc"], "{{card.cvc}}");
+        assert_eq!(body["capture"], true);
+        assert_eq!(body["reference"], "tx_1");
+    }
+}

@@ -1,0 +1,100 @@
+//! Background work: hold expiry (applying `after_expired`), resolution of payments whose
+//! acquirer outcome is unknown (status inquiry; never a second authorization), and
+//! retries of refunds in doubt (the acquirer is idempotent on the refund reference).
+//!
+//! Jobs are claimed in the database (`FOR UPDATE SKIP LOCKED` on PostgreSQL) with a
+//! lease, so several gateway replicas share the work and a crashed one's jobs return.
+
+use crate::payments::{now_ms, Gateway};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Jobs claimed per round.
+const BATCH: i64 = 20;
+
+/// Run the workers every `interval` until `shutdown`.
+pub async fn run(gateway: Arc<Gateway>, interval: Duration, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => return,
+            _ = ticker.tick() => {}
+        }
+        run_once(&gateway).await;
+    }
+}
+
+/// One round of every worker (also used by the tests).
+pub async fn run_once(gateway: &Gateway) {
+    expire_holds(gateway).await;
+    resolve_unknown_outcomes(gateway).await;
+    retry_refunds(gateway).await;
+}
+
+fn lease_until(gateway: &Gateway, now: i64) -> i64 {
+    now + i64::try_from(gateway.config.acquirer_timeout.as_millis()).unwrap_or(i64::MAX / 4) + 10_000
+}
+
+async fn expire_holds(gateway: &Gateway) {
+    let now = now_ms();
+    let claimed = match gateway.store.claim_expired_holds(now, lease_until(gateway, now), BATCH).await {
+        Ok(ids) => ids,
+        Err(e) => {
+            tracing::error!(error = %e, "claiming expired holds failed");
+            return;
+        }
+    };
+    for id in claimed {
+        match gateway.store.payment(&id).await {
+            Ok(Some(p)) => {
+                if let Err(e) = gateway.expire_hold(p).await {
+                    tracing::error!(transaction_id = %id, error = ?e, "hold expiry failed");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(transaction_id = %id, error = %e, "reading a payment failed"),
+        }
+    }
+}
+
+async fn resolve_unknown_outcomes(gateway: &Gateway) {
+    let now = now_ms();
+    let stale_before = now - gateway.config.stale_authorizing_ms();
+    let claimed = match gateway.store.claim_unresolved(now, stale_before, lease_until(gateway, now), BATCH).await {
+        Ok(ids) => ids,
+        Err(e) => {
+            tracing::error!(error = %e, "claiming unresolved payments failed");
+            return;
+        }
+    };
+    for id in claimed {
+        match gateway.store.payment(&id).await {
+            Ok(Some(p)) => {
+                if let Err(e) = gateway.resolve(p).await {
+                    tracing::error!(transaction_id = %id, error = ?e, "resolution failed");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(transaction_id = %id, error = %e, "reading a payment failed"),
+        }
+    }
+}
+
+async fn retry_refunds(gateway: &Gateway) {
+    let refunds = match gateway.store.processing_refunds(BATCH).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "reading refunds in doubt failed");
+            return;
+        }
+    };
+    for refund in refunds {
+        let id = refund.refund_id.clone();
+        if let Err(e) = gateway.retry_refund(refund).await {
+            tracing::error!(refund_id = %id, error = ?e, "refund retry failed");
+        }
+    }
+}

@@ -1,0 +1,635 @@
+//! The gateway over real sockets against the real sandbox card network (served
+//! in-process over real TLS from the `paysys-sandbox` library), on SQLite and — when
+//! `PAYSYS_TEST_POSTGRES_URL` names a server — PostgreSQL.
+//!
+//! The vault relay is replaced by [`DirectRelay`], which does what the relay does for
+//! the gateway (substitute the card data of a token, forward to the acquirer, answer
+//! with the acquirer's masked body); the end-to-end tests in `tests/` run the real vault.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use paysys::pki::{CertificateAuthority, IssueRequest};
+use paysys_gateway::acquirer::SandboxAcquirer;
+use paysys_gateway::auth;
+use paysys_gateway::https::{CallError, HttpsPool};
+use paysys_gateway::payments::{now_ms, Gateway, GatewayConfig};
+use paysys_gateway::secrets::{MerchantSecret, SecretKey};
+use paysys_gateway::server::App;
+use paysys_gateway::store::{MerchantRecord, Store};
+use paysys_gateway::vault::{CardVault, RelayAuthorization, RelayOutcome, TokenLookup, TokenMetadata};
+use paysys_vault_client::{ClientTls, HttpVersion};
+use serde_json::{json, Value};
+use sqlx::Connection;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+const VISA: &str = "4242424242424242";
+const LIMITED: &str = "4000000000009995";
+const SLOW: &str = "4000000000000259";
+const DECLINES: [(&str, &str); 5] = [
+    ("4000000000000002", "05"),
+    ("4000000000009979", "43"),
+    ("4000000000000069", "54"),
+    ("4000000000000127", "N7"),
+    ("4000000000000119", "96"),
+];
+const MERCHANT: &str = "m_test";
+
+/// The token the tests use for a card number (never containing it: BIN and last 4 only).
+fn token_for(pan: &str) -> String {
+    format!("tok_test{}x{}cardtoken", &pan[..6], &pan[pan.len() - 4..])
+}
+
+/// Stands in for the vault relay: knows the card behind each token, forwards the
+/// authorization with the card data filled in.
+#[derive(Debug)]
+struct DirectRelay {
+    cards: HashMap<String, String>,
+    acquirer: HttpsPool,
+}
+
+#[async_trait::async_trait]
+impl CardVault for DirectRelay {
+    async fn relay_authorization(&self, request: &RelayAuthorization, timeout: Duration) -> RelayOutcome {
+        let Some(pan) = self.cards.get(&request.token).filter(|_| request.merchant_id == MERCHANT) else {
+            return RelayOutcome::TokenNotFound;
+        };
+        let mut body = request.body_template();
+        body["card"] = json!({"number": pan, "exp_month": "12", "exp_year": "2031", "cvc": "123", "holder": "T"});
+        match self.acquirer.call("POST", "/acquirer/v1/authorizations", Some(&body), timeout, true).await {
+            Ok(r) => RelayOutcome::Answered { status: r.status, body: r.body },
+            Err(CallError::NotSent(e)) => RelayOutcome::NotSent(e),
+            Err(CallError::Uncertain(e)) => RelayOutcome::Uncertain(e),
+        }
+    }
+
+    async fn token_metadata(&self, token: &str) -> TokenLookup {
+        match self.cards.get(token) {
+            Some(pan) => TokenLookup::Found(TokenMetadata {
+                token: token.to_owned(),
+                merchant_id: MERCHANT.to_owned(),
+                brand: "visa".into(),
+                bin: pan[..6].to_owned(),
+                last4: pan[pan.len() - 4..].to_owned(),
+                exp_month: 12,
+                exp_year: 2031,
+                fingerprint: "fp".into(),
+                created_at: "2025-01-01T00:00:00Z".into(),
+            }),
+            None => TokenLookup::NotFound,
+        }
+    }
+}
+
+struct Harness {
+    gateway: Arc<Gateway>,
+    url: String,
+    service_id: String,
+    secret: MerchantSecret,
+    sandbox: HttpsPool,
+    dir: PathBuf,
+    db_path: Option<PathBuf>,
+    pg: Option<(String, String)>,
+}
+
+async fn pg_database() -> Option<(String, String, String)> {
+    let admin = std::env::var("PAYSYS_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty())?;
+    let name = format!("paysys_gw_{:016x}", rand::random::<u64>());
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
+    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap().to_owned();
+    Some((admin, name.clone(), format!("{base}/{name}")))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Db {
+    Sqlite,
+    Postgres,
+}
+
+fn databases() -> Vec<Db> {
+    let mut all = vec![Db::Sqlite];
+    if std::env::var("PAYSYS_TEST_POSTGRES_URL").is_ok_and(|u| !u.is_empty()) {
+        all.push(Db::Postgres);
+    } else {
+        eprintln!("PAYSYS_TEST_POSTGRES_URL not set: PostgreSQL variants skipped");
+    }
+    all
+}
+
+impl Harness {
+    async fn start(db: Db, acquirer_timeout_ms: u64, slow_card_delay_ms: u64) -> Harness {
+        let dir = std::env::temp_dir().join(format!("paysys-gw-{:016x}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // The sandbox, in-process over real TLS.
+        let ca = CertificateAuthority::generate("Gateway Test CA").unwrap();
+        std::fs::write(dir.join("ca.pem"), ca.cert_pem()).unwrap();
+        ca.issue(&IssueRequest::server()).unwrap().write(&dir.join("sb.pem"), &dir.join("sb.key")).unwrap();
+        let sandbox_tls = paysys_sandbox::tls::server_config(&dir.join("sb.pem"), &dir.join("sb.key"), None).unwrap();
+        let store = paysys_sandbox::store::Store::open("sqlite::memory:").await.unwrap();
+        store.migrate().await.unwrap();
+        let network =
+            Arc::new(paysys_sandbox::api::Network { store, auth_delay: Duration::from_millis(slow_card_delay_ms) });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let sandbox_url = format!("https://{}", listener.local_addr().unwrap());
+        tokio::spawn(paysys_sandbox::run(listener, sandbox_tls, network, 16 * 1024, std::future::pending()));
+        let client_tls = || ClientTls::new(&dir.join("ca.pem"), None, HttpVersion::Http1).unwrap();
+
+        let (db_url, db_path, pg) = match db {
+            Db::Sqlite => {
+                let path = dir.join("gateway.db");
+                (format!("sqlite:{}", path.display()), Some(path), None)
+            }
+            Db::Postgres => {
+                let (admin, name, url) = pg_database().await.unwrap();
+                (url, None, Some((admin, name)))
+            }
+        };
+        let store = Store::open(&db_url).await.unwrap();
+        store.migrate().await.unwrap();
+        let key = SecretKey::from_hex(&SecretKey::generate_hex()).unwrap();
+        let secret = MerchantSecret::generate();
+        let service_id = paysys_gateway::ids::new_service_id();
+        store
+            .insert_merchant(&MerchantRecord {
+                merchant_id: MERCHANT.into(),
+                service_id: service_id.clone(),
+                name: "test".into(),
+                secret_sealed: key.seal(&service_id, &secret).unwrap(),
+                created_at: now_ms(),
+            })
+            .await
+            .unwrap();
+        let mut cards: HashMap<String, String> = HashMap::new();
+        for pan in [VISA, LIMITED, SLOW].into_iter().chain(DECLINES.iter().map(|(p, _)| *p)) {
+            cards.insert(token_for(pan), pan.to_owned());
+        }
+        let timeout = Duration::from_millis(acquirer_timeout_ms);
+        let gateway = Arc::new(Gateway {
+            store,
+            vault: Arc::new(DirectRelay { cards, acquirer: HttpsPool::new(client_tls(), &sandbox_url) }),
+            acquirer: Arc::new(SandboxAcquirer::new(HttpsPool::new(client_tls(), &sandbox_url), timeout)),
+            config: GatewayConfig { acquirer_timeout: timeout, lease_wait: Duration::from_secs(10) },
+        });
+        let app = Arc::new(App { gateway: gateway.clone(), secret_key: key });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(paysys_gateway::run(listener, None, app, 64 * 1024, std::future::pending()));
+        Harness {
+            gateway,
+            url,
+            service_id,
+            secret,
+            sandbox: HttpsPool::new(client_tls(), &sandbox_url),
+            dir,
+            db_path,
+            pg,
+        }
+    }
+
+    async fn finish(self) {
+        if let Some((admin, name)) = &self.pg {
+            if let Ok(mut conn) = sqlx::PgConnection::connect(admin).await {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await;
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+
+    /// POST `body` to /rpc with `auth` as the Auth header (if any).
+    async fn post(&self, body: &[u8], auth: Option<String>) -> (u16, Value) {
+        let addr = self.url.strip_prefix("http://").unwrap();
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await.unwrap();
+        tokio::spawn(conn);
+        let mut req = hyper::Request::post("/rpc").header("host", addr).header("content-type", "application/json");
+        if let Some(auth) = auth {
+            req = req.header("auth", auth);
+        }
+        let response = sender.send_request(req.body(Full::new(Bytes::from(body.to_vec()))).unwrap()).await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+        (status, value)
+    }
+
+    fn sign(&self, body: &[u8]) -> String {
+        auth::sign(&self.service_id, &self.secret, now_ms(), body)
+    }
+
+    /// A signed single call; the whole response object.
+    async fn call(&self, method: &str, params: Value) -> Value {
+        let body = serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})).unwrap();
+        let (status, v) = self.post(&body, Some(self.sign(&body))).await;
+        assert_eq!(status, 200);
+        v
+    }
+
+    async fn ok(&self, method: &str, params: Value) -> Value {
+        let v = self.call(method, params).await;
+        assert!(v.get("error").is_none(), "{method}: {v}");
+        v["result"].clone()
+    }
+
+    async fn err(&self, method: &str, params: Value) -> Value {
+        let v = self.call(method, params).await;
+        assert!(v.get("error").is_some(), "{method}: expected an error, got {v}");
+        v["error"].clone()
+    }
+
+    /// Sandbox ledger entries for one gateway reference.
+    async fn sandbox_ledger(&self, reference: &str) -> Vec<Value> {
+        let r = self
+            .sandbox
+            .call("GET", &format!("/acquirer/v1/ledger?reference={reference}"), None, Duration::from_secs(5), true)
+            .await
+            .unwrap();
+        r.body["entries"].as_array().cloned().unwrap_or_default()
+    }
+
+    async fn sandbox_authorization(&self, reference: &str) -> Value {
+        let r = self
+            .sandbox
+            .call("GET", &format!("/acquirer/v1/inquiry?reference={reference}"), None, Duration::from_secs(5), true)
+            .await
+            .unwrap();
+        r.body
+    }
+}
+
+fn create_params(pan: &str, amount: i64, partner: &str, extra: Value) -> Value {
+    let mut p = json!({"card_token": token_for(pan), "amount": amount, "currency": "USD", "partner_trans_id": partner});
+    if let (Some(obj), Value::Object(more)) = (p.as_object_mut(), extra) {
+        obj.extend(more);
+    }
+    p
+}
+
+fn kinds(entries: &[Value]) -> Vec<String> {
+    entries.iter().map(|e| e["kind"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn auth_header_is_required_and_checked() {
+    let h = Harness::start(Db::Sqlite, 5_000, 60_000).await;
+    let body = br#"{"jsonrpc":"2.0","id":7,"method":"payment.list","params":{}}"#;
+    let unauthorized = |v: &Value| v["error"]["code"] == -32504;
+    // Missing.
+    let (_, v) = h.post(body, None).await;
+    assert!(unauthorized(&v), "{v}");
+    // Wrong secret.
+    let wrong = auth::sign(&h.service_id, &MerchantSecret::generate(), now_ms(), body);
+    assert!(unauthorized(&h.post(body, Some(wrong)).await.1));
+    // Stale timestamp (and one from the future).
+    for ts in [now_ms() - 301_000, now_ms() + 301_000] {
+        let stale = auth::sign(&h.service_id, &h.secret, ts, body);
+        assert!(unauthorized(&h.post(body, Some(stale)).await.1));
+    }
+    // Body changed after signing.
+    let signed = h.sign(body);
+    let changed = br#"{"jsonrpc":"2.0","id":7,"method":"payment.list","params":{"count":1}}"#;
+    assert!(unauthorized(&h.post(changed, Some(signed.clone())).await.1));
+    // Unknown service id.
+    let unknown = auth::sign("svc_nobody", &h.secret, now_ms(), body);
+    assert!(unauthorized(&h.post(body, Some(unknown)).await.1));
+    // Garbage.
+    assert!(unauthorized(&h.post(body, Some("nonsense".into())).await.1));
+    // The right one.
+    let (_, v) = h.post(body, Some(signed)).await;
+    assert_eq!(v["id"], 7);
+    assert!(v["result"]["payments"].is_array(), "{v}");
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn json_rpc_envelope_batches_and_discovery() {
+    let h = Harness::start(Db::Sqlite, 5_000, 60_000).await;
+    let send = |body: &'static [u8]| {
+        let h = &h;
+        async move { h.post(body, Some(h.sign(body))).await.1 }
+    };
+    assert_eq!(send(b"{not json").await["error"]["code"], -32700);
+    assert_eq!(send(br#"{"jsonrpc":"1.0","id":1,"method":"payment.list"}"#).await["error"]["code"], -32600);
+    assert_eq!(send(br#"[]"#).await["error"]["code"], -32600);
+    assert_eq!(send(br#"{"jsonrpc":"2.0","id":1,"method":"nope"}"#).await["error"]["code"], -32601);
+    assert_eq!(
+        send(br#"{"jsonrpc":"2.0","id":1,"method":"payment.list","params":[1]}"#).await["error"]["code"],
+        -32602
+    );
+    assert_eq!(
+        send(br#"{"jsonrpc":"2.0","id":1,"method":"payment.list","params":{"bogus":1}}"#).await["error"]["code"],
+        -32602
+    );
+    let batch = send(
+        br#"[{"jsonrpc":"2.0","id":"a","method":"payment.list","params":{"count":1}},
+             {"jsonrpc":"2.0","method":"payment.list"},
+             {"jsonrpc":"2.0","id":"b","method":"nope"}]"#,
+    )
+    .await;
+    let batch = batch.as_array().unwrap();
+    assert_eq!(batch.len(), 2, "the notification gets no answer");
+    assert_eq!(batch[0]["id"], "a");
+    assert!(batch[0]["result"].is_object());
+    assert_eq!(batch[1]["error"]["code"], -32601);
+    let doc = h.ok("rpc.discover", json!({})).await;
+    assert_eq!(doc["openrpc"], "1.2.6");
+    assert!(doc["methods"].as_array().unwrap().len() >= 10);
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn payments_on_every_database() {
+    for db in databases() {
+        let h = Harness::start(db, 5_000, 60_000).await;
+        auto_capture(&h).await;
+        hold_partial_capture_refund(&h).await;
+        hold_void(&h).await;
+        declines(&h).await;
+        idempotency_and_validation(&h).await;
+        cards(&h).await;
+        list(&h).await;
+        h.finish().await;
+    }
+}
+
+async fn auto_capture(h: &Harness) {
+    let r = h.ok("payment.create", create_params(VISA, 1500, "auto-1", json!({}))).await;
+    assert_eq!(r["status"], "captured", "{r}");
+    assert_eq!(r["captured_amount"], 1500);
+    assert_eq!(r["card"]["masked_number"], "424242******4242");
+    let tx = r["transaction_id"].as_str().unwrap().to_owned();
+    assert_eq!(kinds(&h.sandbox_ledger(&tx).await), ["authorization", "capture"]);
+    let checked = h.ok("payment.check", json!({"partner_trans_id": "auto-1"})).await;
+    assert_eq!(checked["transaction_id"], tx.as_str());
+    let ledger = h.gateway.store.ledger(&tx).await.unwrap();
+    let steps: Vec<(&str, &str)> = ledger.iter().map(|l| (l.from_status.as_str(), l.to_status.as_str())).collect();
+    assert_eq!(steps, [("created", "created"), ("created", "authorizing"), ("authorizing", "captured")]);
+}
+
+async fn hold_partial_capture_refund(h: &Harness) {
+    let r = h.ok("payment.create", create_params(VISA, 10_000, "hold-1", json!({"capture_method": "manual"}))).await;
+    assert_eq!(r["status"], "authorized");
+    assert!(r["hold_expires_at"].is_string());
+    let tx = r["transaction_id"].as_str().unwrap().to_owned();
+    let e = h.err("payment.capture", json!({"transaction_id": tx, "amount": 10_001})).await;
+    assert_eq!(e["code"], -31031);
+    let r = h.ok("payment.capture", json!({"transaction_id": tx, "amount": 3000, "final": false})).await;
+    assert_eq!((r["status"].as_str(), r["captured_amount"].as_i64()), (Some("partially_captured"), Some(3000)));
+    let r = h.ok("payment.capture", json!({"transaction_id": tx, "amount": 2000})).await;
+    assert_eq!((r["status"].as_str(), r["captured_amount"].as_i64()), (Some("captured"), Some(5000)));
+    assert_eq!(h.sandbox_authorization(&tx).await["status"], "captured");
+    assert_eq!(kinds(&h.sandbox_ledger(&tx).await), ["authorization", "capture", "capture", "release"]);
+    let e = h.err("payment.capture", json!({"transaction_id": tx})).await;
+    assert_eq!(e["code"], -31008);
+    let e = h.err("payment.void", json!({"transaction_id": tx})).await;
+    assert_eq!(e["code"], -31007);
+
+    let refund = json!({"transaction_id": tx, "amount": 1000, "partner_refund_id": "rf-1"});
+    let r = h.ok("payment.refund", refund.clone()).await;
+    assert_eq!(r["status"], "succeeded");
+    assert_eq!(h.ok("payment.refund", refund.clone()).await, r, "same key, same params: the first answer");
+    let e = h.err("payment.refund", json!({"transaction_id": tx, "amount": 999, "partner_refund_id": "rf-1"})).await;
+    assert_eq!(e["code"], -31010);
+    let e = h.err("payment.refund", json!({"transaction_id": tx, "amount": 4001, "partner_refund_id": "rf-2"})).await;
+    assert_eq!(e["code"], -31032);
+    assert_eq!(e["data"]["refundable_amount"], 4000);
+    h.ok("payment.refund", json!({"transaction_id": tx, "amount": 4000, "partner_refund_id": "rf-3"})).await;
+    let p = h.ok("payment.check", json!({"transaction_id": tx})).await;
+    assert_eq!((p["refunded_amount"].as_i64(), p["refundable_amount"].as_i64()), (Some(5000), Some(0)));
+    let c = h.ok("refund.check", json!({"partner_refund_id": "rf-1"})).await;
+    assert_eq!(c["refund_id"], r["refund_id"]);
+    assert_eq!(h.sandbox_authorization(&tx).await["refunded_amount"], 5000);
+}
+
+async fn hold_void(h: &Harness) {
+    let r = h.ok("payment.create", create_params(LIMITED, 700, "void-1", json!({"capture_method": "manual"}))).await;
+    let tx = r["transaction_id"].as_str().unwrap().to_owned();
+    // The hold reduces what is left on the limited card (1000).
+    let e = h.err("payment.create", create_params(LIMITED, 400, "void-2", json!({}))).await;
+    assert_eq!(e["code"], -31303);
+    assert_eq!(e["data"]["decline_code"], "51");
+    let r = h.ok("payment.void", json!({"transaction_id": tx})).await;
+    assert_eq!(r["status"], "voided");
+    assert_eq!(h.sandbox_authorization(&tx).await["status"], "voided");
+    assert_eq!(h.err("payment.void", json!({"transaction_id": tx})).await["code"], -31008);
+    assert_eq!(h.err("payment.capture", json!({"transaction_id": tx})).await["code"], -31008);
+    // Released: 400 passes now.
+    let r = h.ok("payment.create", create_params(LIMITED, 400, "void-3", json!({"capture_method": "manual"}))).await;
+    h.ok("payment.void", json!({"transaction_id": r["transaction_id"]})).await;
+}
+
+async fn declines(h: &Harness) {
+    for (pan, code) in DECLINES {
+        let e = h.err("payment.create", create_params(pan, 1000, &format!("decline-{pan}"), json!({}))).await;
+        assert_eq!(e["code"], -31040, "{pan}: {e}");
+        assert_eq!(e["data"]["decline_code"], code, "{pan}");
+        let tx = e["data"]["transaction_id"].as_str().unwrap();
+        let p = h.ok("payment.check", json!({"transaction_id": tx})).await;
+        assert_eq!(p["status"], "failed");
+        assert_eq!(p["decline_code"], code);
+        assert_eq!(kinds(&h.sandbox_ledger(tx).await), ["decline"]);
+    }
+}
+
+async fn idempotency_and_validation(h: &Harness) {
+    let params = create_params(VISA, 2000, "idem-1", json!({"description": "order 17"}));
+    let first = h.ok("payment.create", params.clone()).await;
+    assert_eq!(h.ok("payment.create", params.clone()).await, first);
+    let e = h.err("payment.create", create_params(VISA, 2001, "idem-1", json!({"description": "order 17"}))).await;
+    assert_eq!(e["code"], -31010);
+    let tx = first["transaction_id"].as_str().unwrap();
+    assert_eq!(kinds(&h.sandbox_ledger(tx).await), ["authorization", "capture"], "authorized once");
+    // A declined first answer is replayed too.
+    let e1 = h.err("payment.create", create_params(DECLINES[0].0, 1000, "idem-2", json!({}))).await;
+    let e2 = h.err("payment.create", create_params(DECLINES[0].0, 1000, "idem-2", json!({}))).await;
+    assert_eq!(e1, e2);
+
+    // Amount limits per currency (ISO 4217 minor units).
+    for (amount, currency) in [(49, "USD"), (10_000_001, "USD"), (15_000_001, "JPY"), (1000, "XXX"), (1000, "usd")] {
+        let mut p = create_params(VISA, amount, &format!("lim-{amount}-{currency}"), json!({}));
+        p["currency"] = json!(currency);
+        assert_eq!(h.err("payment.create", p).await["code"], -31001, "{amount} {currency}");
+    }
+    let mut p = create_params(VISA, 1000, "lim-float", json!({}));
+    p["amount"] = json!(10.5);
+    assert_eq!(h.err("payment.create", p).await["code"], -31001);
+    let mut p = create_params(VISA, 1000, "bad-token", json!({}));
+    p["card_token"] = json!(VISA);
+    let e = h.err("payment.create", p).await;
+    assert_eq!(e["code"], -31300);
+    assert!(!e.to_string().contains(VISA), "a card number is never echoed");
+    let mut p = create_params(VISA, 1000, "unknown-token", json!({}));
+    p["card_token"] = json!("tok_unknownunknownunknown00");
+    assert_eq!(h.err("payment.create", p).await["code"], -31400);
+    assert_eq!(h.err("payment.check", json!({"transaction_id": "tx_nope"})).await["code"], -31003);
+    assert_eq!(h.err("payment.void", json!({"transaction_id": "tx_nope"})).await["code"], -31003);
+}
+
+async fn cards(h: &Harness) {
+    let token = token_for(LIMITED);
+    let c = h.ok("card.get", json!({"card_token": token})).await;
+    assert_eq!(c["last4"], "9995");
+    assert!(!c.to_string().contains(LIMITED));
+    assert_eq!(h.ok("card.remove", json!({"card_token": token})).await["removed"], true);
+    assert_eq!(h.err("card.get", json!({"card_token": token})).await["code"], -31400);
+    let e = h.err("payment.create", create_params(LIMITED, 100, "after-remove", json!({}))).await;
+    assert_eq!(e["code"], -31400);
+    assert_eq!(h.err("card.get", json!({"card_token": "tok_unknownunknownunknown00"})).await["code"], -31400);
+}
+
+async fn list(h: &Harness) {
+    let all = h.ok("payment.list", json!({"count": 50})).await;
+    assert!(all["count"].as_i64().unwrap() >= 5);
+    let captured = h.ok("payment.list", json!({"status": "captured", "count": 2})).await;
+    let items = captured["payments"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert!(items.iter().all(|p| p["status"] == "captured"));
+    assert_eq!(h.err("payment.list", json!({"count": 51})).await["code"], -32602);
+    let future = h.ok("payment.list", json!({"from": now_ms() + 60_000})).await;
+    assert_eq!(future["count"], 0);
+}
+
+#[tokio::test]
+async fn hold_expiry_applies_after_expired() {
+    for db in databases() {
+        let h = Harness::start(db, 5_000, 60_000).await;
+        let void = h
+            .ok(
+                "payment.create",
+                create_params(VISA, 1000, "exp-void", json!({"capture_method": "manual", "hold_ttl_sec": 1})),
+            )
+            .await;
+        let capture = h
+            .ok(
+                "payment.create",
+                create_params(
+                    VISA,
+                    1000,
+                    "exp-capture",
+                    json!({"capture_method": "manual", "hold_ttl_sec": 1, "after_expired": "capture"}),
+                ),
+            )
+            .await;
+        let partly = h
+            .ok(
+                "payment.create",
+                create_params(VISA, 1000, "exp-partly", json!({"capture_method": "manual", "hold_ttl_sec": 1})),
+            )
+            .await;
+        h.ok("payment.capture", json!({"transaction_id": partly["transaction_id"], "amount": 400, "final": false}))
+            .await;
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let e = h.err("payment.capture", json!({"transaction_id": void["transaction_id"]})).await;
+        assert_eq!(e["code"], -31033);
+        paysys_gateway::workers::run_once(&h.gateway).await;
+        let check = |p: &Value| h.ok("payment.check", json!({"transaction_id": p["transaction_id"]}));
+        assert_eq!(check(&void).await["status"], "expired");
+        let c = check(&capture).await;
+        assert_eq!((c["status"].as_str(), c["captured_amount"].as_i64()), (Some("captured"), Some(1000)));
+        let p = check(&partly).await;
+        assert_eq!((p["status"].as_str(), p["captured_amount"].as_i64()), (Some("captured"), Some(400)));
+        let tx = |p: &Value| p["transaction_id"].as_str().unwrap().to_owned();
+        assert_eq!(h.sandbox_authorization(&tx(&void)).await["status"], "voided");
+        assert_eq!(h.sandbox_authorization(&tx(&capture)).await["status"], "captured");
+        assert_eq!(h.sandbox_authorization(&tx(&partly)).await["captured_amount"], 400);
+        h.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn a_timed_out_authorization_is_resolved_by_inquiry_not_reauthorized() {
+    for db in databases() {
+        let h = Harness::start(db, 400, 1_500).await;
+        let r = h.ok("payment.create", create_params(SLOW, 1000, "slow-1", json!({}))).await;
+        assert_eq!(r["status"], "processing", "{r}");
+        let tx = r["transaction_id"].as_str().unwrap().to_owned();
+        // A retry with the same key answers with the payment, never authorizes again.
+        let again = h.ok("payment.create", create_params(SLOW, 1000, "slow-1", json!({}))).await;
+        assert_eq!(again["transaction_id"], tx.as_str());
+        // The sandbox recorded it at once: an inquiry finds it approved.
+        let checked = h.ok("payment.check", json!({"transaction_id": tx})).await;
+        assert_eq!(checked["status"], "captured", "{checked}");
+        let manual =
+            h.ok("payment.create", create_params(SLOW, 1000, "slow-2", json!({"capture_method": "manual"}))).await;
+        assert_eq!(manual["status"], "processing");
+        paysys_gateway::workers::run_once(&h.gateway).await;
+        let manual = h.ok("payment.check", json!({"transaction_id": manual["transaction_id"]})).await;
+        assert_eq!(manual["status"], "authorized");
+        tokio::time::sleep(Duration::from_millis(1_600)).await;
+        for reference in [tx.as_str(), manual["transaction_id"].as_str().unwrap()] {
+            let auths = kinds(&h.sandbox_ledger(reference).await).iter().filter(|k| *k == "authorization").count();
+            assert_eq!(auths, 1, "exactly one authorization for {reference}");
+        }
+        h.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn concurrent_captures_never_exceed_the_hold_and_concurrent_creates_authorize_once() {
+    for db in databases() {
+        let h = Arc::new(Harness::start(db, 5_000, 60_000).await);
+        let r =
+            h.ok("payment.create", create_params(VISA, 10_000, "conc-1", json!({"capture_method": "manual"}))).await;
+        let tx = r["transaction_id"].as_str().unwrap().to_owned();
+        let mut tasks = Vec::new();
+        for _ in 0..50 {
+            let h = h.clone();
+            let tx = tx.clone();
+            tasks.push(tokio::spawn(async move {
+                h.call("payment.capture", json!({"transaction_id": tx, "amount": 300, "final": false})).await
+            }));
+        }
+        let mut ok = 0;
+        for t in tasks {
+            let v = t.await.unwrap();
+            if v.get("result").is_some() {
+                ok += 1;
+            } else {
+                let code = v["error"]["code"].as_i64().unwrap();
+                assert!([-31031, -31008, -31011].contains(&code), "{v}");
+            }
+        }
+        let p = h.ok("payment.check", json!({"transaction_id": tx})).await;
+        assert_eq!(p["captured_amount"].as_i64().unwrap(), ok * 300);
+        assert!(ok * 300 <= 10_000 && ok >= 1, "{ok}");
+        let at_sandbox = h.sandbox_authorization(&tx).await;
+        assert_eq!(at_sandbox["captured_amount"], p["captured_amount"]);
+
+        let mut tasks = Vec::new();
+        for _ in 0..50 {
+            let h = h.clone();
+            tasks.push(tokio::spawn(async move {
+                h.call("payment.create", create_params(VISA, 1234, "conc-create", json!({}))).await
+            }));
+        }
+        let mut ids = std::collections::HashSet::new();
+        for t in tasks {
+            let v = t.await.unwrap();
+            match v.get("result") {
+                Some(r) => {
+                    ids.insert(r["transaction_id"].as_str().unwrap().to_owned());
+                }
+                None => assert_eq!(v["error"]["code"], -31011, "{v}"),
+            }
+        }
+        assert!(ids.len() <= 1);
+        let p = h.ok("payment.check", json!({"partner_trans_id": "conc-create"})).await;
+        let tx = p["transaction_id"].as_str().unwrap();
+        assert_eq!(kinds(&h.sandbox_ledger(tx).await), ["authorization", "capture"], "one authorization");
+        let h = Arc::try_unwrap(h).ok().unwrap();
+        // No card number in the gateway's database file.
+        if let Some(path) = &h.db_path {
+            let mut bytes = std::fs::read(path).unwrap_or_default();
+            bytes.extend(std::fs::read(path.with_extension("db-wal")).unwrap_or_default());
+            for pan in [VISA, LIMITED, SLOW] {
+                assert!(!bytes.windows(pan.len()).any(|w| w == pan.as_bytes()), "{pan} in the database");
+            }
+        }
+        h.finish().await;
+    }
+}

@@ -1,0 +1,222 @@
+//! The sandbox and gateway as real processes next to a [`TestVault`], and a JSON-RPC
+//! client that signs its requests with the merchant's secret.
+
+use crate::{bin_path, Backend, TestDatabase, TestVault};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use paysys_gateway::secrets::MerchantSecret;
+use paysys_vault_client::{ClientTls, HttpVersion};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Start `cmd`, wait for its `<prefix>` stdout line, return the child and the URL.
+async fn spawn_listening(mut cmd: Command, prefix: &str, log_file: &PathBuf) -> (Child, String) {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log_file).unwrap();
+    cmd.stdout(Stdio::piped()).stderr(Stdio::from(log)).kill_on_drop(true);
+    let mut child = cmd.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("the process did not start within 30 s")
+        .unwrap()
+        .unwrap_or_else(|| {
+            panic!("exited before listening; log:\n{}", std::fs::read_to_string(log_file).unwrap_or_default())
+        });
+    let url = line.strip_prefix(prefix).unwrap_or_else(|| panic!("unexpected line {line:?}")).to_owned();
+    (child, url)
+}
+
+/// A running `paysys-sandbox serve` (TLS with the test PKI's server certificate).
+#[derive(Debug)]
+pub struct TestSandbox {
+    pub url: String,
+    pub log_file: PathBuf,
+    child: Child,
+}
+
+impl TestSandbox {
+    /// Start next to `vault` (same PKI and scratch dir). `auth_delay_ms`: how late the
+    /// slow card answers.
+    pub async fn start(vault: &TestVault, auth_delay_ms: u64) -> TestSandbox {
+        let log_file = vault.dir.join("sandbox.log");
+        let mut cmd = Command::new(bin_path("paysys-sandbox"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--database-url", "sqlite::memory:"])
+            .arg("--tls-cert")
+            .arg(&vault.pki.server_cert)
+            .arg("--tls-key")
+            .arg(&vault.pki.server_key)
+            .args(["--auth-delay-ms", &auth_delay_ms.to_string()])
+            .env("PAYSYS_LOG", "info");
+        let (child, url) = spawn_listening(cmd, "paysys-sandbox listening on ", &log_file).await;
+        TestSandbox { url, log_file, child }
+    }
+
+    /// `GET` on the sandbox's API (ledger, inquiry).
+    pub async fn get(&self, ca: &std::path::Path, path: &str) -> Value {
+        let tls = ClientTls::new(ca, None, HttpVersion::Http1).unwrap();
+        let mut conn = tls.connect(&self.url).await.unwrap();
+        conn.call("GET", path, None).await.unwrap().body
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log_file).unwrap_or_default()
+    }
+
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// How to start the gateway.
+#[derive(Debug, Clone)]
+pub struct GatewayOptions {
+    /// The vault merchant id the gateway merchant is created with.
+    pub merchant_id: String,
+    pub acquirer_timeout_ms: u64,
+    pub worker_interval_ms: u64,
+}
+
+impl Default for GatewayOptions {
+    fn default() -> Self {
+        GatewayOptions { merchant_id: "m_1".into(), acquirer_timeout_ms: 5_000, worker_interval_ms: 200 }
+    }
+}
+
+/// A running `paysys-gateway serve` (plain HTTP on loopback) with one merchant.
+#[derive(Debug)]
+pub struct TestGateway {
+    pub url: String,
+    pub service_id: String,
+    pub secret: String,
+    pub merchant_id: String,
+    pub db: TestDatabase,
+    pub dir: PathBuf,
+    pub log_file: PathBuf,
+    child: Child,
+}
+
+impl TestGateway {
+    pub async fn start(vault: &TestVault, sandbox: &TestSandbox, backend: &Backend, options: GatewayOptions) -> Self {
+        let dir = vault.dir.join("gateway");
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = TestDatabase::create(backend, &dir).await;
+        let key_file = dir.join("secret.key");
+        let gateway = bin_path("paysys-gateway");
+        let out = Command::new(&gateway).arg("secret-key").arg("--out").arg(&key_file).output().await.unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(&gateway)
+            .args(["merchant", "create", "--json", "--name", "Test shop", "--database-url", &db.url])
+            .args(["--merchant-id", &options.merchant_id])
+            .arg("--secret-key-file")
+            .arg(&key_file)
+            .output()
+            .await
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let log_file = dir.join("gateway.log");
+        let mut cmd = Command::new(&gateway);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--database-url", &db.url])
+            .arg("--secret-key-file")
+            .arg(&key_file)
+            .args(["--vault-url", &vault.url])
+            .arg("--vault-ca")
+            .arg(&vault.pki.ca_cert)
+            .arg("--vault-cert")
+            .arg(&vault.pki.gateway.cert)
+            .arg("--vault-key")
+            .arg(&vault.pki.gateway.key)
+            .args(["--acquirer-url", &sandbox.url])
+            .arg("--acquirer-ca")
+            .arg(&vault.pki.ca_cert)
+            .args(["--acquirer-timeout-ms", &options.acquirer_timeout_ms.to_string()])
+            .args(["--worker-interval-ms", &options.worker_interval_ms.to_string()])
+            .env("PAYSYS_LOG", "debug");
+        let (child, url) = spawn_listening(cmd, "paysys-gateway listening on ", &log_file).await;
+        TestGateway {
+            url,
+            service_id: created["service_id"].as_str().unwrap().to_owned(),
+            secret: created["secret"].as_str().unwrap().to_owned(),
+            merchant_id: created["merchant_id"].as_str().unwrap().to_owned(),
+            db,
+            dir,
+            log_file,
+            child,
+        }
+    }
+
+    /// The Auth header for `body` at `ts` (Unix ms).
+    pub fn sign_at(&self, body: &[u8], ts: i64) -> String {
+        paysys_gateway::auth::sign(&self.service_id, &MerchantSecret::from_text(&self.secret), ts, body)
+    }
+
+    pub fn sign(&self, body: &[u8]) -> String {
+        self.sign_at(body, paysys_gateway::payments::now_ms())
+    }
+
+    /// POST raw `body` to /rpc with `auth` as the Auth header (if any).
+    pub async fn post(&self, body: &[u8], auth: Option<String>) -> (u16, Value) {
+        let addr = self.url.strip_prefix("http://").unwrap();
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await.unwrap();
+        tokio::spawn(conn);
+        let mut req = hyper::Request::post("/rpc").header("host", addr).header("content-type", "application/json");
+        if let Some(auth) = auth {
+            req = req.header("auth", auth);
+        }
+        let response = sender.send_request(req.body(Full::new(Bytes::from(body.to_vec()))).unwrap()).await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+        (status, value)
+    }
+
+    /// A signed single call; the whole response object.
+    pub async fn call(&self, method: &str, params: Value) -> Value {
+        let body = serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})).unwrap();
+        let (status, v) = self.post(&body, Some(self.sign(&body))).await;
+        assert_eq!(status, 200, "{v}");
+        v
+    }
+
+    /// The result of a call that must succeed.
+    pub async fn ok(&self, method: &str, params: Value) -> Value {
+        let v = self.call(method, params).await;
+        assert!(v.get("error").is_none(), "{method}: {v}");
+        v["result"].clone()
+    }
+
+    /// The error object of a call that must fail.
+    pub async fn err(&self, method: &str, params: Value) -> Value {
+        let v = self.call(method, params).await;
+        assert!(v.get("error").is_some(), "{method}: expected an error, got {v}");
+        v["error"].clone()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log_file).unwrap_or_default()
+    }
+
+    /// Every byte of the gateway's SQLite database files (empty on PostgreSQL).
+    pub fn database_bytes(&self) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        if let Some(path) = self.db.url.strip_prefix("sqlite:") {
+            for suffix in ["", "-wal", "-shm"] {
+                bytes.extend(std::fs::read(format!("{path}{suffix}")).unwrap_or_default());
+            }
+        }
+        bytes
+    }
+
+    /// Stop the process and drop a PostgreSQL database.
+    pub async fn finish(mut self) {
+        let _ = self.child.kill().await;
+        self.db.drop_database().await;
+    }
+}
