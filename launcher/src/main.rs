@@ -2,7 +2,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use paysys::pki::DEFAULT_MERCHANT_ID;
-use paysys::up::{UpOptions, DEFAULT_DIR, DEFAULT_VAULT_PORT};
+use paysys::up::{UpOptions, DEFAULT_DIR, DEFAULT_GATEWAY_PORT, DEFAULT_SANDBOX_PORT, DEFAULT_VAULT_PORT};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -15,7 +15,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Start the dev stack (PKI, dev-unsealed vault) in the foreground until Ctrl-C.
+    /// Start the dev stack (PKI, sandbox, dev-unsealed vault, gateway with a dev merchant) in the foreground until Ctrl-C.
     Up(UpArgs),
     /// The development PKI.
     #[command(subcommand)]
@@ -34,6 +34,15 @@ struct UpArgs {
     /// never shown in help: it may hold a password.
     #[arg(long, env = "PAYSYS_VAULT_DATABASE_URL", hide_env_values = true)]
     vault_database_url: Option<String>,
+    /// Port of the sandbox card network on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = DEFAULT_SANDBOX_PORT)]
+    sandbox_port: u16,
+    /// Port of the gateway's JSON-RPC API on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = DEFAULT_GATEWAY_PORT)]
+    gateway_port: u16,
+    /// The gateway's database (default `sqlite:DIR/gateway.db`), e.g. a PostgreSQL URL.
+    #[arg(long, env = "PAYSYS_GATEWAY_DATABASE_URL", hide_env_values = true)]
+    gateway_database_url: Option<String>,
     /// The merchant whose client certificate is issued.
     #[arg(long, default_value = DEFAULT_MERCHANT_ID)]
     merchant_id: String,
@@ -72,6 +81,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 merchant_id: args.merchant_id,
                 vault_port: args.vault_port,
                 vault_database_url: args.vault_database_url,
+                sandbox_port: args.sandbox_port,
+                gateway_port: args.gateway_port,
+                gateway_database_url: args.gateway_database_url,
                 bin_dir: args.bin_dir,
             };
             tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(paysys::up::run(options))

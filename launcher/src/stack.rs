@@ -27,6 +27,10 @@ pub struct Stack {
     pub dir: PathBuf,
     /// The vault process.
     pub vault: VaultService,
+    /// The sandbox card network (acquirer, issuer).
+    pub sandbox: SandboxService,
+    /// The gateway, with the dev merchant's credentials.
+    pub gateway: GatewayService,
     /// Certificates of every service and client.
     pub pki: DevPki,
 }
@@ -44,6 +48,44 @@ pub struct VaultService {
     pub dev_root_key_file: PathBuf,
     /// Its process id.
     pub pid: u32,
+}
+
+/// The sandbox process of a stack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxService {
+    /// Its HTTPS API (acquirer, issuer), e.g. `https://localhost:9443`.
+    pub url: String,
+    /// Its database (balances and ledger of the test cards).
+    pub database_url: String,
+    /// Its process id.
+    pub pid: u32,
+}
+
+/// The gateway process of a stack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayService {
+    /// Where it listens, e.g. `http://127.0.0.1:8080` (plain HTTP on loopback: dev only).
+    pub url: String,
+    /// The JSON-RPC endpoint merchants call.
+    pub rpc_url: String,
+    /// Its database.
+    pub database_url: String,
+    /// Its process id.
+    pub pid: u32,
+    /// DEV ONLY: the dev merchant's API credentials.
+    pub merchant: DevMerchant,
+}
+
+/// A merchant's gateway credentials as `paysys-gateway merchant create --json` prints
+/// them. DEV ONLY: a real merchant's secret is shown once and never written to a file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DevMerchant {
+    /// The merchant's id at the vault (its tokens belong to it).
+    pub merchant_id: String,
+    /// The `service_id` of the `Auth` header.
+    pub service_id: String,
+    /// The HMAC secret of the `Auth` header.
+    pub secret: String,
 }
 
 impl Stack {
@@ -101,6 +143,22 @@ mod tests {
                 dev_root_key_file: dir.join("vault-root.key"),
                 pid: 1234,
             },
+            sandbox: SandboxService {
+                url: "https://localhost:9443".to_owned(),
+                database_url: "sqlite:/abs/.paysys/sandbox.db".to_owned(),
+                pid: 1235,
+            },
+            gateway: GatewayService {
+                url: "http://127.0.0.1:8080".to_owned(),
+                rpc_url: "http://127.0.0.1:8080/rpc".to_owned(),
+                database_url: "sqlite:/abs/.paysys/gateway.db".to_owned(),
+                pid: 1236,
+                merchant: DevMerchant {
+                    merchant_id: "m_dev".to_owned(),
+                    service_id: "svc_x".to_owned(),
+                    secret: "s".to_owned(),
+                },
+            },
             pki: DevPki {
                 ca_cert: pki.join("ca.pem"),
                 vault_server: ServerCertFiles { cert: pki.join("vault.pem"), key: pki.join("vault.key") },
@@ -154,7 +212,8 @@ mod tests {
     #[test]
     fn readers_tolerate_fields_added_later() {
         let mut json = serde_json::to_value(sample()).unwrap();
-        json["gateway"] = serde_json::json!({ "url": "https://127.0.0.1:8080", "pid": 99 });
+        json["gateway"]["tls"] = serde_json::json!({ "cert": "/abs/gateway-server.pem" });
+        json["webhooks"] = serde_json::json!({ "url": "https://127.0.0.1:8081", "pid": 99 });
         let stack: Stack = serde_json::from_value(json).unwrap();
         assert_eq!(stack, sample());
     }

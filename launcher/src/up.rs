@@ -15,7 +15,7 @@
 use crate::files::{self, PUBLIC};
 use crate::pki::{self, init_dev_pki, DEFAULT_MERCHANT_ID};
 use crate::services::{ServiceCommand, ServiceProcess};
-use crate::stack::{Stack, VaultService};
+use crate::stack::{DevMerchant, GatewayService, SandboxService, Stack, VaultService};
 use anyhow::{bail, ensure, Context};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -24,6 +24,21 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// The vault's binary.
 pub const VAULT_BINARY: &str = "paysys-vault";
+/// The sandbox card network's binary.
+pub const SANDBOX_BINARY: &str = "paysys-sandbox";
+/// The gateway's binary.
+pub const GATEWAY_BINARY: &str = "paysys-gateway";
+/// Port of the sandbox (acquirer) unless told otherwise; the dev policy's destinations
+/// name it too.
+pub const DEFAULT_SANDBOX_PORT: u16 = 9443;
+/// Port of the gateway's merchant API unless told otherwise.
+pub const DEFAULT_GATEWAY_PORT: u16 = 8080;
+/// The gateway's key for sealing merchant secrets, in the stack's directory.
+pub const GATEWAY_SECRET_KEY_FILE: &str = "gateway-secret.key";
+/// The dev merchant's gateway credentials, in the stack's directory (DEV ONLY).
+pub const DEV_MERCHANT_FILE: &str = "dev-merchant.json";
+/// The relay destinations of the dev policy, all served by the sandbox.
+const SANDBOX_DESTINATIONS: &[&str] = &["sandbox_acquirer", "sandbox_ds"];
 /// Directory of the stack unless told otherwise, relative to the working directory.
 pub const DEFAULT_DIR: &str = ".paysys";
 /// Port of the vault's mTLS API unless told otherwise.
@@ -46,6 +61,12 @@ pub struct UpOptions {
     pub vault_port: u16,
     /// The vault's database; `None` is `sqlite:DIR/vault.db`.
     pub vault_database_url: Option<String>,
+    /// Port of the sandbox on 127.0.0.1; 0 picks a free one.
+    pub sandbox_port: u16,
+    /// Port of the gateway on 127.0.0.1; 0 picks a free one.
+    pub gateway_port: u16,
+    /// The gateway's database; `None` is `sqlite:DIR/gateway.db`.
+    pub gateway_database_url: Option<String>,
     /// Where the service binaries are; `None` is next to the running executable.
     pub bin_dir: Option<PathBuf>,
 }
@@ -58,6 +79,9 @@ impl UpOptions {
             merchant_id: DEFAULT_MERCHANT_ID.to_owned(),
             vault_port: DEFAULT_VAULT_PORT,
             vault_database_url: None,
+            sandbox_port: DEFAULT_SANDBOX_PORT,
+            gateway_port: DEFAULT_GATEWAY_PORT,
+            gateway_database_url: None,
             bin_dir: None,
         }
     }
@@ -86,6 +110,8 @@ pub struct RunningStack {
     stack: Stack,
     stack_file: PathBuf,
     vault: ServiceProcess,
+    sandbox: ServiceProcess,
+    gateway: ServiceProcess,
 }
 
 impl RunningStack {
@@ -101,19 +127,27 @@ impl RunningStack {
 
     /// Wait until a service exits by itself; its label and status.
     pub async fn wait_for_exit(&mut self) -> (&'static str, std::io::Result<ExitStatus>) {
-        ("vault", self.vault.wait().await)
+        tokio::select! {
+            status = self.vault.wait() => ("vault", status),
+            status = self.sandbox.wait() => ("sandbox", status),
+            status = self.gateway.wait() => ("gateway", status),
+        }
     }
 
     /// Remove `stack.json` (it describes a running stack), then stop every service
-    /// with SIGTERM.
+    /// with SIGTERM: gateway, vault, sandbox.
     pub async fn stop(self) -> anyhow::Result<()> {
         match std::fs::remove_file(&self.stack_file) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => eprintln!("paysys: could not remove {}: {e}", self.stack_file.display()),
         }
-        let status = self.vault.stop().await.context("stopping the vault")?;
-        eprintln!("paysys: vault stopped ({status})");
+        // Callers first: the gateway, then the vault that relays to the sandbox.
+        for service in [self.gateway, self.vault, self.sandbox] {
+            let label = service.label().to_owned();
+            let status = service.stop().await.with_context(|| format!("stopping the {label}"))?;
+            eprintln!("paysys: {label} stopped ({status})");
+        }
         Ok(())
     }
 }
@@ -154,10 +188,13 @@ pub async fn run(options: UpOptions) -> anyhow::Result<()> {
     outcome
 }
 
-/// Start the stack described by `options` and write its `stack.json`.
+/// Start the stack described by `options` and write its `stack.json`: the sandbox,
+/// then the vault (relaying to the sandbox), then the gateway (calling both).
 pub async fn start_stack(options: &UpOptions) -> anyhow::Result<RunningStack> {
     pki::validate_merchant_id(&options.merchant_id)?;
     let vault_binary = find_binary(options.bin_dir.as_deref(), VAULT_BINARY)?;
+    let sandbox_binary = find_binary(options.bin_dir.as_deref(), SANDBOX_BINARY)?;
+    let gateway_binary = find_binary(options.bin_dir.as_deref(), GATEWAY_BINARY)?;
     let dir = std::path::absolute(&options.dir).with_context(|| format!("resolving {}", options.dir.display()))?;
     files::create_private_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let stack_file = Stack::path_in(&dir);
@@ -165,27 +202,61 @@ pub async fn start_stack(options: &UpOptions) -> anyhow::Result<RunningStack> {
 
     let pki = init_dev_pki(&dir, &options.merchant_id).context("creating the dev PKI")?;
     let policy = write_default_policy(&dir)?;
+
+    let sandbox_database_url = format!("sqlite:{}", dir.join("sandbox.db").display());
+    let sandbox = service("sandbox", &sandbox_binary)
+        .args(["serve", "--listen", &format!("127.0.0.1:{}", options.sandbox_port)])
+        .args(["--database-url", &sandbox_database_url])
+        .args(["--tls-cert".as_ref(), pki.sandbox_server.cert.as_os_str()])
+        .args(["--tls-key".as_ref(), pki.sandbox_server.key.as_os_str()])
+        .spawn()
+        .await
+        .context("starting the sandbox")?;
+    // The sandbox's certificate names `localhost`; the relay checks it against the host.
+    let sandbox_url = sandbox.url().replace("://127.0.0.1:", "://localhost:");
+
     let database_url = options.vault_database_url.clone().unwrap_or_else(|| default_database_url(&dir));
     let root_key_file = dir.join(DEV_ROOT_KEY_FILE);
     init_vault(&vault_binary, &database_url, &root_key_file).await?;
-
-    let listen = format!("127.0.0.1:{}", options.vault_port);
-    let mut vault = ServiceCommand::new("vault", &vault_binary);
-    if !std::io::stderr().is_terminal() {
-        // Its log lines pass through us; colour codes only belong on a terminal.
-        vault = vault.env("NO_COLOR", "1");
-    }
-    let vault = vault
-        .args(["serve", "--database-url", &database_url, "--listen", &listen])
+    let mut vault = service("vault", &vault_binary)
+        .args(["serve", "--database-url", &database_url])
+        .args(["--listen", &format!("127.0.0.1:{}", options.vault_port)])
         .args(["--tls-cert".as_ref(), pki.vault_server.cert.as_os_str()])
         .args(["--tls-key".as_ref(), pki.vault_server.key.as_os_str()])
         .args(["--client-ca".as_ref(), pki.ca_cert.as_os_str()])
         .args(["--policy".as_ref(), policy.as_os_str()])
         .args(["--dev".as_ref(), "--dev-root-key-file".as_ref(), root_key_file.as_os_str()])
-        .own_process_group()
+        .args(["--relay-ca".as_ref(), pki.ca_cert.as_os_str()]);
+    for name in SANDBOX_DESTINATIONS {
+        vault = vault.args(["--destination-url".to_owned(), format!("{name}={sandbox_url}")]);
+    }
+    let vault = vault.spawn().await.context("starting the vault")?;
+
+    let gateway_database_url = options.gateway_database_url.clone().unwrap_or_else(|| gateway_database_url(&dir));
+    let secret_key_file = dir.join(GATEWAY_SECRET_KEY_FILE);
+    if !secret_key_file.exists() {
+        run_to_end(
+            &gateway_binary,
+            "gateway secret-key",
+            ["secret-key".as_ref(), "--out".as_ref(), secret_key_file.as_os_str()],
+        )
+        .await?;
+    }
+    let merchant =
+        dev_merchant(&gateway_binary, &dir, &gateway_database_url, &secret_key_file, &pki.merchant.id).await?;
+    let gateway = service("gateway", &gateway_binary)
+        .args(["serve", "--listen", &format!("127.0.0.1:{}", options.gateway_port)])
+        .args(["--database-url", &gateway_database_url])
+        .args(["--secret-key-file".as_ref(), secret_key_file.as_os_str()])
+        .args(["--vault-url", vault.url()])
+        .args(["--vault-ca".as_ref(), pki.ca_cert.as_os_str()])
+        .args(["--vault-cert".as_ref(), pki.gateway.cert.as_os_str()])
+        .args(["--vault-key".as_ref(), pki.gateway.key.as_os_str()])
+        .args(["--acquirer-url", &sandbox_url])
+        .args(["--acquirer-ca".as_ref(), pki.ca_cert.as_os_str()])
         .spawn()
         .await
-        .context("starting the vault")?;
+        .context("starting the gateway")?;
 
     let stack = Stack {
         dev: true,
@@ -197,14 +268,107 @@ pub async fn start_stack(options: &UpOptions) -> anyhow::Result<RunningStack> {
             dev_root_key_file: root_key_file,
             pid: vault.pid(),
         },
+        sandbox: SandboxService { url: sandbox_url, database_url: sandbox_database_url, pid: sandbox.pid() },
+        gateway: GatewayService {
+            url: gateway.url().to_owned(),
+            rpc_url: format!("{}/rpc", gateway.url()),
+            database_url: gateway_database_url,
+            pid: gateway.pid(),
+            merchant,
+        },
         pki,
     };
     stack.write(&stack_file)?;
-    Ok(RunningStack { stack, stack_file, vault })
+    Ok(RunningStack { stack, stack_file, vault, sandbox, gateway })
+}
+
+/// A service of the stack: in its own process group (a Ctrl-C reaches only us, and we
+/// stop the services in order), without colour codes when our stderr is not a terminal.
+fn service(label: &str, binary: &Path) -> ServiceCommand {
+    let command = ServiceCommand::new(label, binary).own_process_group();
+    if std::io::stderr().is_terminal() {
+        command
+    } else {
+        // Its log lines pass through us; colour codes only belong on a terminal.
+        command.env("NO_COLOR", "1")
+    }
+}
+
+/// `sqlite:DIR/gateway.db`.
+pub fn gateway_database_url(dir: &Path) -> String {
+    format!("sqlite:{}", dir.join("gateway.db").display())
+}
+
+/// The dev merchant's gateway credentials: read from `DIR/dev-merchant.json`, or created
+/// with `paysys-gateway merchant create` (for the vault merchant id of the dev PKI) and
+/// written there, mode 0600. A SQLite gateway database that is gone takes the file with it.
+async fn dev_merchant(
+    binary: &Path,
+    dir: &Path,
+    database_url: &str,
+    secret_key_file: &Path,
+    merchant_id: &str,
+) -> anyhow::Result<DevMerchant> {
+    let file = dir.join(DEV_MERCHANT_FILE);
+    let database_gone = database_url.strip_prefix("sqlite:").is_some_and(|path| !Path::new(path).exists());
+    if !database_gone {
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            if let Ok(merchant) = serde_json::from_str::<DevMerchant>(&text) {
+                if merchant.merchant_id == merchant_id {
+                    return Ok(merchant);
+                }
+            }
+        }
+    }
+    let output = run_to_end(
+        binary,
+        "gateway merchant create",
+        [
+            "merchant".as_ref(),
+            "create".as_ref(),
+            "--json".as_ref(),
+            "--name".as_ref(),
+            "Dev merchant".as_ref(),
+            "--merchant-id".as_ref(),
+            merchant_id.as_ref(),
+            "--database-url".as_ref(),
+            database_url.as_ref(),
+            "--secret-key-file".as_ref(),
+            secret_key_file.as_os_str(),
+        ],
+    )
+    .await?;
+    let merchant: DevMerchant = serde_json::from_slice(&output)
+        .context("paysys-gateway merchant create printed something other than its JSON")?;
+    let mut json = serde_json::to_string_pretty(&merchant)?;
+    json.push('\n');
+    files::write_atomically(&file, json.as_bytes(), files::PRIVATE)
+        .with_context(|| format!("writing {}", file.display()))?;
+    Ok(merchant)
+}
+
+/// Run a one-shot command of a service binary; its stdout on success. Its stderr is
+/// forwarded with a `[what]` prefix.
+async fn run_to_end<I, S>(binary: &Path, what: &str, args: I) -> anyhow::Result<Vec<u8>>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let output = tokio::process::Command::new(binary)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .with_context(|| format!("running {what}"))?;
+    for line in String::from_utf8_lossy(&output.stderr).lines() {
+        eprintln!("[{what}] {line}");
+    }
+    ensure!(output.status.success(), "{what} failed ({}); see the [{what}] lines", output.status);
+    Ok(output.stdout)
 }
 
 /// The service binaries `paysys up` starts, by package.
-pub const SERVICE_PACKAGES: &[&str] = &[VAULT_BINARY];
+pub const SERVICE_PACKAGES: &[&str] = &[VAULT_BINARY, SANDBOX_BINARY, GATEWAY_BINARY];
 
 /// Under `cargo run` (cargo sets `CARGO` for the program it runs), build the service
 /// binaries first, with the same profile and target directory as this executable, so
@@ -323,9 +487,19 @@ async fn init_vault(binary: &Path, database_url: &str, root_key_file: &Path) -> 
 
 fn print_summary(stack: &Stack, stack_file: &Path) {
     println!("PaySys dev stack is up.");
+    println!(
+        "  gateway   {}  (pid {}, database {})",
+        stack.gateway.rpc_url, stack.gateway.pid, stack.gateway.database_url
+    );
     println!("  vault     {}  (pid {}, database {})", stack.vault.url, stack.vault.pid, stack.vault.database_url);
+    println!("  sandbox   {}  (pid {}, test cards: sandbox/README.md)", stack.sandbox.url, stack.sandbox.pid);
     println!("  CA        {}", stack.pki.ca_cert.display());
-    println!("  merchant  {}  ({})", stack.pki.merchant.id, stack.pki.merchant.cert.display());
+    println!(
+        "  merchant  {}  (vault certificate {}; gateway service_id {}, secret in stack.json)",
+        stack.pki.merchant.id,
+        stack.pki.merchant.cert.display(),
+        stack.gateway.merchant.service_id
+    );
     println!("  stack     {}  (URLs, pids and certificate paths for scripts)", stack_file.display());
     println!("Press Ctrl-C to stop.");
 }
@@ -392,17 +566,45 @@ serve)
 esac
 "#;
 
+    /// Stand-ins for the sandbox and the gateway: the listening line, and for the
+    /// gateway the one-shot `secret-key` and `merchant create --json` commands.
+    const FAKE_SANDBOX: &str = r#"#!/bin/sh
+echo "paysys-sandbox listening on https://127.0.0.1:4322"
+exec sleep 60
+"#;
+    const FAKE_GATEWAY: &str = r#"#!/bin/sh
+here=$(dirname "$0")
+case "$1" in
+secret-key) echo 00 > "$3" ;;
+merchant) echo x >> "$here/merchants-created"
+    echo '{"merchant_id":"m_dev","service_id":"svc_1","secret":"sec_1","name":"Dev merchant"}' ;;
+serve) printf '%s\n' "$@" > "$here/gateway-serve-args"
+    echo "paysys-gateway listening on http://127.0.0.1:4323"
+    exec sleep 60 ;;
+esac
+"#;
+
     fn fake_bin_dir(tmp: &TempDir) -> PathBuf {
         let bin = tmp.0.join("bin");
         std::fs::create_dir_all(&bin).unwrap();
-        let vault = bin.join(VAULT_BINARY);
-        std::fs::write(&vault, FAKE_VAULT).unwrap();
-        std::fs::set_permissions(&vault, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for (name, script) in
+            [(VAULT_BINARY, FAKE_VAULT), (SANDBOX_BINARY, FAKE_SANDBOX), (GATEWAY_BINARY, FAKE_GATEWAY)]
+        {
+            let path = bin.join(name);
+            std::fs::write(&path, script).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
         bin
     }
 
     fn options(tmp: &TempDir, bin: &Path) -> UpOptions {
-        UpOptions { vault_port: 0, bin_dir: Some(bin.to_owned()), ..UpOptions::new(tmp.0.join("stack")) }
+        UpOptions {
+            vault_port: 0,
+            sandbox_port: 0,
+            gateway_port: 0,
+            bin_dir: Some(bin.to_owned()),
+            ..UpOptions::new(tmp.0.join("stack"))
+        }
     }
 
     #[tokio::test]
@@ -433,6 +635,26 @@ esac
         assert_eq!(Path::new(flag("--policy")), stack.vault.policy);
         assert_eq!(Path::new(flag("--dev-root-key-file")), stack.vault.dev_root_key_file);
         assert!(args.contains(&"--dev"));
+        assert_eq!(Path::new(flag("--relay-ca")), stack.pki.ca_cert);
+        let destinations: Vec<&str> = args.windows(2).filter(|w| w[0] == "--destination-url").map(|w| w[1]).collect();
+        assert_eq!(
+            destinations,
+            ["sandbox_acquirer=https://localhost:4322", "sandbox_ds=https://localhost:4322"],
+            "the relay reaches the sandbox by the name in its certificate"
+        );
+
+        // The gateway calls the vault with the gateway's client certificate and the
+        // sandbox directly; the dev merchant is created once and kept.
+        assert_eq!(stack.sandbox.url, "https://localhost:4322");
+        assert_eq!(stack.gateway.rpc_url, "http://127.0.0.1:4323/rpc");
+        assert_eq!(stack.gateway.merchant.service_id, "svc_1");
+        let args = std::fs::read_to_string(bin.join("gateway-serve-args")).unwrap();
+        let args: Vec<&str> = args.lines().collect();
+        let flag = |name: &str| args[args.iter().position(|a| *a == name).unwrap() + 1];
+        assert_eq!(flag("--vault-url"), stack.vault.url);
+        assert_eq!(Path::new(flag("--vault-cert")), stack.pki.gateway.cert);
+        assert_eq!(flag("--acquirer-url"), stack.sandbox.url);
+        assert_eq!(flag("--database-url"), stack.gateway.database_url);
 
         let stack_file = running.stack_file().to_owned();
         running.stop().await.unwrap();
@@ -444,6 +666,14 @@ esac
         assert_eq!(std::fs::read(&again.stack().pki.ca_cert).unwrap(), ca);
         assert_eq!(again.stack().vault.database_url, stack.vault.database_url);
         again.stop().await.unwrap();
+        // (The fake gateway keeps no database file, so "gone" is simulated by the file
+        // check: with a SQLite database that exists the merchant is reused.)
+        std::fs::write(dir.join("gateway.db"), "").unwrap();
+        let third = start_stack(&options(&tmp, &bin)).await.unwrap();
+        assert_eq!(third.stack().gateway.merchant, stack.gateway.merchant);
+        third.stop().await.unwrap();
+        let created = std::fs::read_to_string(bin.join("merchants-created")).unwrap();
+        assert_eq!(created.lines().count(), 2, "created on the first start and after the database was gone");
     }
 
     #[tokio::test]
