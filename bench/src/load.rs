@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Where to send load, with whose certificate.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Target {
     pub url: String,
     pub ca: PathBuf,
@@ -175,11 +175,12 @@ fn backend_of(url: &str) -> String {
     }
 }
 
-/// A vault of the benchmark's own: `paysys up`'s start-up (dev PKI, dev policy, dev
-/// unseal) in a fresh directory, on the given database and a free port. The vault
-/// stops and the directory is removed when this is dropped.
+/// A vault of the benchmark's own: `paysys up`'s dev vault (dev PKI, dev policy, dev
+/// unseal) in a fresh directory, on the given database and a free port. The vault is
+/// killed and the directory removed when this is dropped.
 pub struct PrivateVault {
-    stack: paysys::up::RunningStack,
+    _vault: paysys::services::ServiceProcess,
+    target: Target,
     dir: PathBuf,
 }
 
@@ -187,17 +188,24 @@ impl PrivateVault {
     /// Start `paysys-vault` (found next to this binary, or in `PAYSYS_BIN_DIR`).
     pub async fn start(database_url: &str) -> anyhow::Result<PrivateVault> {
         let dir = std::env::temp_dir().join(format!("paysys-bench-{}", std::process::id()));
-        let mut options = paysys::up::UpOptions::new(&dir);
-        options.vault_port = 0;
-        options.vault_database_url = Some(database_url.to_owned());
-        options.bin_dir = std::env::var_os("PAYSYS_BIN_DIR").map(PathBuf::from);
-        let stack = paysys::up::start_stack(&options).await?;
-        Ok(PrivateVault { stack, dir })
+        let bin_dir = std::env::var_os("PAYSYS_BIN_DIR").map(PathBuf::from);
+        let binary = paysys::up::find_binary(bin_dir.as_deref(), paysys::up::VAULT_BINARY)?;
+        let pki = paysys::pki::init_dev_pki(&dir, "m_bench")?;
+        let vault = paysys::up::start_dev_vault(&binary, &dir, &pki, database_url, 0, None).await?;
+        let target = Target {
+            url: vault.url().to_owned(),
+            ca: pki.ca_cert.clone(),
+            cert: pki.merchant.cert.clone(),
+            key: pki.merchant.key.clone(),
+            merchant_id: pki.merchant.id.clone(),
+            backend: backend_of(database_url),
+        };
+        Ok(PrivateVault { _vault: vault, target, dir })
     }
 
-    /// Where to send load: the vault, with the dev merchant's certificate.
-    pub fn target(&self) -> Target {
-        Target::of(self.stack.stack())
+    /// Where to send load: the vault, with the bench merchant's certificate.
+    pub fn target(&self) -> &Target {
+        &self.target
     }
 }
 

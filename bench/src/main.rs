@@ -69,7 +69,7 @@ async fn tokenize(args: TokenizeArgs) -> anyhow::Result<()> {
         (Some(stack), _) => (load::Target::from_stack(stack)?, None),
         (None, Some(url)) => {
             let vault = load::PrivateVault::start(url).await.context("starting a private vault")?;
-            (vault.target(), Some(vault))
+            (vault.target().clone(), Some(vault))
         }
         (None, None) => anyhow::bail!("give --stack or --database-url"),
     };

@@ -201,7 +201,6 @@ pub async fn start_stack(options: &UpOptions) -> anyhow::Result<RunningStack> {
     warn_about_previous_stack(&stack_file);
 
     let pki = init_dev_pki(&dir, &options.merchant_id).context("creating the dev PKI")?;
-    let policy = write_default_policy(&dir)?;
 
     let sandbox_database_url = format!("sqlite:{}", dir.join("sandbox.db").display());
     let sandbox = service("sandbox", &sandbox_binary)
@@ -216,21 +215,8 @@ pub async fn start_stack(options: &UpOptions) -> anyhow::Result<RunningStack> {
     let sandbox_url = sandbox.url().replace("://127.0.0.1:", "://localhost:");
 
     let database_url = options.vault_database_url.clone().unwrap_or_else(|| default_database_url(&dir));
-    let root_key_file = dir.join(DEV_ROOT_KEY_FILE);
-    init_vault(&vault_binary, &database_url, &root_key_file).await?;
-    let mut vault = service("vault", &vault_binary)
-        .args(["serve", "--database-url", &database_url])
-        .args(["--listen", &format!("127.0.0.1:{}", options.vault_port)])
-        .args(["--tls-cert".as_ref(), pki.vault_server.cert.as_os_str()])
-        .args(["--tls-key".as_ref(), pki.vault_server.key.as_os_str()])
-        .args(["--client-ca".as_ref(), pki.ca_cert.as_os_str()])
-        .args(["--policy".as_ref(), policy.as_os_str()])
-        .args(["--dev".as_ref(), "--dev-root-key-file".as_ref(), root_key_file.as_os_str()])
-        .args(["--relay-ca".as_ref(), pki.ca_cert.as_os_str()]);
-    for name in SANDBOX_DESTINATIONS {
-        vault = vault.args(["--destination-url".to_owned(), format!("{name}={sandbox_url}")]);
-    }
-    let vault = vault.spawn().await.context("starting the vault")?;
+    let vault =
+        start_dev_vault(&vault_binary, &dir, &pki, &database_url, options.vault_port, Some(&sandbox_url)).await?;
 
     let gateway_database_url = options.gateway_database_url.clone().unwrap_or_else(|| gateway_database_url(&dir));
     let secret_key_file = dir.join(GATEWAY_SECRET_KEY_FILE);
@@ -260,12 +246,11 @@ pub async fn start_stack(options: &UpOptions) -> anyhow::Result<RunningStack> {
 
     let stack = Stack {
         dev: true,
-        dir,
         vault: VaultService {
             url: vault.url().to_owned(),
             database_url,
-            policy,
-            dev_root_key_file: root_key_file,
+            policy: dir.join(POLICY_FILE),
+            dev_root_key_file: dir.join(DEV_ROOT_KEY_FILE),
             pid: vault.pid(),
         },
         sandbox: SandboxService { url: sandbox_url, database_url: sandbox_database_url, pid: sandbox.pid() },
@@ -277,9 +262,42 @@ pub async fn start_stack(options: &UpOptions) -> anyhow::Result<RunningStack> {
             merchant,
         },
         pki,
+        dir,
     };
     stack.write(&stack_file)?;
     Ok(RunningStack { stack, stack_file, vault, sandbox, gateway })
+}
+
+/// A dev vault in `dir` (whose dev PKI exists): the dev policy unless `DIR/policy.toml`
+/// is there, `paysys-vault init` with the dev root key file, then `serve` unsealed from
+/// it on `127.0.0.1:port`, relaying to `sandbox_url` when given. Used by `paysys up`
+/// and by benchmarks that need a vault alone.
+pub async fn start_dev_vault(
+    binary: &Path,
+    dir: &Path,
+    pki: &pki::DevPki,
+    database_url: &str,
+    port: u16,
+    sandbox_url: Option<&str>,
+) -> anyhow::Result<ServiceProcess> {
+    let policy = write_default_policy(dir)?;
+    let root_key_file = dir.join(DEV_ROOT_KEY_FILE);
+    init_vault(binary, database_url, &root_key_file).await?;
+    let mut vault = service("vault", binary)
+        .args(["serve", "--database-url", database_url])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--tls-cert".as_ref(), pki.vault_server.cert.as_os_str()])
+        .args(["--tls-key".as_ref(), pki.vault_server.key.as_os_str()])
+        .args(["--client-ca".as_ref(), pki.ca_cert.as_os_str()])
+        .args(["--policy".as_ref(), policy.as_os_str()])
+        .args(["--dev".as_ref(), "--dev-root-key-file".as_ref(), root_key_file.as_os_str()]);
+    if let Some(sandbox_url) = sandbox_url {
+        vault = vault.args(["--relay-ca".as_ref(), pki.ca_cert.as_os_str()]);
+        for name in SANDBOX_DESTINATIONS {
+            vault = vault.args(["--destination-url".to_owned(), format!("{name}={sandbox_url}")]);
+        }
+    }
+    vault.spawn().await.context("starting the vault")
 }
 
 /// A service of the stack: in its own process group (a Ctrl-C reaches only us, and we
