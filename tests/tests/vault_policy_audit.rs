@@ -217,7 +217,7 @@ async fn every_kind_of_tampering_is_found() {
             assert_eq!(ok.body["ok"], true, "{what}: {}", ok.body);
             let records = ok.body["records"].as_i64().unwrap();
             assert!(records >= 6);
-            assert_eq!(verify_offline(&vault).await.0, true);
+            assert!(verify_offline(&vault).await.0);
             vault.kill().await;
 
             tamper(&vault, sql).await;
