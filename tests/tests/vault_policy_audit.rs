@@ -182,7 +182,7 @@ async fn every_kind_of_tampering_is_found() {
     for backend in backends() {
         // (what was done, SQL, first broken seq, reason)
         let cases: &[(&str, &[&str], i64, &str)] = &[
-            ("edited field", &["UPDATE audit_log SET outcome = 'ok' WHERE seq = 4"], 4, "mac_mismatch"),
+            ("edited field", &["UPDATE audit_log SET outcome = 'tampered' WHERE seq = 4"], 4, "mac_mismatch"),
             ("deleted record", &["DELETE FROM audit_log WHERE seq = 5"], 5, "seq_gap"),
             (
                 "two records swapped",
@@ -208,7 +208,9 @@ async fn every_kind_of_tampering_is_found() {
         ];
         for (what, sql, seq, reason) in cases {
             let mut vault = TestVault::start(&backend).await;
-            for _ in 0..3 {
+            // init + 4 tokenizations + the refused status = 6 records: the cases below
+            // touch records up to seq 6.
+            for _ in 0..4 {
                 vault.tokenize("4242424242424242").await;
             }
             let r = vault.call(&vault.pki.other_merchant, "GET", "/v1/sys/status", None).await;
@@ -231,8 +233,14 @@ async fn every_kind_of_tampering_is_found() {
             // The officer API reports the same break.
             vault.spawn(&VaultOptions::default()).await;
             let r = vault.call(&vault.pki.alice, "GET", "/v1/audit/verify", None).await;
-            assert_eq!(r.body["ok"], false, "{what}");
-            assert_eq!(r.body["first_break"]["reason"], *reason, "{what}");
+            if r.error_code() == Some("audit_unavailable") {
+                // An inserted record occupies the seq after the head: the verify request's
+                // own audit record cannot be appended, so (fail closed) it gets no answer.
+                assert_eq!(*what, "record inserted", "{}", r.body);
+            } else {
+                assert_eq!(r.body["ok"], false, "{what}: {}", r.body);
+                assert_eq!(r.body["first_break"]["reason"], *reason, "{what}");
+            }
             vault.finish().await;
         }
     }
