@@ -9,6 +9,8 @@
 //! * [`Backend`] / [`backends`] — SQLite always, PostgreSQL when configured.
 //! * [`TestVault`] — a running vault process with its log captured to a file.
 //! * [`gateway`] — the sandbox and gateway processes and a signed JSON-RPC client.
+//! * [`TestSandbox`] — a running sandbox card network (the relay's destination), the
+//!   real sandbox code built as this package's `paysys-e2e-sandbox` binary.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -78,6 +80,12 @@ pub struct TestPki {
     pub expired: Identity,
     /// A certificate from the right CA without the clientAuth usage.
     pub no_client_auth: Identity,
+    /// The sandbox's server certificate (localhost / 127.0.0.1) from the PaySys CA.
+    pub sandbox_server: Identity,
+    /// A server certificate for localhost / 127.0.0.1 from another CA.
+    pub foreign_server: Identity,
+    /// The vault's client certificate for relay destinations that want mTLS.
+    pub relay_client: Identity,
 }
 
 impl TestPki {
@@ -123,6 +131,9 @@ impl TestPki {
                 IssueRequest::client("spiffe://paysys/merchant/m_1").without_client_auth(),
                 "spiffe://paysys/merchant/m_1",
             ),
+            sandbox_server: issue(&ca, "sandbox", IssueRequest::server(), ""),
+            foreign_server: issue(&other_ca, "foreign-server", IssueRequest::server(), ""),
+            relay_client: client("relay-client", "spiffe://paysys/vault"),
         }
     }
 }
@@ -226,6 +237,12 @@ impl TestVault {
     pub async fn start_with(backend: &Backend, options: VaultOptions) -> TestVault {
         let dir = scratch_dir(backend.name());
         let pki = TestPki::generate(&dir);
+        TestVault::start_prepared(backend, dir, pki, options).await
+    }
+
+    /// A vault in `dir` with an already generated `pki` (for tests that start other
+    /// processes with the same PKI first, such as a relay destination).
+    pub async fn start_prepared(backend: &Backend, dir: PathBuf, pki: TestPki, options: VaultOptions) -> TestVault {
         let db = TestDatabase::create(backend, &dir).await;
         let root_key_file = dir.join("root.key");
         let init = Command::new(bin_path("paysys-vault"))
@@ -351,5 +368,102 @@ impl TestVault {
         self.kill().await;
         self.db.drop_database().await;
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// How to start the sandbox.
+#[derive(Debug, Clone)]
+pub struct SandboxOptions {
+    /// Server certificate and key.
+    pub server: Identity,
+    /// Require client certificates from this CA (`--client-ca`).
+    pub client_ca: Option<PathBuf>,
+    /// How late the slow card answers (`--auth-delay-ms`).
+    pub auth_delay_ms: u64,
+}
+
+impl SandboxOptions {
+    /// The sandbox with its PaySys-CA server certificate, plain TLS, slow card at 5 s.
+    pub fn new(pki: &TestPki) -> SandboxOptions {
+        SandboxOptions { server: pki.sandbox_server.clone(), client_ca: None, auth_delay_ms: 5_000 }
+    }
+}
+
+/// A running sandbox (`paysys-sandbox serve`) on a free loopback port, in-memory state.
+#[derive(Debug)]
+pub struct TestSandbox {
+    /// `https://127.0.0.1:PORT`.
+    pub url: String,
+    pub log_file: PathBuf,
+    child: Child,
+}
+
+impl TestSandbox {
+    pub async fn start(dir: &Path, options: &SandboxOptions) -> TestSandbox {
+        use rand::Rng;
+        let log_file = dir.join(format!("sandbox-{:08x}.log", rand::thread_rng().gen::<u32>()));
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_file).unwrap();
+        let mut cmd = Command::new(bin_path("paysys-e2e-sandbox"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--database-url", "sqlite::memory:"])
+            .arg("--tls-cert")
+            .arg(&options.server.cert)
+            .arg("--tls-key")
+            .arg(&options.server.key)
+            .arg("--auth-delay-ms")
+            .arg(options.auth_delay_ms.to_string())
+            .env("PAYSYS_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true);
+        if let Some(ca) = &options.client_ca {
+            cmd.arg("--client-ca").arg(ca);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("sandbox did not start within 30 s")
+            .unwrap()
+            .unwrap_or_else(|| {
+                panic!(
+                    "sandbox exited before listening; log:\n{}",
+                    std::fs::read_to_string(&log_file).unwrap_or_default()
+                )
+            });
+        let url = line.strip_prefix("paysys-sandbox listening on ").expect("listening line").to_owned();
+        TestSandbox { url, log_file, child }
+    }
+
+    /// The vault flags that relay `sandbox_acquirer` and `sandbox_ds` to this sandbox,
+    /// trusting `ca`.
+    pub fn relay_args(&self, ca: &Path) -> Vec<String> {
+        vec![
+            "--relay-ca".into(),
+            ca.display().to_string(),
+            "--destination-url".into(),
+            format!("sandbox_acquirer={}", self.url),
+            "--destination-url".into(),
+            format!("sandbox_ds={}", self.url),
+        ]
+    }
+
+    /// A request to the sandbox directly (as the gateway does for ledger and inquiry),
+    /// over plain server TLS verified against `ca`, optionally presenting `identity`.
+    pub async fn call(
+        &self,
+        ca: &Path,
+        identity: Option<&Identity>,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> VaultResponse {
+        let tls =
+            ClientTls::new(ca, identity.map(|i| (i.cert.as_path(), i.key.as_path())), HttpVersion::Http1).unwrap();
+        tls.connect(&self.url).await.unwrap().call(method, path, body.as_ref()).await.unwrap()
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
     }
 }

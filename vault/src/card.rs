@@ -264,6 +264,86 @@ pub fn redact_digit_runs(text: &str) -> String {
     out
 }
 
+/// Mask every digit run in `text` that could be a card number to BIN + last four
+/// (`424242******4242`), keeping everything else as it was:
+///
+/// * every occurrence of `known_pan` (the card being relayed), even inside a longer run
+///   of digits or split by single spaces or dashes;
+/// * any 12–19 digits passing Luhn, written together or in groups separated by single
+///   spaces or dashes.
+///
+/// Over-masking (an unlucky 12-digit reference that passes Luhn) is the price of never
+/// letting a card number through.
+pub fn mask_card_numbers(text: &str, known_pan: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        if !chars[i].is_ascii_digit() {
+            out.push(chars[i]);
+            i += 1;
+            continue;
+        }
+        // The run: digits with single separators between them. `positions` are the
+        // indices in `chars` of its digits; `groups` the digit ranges between separators.
+        let mut positions = Vec::new();
+        let mut groups: Vec<(usize, usize)> = Vec::new();
+        let mut group_start = 0;
+        let mut j = i;
+        while j < chars.len() {
+            if chars[j].is_ascii_digit() {
+                positions.push(j);
+                j += 1;
+            } else if matches!(chars[j], ' ' | '-') && chars.get(j + 1).is_some_and(char::is_ascii_digit) {
+                groups.push((group_start, positions.len()));
+                group_start = positions.len();
+                j += 1;
+            } else {
+                break;
+            }
+        }
+        groups.push((group_start, positions.len()));
+        let end = positions.last().map_or(i + 1, |p| p + 1);
+        let digits: Zeroizing<String> = Zeroizing::new(positions.iter().map(|&p| chars[p]).collect());
+        let mut masked = vec![false; positions.len()];
+        let mut mask_span = |from: usize, to: usize| {
+            for m in masked.iter_mut().take(to.saturating_sub(4)).skip(from + 6) {
+                *m = true;
+            }
+        };
+        if !known_pan.is_empty() {
+            let mut from = 0;
+            while let Some(found) = digits.get(from..).and_then(|rest| rest.find(known_pan)) {
+                let start = from + found;
+                mask_span(start, start + known_pan.len());
+                from = start + 1;
+            }
+        }
+        for (g, &(start, _)) in groups.iter().enumerate() {
+            for &(_, stop) in &groups[g..] {
+                let len = stop - start;
+                if len > 19 {
+                    break;
+                }
+                if len >= 12 && digits.get(start..stop).is_some_and(|d| luhn_valid(d.as_bytes())) {
+                    mask_span(start, stop);
+                }
+            }
+        }
+        let mut next_digit = 0;
+        for (k, c) in chars.iter().enumerate().take(end).skip(i) {
+            if positions.get(next_digit) == Some(&k) {
+                out.push(if masked[next_digit] { '*' } else { *c });
+                next_digit += 1;
+            } else {
+                out.push(*c);
+            }
+        }
+        i = end;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,6 +399,26 @@ mod tests {
         assert_eq!(p.bin(), "424242");
         assert_eq!(p.last4(), "4242");
         assert!(!format!("{p:?}").contains("4242"));
+    }
+
+    #[test]
+    fn card_numbers_are_masked_to_bin_and_last4() {
+        let known = "4000000000000127";
+        let cases = [
+            ("card 4242424242424242 ok", "card 424242******4242 ok"),
+            ("4242 4242 4242 4242", "4242 42** **** 4242"),
+            ("5555-5555-5555-4444.", "5555-55**-****-4444."),
+            ("x4000000000000127y", "x400000******0127y"),
+            ("004000000000000127", "004000********0127"),
+            ("ref 4000000000000128 and 12345", "ref 4000000000000128 and 12345"),
+            ("amount 150000 4242424242424242", "amount 150000 424242******4242"),
+            ("2025-05-14T12:00:00Z", "2025-05-14T12:00:00Z"),
+            ("", ""),
+        ];
+        for (text, want) in cases {
+            assert_eq!(mask_card_numbers(text, known), want, "{text}");
+        }
+        assert_eq!(mask_card_numbers("4000000000000128", ""), "4000000000000128", "fails Luhn, not the known card");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use crate::api::{self, now_ms, Vault};
 use crate::committer::Committer;
 use crate::keyring::{KeyState, Keyring};
+use crate::relay::{RelayClient, RelayConfig};
 use crate::store::{self, AuditEvent, StoreError};
 use crate::{audit::ChainSigner, server, tls};
 use anyhow::Context;
@@ -132,6 +133,36 @@ struct ServeArgs {
     /// Largest request body accepted.
     #[arg(long, default_value_t = 16 * 1024)]
     max_body_bytes: usize,
+    /// PEM bundle of the CA(s) relay destinations' certificates must chain to (the only
+    /// trust anchors of the relay). Without it every relay answers `relay_unreachable`.
+    #[arg(long, env = "PAYSYS_VAULT_RELAY_CA")]
+    relay_ca: Option<PathBuf>,
+    /// Client certificate the relay presents to destinations (with --relay-client-key).
+    #[arg(long, env = "PAYSYS_VAULT_RELAY_CLIENT_CERT", requires = "relay_client_key")]
+    relay_client_cert: Option<PathBuf>,
+    /// Key of --relay-client-cert.
+    #[arg(long, env = "PAYSYS_VAULT_RELAY_CLIENT_KEY", requires = "relay_client_cert")]
+    relay_client_key: Option<PathBuf>,
+    /// Longest a relay waits for its destination; a request's `timeout_ms` is capped to
+    /// it, and it is the default.
+    #[arg(long, default_value_t = 30_000)]
+    relay_timeout_max_ms: u64,
+    /// Largest response body accepted from a relay destination.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    relay_max_response_bytes: usize,
+    /// Send relay destination NAME to URL (`https://host:port`) instead of the policy's
+    /// URL; repeatable. Paths and fields stay as the policy says. For launchers that
+    /// start the sandbox on a port chosen at run time.
+    #[arg(long = "destination-url", value_name = "NAME=URL", value_parser = parse_destination_url)]
+    destination_urls: Vec<(String, String)>,
+}
+
+fn parse_destination_url(text: &str) -> Result<(String, String), String> {
+    let (name, url) = text.split_once('=').ok_or_else(|| "expected NAME=URL".to_owned())?;
+    if name.is_empty() || url.is_empty() {
+        return Err("expected NAME=URL".to_owned());
+    }
+    Ok((name.to_owned(), url.to_owned()))
 }
 
 /// Run a parsed command line; the process exit code.
@@ -237,6 +268,31 @@ fn write_dev_key_file(path: &Path, root: &RootKey) -> anyhow::Result<()> {
 }
 
 fn load_policy(args: &ServeArgs) -> anyhow::Result<Policy> {
+    let mut policy = load_policy_file(args)?;
+    for (name, url) in &args.destination_urls {
+        policy =
+            policy.with_destination_url(name, url).map_err(|e| anyhow::anyhow!("--destination-url {name}: {e}"))?;
+        tracing::info!(destination = %name, %url, "relay destination address overridden");
+    }
+    Ok(policy)
+}
+
+fn relay_client(args: &ServeArgs) -> anyhow::Result<Option<RelayClient>> {
+    let Some(ca) = &args.relay_ca else {
+        tracing::info!("no --relay-ca: the relay is disabled");
+        return Ok(None);
+    };
+    anyhow::ensure!(args.relay_timeout_max_ms > 0, "--relay-timeout-max-ms must be at least 1");
+    let config = RelayConfig {
+        ca: ca.clone(),
+        client_identity: args.relay_client_cert.clone().zip(args.relay_client_key.clone()),
+        timeout_max: Duration::from_millis(args.relay_timeout_max_ms),
+        max_response_bytes: args.relay_max_response_bytes,
+    };
+    Ok(Some(RelayClient::new(&config).context("setting up the relay client")?))
+}
+
+fn load_policy_file(args: &ServeArgs) -> anyhow::Result<Policy> {
     match &args.policy {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading policy {}", path.display()))?;
@@ -256,6 +312,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     anyhow::ensure!(args.cvc_ttl_secs <= MAX_CVC_TTL_SECS, "--cvc-ttl-secs may be at most {MAX_CVC_TTL_SECS}");
     let policy = load_policy(&args)?;
+    let relay = relay_client(&args)?;
     let tls_config = tls::server_config(&args.tls_cert, &args.tls_key, &args.client_ca)?;
     let store = store::open(&args.database_url).await.context("opening the database")?;
     store.migrate().await.context("migrating the database")?;
@@ -281,6 +338,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         committer,
         policy: Arc::new(policy),
         cvc_ttl_ms: i64::try_from(args.cvc_ttl_secs * 1000).unwrap_or(600_000),
+        relay,
+        cvc_claims: api::CvcClaims::default(),
     });
     tokio::spawn(sweep_cvcs(store, Duration::from_secs(args.cvc_sweep_secs.max(1))));
 

@@ -5,6 +5,7 @@
 //! detail (database errors) goes to the log only, and never holds card data.
 
 use crate::card::CardError;
+use crate::relay::{RelayError, TemplateError};
 use crate::store::StoreError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -40,6 +41,21 @@ pub enum ApiError {
     MethodNotAllowed,
     /// The operation could not be recorded in the audit log, so it did not happen.
     AuditUnavailable,
+    /// A relay body template is malformed (a placeholder inside a longer string, an
+    /// unknown placeholder).
+    RelayTemplateInvalid(String),
+    /// The destination is not in the policy, or not allowed for this principal.
+    RelayDestinationNotAllowed,
+    /// The path is not under the destination's `path_prefix`, or is not plain.
+    RelayPathNotAllowed,
+    /// The template asks for a card field the destination may not receive.
+    RelayFieldNotAllowed,
+    /// The destination did not answer within the timeout.
+    RelayTimeout,
+    /// The destination could not be reached (connect, TLS, certificate) or broke off.
+    RelayUnreachable,
+    /// The destination's answer was larger than the vault accepts.
+    RelayResponseTooLarge,
     /// Anything else: detail logged, not returned.
     Internal(String),
 }
@@ -61,6 +77,13 @@ impl ApiError {
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::AuditUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable"),
+            ApiError::RelayTemplateInvalid(_) => (StatusCode::BAD_REQUEST, "relay_template_invalid"),
+            ApiError::RelayDestinationNotAllowed => (StatusCode::FORBIDDEN, "relay_destination_not_allowed"),
+            ApiError::RelayPathNotAllowed => (StatusCode::FORBIDDEN, "relay_path_not_allowed"),
+            ApiError::RelayFieldNotAllowed => (StatusCode::FORBIDDEN, "relay_field_not_allowed"),
+            ApiError::RelayTimeout => (StatusCode::GATEWAY_TIMEOUT, "relay_timeout"),
+            ApiError::RelayUnreachable => (StatusCode::BAD_GATEWAY, "relay_unreachable"),
+            ApiError::RelayResponseTooLarge => (StatusCode::BAD_GATEWAY, "relay_response_too_large"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
     }
@@ -84,6 +107,15 @@ impl ApiError {
             ApiError::NotFound => "no such endpoint".into(),
             ApiError::MethodNotAllowed => "method not allowed on this endpoint".into(),
             ApiError::AuditUnavailable => "the audit log could not record this operation; nothing was done".into(),
+            ApiError::RelayTemplateInvalid(m) => m.clone(),
+            ApiError::RelayDestinationNotAllowed => "this client may not relay to that destination".into(),
+            ApiError::RelayPathNotAllowed => "the path is not allowed at that destination".into(),
+            ApiError::RelayFieldNotAllowed => {
+                "the template asks for a card field the destination may not receive".into()
+            }
+            ApiError::RelayTimeout => "the destination did not answer in time".into(),
+            ApiError::RelayUnreachable => "the destination could not be reached".into(),
+            ApiError::RelayResponseTooLarge => "the destination's answer is too large".into(),
             ApiError::Internal(_) => "internal error".into(),
         }
     }
@@ -92,6 +124,25 @@ impl ApiError {
 impl From<CardError> for ApiError {
     fn from(e: CardError) -> Self {
         ApiError::Card(e)
+    }
+}
+
+impl From<RelayError> for ApiError {
+    fn from(e: RelayError) -> Self {
+        match e {
+            RelayError::Timeout => ApiError::RelayTimeout,
+            RelayError::Unreachable(detail) => {
+                tracing::warn!(detail = %detail, "relay destination unreachable");
+                ApiError::RelayUnreachable
+            }
+            RelayError::ResponseTooLarge => ApiError::RelayResponseTooLarge,
+        }
+    }
+}
+
+impl From<TemplateError> for ApiError {
+    fn from(e: TemplateError) -> Self {
+        ApiError::RelayTemplateInvalid(e.to_string())
     }
 }
 

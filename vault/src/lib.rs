@@ -6,7 +6,10 @@
 //! * [`cli`] — the commands (`init`, `serve`) and their configuration.
 //! * [`server`] — the mTLS accept loop (rustls, client certificates required).
 //! * [`tls`] — server TLS configuration and the [`tls::Principal`] from a client certificate.
-//! * [`api`] — HTTP handlers: tokens (`api/tokens.rs`) and sys (`api/sys.rs`).
+//! * [`api`] — HTTP handlers: tokens (`api/tokens.rs`), relay (`api/relay.rs`), sys
+//!   (`api/sys.rs`) and audit (`api/audit.rs`).
+//! * [`relay`] — the relay to allow-listed destinations: pooled HTTPS client, JSON-safe
+//!   placeholder substitution, masking of the answer.
 //! * [`error`] — the API error type and its stable codes, turned into responses in one place.
 //! * [`card`] — PAN, expiry and CVC validation; brand by BIN range.
 //! * [`token`] — random token generation (opaque and BIN+last4 formats).
@@ -22,6 +25,7 @@ pub mod cli;
 pub mod committer;
 pub mod error;
 pub mod keyring;
+pub mod relay;
 pub mod server;
 pub mod store;
 pub mod tls;

@@ -132,6 +132,7 @@ store_tests! {
     committed_cards_and_cvcs_can_be_found,
     fingerprint_lookup_returns_the_merchants_oldest_card,
     a_cvc_is_taken_once,
+    a_relayed_cvc_is_deleted_with_its_audit_record,
     an_expired_cvc_is_not_returned,
     sweep_deletes_only_expired_cvcs,
     delete_removes_card_and_cvc,
@@ -207,7 +208,7 @@ fn unit(writes: Vec<CardWrite>) -> WriteUnit {
     let token = writes.first().map(|w| match w {
         CardWrite::InsertCard(c) => c.token.as_str(),
         CardWrite::InsertCvc(c) => c.token.as_str(),
-        CardWrite::DeleteCard { token } => token.as_str(),
+        CardWrite::DeleteCard { token } | CardWrite::DeleteCvc { token, .. } => token.as_str(),
     });
     WriteUnit { audit: event("tokenize", token), writes }
 }
@@ -343,6 +344,39 @@ async fn a_cvc_is_taken_once(db: &TestDb) {
     assert_eq!(store.take_cvc("tok_a", now).await.unwrap(), None);
     assert_eq!(store.take_cvc("tok_unknown", now).await.unwrap(), None);
     assert!(store.find_card("tok_a").await.unwrap().is_some(), "taking the CVC keeps the card");
+}
+
+async fn a_relayed_cvc_is_deleted_with_its_audit_record(db: &TestDb) {
+    let store = db.open().await;
+    let now = 1_700_000_000_000;
+    store
+        .commit(
+            &[unit(vec![
+                CardWrite::InsertCard(card("tok_a", "m1", "fp", now)),
+                CardWrite::InsertCvc(cvc("tok_a", now + 60_000)),
+            ])],
+            &TestSigner,
+        )
+        .await
+        .unwrap();
+    // Reading does not consume; an expired one is not returned.
+    assert_eq!(store.find_cvc("tok_a", now).await.unwrap(), Some(cvc("tok_a", now + 60_000)));
+    assert_eq!(store.find_cvc("tok_a", now).await.unwrap(), Some(cvc("tok_a", now + 60_000)));
+    assert_eq!(store.find_cvc("tok_a", now + 60_000).await.unwrap(), None);
+    // A delete naming another expiry (a CVC stored again meanwhile) leaves it alone.
+    let audits_before = store.counts().await.unwrap().audit_records;
+    store
+        .commit(&[unit(vec![CardWrite::DeleteCvc { token: "tok_a".into(), expires_at: now + 1 }])], &TestSigner)
+        .await
+        .unwrap();
+    assert!(store.find_cvc("tok_a", now).await.unwrap().is_some());
+    store
+        .commit(&[unit(vec![CardWrite::DeleteCvc { token: "tok_a".into(), expires_at: now + 60_000 }])], &TestSigner)
+        .await
+        .unwrap();
+    assert_eq!(store.find_cvc("tok_a", now).await.unwrap(), None);
+    let counts = store.counts().await.unwrap();
+    assert_eq!((counts.cvcs, counts.cards, counts.audit_records), (0, 1, audits_before + 2));
 }
 
 async fn an_expired_cvc_is_not_returned(db: &TestDb) {

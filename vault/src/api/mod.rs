@@ -1,14 +1,18 @@
 //! The vault's internal HTTP API (served over mTLS only, see `server.rs`).
 //!
 //! * `tokens.rs` — tokenize, read metadata, delete (crypto-shred).
+//! * `relay.rs` — send a request with a token's card data to an allow-listed destination.
 //! * `sys.rs` — health, status, seal and unseal.
 //!
 //! Each handler decides by policy, does its work, and appends its audit record in the
 //! same commit as its writes; reads append a record too.
 
 mod audit;
+mod relay;
 mod sys;
 mod tokens;
+
+pub use relay::CvcClaims;
 
 use crate::card::redact_digit_runs;
 use crate::committer::{CommitError, Committer};
@@ -33,6 +37,11 @@ pub struct Vault {
     pub committer: Committer,
     pub policy: Arc<Policy>,
     pub cvc_ttl_ms: i64,
+    /// The relay's HTTPS client; `None` when the vault was started without `--relay-ca`
+    /// (every relay then answers `relay_unreachable`).
+    pub relay: Option<crate::relay::RelayClient>,
+    /// CVCs a relay in this process is using right now (see [`CvcClaims`]).
+    pub cvc_claims: CvcClaims,
 }
 
 impl std::fmt::Debug for Vault {
@@ -46,6 +55,7 @@ pub fn router(vault: Arc<Vault>, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/v1/tokens", post(tokens::create_token))
         .route("/v1/tokens/{token}", get(tokens::get_token).delete(tokens::delete_token))
+        .route("/v1/relay", post(relay::relay))
         .route("/v1/sys/health", get(sys::health))
         .route("/v1/sys/status", get(sys::status))
         .route("/v1/sys/unseal", post(sys::unseal))

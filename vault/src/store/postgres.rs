@@ -138,6 +138,14 @@ async fn apply_segment(tx: &mut Transaction<'static, Postgres>, segment: &Segmen
             sqlx::query(sql).bind(segment.deletes.as_slice()).execute(&mut **tx).await.map_err(write_error)?;
         }
     }
+    if !segment.cvc_deletes.is_empty() {
+        sqlx::query("DELETE FROM cvcs WHERE (token, expires_at) IN (SELECT * FROM UNNEST($1::text[], $2::bigint[]))")
+            .bind(segment.cvc_deletes.iter().map(|(t, _)| *t).collect::<Vec<_>>())
+            .bind(segment.cvc_deletes.iter().map(|(_, e)| *e).collect::<Vec<_>>())
+            .execute(&mut **tx)
+            .await
+            .map_err(write_error)?;
+    }
     Ok(())
 }
 
@@ -222,6 +230,15 @@ impl Store for PostgresStore {
             .await?;
         let cvc = row.as_ref().map(cvc_from_row).transpose()?;
         Ok(cvc.filter(|c| c.expires_at > now))
+    }
+
+    async fn find_cvc(&self, token: &str, now: i64) -> Result<Option<CvcRecord>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {CVC_COLUMNS} FROM cvcs WHERE token = $1 AND expires_at > $2"))
+            .bind(token)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(cvc_from_row).transpose()?)
     }
 
     async fn sweep_expired_cvcs(&self, now: i64) -> Result<u64, StoreError> {

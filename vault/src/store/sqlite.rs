@@ -181,6 +181,14 @@ async fn apply_segment(tx: &mut Transaction<'static, Sqlite>, segment: &Segment<
     for chunk in chunks(&segment.deletes) {
         delete_cards(tx, chunk).await?;
     }
+    for (token, expires_at) in &segment.cvc_deletes {
+        sqlx::query("DELETE FROM cvcs WHERE token = ? AND expires_at = ?")
+            .bind(*token)
+            .bind(*expires_at)
+            .execute(&mut **tx)
+            .await
+            .map_err(write_error)?;
+    }
     Ok(())
 }
 
@@ -259,6 +267,15 @@ impl Store for SqliteStore {
             .await?;
         let cvc = row.as_ref().map(cvc_from_row).transpose()?;
         Ok(cvc.filter(|c| c.expires_at > now))
+    }
+
+    async fn find_cvc(&self, token: &str, now: i64) -> Result<Option<CvcRecord>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {CVC_COLUMNS} FROM cvcs WHERE token = ? AND expires_at > ?"))
+            .bind(token)
+            .bind(now)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.as_ref().map(cvc_from_row).transpose()?)
     }
 
     async fn sweep_expired_cvcs(&self, now: i64) -> Result<u64, StoreError> {

@@ -1,0 +1,425 @@
+//! The vault relay end to end: a real vault relays to a real sandbox over TLS verified
+//! against the PaySys CA; the gateway never sends or receives a card number.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use paysys_tests::{backends, scratch_dir, Backend, SandboxOptions, TestPki, TestSandbox, TestVault, VaultOptions};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+/// A sandbox and a vault relaying to it. `sandbox` adjusts the sandbox's options,
+/// `vault_args` are added to the vault's.
+async fn stack_with(
+    backend: &Backend,
+    sandbox: impl FnOnce(&TestPki, &mut SandboxOptions),
+    vault_args: impl FnOnce(&TestPki) -> Vec<String>,
+    policy: Option<&str>,
+) -> (TestVault, TestSandbox) {
+    let dir = scratch_dir(&format!("relay-{}", backend.name()));
+    let pki = TestPki::generate(&dir);
+    let mut sandbox_options = SandboxOptions::new(&pki);
+    sandbox(&pki, &mut sandbox_options);
+    let sandbox = TestSandbox::start(&dir, &sandbox_options).await;
+    let mut extra_args = sandbox.relay_args(&pki.ca_cert);
+    extra_args.extend(vault_args(&pki));
+    let policy = policy.map(|text| {
+        let path = dir.join("policy.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    });
+    let options = VaultOptions { extra_args, policy, ..VaultOptions::default() };
+    let vault = TestVault::start_prepared(backend, dir, pki, options).await;
+    (vault, sandbox)
+}
+
+async fn stack(backend: &Backend) -> (TestVault, TestSandbox) {
+    stack_with(backend, |_, _| {}, |_| Vec::new(), None).await
+}
+
+/// Tokenize `pan` for m_1 as the merchant, with optional CVC and holder name.
+async fn tokenize(vault: &TestVault, pan: &str, cvc: Option<&str>, holder: Option<&str>) -> String {
+    let mut body = json!({"merchant_id": "m_1", "pan": pan, "exp_month": 12, "exp_year": 2031});
+    if let Some(cvc) = cvc {
+        body["cvc"] = json!(cvc);
+    }
+    if let Some(holder) = holder {
+        body["cardholder_name"] = json!(holder);
+    }
+    let r = vault.call(&vault.pki.merchant, "POST", "/v1/tokens", Some(body)).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.body["token"].as_str().unwrap().to_owned()
+}
+
+/// The authorization template the gateway sends.
+fn authorization(reference: &str, amount: i64) -> Value {
+    json!({
+        "merchant_id": "m_1",
+        "reference": reference,
+        "amount": amount,
+        "currency": "UZS",
+        "card": {
+            "number": "{{card.number}}",
+            "exp_month": "{{card.exp_month}}",
+            "exp_year": "{{card.exp_year}}",
+            "cvc": "{{card.cvc}}",
+            "holder": "{{card.holder}}",
+        },
+    })
+}
+
+fn relay_request(token: &str, body: Value) -> Value {
+    json!({
+        "token": token,
+        "merchant_id": "m_1",
+        "destination": "sandbox_acquirer",
+        "method": "POST",
+        "path": "/acquirer/v1/authorizations",
+        "body": body,
+    })
+}
+
+async fn relay(vault: &TestVault, request: Value) -> paysys_vault_client::VaultResponse {
+    vault.call(&vault.pki.gateway, "POST", "/v1/relay", Some(request)).await
+}
+
+/// The vault's relay audit records.
+async fn relay_records(vault: &TestVault) -> Vec<Value> {
+    let r = vault.call(&vault.pki.alice, "GET", "/v1/audit/records?limit=5000", None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body["records"].as_array().unwrap().iter().filter(|r| r["operation"] == "relay").cloned().collect()
+}
+
+async fn stored_cvcs(vault: &TestVault) -> i64 {
+    let r = vault.call(&vault.pki.alice, "GET", "/v1/sys/status", None).await;
+    r.body["counts"]["cvcs"].as_i64().unwrap()
+}
+
+#[tokio::test]
+async fn gateway_relays_an_authorization_and_the_cvc_is_used_once() {
+    for backend in backends() {
+        let (vault, sandbox) = stack(&backend).await;
+        let token = tokenize(&vault, "4242424242424242", Some("737"), Some("A HOLDER")).await;
+        assert_eq!(stored_cvcs(&vault).await, 1);
+
+        let r = relay(&vault, relay_request(&token, authorization("tx_1", 150_000))).await;
+        assert_eq!(r.status, 200, "{}: {}", backend.name(), r.body);
+        assert_eq!(r.body["status"], 200, "{}", r.body);
+        assert!(r.body["content_type"].as_str().unwrap().starts_with("application/json"), "{}", r.body);
+        let answer = &r.body["body"];
+        assert_eq!(answer["approved"], true, "{answer}");
+        assert_eq!(answer["amount"], 150_000);
+        assert_eq!(answer["card"]["masked_number"], "424242******4242");
+        let raw = String::from_utf8_lossy(&r.raw);
+        assert!(!raw.contains("4242424242424242"), "PAN in the relay answer: {raw}");
+        assert!(!raw.contains("\"737\""), "CVC in the relay answer: {raw}");
+        // The CVC went with the relay's audit record.
+        assert_eq!(stored_cvcs(&vault).await, 0, "{}", backend.name());
+
+        // A second relay of the same token sends no CVC: the sandbox accepts a missing
+        // one (recurring payments have none), and the answer is the same approval.
+        let r = relay(&vault, relay_request(&token, authorization("tx_2", 1_000))).await;
+        assert_eq!((r.status, &r.body["body"]["approved"]), (200, &json!(true)), "{}", r.body);
+
+        // One audit record per relay, naming the destination and the upstream status.
+        let records = relay_records(&vault).await;
+        assert_eq!(records.len(), 2, "{records:?}");
+        for record in &records {
+            assert_eq!(record["principal"], "spiffe://paysys/gateway");
+            assert_eq!(record["token"], token.as_str());
+            assert_eq!(record["merchant_id"], "m_1");
+            assert_eq!(record["decision"], "allow");
+            assert_eq!(record["outcome"], "ok destination=sandbox_acquirer upstream_status=200");
+        }
+        let verify = vault.call(&vault.pki.alice, "GET", "/v1/audit/verify", None).await;
+        assert_eq!(verify.body["ok"], true, "{}", verify.body);
+        // No card data in the vault's log.
+        let log = vault.log_text();
+        assert!(!log.contains("4242424242424242") && !log.contains("737\""), "card data in the vault log");
+        sandbox.stop().await;
+        vault.finish().await;
+    }
+}
+
+/// Where the CVC lands is visible at the sandbox when the template puts it in the
+/// reference: the first relay carries it, the second sends `null`.
+#[tokio::test]
+async fn a_second_relay_sends_null_for_the_used_cvc() {
+    for backend in backends() {
+        let (vault, sandbox) = stack(&backend).await;
+        let token = tokenize(&vault, "5555555555554444", Some("418"), None).await;
+        let mut template = authorization("{{card.cvc}}", 500);
+        template["card"]["cvc"] = Value::Null;
+        template["card"]["holder"] = json!("{{card.holder}}");
+
+        let first = relay(&vault, relay_request(&token, template.clone())).await;
+        assert_eq!((first.status, &first.body["status"]), (200, &json!(200)), "{}", first.body);
+        // The sandbox echoes the reference — the CVC — and the vault masks it.
+        assert_eq!(first.body["body"]["reference"], "***", "{}", first.body);
+        assert!(!String::from_utf8_lossy(&first.raw).contains("418"), "{}", first.body);
+        // The sandbox did receive it: its ledger has an authorization under that reference.
+        let ledger = sandbox.call(&vault.pki.ca_cert, None, "GET", "/acquirer/v1/ledger?reference=418", None).await;
+        assert_eq!(ledger.body["entries"].as_array().map(Vec::len), Some(1), "{}", ledger.body);
+        // The holder was never given: null, accepted.
+
+        let second = relay(&vault, relay_request(&token, template)).await;
+        assert_eq!(second.status, 200, "{}", second.body);
+        assert_eq!(second.body["status"], 400, "{}", second.body);
+        assert_eq!(second.body["body"]["error"]["code"], "invalid_request", "{}", second.body);
+        let message = second.body["body"]["error"]["message"].as_str().unwrap();
+        assert!(message.contains("null"), "the second relay should send null: {message}");
+        sandbox.stop().await;
+        vault.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn a_hostile_cardholder_name_arrives_as_one_string() {
+    let (vault, sandbox) = stack(&Backend::Sqlite).await;
+    let hostile = r#"X"}, "amount": 1, "capture": true, "y": {"z": ""#;
+    let token = tokenize(&vault, "4242424242424242", None, Some(hostile)).await;
+    // The holder goes both where the sandbox ignores it and where it would show.
+    let mut template = authorization("tx_inj", 777_000);
+    template["card"]["cvc"] = Value::Null;
+    let r = relay(&vault, relay_request(&token, template)).await;
+    assert_eq!((r.status, &r.body["status"]), (200, &json!(200)), "{}", r.body);
+    let answer = &r.body["body"];
+    assert_eq!((answer["approved"].clone(), answer["amount"].clone()), (json!(true), json!(777_000)), "{answer}");
+    assert_eq!(answer["status"], "authorized", "capture must not have been injected: {answer}");
+
+    // As the reference (which the sandbox validates and would echo) it is refused as a
+    // plain, malformed string — not parsed as JSON structure.
+    let template = authorization("{{card.holder}}", 777_000);
+    let r = relay(&vault, relay_request(&token, template)).await;
+    assert_eq!(r.body["status"], 422, "{}", r.body);
+    assert_eq!(r.body["body"]["error"]["code"], "invalid_reference", "{}", r.body);
+    sandbox.stop().await;
+    vault.finish().await;
+}
+
+#[tokio::test]
+async fn every_refusal_has_its_code_and_is_audited() {
+    let (vault, sandbox) = stack(&Backend::Sqlite).await;
+    let token = tokenize(&vault, "4242424242424242", Some("123"), None).await;
+    let base = relay_request(&token, authorization("tx_r", 100));
+    let with = |changes: &[(&str, Value)]| {
+        let mut request = base.clone();
+        for (key, value) in changes {
+            request[*key] = value.clone();
+        }
+        request
+    };
+    let cases: Vec<(&str, Value, u16, &str)> = vec![
+        ("unknown destination", with(&[("destination", json!("nowhere"))]), 403, "relay_destination_not_allowed"),
+        (
+            "a field the DS may not receive",
+            with(&[
+                ("destination", json!("sandbox_ds")),
+                ("path", json!("/3ds/v1/areq")),
+                ("body", json!({"cvc": "{{card.cvc}}"})),
+            ]),
+            403,
+            "relay_field_not_allowed",
+        ),
+        ("path outside the prefix", with(&[("path", json!("/issuer/v1/balance"))]), 403, "relay_path_not_allowed"),
+        (
+            "path climbing out",
+            with(&[("path", json!("/acquirer/../issuer/v1/balance"))]),
+            403,
+            "relay_path_not_allowed",
+        ),
+        ("double slash", with(&[("path", json!("/acquirer//v1/authorizations"))]), 403, "relay_path_not_allowed"),
+        ("encoded dots", with(&[("path", json!("/acquirer/%2e%2e/issuer"))]), 403, "relay_path_not_allowed"),
+        ("query smuggling", with(&[("path", json!("/acquirer/v1?a=1?/../issuer"))]), 403, "relay_path_not_allowed"),
+        (
+            "embedded placeholder",
+            with(&[("body", json!({"card": {"number": "pan {{card.number}}"}}))]),
+            400,
+            "relay_template_invalid",
+        ),
+        ("unknown placeholder", with(&[("body", json!({"pan": "{{card.pan}}"}))]), 400, "relay_template_invalid"),
+        ("unknown token", with(&[("token", json!("tok_0000000000000000000000"))]), 404, "token_not_found"),
+        ("another merchant's token", with(&[("merchant_id", json!("m_2"))]), 404, "token_not_found"),
+        ("unknown field", with(&[("url", json!("https://evil.example"))]), 400, "invalid_request"),
+        ("bad method", with(&[("method", json!("DELETE"))]), 400, "invalid_request"),
+    ];
+    for (what, request, status, code) in &cases {
+        let r = relay(&vault, request.clone()).await;
+        assert_eq!((r.status, r.error_code()), (*status, Some(*code)), "{what}: {}", r.body);
+    }
+    // A merchant (dev policy: no relay) and a stranger are forbidden outright.
+    for who in [&vault.pki.merchant, &vault.pki.stranger, &vault.pki.alice] {
+        let r = vault.call(who, "POST", "/v1/relay", Some(base.clone())).await;
+        assert_eq!((r.status, r.error_code()), (403, Some("forbidden")), "{}", who.principal);
+    }
+    // Nothing was sent: the CVC is still there, and the sandbox saw no authorization.
+    assert_eq!(stored_cvcs(&vault).await, 1);
+    let ledger = sandbox.call(&vault.pki.ca_cert, None, "GET", "/acquirer/v1/ledger", None).await;
+    assert_eq!(ledger.body["entries"], json!([]), "{}", ledger.body);
+    // Every refusal is in the audit log with its code.
+    let records = relay_records(&vault).await;
+    assert_eq!(records.len(), cases.len() + 3);
+    for (record, (what, _, _, code)) in records.iter().zip(&cases) {
+        assert!(record["outcome"].as_str().unwrap().starts_with(code), "{what}: {record}");
+    }
+    assert!(records
+        .iter()
+        .any(|r| r["outcome"] == "relay_destination_not_allowed destination=nowhere" && r["decision"] == "deny"));
+    sandbox.stop().await;
+    vault.finish().await;
+}
+
+/// A policy where merchants may relay their own tokens.
+const MERCHANTS_RELAY: &str = r#"
+[roles.merchant]
+principals = ["spiffe://paysys/merchant/*"]
+operations = ["tokens.create", "tokens.read", "relay"]
+scope = "own"
+destinations = ["sandbox_acquirer"]
+
+[roles.officer]
+principals = ["spiffe://paysys/officer/*"]
+operations = ["keys.status", "audit.read"]
+
+[destinations.sandbox_acquirer]
+url = "https://localhost:9443"
+path_prefix = "/acquirer/"
+fields = ["number", "exp_month", "exp_year", "cvc", "holder"]
+
+[destinations.sandbox_ds]
+url = "https://localhost:9443"
+path_prefix = "/3ds/"
+fields = ["number"]
+"#;
+
+#[tokio::test]
+async fn a_merchant_scoped_principal_relays_only_its_own_tokens() {
+    let (vault, sandbox) = stack_with(&Backend::Sqlite, |_, _| {}, |_| Vec::new(), Some(MERCHANTS_RELAY)).await;
+    let token = tokenize(&vault, "4242424242424242", None, None).await;
+    let request = relay_request(&token, authorization("tx_own", 100));
+    let r = vault.call(&vault.pki.merchant, "POST", "/v1/relay", Some(request.clone())).await;
+    assert_eq!((r.status, &r.body["status"]), (200, &json!(200)), "{}", r.body);
+    // m_2 naming m_1's token, with either merchant id: as if it did not exist.
+    let r = vault.call(&vault.pki.other_merchant, "POST", "/v1/relay", Some(request.clone())).await;
+    assert_eq!((r.status, r.error_code()), (404, Some("token_not_found")), "{}", r.body);
+    let mut as_m2 = request;
+    as_m2["merchant_id"] = json!("m_2");
+    let r = vault.call(&vault.pki.other_merchant, "POST", "/v1/relay", Some(as_m2)).await;
+    assert_eq!((r.status, r.error_code()), (404, Some("token_not_found")), "{}", r.body);
+    // A destination the policy defines but does not give this role.
+    let mut to_ds = relay_request(&token, json!({"n": "{{card.number}}"}));
+    to_ds["destination"] = json!("sandbox_ds");
+    to_ds["path"] = json!("/3ds/v1/areq");
+    let r = vault.call(&vault.pki.merchant, "POST", "/v1/relay", Some(to_ds)).await;
+    assert_eq!((r.status, r.error_code()), (403, Some("relay_destination_not_allowed")), "{}", r.body);
+    sandbox.stop().await;
+    vault.finish().await;
+}
+
+#[tokio::test]
+async fn the_slow_card_times_out_within_the_cap() {
+    let (vault, sandbox) = stack_with(
+        &Backend::Sqlite,
+        |_, o| o.auth_delay_ms = 10_000,
+        |_| vec!["--relay-timeout-max-ms".into(), "1500".into()],
+        None,
+    )
+    .await;
+    let token = tokenize(&vault, "4000000000000259", Some("123"), None).await;
+    let mut request = relay_request(&token, authorization("tx_slow", 100));
+    request["timeout_ms"] = json!(300);
+    let started = Instant::now();
+    let r = relay(&vault, request.clone()).await;
+    assert_eq!((r.status, r.error_code()), (504, Some("relay_timeout")), "{}", r.body);
+    assert!(started.elapsed() < Duration::from_millis(1_400), "{:?}", started.elapsed());
+    // Asking for more than the cap gets the cap.
+    request["timeout_ms"] = json!(600_000);
+    request["body"]["reference"] = json!("tx_slow_2");
+    let started = Instant::now();
+    let r = relay(&vault, request).await;
+    assert_eq!((r.status, r.error_code()), (504, Some("relay_timeout")), "{}", r.body);
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(1_400) && waited < Duration::from_millis(5_000), "{waited:?}");
+    // The CVC went with the first attempt, and both attempts are audited.
+    assert_eq!(stored_cvcs(&vault).await, 0);
+    let outcomes: Vec<Value> = relay_records(&vault).await.iter().map(|r| r["outcome"].clone()).collect();
+    assert_eq!(outcomes, vec![json!("relay_timeout destination=sandbox_acquirer"); 2]);
+    sandbox.stop().await;
+    vault.finish().await;
+}
+
+#[tokio::test]
+async fn a_destination_with_a_foreign_certificate_is_unreachable() {
+    let (vault, sandbox) =
+        stack_with(&Backend::Sqlite, |pki, o| o.server = pki.foreign_server.clone(), |_| Vec::new(), None).await;
+    let token = tokenize(&vault, "4242424242424242", None, None).await;
+    let r = relay(&vault, relay_request(&token, authorization("tx_foreign", 100))).await;
+    assert_eq!((r.status, r.error_code()), (502, Some("relay_unreachable")), "{}", r.body);
+    assert!(vault.log_text().contains("UnknownIssuer") || vault.log_text().contains("invalid peer certificate"));
+    sandbox.stop().await;
+    vault.finish().await;
+}
+
+#[tokio::test]
+async fn a_destination_requiring_mtls_gets_the_relay_client_certificate() {
+    let client_cert = |pki: &TestPki| {
+        vec![
+            "--relay-client-cert".into(),
+            pki.relay_client.cert.display().to_string(),
+            "--relay-client-key".into(),
+            pki.relay_client.key.display().to_string(),
+        ]
+    };
+    let (vault, sandbox) =
+        stack_with(&Backend::Sqlite, |pki, o| o.client_ca = Some(pki.ca_cert.clone()), client_cert, None).await;
+    let token = tokenize(&vault, "4242424242424242", None, None).await;
+    let r = relay(&vault, relay_request(&token, authorization("tx_mtls", 100))).await;
+    assert_eq!((r.status, &r.body["status"]), (200, &json!(200)), "{}", r.body);
+    sandbox.stop().await;
+    vault.finish().await;
+
+    // Without a client certificate the same sandbox refuses the handshake.
+    let (vault, sandbox) =
+        stack_with(&Backend::Sqlite, |pki, o| o.client_ca = Some(pki.ca_cert.clone()), |_| Vec::new(), None).await;
+    let token = tokenize(&vault, "4242424242424242", None, None).await;
+    let r = relay(&vault, relay_request(&token, authorization("tx_mtls", 100))).await;
+    assert_eq!((r.status, r.error_code()), (502, Some("relay_unreachable")), "{}", r.body);
+    sandbox.stop().await;
+    vault.finish().await;
+}
+
+#[tokio::test]
+async fn an_oversized_answer_is_refused() {
+    let (vault, sandbox) =
+        stack_with(&Backend::Sqlite, |_, _| {}, |_| vec!["--relay-max-response-bytes".into(), "64".into()], None).await;
+    let token = tokenize(&vault, "4242424242424242", None, None).await;
+    let r = relay(&vault, relay_request(&token, authorization("tx_big", 100))).await;
+    assert_eq!((r.status, r.error_code()), (502, Some("relay_response_too_large")), "{}", r.body);
+    sandbox.stop().await;
+    vault.finish().await;
+}
+
+#[tokio::test]
+async fn many_concurrent_relays_share_pooled_connections() {
+    let (vault, sandbox) = stack(&Backend::Sqlite).await;
+    let token = tokenize(&vault, "4242424242424242", None, None).await;
+    let vault = std::sync::Arc::new(vault);
+    let mut tasks = Vec::new();
+    for worker in 0..8 {
+        let vault = vault.clone();
+        let token = token.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut conn = vault.connect(&vault.pki.gateway).await;
+            for i in 0..25 {
+                let request = relay_request(&token, authorization(&format!("tx_{worker}_{i}"), 100));
+                let r = conn.call("POST", "/v1/relay", Some(&request)).await.unwrap();
+                assert_eq!((r.status, &r.body["body"]["approved"]), (200, &json!(true)), "{}", r.body);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(relay_records(&vault).await.len(), 200);
+    sandbox.stop().await;
+    std::sync::Arc::try_unwrap(vault).unwrap().finish().await;
+}

@@ -1,0 +1,18 @@
+//! The relay: the vault sends a request carrying card data to an allow-listed
+//! destination on the gateway's behalf, so the gateway never holds a card number.
+//!
+//! * [`client`] — the HTTPS client: rustls (ring) verifying the destination against
+//!   `--relay-ca` only, optional client certificate, HTTP/1.1 keep-alive pool, timeout
+//!   and response-size limit.
+//! * [`template`] — placeholders (`{{card.number}}` …) found and filled on the parsed
+//!   JSON tree, never by splicing text.
+//! * [`mask`] — what comes back is masked: card numbers to BIN+last4, the CVC removed.
+//!
+//! The HTTP handler (`api/relay.rs`) decides by policy and writes the audit record.
+
+pub mod client;
+pub mod mask;
+pub mod template;
+
+pub use client::{RelayClient, RelayConfig, RelayError, RelayMethod, RelayResponse};
+pub use template::{CardData, TemplateError};
