@@ -68,7 +68,10 @@ pub async fn records(
     };
     let limit = q.limit.clamp(1, MAX_EXPORT_PAGE);
     let page = vault.store.audit_records(q.after_seq.max(0), limit).await?;
-    let next_after_seq = page.last().map(|r| r.seq);
+    // A short page is the end: each call appends its own audit record, so "whatever is
+    // after the last one" would never run dry and an exporter would page forever.
+    let full = i64::try_from(page.len()).unwrap_or(i64::MAX) >= limit;
+    let next_after_seq = page.last().filter(|_| full).map(|r| r.seq);
     let records: Vec<Value> = page.iter().filter(|r| r.event.at >= since_ms).map(record_json).collect();
     vault.commit(Vec::new(), ctx.event("allow", "ok", None, None, None)).await?;
     Ok(Json(json!({ "records": records, "next_after_seq": next_after_seq })))
