@@ -19,6 +19,8 @@
 //!   dropped. Also used by the end-to-end tests and benchmarks.
 //! * [`stack`]: [`Stack`](stack::Stack), the `stack.json` that `paysys up` writes for
 //!   scripts, tests and benchmarks (URLs, pids, certificate paths).
+//! * [`rpc`]: `paysys rpc`, a signed JSON-RPC call to the stack's gateway as the dev
+//!   merchant.
 //! * [`up`]: `paysys up` itself — PKI, policy, vault init, start, wait for a signal,
 //!   stop.
 //! * `files.rs`: how the launcher writes files (atomically; keys 0600).
@@ -28,6 +30,7 @@
 
 mod files;
 pub mod pki;
+pub mod rpc;
 pub mod services;
 pub mod stack;
 #[cfg(test)]

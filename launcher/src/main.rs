@@ -20,6 +20,18 @@ enum Command {
     /// The development PKI.
     #[command(subcommand)]
     Pki(PkiCommand),
+    /// Call the stack's gateway as the dev merchant (signed with its secret from stack.json):
+    /// `paysys rpc payment.create '{"card_token":"tok_…","amount":1000,"currency":"USD",…}'`.
+    Rpc {
+        /// The JSON-RPC method, e.g. `payment.create`.
+        method: String,
+        /// Named params as a JSON object.
+        #[arg(default_value = "{}")]
+        params: String,
+        /// The stack's directory.
+        #[arg(long, default_value = DEFAULT_DIR)]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -87,6 +99,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 bin_dir: args.bin_dir,
             };
             tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(paysys::up::run(options))
+        }
+        Command::Rpc { method, params, dir } => {
+            let params: serde_json::Value =
+                serde_json::from_str(&params).map_err(|e| anyhow::anyhow!("params are not JSON: {e}"))?;
+            let stack = paysys::stack::Stack::read_from_dir(&dir)
+                .map_err(|e| anyhow::anyhow!("{e:#}; is `paysys up` running with --dir {}?", dir.display()))?;
+            let answer = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(paysys::rpc::call(&stack, &method, &params))?;
+            println!("{}", serde_json::to_string_pretty(&answer)?);
+            Ok(())
         }
         Command::Pki(PkiCommand::Init { dir, merchant_id }) => {
             let pki = paysys::pki::init_dev_pki(&dir, &merchant_id)?;

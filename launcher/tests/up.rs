@@ -31,18 +31,33 @@ async fn wait_for_stack(dir: &Path, child: &mut tokio::process::Child) -> Stack 
     }
 }
 
-#[tokio::test]
+/// `paysys rpc METHOD PARAMS --dir DIR`, as a user would run it; its JSON answer.
+fn rpc(dir: &Path, method: &str, params: &serde_json::Value) -> serde_json::Value {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_paysys"))
+        .args(["rpc", method, &params.to_string(), "--dir"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "paysys rpc {method}: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn up_starts_a_usable_stack_and_stops_cleanly_on_sigterm() {
-    if !bin_dir().join("paysys-vault").is_file() {
-        panic!("paysys-vault is not built next to paysys: run `cargo test --workspace`");
+    for service in ["paysys-vault", "paysys-sandbox", "paysys-gateway"] {
+        assert!(
+            bin_dir().join(service).is_file(),
+            "{service} is not built next to paysys: run `cargo test --workspace`"
+        );
     }
     let dir = std::env::temp_dir().join(format!("paysys-up-test-{}", rand::random::<u64>()));
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_paysys"))
-        .args(["up", "--vault-port", "0", "--dir"])
+        .args(["up", "--vault-port", "0", "--sandbox-port", "0", "--gateway-port", "0", "--dir"])
         .arg(&dir)
         .arg("--bin-dir")
         .arg(bin_dir())
         .env_remove("PAYSYS_VAULT_DATABASE_URL")
+        .env_remove("PAYSYS_GATEWAY_DATABASE_URL")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -70,6 +85,18 @@ async fn up_starts_a_usable_stack_and_stops_cleanly_on_sigterm() {
     let status = conn.call("GET", "/v1/sys/status", None).await.unwrap();
     assert_eq!(status.status, 403, "merchants may not read the vault's status: {}", status.body);
 
+    // The dev merchant pays with the token through the gateway, signing with `paysys rpc`
+    // (the vault relays the authorization to the sandbox; the gateway never sees the PAN).
+    let token = r.body["token"].as_str().unwrap().to_owned();
+    let params = serde_json::json!({
+        "card_token": token, "amount": 1500, "currency": "USD", "partner_trans_id": "up-test-1",
+    });
+    let paid = rpc(&dir, "payment.create", &params);
+    assert_eq!(paid["result"]["status"], "captured", "{paid}");
+    let checked = rpc(&dir, "payment.check", &serde_json::json!({ "partner_trans_id": "up-test-1" }));
+    assert_eq!(checked["result"]["transaction_id"], paid["result"]["transaction_id"], "{checked}");
+    assert!(!paid.to_string().contains("4242424242424242"));
+
     // SIGTERM: services stopped, stack.json gone, exit 0.
     let pid = child.id().unwrap();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap().success());
@@ -78,12 +105,14 @@ async fn up_starts_a_usable_stack_and_stops_cleanly_on_sigterm() {
     assert!(output.status.success(), "paysys up exited with {}: {stderr}", output.status);
     assert!(stderr.contains("DEV MODE"), "the dev banner is printed: {stderr}");
     assert!(!Stack::path_in(&dir).exists(), "stack.json is removed on a clean stop");
-    assert!(!Path::new(&format!("/proc/{}", stack.vault.pid)).exists(), "the vault process is gone");
+    for pid in [stack.vault.pid, stack.gateway.pid, stack.sandbox.pid] {
+        assert!(!Path::new(&format!("/proc/{pid}")).exists(), "every service process is gone");
+    }
     assert!(!stderr.contains("4242424242424242"), "no card number in the stack's logs");
 
     // A second `up` on the same directory reuses the PKI and the initialized vault.
     let again = tokio::process::Command::new(env!("CARGO_BIN_EXE_paysys"))
-        .args(["up", "--vault-port", "0", "--dir"])
+        .args(["up", "--vault-port", "0", "--sandbox-port", "0", "--gateway-port", "0", "--dir"])
         .arg(&dir)
         .arg("--bin-dir")
         .arg(bin_dir())
@@ -100,10 +129,11 @@ async fn up_starts_a_usable_stack_and_stops_cleanly_on_sigterm() {
         HttpVersion::Http1,
     )
     .unwrap();
-    let token = r.body["token"].as_str().unwrap();
     let mut conn = tls.connect(&restarted.vault.url).await.unwrap();
     let read = conn.call("GET", &format!("/v1/tokens/{token}"), None).await.unwrap();
     assert_eq!(read.status, 200, "the token survives a restart: {}", read.body);
+    let again_checked = rpc(&dir, "payment.check", &serde_json::json!({ "partner_trans_id": "up-test-1" }));
+    assert_eq!(again_checked["result"]["status"], "captured", "the payment survives a restart: {again_checked}");
     let pid = again.id().unwrap();
     std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
     tokio::time::timeout(Duration::from_secs(30), again.wait()).await.unwrap().unwrap();
