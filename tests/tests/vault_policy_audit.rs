@@ -182,7 +182,7 @@ async fn every_kind_of_tampering_is_found() {
     for backend in backends() {
         // (what was done, SQL, first broken seq, reason)
         let cases: &[(&str, &[&str], i64, &str)] = &[
-            ("edited field", &["UPDATE audit_log SET outcome = 'ok' WHERE seq = 4"], 4, "mac_mismatch"),
+            ("edited field", &["UPDATE audit_log SET outcome = 'tampered' WHERE seq = 4"], 4, "mac_mismatch"),
             ("deleted record", &["DELETE FROM audit_log WHERE seq = 5"], 5, "seq_gap"),
             (
                 "two records swapped",
@@ -216,8 +216,9 @@ async fn every_kind_of_tampering_is_found() {
             let ok = vault.call(&vault.pki.alice, "GET", "/v1/audit/verify", None).await;
             assert_eq!(ok.body["ok"], true, "{what}: {}", ok.body);
             let records = ok.body["records"].as_i64().unwrap();
-            assert!(records >= 6);
-            assert_eq!(verify_offline(&vault).await.0, true);
+            // init, three tokenizations, the refused status request.
+            assert!(records >= 5, "{records}");
+            assert!(verify_offline(&vault).await.0);
             vault.kill().await;
 
             tamper(&vault, sql).await;
@@ -231,6 +232,13 @@ async fn every_kind_of_tampering_is_found() {
             // The officer API reports the same break.
             vault.spawn(&VaultOptions::default()).await;
             let r = vault.call(&vault.pki.alice, "GET", "/v1/audit/verify", None).await;
+            if *what == "record inserted" {
+                // The inserted row took the next sequence number, so the vault cannot append
+                // the verify request's own record: it fails closed instead of answering.
+                assert_eq!(r.error_code(), Some("audit_unavailable"), "{what}: {}", r.body);
+                vault.finish().await;
+                continue;
+            }
             assert_eq!(r.body["ok"], false, "{what}");
             assert_eq!(r.body["first_break"]["reason"], *reason, "{what}");
             vault.finish().await;
