@@ -591,3 +591,64 @@ pub fn new_request_id() -> String {
     let n: u128 = rand::rngs::OsRng.gen();
     format!("kreq_{n:032x}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lifecycle(timeout: Duration) -> Lifecycle {
+        Lifecycle::new(LifecycleConfig { unseal_timeout: timeout, ..LifecycleConfig::default() })
+    }
+
+    #[test]
+    fn shares_accumulate_to_the_threshold_and_refusals_keep_progress() {
+        let root = RootKey::generate().unwrap();
+        let kcv = root.kcv().to_hex();
+        let shares: Vec<String> = root.split(3, 5).unwrap().iter().map(|s| s.to_text().to_string()).collect();
+        let other = RootKey::generate().unwrap().split(2, 2).unwrap()[0].to_text().to_string();
+        let unseal = lifecycle(Duration::from_secs(600));
+
+        assert!(matches!(
+            unseal.submit_share(&shares[0], &kcv, "alice"),
+            Ok(ShareOutcome::Progress { have: 1, need: 3, .. })
+        ));
+        assert!(matches!(unseal.submit_share(&shares[0], &kcv, "bob"), Err(ApiError::ShareDuplicate)));
+        assert!(matches!(unseal.submit_share(&other, &kcv, "bob"), Err(ApiError::ShareForeign)));
+        assert!(matches!(unseal.submit_share("pss1-nonsense", &kcv, "bob"), Err(ApiError::ShareInvalid)));
+        assert_eq!(unseal.progress(), (1, Some(3)));
+        assert!(matches!(unseal.submit_share(&shares[4], &kcv, "bob"), Ok(ShareOutcome::Progress { have: 2, .. })));
+        match unseal.submit_share(&shares[2], &kcv, "carol") {
+            Ok(ShareOutcome::Complete { root: rebuilt, need: 3, custodians, .. }) => {
+                assert_eq!(rebuilt.kcv(), root.kcv());
+                assert_eq!(custodians, ["alice", "bob", "carol"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(unseal.progress(), (0, None));
+    }
+
+    #[test]
+    fn progress_times_out() {
+        let root = RootKey::generate().unwrap();
+        let share = root.split(2, 2).unwrap()[0].to_text().to_string();
+        let unseal = lifecycle(Duration::from_millis(20));
+        assert!(unseal.submit_share(&share, &root.kcv().to_hex(), "alice").is_ok());
+        assert_eq!(unseal.progress().0, 1);
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(unseal.progress(), (0, None));
+    }
+
+    #[test]
+    fn key_actions_parse() {
+        assert_eq!(KeyAction::parse("rotate_kek", None, None, false).unwrap(), KeyAction::RotateKek);
+        assert_eq!(
+            KeyAction::parse("destroy", Some("kek"), Some(2), true).unwrap(),
+            KeyAction::Destroy { kind: KeyKind::Kek, version: 2, force: true }
+        );
+        assert_eq!(KeyAction::parse("retire", None, Some(1), false).unwrap().operation(), Operation::KeysRetire);
+        assert!(KeyAction::parse("retire", None, None, false).is_err());
+        assert!(KeyAction::parse("rotate_dek", None, None, true).is_err());
+        assert!(KeyAction::parse("rotate", None, None, false).is_err());
+        assert!(KeyAction::parse("retire", Some("root"), Some(1), false).is_err());
+    }
+}
