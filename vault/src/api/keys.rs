@@ -95,7 +95,7 @@ pub async fn list_keys(
                 let count = seals.get(&k.version).copied().unwrap_or(0);
                 row["encryptions"] = json!(count);
                 row["encryption_limit"] = json!(limit);
-                // Hundredths of a percent, so a report never shows 0% for a key in heavy use.
+                // A float, so a key in real use never shows as 0%.
                 row["encryption_limit_used_pct"] = json!((count as f64) * 100.0 / (limit as f64));
             }
             row
