@@ -59,7 +59,7 @@ impl fmt::Display for Report {
 
 /// A random 16-digit Visa number with a valid Luhn check digit, so every request
 /// tokenizes a distinct card.
-fn random_visa() -> String {
+pub fn random_visa() -> String {
     use rand::Rng;
     let mut rng = rand::thread_rng();
     let mut digits: Vec<u8> = vec![4];
@@ -193,6 +193,11 @@ impl PrivateVault {
         options.bin_dir = std::env::var_os("PAYSYS_BIN_DIR").map(PathBuf::from);
         let stack = paysys::up::start_stack(&options).await?;
         Ok(PrivateVault { stack, dir })
+    }
+
+    /// The stack description (PKI paths, officers).
+    pub fn stack(&self) -> &paysys::stack::Stack {
+        self.stack.stack()
     }
 
     /// Where to send load: the vault, with the dev merchant's certificate.
