@@ -280,6 +280,7 @@ async fn jobs(officer: &OfficerArgs, watch: bool) -> anyhow::Result<ExitCode> {
             }
         }
         std::io::stdout().flush()?;
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Each poll is an audited request: once a second is plenty for a progress bar.
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }

@@ -153,13 +153,16 @@ pub async fn list_jobs(
 }
 
 fn request_json(r: &KeyRequest) -> Value {
+    // A pending request past its expiry is shown as expired; the store row follows when
+    // someone tries to approve it.
+    let state = if r.state == "pending" && now_ms() > r.expires_at { "expired" } else { r.state.as_str() };
     json!({
         "id": r.id,
         "action": r.action,
         "kind": r.kind,
         "version": r.version,
         "force": r.force,
-        "state": r.state,
+        "state": state,
         "requested_by": r.requested_by,
         "requested_at": rfc3339(r.requested_at),
         "expires_at": rfc3339(r.expires_at),
