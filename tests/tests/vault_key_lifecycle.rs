@@ -427,3 +427,46 @@ async fn reencryption_survives_sigkill() {
         }
     }
 }
+
+async fn single_control(backend: Backend) {
+    // Only retirement needs a second officer in this policy: rotations and destruction
+    // execute at once — except a forced destroy, which always needs one.
+    let dir = paysys_tests::scratch_dir("single-control");
+    let policy = dir.join("policy.toml");
+    let text = paysys_policies::DEV_POLICY
+        .replace(r#"operations = ["keys.rotate", "keys.retire", "keys.destroy"]"#, r#"operations = ["keys.retire"]"#);
+    assert_ne!(text, paysys_policies::DEV_POLICY);
+    std::fs::write(&policy, text).unwrap();
+    let options = VaultOptions {
+        policy: Some(policy),
+        extra_args: ["--reencrypt-batch", "1", "--reencrypt-pause-ms", "600000"].map(String::from).to_vec(),
+        ..VaultOptions::default()
+    };
+    let vault = TestVault::start_with(&backend, options).await;
+    let alice = vault.pki.alice.clone();
+    tokenize_many(&vault, 3).await;
+    let r = vault.call(&alice, "POST", "/v1/keys/requests", Some(json!({"action": "rotate_kek"}))).await;
+    assert_eq!((r.status, r.body["state"].clone()), (200, json!("executed")), "{}", r.body);
+    assert_eq!(r.body["approved_by"], Value::Null);
+    assert_eq!(key_row(&vault, "kek", 2).await["state"], "active");
+    let r = vault.call(&alice, "POST", "/v1/keys/requests", Some(json!({"action": "rotate_dek"}))).await;
+    assert_eq!((r.status, r.body["state"].clone()), (200, json!("executed")), "{}", r.body);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = vault
+        .call(&alice, "POST", "/v1/keys/requests", Some(json!({"action": "destroy", "version": 1, "force": true})))
+        .await;
+    assert_eq!((r.status, r.error_code()), (409, Some("force_requires_approval")), "{}", r.body);
+    let r = vault
+        .call(&alice, "POST", "/v1/keys/requests", Some(json!({"action": "retire", "kind": "kek", "version": 1})))
+        .await;
+    assert_eq!((r.status, r.body["state"].clone()), (202, json!("pending")), "{}", r.body);
+    vault.finish().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn operations_without_dual_control_execute_at_once() {
+    for backend in backends() {
+        single_control(backend).await;
+    }
+}
