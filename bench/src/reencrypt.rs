@@ -1,6 +1,17 @@
 //! `paysys-bench reencrypt`: fill a private vault with cards, rotate the DEK under dual
 //! control (two dev officers), and report the re-encryption job's rate (records/s) and
 //! the tokenize rate while the job runs (the vault must keep serving).
+//!
+//! First numbers (release build, 100,000 cards, 16 clients, serve defaults: batch 500,
+//! pause 10 ms; a 2-core machine shared with other builds, so a floor, not a ceiling):
+//!
+//! | backend | re-encryption | tokenize while it runs |
+//! |---|---|---|
+//! | SQLite | 9,289 records/s | 1,175 ops/s (p99 55 ms) |
+//! | PostgreSQL | 9,558 records/s | 1,501 ops/s (p99 80 ms) |
+//!
+//! At that rate 1,000,000 cards take about 2 minutes; `--reencrypt-pause-ms` trades job
+//! speed for tokenize latency.
 
 use crate::load::{self, PrivateVault};
 use anyhow::Context;
