@@ -59,7 +59,7 @@ impl fmt::Display for Report {
 
 /// A random 16-digit Visa number with a valid Luhn check digit, so every request
 /// tokenizes a distinct card.
-fn random_visa() -> String {
+pub fn random_visa() -> String {
     use rand::Rng;
     let mut rng = rand::thread_rng();
     let mut digits: Vec<u8> = vec![4];
@@ -181,6 +181,7 @@ fn backend_of(url: &str) -> String {
 pub struct PrivateVault {
     _vault: paysys::services::ServiceProcess,
     target: Target,
+    pki: paysys::pki::DevPki,
     dir: PathBuf,
 }
 
@@ -200,7 +201,13 @@ impl PrivateVault {
             merchant_id: pki.merchant.id.clone(),
             backend: backend_of(database_url),
         };
-        Ok(PrivateVault { _vault: vault, target, dir })
+        // (pki moves into the struct below; the target holds its own copies.)
+        Ok(PrivateVault { _vault: vault, target, pki, dir })
+    }
+
+    /// The dev PKI of this vault (officers' certificates, too).
+    pub fn pki(&self) -> &paysys::pki::DevPki {
+        &self.pki
     }
 
     /// Where to send load: the vault, with the bench merchant's certificate.

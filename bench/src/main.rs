@@ -5,6 +5,7 @@
 //! paysys-bench tokenize --database-url sqlite:/tmp/bench/vault.db --concurrency 64 --duration 10
 //! paysys-bench tokenize --database-url postgres://postgres@127.0.0.1:5432/bench --concurrency 64
 //! paysys-bench tokenize --stack .paysys/stack.json --concurrency 16
+//! paysys-bench reencrypt --database-url sqlite:/tmp/bench/vault.db --cards 1000000
 //! ```
 //! Without `--stack` the benchmark starts its own vault (the `paysys-vault` binary next
 //! to this one) on a fresh dev PKI with the given database.
@@ -12,6 +13,7 @@
 #![allow(clippy::print_stdout)]
 
 mod load;
+mod reencrypt;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -30,6 +32,9 @@ struct Cli {
 enum Command {
     /// `POST /v1/tokens` with fresh random Visa numbers (reuse: false).
     Tokenize(TokenizeArgs),
+    /// Fill a private vault, rotate the DEK (two officers), report re-encryption records/s
+    /// and tokenize ops/s while the job runs.
+    Reencrypt(reencrypt::ReencryptArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -60,6 +65,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Tokenize(args) => tokenize(args).await,
+            Command::Reencrypt(args) => reencrypt::run(args).await,
         }
     })
 }

@@ -207,12 +207,53 @@ pub struct VaultOptions {
     /// A policy file to pass with `--policy` (else the built-in dev policy).
     pub policy: Option<PathBuf>,
     pub extra_args: Vec<String>,
+    /// Initialize with custodian shares (`--shares N --threshold M`) instead of a dev
+    /// root key file; the vault then starts sealed (set `dev_unseal: false`).
+    pub custodians: Option<(u8, u8)>,
 }
 
 impl Default for VaultOptions {
     fn default() -> Self {
-        VaultOptions { dev_unseal: true, policy: None, extra_args: Vec::new() }
+        VaultOptions { dev_unseal: true, policy: None, extra_args: Vec::new(), custodians: None }
     }
+}
+
+/// What `paysys-vault init --shares N --threshold M` printed.
+#[derive(Debug, Clone, Default)]
+pub struct Ceremony {
+    /// The custodian shares' text, in index order.
+    pub shares: Vec<String>,
+    /// Each share's check value, as printed beside it.
+    pub check_values: Vec<String>,
+    pub root_kcv: String,
+    /// Everything `init` wrote to stdout.
+    pub stdout: String,
+}
+
+/// Run `paysys-vault init` with custodian shares on `database_url`.
+pub async fn init_with_shares(database_url: &str, shares: u8, threshold: u8) -> Ceremony {
+    let out = Command::new(bin_path("paysys-vault"))
+        .args(["init", "--database-url", database_url])
+        .args(["--shares", &shares.to_string(), "--threshold", &threshold.to_string()])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "init failed: {}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let mut ceremony = Ceremony { stdout: stdout.clone(), ..Ceremony::default() };
+    for line in stdout.lines() {
+        if let Some(rest) = line.strip_prefix("initialized: root key KCV ") {
+            ceremony.root_kcv = rest.split(',').next().unwrap().to_owned();
+        }
+        if line.starts_with("share ") {
+            let (head, share) = line.rsplit_once(": ").unwrap();
+            ceremony.shares.push(share.to_owned());
+            let check = head.split("check value ").nth(1).unwrap().trim_end_matches(')');
+            ceremony.check_values.push(check.to_owned());
+        }
+    }
+    assert_eq!(ceremony.shares.len(), usize::from(shares), "{stdout}");
+    ceremony
 }
 
 /// A running `paysys-vault serve` process.
@@ -224,6 +265,8 @@ pub struct TestVault {
     pub db: TestDatabase,
     pub root_key_file: PathBuf,
     pub log_file: PathBuf,
+    /// The custodian ceremony, when initialized with shares.
+    pub ceremony: Option<Ceremony>,
     /// Serve processes (more than one when a test runs replicas on one database).
     children: Vec<Child>,
 }
@@ -245,14 +288,21 @@ impl TestVault {
     pub async fn start_prepared(backend: &Backend, dir: PathBuf, pki: TestPki, options: VaultOptions) -> TestVault {
         let db = TestDatabase::create(backend, &dir).await;
         let root_key_file = dir.join("root.key");
-        let init = Command::new(bin_path("paysys-vault"))
-            .args(["init", "--database-url", &db.url, "--dev-root-key-file"])
-            .arg(&root_key_file)
-            .output()
-            .await
-            .unwrap();
-        assert!(init.status.success(), "init failed: {}", String::from_utf8_lossy(&init.stderr));
+        let ceremony = match options.custodians {
+            Some((shares, threshold)) => Some(init_with_shares(&db.url, shares, threshold).await),
+            None => {
+                let init = Command::new(bin_path("paysys-vault"))
+                    .args(["init", "--database-url", &db.url, "--dev-root-key-file"])
+                    .arg(&root_key_file)
+                    .output()
+                    .await
+                    .unwrap();
+                assert!(init.status.success(), "init failed: {}", String::from_utf8_lossy(&init.stderr));
+                None
+            }
+        };
         let mut vault = TestVault {
+            ceremony,
             url: String::new(),
             dir: dir.clone(),
             pki,
@@ -306,6 +356,45 @@ impl TestVault {
             .unwrap_or_else(|| panic!("vault exited before listening; log:\n{}", self.log_text()));
         self.url = line.strip_prefix("paysys-vault listening on ").expect("listening line").to_owned();
         self.children.push(child);
+    }
+
+    /// Officer CLI arguments (`--vault-url --ca --cert --key`) for `who`.
+    pub fn officer_args(&self, who: &Identity) -> Vec<std::ffi::OsString> {
+        vec![
+            "--vault-url".into(),
+            self.url.clone().into(),
+            "--ca".into(),
+            self.pki.ca_cert.clone().into(),
+            "--cert".into(),
+            who.cert.clone().into(),
+            "--key".into(),
+            who.key.clone().into(),
+        ]
+    }
+
+    /// Run `paysys-vault <args…> <officer args of who>` with `stdin`; (success, stdout, stderr).
+    pub async fn officer_cli(&self, who: &Identity, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+        use tokio::io::AsyncWriteExt;
+        let mut child = Command::new(bin_path("paysys-vault"))
+            .args(args)
+            .args(self.officer_args(who))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        if let Some(text) = stdin {
+            input.write_all(text.as_bytes()).await.unwrap();
+            input.write_all(b"\n").await.unwrap();
+        }
+        drop(input);
+        let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await.unwrap().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     /// Stop every serve process (SIGKILL; [`TestVault::terminate`] stops cleanly).

@@ -39,6 +39,11 @@ async fn bad_client_certificates_fail_the_handshake() {
     assert!(!e.is_empty(), "no clientAuth usage: {e}");
 
     // The server logged each refusal; the good certificate still works.
+    // The server logs a refusal after the client has already seen the alert: give it a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while vault.log_text().matches("TLS handshake refused").count() < 4 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let log = vault.log_text();
     assert!(log.matches("TLS handshake refused").count() >= 4, "{log}");
     let ok = vault.call(&vault.pki.merchant, "GET", "/v1/sys/health", None).await;

@@ -168,7 +168,10 @@ async fn http2_is_served_too() {
 #[tokio::test]
 async fn a_sealed_vault_answers_503_until_unsealed() {
     for backend in backends() {
-        let vault = TestVault::start_with(&backend, VaultOptions { dev_unseal: false, ..Default::default() }).await;
+        // Started sealed with `--dev` (the hex-key unseal below is a dev-mode feature; without
+        // `--dev` it answers `dev_mode_required`, see vault_key_lifecycle.rs).
+        let options = VaultOptions { dev_unseal: false, extra_args: vec!["--dev".into()], ..Default::default() };
+        let vault = TestVault::start_with(&backend, options).await;
         let health = vault.call(&vault.pki.merchant, "GET", "/v1/sys/health", None).await;
         assert_eq!(health.body["sealed"], true);
         let r = vault

@@ -3,6 +3,7 @@
 use crate::api::{self, now_ms, Vault};
 use crate::committer::Committer;
 use crate::keyring::{KeyState, Keyring};
+use crate::lifecycle::{self, meta, Lifecycle, LifecycleConfig};
 use crate::relay::{RelayClient, RelayConfig};
 use crate::store::{self, AuditEvent, StoreError};
 use crate::{audit::ChainSigner, server, tls};
@@ -42,6 +43,96 @@ enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Custodian operations on a running vault over mTLS: unseal, seal, status.
+    #[command(subcommand)]
+    Operator(OperatorCommand),
+    /// Key lifecycle on a running vault over mTLS (officer certificate).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+/// How an officer's client reaches the vault: its URL and the officer's mTLS identity.
+#[derive(Debug, Args)]
+pub(crate) struct OfficerArgs {
+    /// The vault's URL, e.g. `https://127.0.0.1:8443`.
+    #[arg(long, env = "PAYSYS_VAULT_URL")]
+    pub(crate) vault_url: String,
+    /// PaySys CA certificate (to verify the vault).
+    #[arg(long, env = "PAYSYS_CA_CERT")]
+    pub(crate) ca: PathBuf,
+    /// Officer client certificate.
+    #[arg(long, env = "PAYSYS_CLIENT_CERT")]
+    pub(crate) cert: PathBuf,
+    /// Officer client key.
+    #[arg(long, env = "PAYSYS_CLIENT_KEY")]
+    pub(crate) key: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum OperatorCommand {
+    /// Submit one custodian share (read from the terminal without echo, or from stdin).
+    Unseal(OfficerArgs),
+    /// Seal the vault: every key is dropped from memory at once.
+    Seal(OfficerArgs),
+    /// Sealed or not, unseal progress and threshold.
+    Status(OfficerArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeysCommand {
+    /// Every key version: KCV, state, age vs cryptoperiod, records, seals vs the AES-GCM limit.
+    Status {
+        #[command(flatten)]
+        officer: OfficerArgs,
+        /// Print the vault's JSON as is.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Request a new KEK (DEKs are re-wrapped) or a new DEK (records are re-encrypted).
+    Rotate {
+        /// `kek` or `dek`.
+        #[arg(value_parser = ["kek", "dek"])]
+        kind: String,
+        #[command(flatten)]
+        officer: OfficerArgs,
+    },
+    /// Approve another officer's pending request; it executes at once.
+    Approve {
+        /// The request id (`kreq_…`).
+        id: String,
+        #[command(flatten)]
+        officer: OfficerArgs,
+    },
+    /// Request retirement of a version nothing depends on any more.
+    Retire {
+        version: i64,
+        /// `dek` (default) or `kek`.
+        #[arg(long, default_value = "dek", value_parser = ["kek", "dek"])]
+        kind: String,
+        #[command(flatten)]
+        officer: OfficerArgs,
+    },
+    /// Request destruction of a version's wrapped material (crypto-shredding).
+    Destroy {
+        version: i64,
+        /// `dek` (default) or `kek`.
+        #[arg(long, default_value = "dek", value_parser = ["kek", "dek"])]
+        kind: String,
+        /// Destroy even though records depend on it (they become unrecoverable); needs approval.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        officer: OfficerArgs,
+    },
+    /// Key requests and their states.
+    Requests(OfficerArgs),
+    /// Re-encryption jobs; `--watch` shows a progress bar with count, rate and ETA.
+    Jobs {
+        #[command(flatten)]
+        officer: OfficerArgs,
+        #[arg(long)]
+        watch: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -96,9 +187,15 @@ struct InitArgs {
     /// `sqlite:PATH` (default backend) or `postgres://…`.
     #[arg(long, env = "PAYSYS_VAULT_DATABASE_URL")]
     database_url: String,
-    /// DEVELOPMENT ONLY: write the root key to this file (mode 0600).
+    /// Split the root key into this many custodian shares (N)…
+    #[arg(long, requires = "threshold", conflicts_with = "dev_root_key_file")]
+    shares: Option<u8>,
+    /// …any this many of which (M, at least 2) unseal the vault.
+    #[arg(long, requires = "shares")]
+    threshold: Option<u8>,
+    /// DEVELOPMENT ONLY: write the root key to this file (mode 0600) instead of shares.
     #[arg(long, env = "PAYSYS_VAULT_DEV_ROOT_KEY_FILE")]
-    dev_root_key_file: PathBuf,
+    dev_root_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -155,6 +252,27 @@ struct ServeArgs {
     /// start the sandbox on a port chosen at run time.
     #[arg(long = "destination-url", value_name = "NAME=URL", value_parser = parse_destination_url)]
     destination_urls: Vec<(String, String)>,
+    /// Custodian shares given longer ago than this are discarded (unseal starts over).
+    #[arg(long, default_value_t = 600)]
+    unseal_timeout_secs: u64,
+    /// KEK cryptoperiod: `GET /v1/keys` flags older KEKs as past due.
+    #[arg(long, default_value_t = 365)]
+    kek_cryptoperiod_days: u32,
+    /// DEK cryptoperiod: `GET /v1/keys` flags older DEKs as past due.
+    #[arg(long, default_value_t = 90)]
+    dek_cryptoperiod_days: u32,
+    /// How long a key request waits for a second officer's approval.
+    #[arg(long, default_value_t = 24 * 3600)]
+    key_request_ttl_secs: u64,
+    /// Records re-encrypted per batch (one transaction each).
+    #[arg(long, default_value_t = 500)]
+    reencrypt_batch: u32,
+    /// Pause between re-encryption batches, so tokenization keeps its throughput.
+    #[arg(long, default_value_t = 10)]
+    reencrypt_pause_ms: u64,
+    /// How often the keyring is checked against the store (key changes by other replicas).
+    #[arg(long, default_value_t = 2)]
+    key_sync_secs: u64,
 }
 
 fn parse_destination_url(text: &str) -> Result<(String, String), String> {
@@ -182,6 +300,8 @@ pub fn main(cli: Cli) -> ExitCode {
             Command::Policy(PolicyCommand::Check { file }) => policy_check(&file),
             Command::Audit(AuditCommand::Verify(source)) => audit_verify(source).await,
             Command::Audit(AuditCommand::Export { source, since }) => audit_export(source, since).await,
+            Command::Operator(command) => crate::officer_cli::operator(command).await,
+            Command::Keys(command) => crate::officer_cli::keys(command).await,
         }
     });
     match result {
@@ -208,6 +328,11 @@ const DEV_BANNER: &str = "\
 *****************************************************************";
 
 async fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
+    let custodians = match (args.shares, args.threshold, &args.dev_root_key_file) {
+        (Some(n), Some(m), None) => Some((n, m)),
+        (None, None, Some(_)) => None,
+        _ => anyhow::bail!("give --shares N --threshold M (custodians), or --dev-root-key-file (development only)"),
+    };
     let store = store::open(&args.database_url).await.context("opening the database")?;
     store.migrate().await.context("migrating the database")?;
     if !store.load_keys().await?.is_empty() {
@@ -215,7 +340,28 @@ async fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(EXIT_ALREADY_INITIALIZED));
     }
     let (root, stored) = Keyring::generate(now_ms()).context("generating keys")?;
-    write_dev_key_file(&args.dev_root_key_file, &root)?;
+    // Split before anything is stored: an impossible M/N fails here and leaves no vault behind.
+    let shares = match custodians {
+        Some((n, m)) => Some(root.split(m, n).context("--threshold must be at least 2 and at most --shares")?),
+        None => None,
+    };
+    if let Some(path) = &args.dev_root_key_file {
+        write_dev_key_file(path, &root)?;
+    }
+    let remove_key_file = || {
+        if let Some(path) = &args.dev_root_key_file {
+            let _ = std::fs::remove_file(path);
+        }
+    };
+    let mut meta = vec![(meta::ROOT_KCV.to_owned(), root.kcv().to_hex())];
+    match custodians {
+        Some((n, m)) => {
+            meta.push((meta::UNSEAL_MODE.to_owned(), "custodians".to_owned()));
+            meta.push((meta::UNSEAL_THRESHOLD.to_owned(), m.to_string()));
+            meta.push((meta::UNSEAL_SHARES.to_owned(), n.to_string()));
+        }
+        None => meta.push((meta::UNSEAL_MODE.to_owned(), "dev".to_owned())),
+    }
     let audit_key = root.derive_audit_key().context("deriving the audit key")?;
     let event = AuditEvent {
         at: now_ms(),
@@ -228,27 +374,51 @@ async fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
         outcome: "ok".into(),
         key_version: Some(1),
     };
-    match store.insert_initial_keys(&stored, &event, &ChainSigner(&audit_key)).await {
+    match store.initialize(&stored, &meta, &event, &ChainSigner(&audit_key)).await {
         Ok(()) => {}
         Err(StoreError::AlreadyInitialized) => {
-            // Another init won the race; our key file opens nothing.
-            let _ = std::fs::remove_file(&args.dev_root_key_file);
+            // Another init won the race; our key file or shares open nothing.
+            remove_key_file();
             eprintln!("paysys-vault: already initialized");
             return Ok(ExitCode::from(EXIT_ALREADY_INITIALIZED));
         }
         Err(e) => {
-            let _ = std::fs::remove_file(&args.dev_root_key_file);
+            remove_key_file();
             return Err(e).context("storing the wrapped keys");
         }
     }
-    eprintln!("{DEV_BANNER}");
-    println!(
-        "initialized: root key KCV {}, KEK v1 KCV {}, DEK v1 KCV {}; dev root key written to {}",
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "initialized: root key KCV {}, KEK v1 KCV {}, DEK v1 KCV {}",
         root.kcv(),
         stored[0].kcv,
-        stored[1].kcv,
-        args.dev_root_key_file.display()
-    );
+        stored[1].kcv
+    )?;
+    match (&shares, &args.dev_root_key_file) {
+        (Some(shares), _) => {
+            let need = shares.first().map(|s| s.threshold()).unwrap_or_default();
+            writeln!(out, "custodian shares: any {need} of these {} unseal the vault.", shares.len())?;
+            writeln!(out, "Each share is shown only this once: hand each to its own custodian, keep none.")?;
+            for share in shares {
+                let text = share.to_text();
+                writeln!(
+                    out,
+                    "share {} of {} (check value {}): {}",
+                    share.index(),
+                    shares.len(),
+                    share.check_value(),
+                    text.as_str()
+                )?;
+            }
+        }
+        (None, Some(path)) => {
+            eprintln!("{DEV_BANNER}");
+            writeln!(out, "dev root key written to {}", path.display())?;
+        }
+        (None, None) => {}
+    }
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -340,8 +510,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         cvc_ttl_ms: i64::try_from(args.cvc_ttl_secs * 1000).unwrap_or(600_000),
         relay,
         cvc_claims: api::CvcClaims::default(),
+        lifecycle: Arc::new(Lifecycle::new(lifecycle_config(&args))),
     });
     tokio::spawn(sweep_cvcs(store, Duration::from_secs(args.cvc_sweep_secs.max(1))));
+    tokio::spawn(lifecycle::run_key_sync(vault.clone(), Duration::from_secs(args.key_sync_secs.max(1))));
+    // Resumes a job a killed process left running, as soon as the vault is unsealed.
+    tokio::spawn(lifecycle::run_reencryption(vault.clone()));
 
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
@@ -353,6 +527,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     server::serve_mtls(listener, tls_config, api::router(vault, args.max_body_bytes), shutdown_signal()).await?;
     tracing::info!("shut down");
     Ok(())
+}
+
+fn lifecycle_config(args: &ServeArgs) -> LifecycleConfig {
+    LifecycleConfig {
+        dev: args.dev,
+        unseal_timeout: Duration::from_secs(args.unseal_timeout_secs.max(1)),
+        kek_cryptoperiod_days: args.kek_cryptoperiod_days,
+        dek_cryptoperiod_days: args.dek_cryptoperiod_days,
+        request_ttl_ms: i64::try_from(args.key_request_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
+        reencrypt_batch: i64::from(args.reencrypt_batch.max(1)),
+        reencrypt_pause: Duration::from_millis(args.reencrypt_pause_ms),
+    }
 }
 
 /// Delete CVCs past their TTL, forever.

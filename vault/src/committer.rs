@@ -2,10 +2,15 @@
 //! task, which gathers whatever is waiting into a single transaction. Under load many
 //! tokenizations share one commit, which is what makes SQLite fast; at low load a
 //! batch is just one unit and nothing waits.
+//!
+//! Key-lifecycle changes (requests, approvals, rotations, re-encryption batches) go
+//! through the same task with [`Committer::commit_key_change`]: each runs alone in its own
+//! transaction with its audit record, in line with the card writes around it, and is
+//! signed with the audit key of the moment — so a sealed vault changes no keys.
 
 use crate::audit::ChainSigner;
 use crate::keyring::KeyState;
-use crate::store::{Store, StoreError, WriteUnit};
+use crate::store::{AuditEvent, KeyChange, Store, StoreError, WriteUnit};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -28,8 +33,18 @@ pub enum CommitError {
 }
 
 struct Job {
-    unit: WriteUnit,
+    work: Work,
     done: oneshot::Sender<Result<(), CommitError>>,
+}
+
+/// What a job asks the committer to write.
+// Units are the hot path and stay unboxed; key changes are rare and boxed.
+#[allow(clippy::large_enum_variant)]
+enum Work {
+    /// Card writes, batched with other units.
+    Unit(WriteUnit),
+    /// A key-store change, committed on its own.
+    KeyChange(Box<(KeyChange, AuditEvent)>),
 }
 
 /// Handle to the committer task.
@@ -40,7 +55,11 @@ pub struct Committer {
 
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Job").field("operation", &self.unit.audit.operation).finish()
+        let operation = match &self.work {
+            Work::Unit(unit) => &unit.audit.operation,
+            Work::KeyChange(change) => &change.1.operation,
+        };
+        f.debug_struct("Job").field("operation", operation).finish()
     }
 }
 
@@ -55,29 +74,66 @@ impl Committer {
     /// Commit one unit (its writes and its audit record) and wait until it is durable.
     pub async fn commit(&self, unit: WriteUnit) -> Result<(), CommitError> {
         let (done, wait) = oneshot::channel();
-        self.jobs.send(Job { unit, done }).await.map_err(|_| CommitError::Stopped)?;
+        self.jobs.send(Job { work: Work::Unit(unit), done }).await.map_err(|_| CommitError::Stopped)?;
+        wait.await.map_err(|_| CommitError::Stopped)?
+    }
+
+    /// Apply a key-store change with its audit record and wait until it is durable.
+    pub async fn commit_key_change(&self, change: KeyChange, audit: AuditEvent) -> Result<(), CommitError> {
+        let (done, wait) = oneshot::channel();
+        let work = Work::KeyChange(Box::new((change, audit)));
+        self.jobs.send(Job { work, done }).await.map_err(|_| CommitError::Stopped)?;
         wait.await.map_err(|_| CommitError::Stopped)?
     }
 }
 
 async fn run_committer(store: Arc<dyn Store>, keys: Arc<KeyState>, mut rx: mpsc::Receiver<Job>) {
-    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
+    let mut batch: Vec<(WriteUnit, oneshot::Sender<Result<(), CommitError>>)> = Vec::with_capacity(MAX_BATCH);
+    // A key change met while gathering a batch runs right after that batch.
+    let mut held: Option<Job> = None;
+    loop {
+        let first = match held.take() {
+            Some(job) => job,
+            None => match rx.recv().await {
+                Some(job) => job,
+                None => break,
+            },
+        };
+        match first.work {
+            Work::KeyChange(change) => {
+                let result = match keys.get() {
+                    None => Err(CommitError::Sealed),
+                    Some(keyring) => {
+                        let (change, audit) = *change;
+                        store
+                            .apply_key_change(&change, &audit, &ChainSigner(keyring.audit_key()))
+                            .await
+                            .map_err(CommitError::Store)
+                    }
+                };
+                let _ = first.done.send(result);
+                continue;
+            }
+            Work::Unit(unit) => batch.push((unit, first.done)),
+        }
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(Job { work: Work::Unit(unit), done }) => batch.push((unit, done)),
+                Ok(job) => {
+                    held = Some(job);
+                    break;
+                }
                 Err(_) => break,
             }
         }
         let Some(keyring) = keys.get() else {
-            for job in batch.drain(..) {
-                let _ = job.done.send(Err(CommitError::Sealed));
+            for (_, done) in batch.drain(..) {
+                let _ = done.send(Err(CommitError::Sealed));
             }
             continue;
         };
         let signer = ChainSigner(keyring.audit_key());
-        let (units, waiters): (Vec<WriteUnit>, Vec<_>) = batch.drain(..).map(|j| (j.unit, j.done)).unzip();
+        let (units, waiters): (Vec<WriteUnit>, Vec<_>) = batch.drain(..).unzip();
         match store.commit(&units, &signer).await {
             Ok(()) => {
                 for done in waiters {

@@ -58,6 +58,41 @@ pub enum ApiError {
     RelayResponseTooLarge,
     /// Anything else: detail logged, not returned.
     Internal(String),
+    /// A custodian share is malformed or its checksum does not match (mistyped or altered).
+    ShareInvalid,
+    /// This share (same index) was already given in this unseal.
+    ShareDuplicate,
+    /// The share belongs to another vault (its root KCV is not this vault's).
+    ShareForeign,
+    /// The share is from another ceremony (split) of this vault than the shares before it.
+    ShareMixed,
+    /// The threshold was reached but the rebuilt root key failed the KCV check, or it
+    /// did not open the stored keys; progress was reset.
+    UnsealFailed,
+    /// The operation is allowed only on a vault started with `--dev`.
+    DevModeRequired,
+    /// No such key request.
+    RequestNotFound,
+    /// The key request was already executed or expired.
+    RequestNotPending,
+    /// The key request expired before it was approved.
+    RequestExpired,
+    /// The officer who requested a key operation tried to approve it too.
+    ApprovalByRequester,
+    /// No key of this kind and version.
+    VersionNotFound,
+    /// Records (or DEKs, for a KEK) still depend on this key version.
+    VersionInUse,
+    /// The active version cannot be retired or destroyed; rotate first.
+    VersionActive,
+    /// The version is already retired or destroyed.
+    VersionState,
+    /// A re-encryption job is still running; wait for it before another DEK rotation.
+    ReencryptionRunning,
+    /// `force` is only accepted for a destroy that a second officer approves.
+    ForceRequiresApproval,
+    /// Another key change got there first; look at the state and try again.
+    KeyChangeConflict,
 }
 
 impl ApiError {
@@ -85,6 +120,23 @@ impl ApiError {
             ApiError::RelayUnreachable => (StatusCode::BAD_GATEWAY, "relay_unreachable"),
             ApiError::RelayResponseTooLarge => (StatusCode::BAD_GATEWAY, "relay_response_too_large"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+            ApiError::ShareInvalid => (StatusCode::BAD_REQUEST, "share_invalid"),
+            ApiError::ShareDuplicate => (StatusCode::CONFLICT, "share_duplicate"),
+            ApiError::ShareForeign => (StatusCode::BAD_REQUEST, "share_foreign"),
+            ApiError::ShareMixed => (StatusCode::BAD_REQUEST, "share_mixed_splits"),
+            ApiError::UnsealFailed => (StatusCode::BAD_REQUEST, "unseal_failed"),
+            ApiError::DevModeRequired => (StatusCode::FORBIDDEN, "dev_mode_required"),
+            ApiError::RequestNotFound => (StatusCode::NOT_FOUND, "request_not_found"),
+            ApiError::RequestNotPending => (StatusCode::CONFLICT, "request_not_pending"),
+            ApiError::RequestExpired => (StatusCode::CONFLICT, "request_expired"),
+            ApiError::ApprovalByRequester => (StatusCode::FORBIDDEN, "approval_by_requester"),
+            ApiError::VersionNotFound => (StatusCode::NOT_FOUND, "version_not_found"),
+            ApiError::VersionInUse => (StatusCode::CONFLICT, "version_in_use"),
+            ApiError::VersionActive => (StatusCode::CONFLICT, "version_active"),
+            ApiError::VersionState => (StatusCode::CONFLICT, "version_state"),
+            ApiError::ReencryptionRunning => (StatusCode::CONFLICT, "reencryption_running"),
+            ApiError::ForceRequiresApproval => (StatusCode::CONFLICT, "force_requires_approval"),
+            ApiError::KeyChangeConflict => (StatusCode::CONFLICT, "key_change_conflict"),
         }
     }
 
@@ -117,6 +169,27 @@ impl ApiError {
             ApiError::RelayUnreachable => "the destination could not be reached".into(),
             ApiError::RelayResponseTooLarge => "the destination's answer is too large".into(),
             ApiError::Internal(_) => "internal error".into(),
+            ApiError::ShareInvalid => "the share is malformed or mistyped (checksum mismatch)".into(),
+            ApiError::ShareDuplicate => "this share was already given".into(),
+            ApiError::ShareForeign => "the share belongs to another vault".into(),
+            ApiError::ShareMixed => "the share is from another ceremony than the shares given before".into(),
+            ApiError::UnsealFailed => {
+                "the shares do not rebuild this vault's root key; unseal progress was reset".into()
+            }
+            ApiError::DevModeRequired => "only a vault started with --dev accepts this".into(),
+            ApiError::RequestNotFound => "no such key request".into(),
+            ApiError::RequestNotPending => "the key request was already executed or has expired".into(),
+            ApiError::RequestExpired => "the key request expired before it was approved".into(),
+            ApiError::ApprovalByRequester => "a key request must be approved by a different officer".into(),
+            ApiError::VersionNotFound => "no key of this kind and version".into(),
+            ApiError::VersionInUse => "records or keys still depend on this key version".into(),
+            ApiError::VersionActive => "the active key version cannot be retired or destroyed; rotate first".into(),
+            ApiError::VersionState => "the key version is already retired or destroyed".into(),
+            ApiError::ReencryptionRunning => "a re-encryption job is still running".into(),
+            ApiError::ForceRequiresApproval => {
+                "force is accepted only for a destroy that a second officer approves".into()
+            }
+            ApiError::KeyChangeConflict => "another key change happened at the same time; try again".into(),
         }
     }
 }

@@ -6,7 +6,7 @@
 use crate::store::{KeyKind, StoredKey};
 use paysys_keys::{AuditKey, Dek, FingerprintKey, Kek, KeyError, RootKey};
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// Why a root key could not unseal the stored key hierarchy.
 #[derive(Debug, thiserror::Error)]
@@ -26,14 +26,50 @@ pub enum UnsealError {
     Derive(#[from] KeyError),
 }
 
+/// Key states as stored. Only `active` and `decrypt_only` keys are held in memory:
+/// a `retired` or `destroyed` version neither encrypts nor decrypts anything.
+pub mod state {
+    /// Encrypts (wraps) new data; one per kind.
+    pub const ACTIVE: &str = "active";
+    /// Still opens what is stored under it; seals nothing new.
+    pub const DECRYPT_ONLY: &str = "decrypt_only";
+    /// Nothing depends on it any more; not loaded at unseal.
+    pub const RETIRED: &str = "retired";
+    /// Wrapped material erased (crypto-shredding).
+    pub const DESTROYED: &str = "destroyed";
+
+    /// Is a key in this state held in memory while unsealed?
+    pub fn is_loaded(state: &str) -> bool {
+        state == ACTIVE || state == DECRYPT_ONLY
+    }
+}
+
+/// What a keyring was built from: (kind, version, state, wrapped_by) of every stored key.
+/// When the store says something else, another replica (or this one) changed the keys
+/// and the keyring is rebuilt.
+type Generation = Vec<(KeyKind, i64, String, i64)>;
+
+fn generation_of(stored: &[StoredKey]) -> Generation {
+    stored.iter().map(|k| (k.kind, k.version, k.state.clone(), k.wrapped_by)).collect()
+}
+
 /// The unsealed key hierarchy.
+///
+/// Keys sit behind `Arc`s so that a rebuilt keyring (after a rotation) shares the very
+/// same key objects for the versions it keeps: their seal counters carry on, and no key
+/// is unwrapped twice. The root key is dropped, and wiped, with the last keyring holding it.
 pub struct Keyring {
-    root: RootKey,
-    keks: BTreeMap<u32, Kek>,
-    deks: BTreeMap<u32, Dek>,
+    root: Arc<RootKey>,
+    keks: BTreeMap<u32, Arc<Kek>>,
+    active_kek: u32,
+    deks: BTreeMap<u32, Arc<Dek>>,
     active_dek: u32,
+    /// Seals already added to the store's per-key counters, per DEK version; shared by
+    /// every rebuild of this keyring.
+    flushed: Arc<Mutex<BTreeMap<u32, u64>>>,
     fingerprint: FingerprintKey,
     audit: AuditKey,
+    generation: Generation,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -45,6 +81,10 @@ impl std::fmt::Debug for Keyring {
             .field("active_dek", &self.active_dek)
             .finish()
     }
+}
+
+fn version_u32(v: i64, what: &'static str) -> Result<u32, UnsealError> {
+    u32::try_from(v).map_err(|_| UnsealError::Inconsistent(what))
 }
 
 impl Keyring {
@@ -60,7 +100,7 @@ impl Keyring {
                 wrapped_by: 0,
                 wrapped: root.wrap_kek(&kek)?,
                 kcv: kek.kcv().to_hex(),
-                state: "active".into(),
+                state: state::ACTIVE.into(),
                 created_at: now_ms,
             },
             StoredKey {
@@ -69,7 +109,7 @@ impl Keyring {
                 wrapped_by: 1,
                 wrapped: kek.wrap_dek(&dek)?,
                 kcv: dek.kcv().to_hex(),
-                state: "active".into(),
+                state: state::ACTIVE.into(),
                 created_at: now_ms,
             },
         ];
@@ -80,44 +120,97 @@ impl Keyring {
     /// Every wrapped key is authenticated (AES-GCM), so a wrong root key fails here,
     /// before any card data is decrypted.
     pub fn unseal(root: RootKey, stored: &[StoredKey]) -> Result<Keyring, UnsealError> {
+        Keyring::build(Arc::new(root), stored, None)
+    }
+
+    /// The same root key over a changed key store (after a rotation, retirement or
+    /// destruction here or on another replica). Versions kept are shared, not unwrapped again.
+    pub fn rebuild(&self, stored: &[StoredKey]) -> Result<Keyring, UnsealError> {
+        Keyring::build(self.root.clone(), stored, Some(self))
+    }
+
+    /// Does this keyring reflect exactly these stored keys?
+    pub fn is_current(&self, stored: &[StoredKey]) -> bool {
+        self.generation == generation_of(stored)
+    }
+
+    fn build(root: Arc<RootKey>, stored: &[StoredKey], previous: Option<&Keyring>) -> Result<Keyring, UnsealError> {
         if stored.is_empty() {
             return Err(UnsealError::NotInitialized);
         }
         let mut keks = BTreeMap::new();
-        for k in stored.iter().filter(|k| k.kind == KeyKind::Kek && k.state != "destroyed") {
-            let version =
-                u32::try_from(k.version).map_err(|_| UnsealError::Inconsistent("KEK version out of range"))?;
-            let kek = root.unwrap_kek(version, &k.wrapped).map_err(|_| UnsealError::WrongRootKey)?;
+        let mut active_kek = None;
+        for k in stored.iter().filter(|k| k.kind == KeyKind::Kek && state::is_loaded(&k.state)) {
+            let version = version_u32(k.version, "KEK version out of range")?;
+            let kek = match previous.and_then(|p| p.keks.get(&version)) {
+                Some(kek) => kek.clone(),
+                None => Arc::new(root.unwrap_kek(version, &k.wrapped).map_err(|_| UnsealError::WrongRootKey)?),
+            };
+            if k.state == state::ACTIVE {
+                active_kek = Some(version);
+            }
             keks.insert(version, kek);
         }
         let mut deks = BTreeMap::new();
         let mut active_dek = None;
-        for k in stored.iter().filter(|k| k.kind == KeyKind::Dek && k.state != "destroyed") {
-            let version =
-                u32::try_from(k.version).map_err(|_| UnsealError::Inconsistent("DEK version out of range"))?;
-            let kek_version =
-                u32::try_from(k.wrapped_by).map_err(|_| UnsealError::Inconsistent("KEK version out of range"))?;
-            let kek = keks.get(&kek_version).ok_or(UnsealError::Inconsistent("a DEK is wrapped by a missing KEK"))?;
-            let dek = kek.unwrap_dek(version, &k.wrapped).map_err(|_| UnsealError::WrongRootKey)?;
-            if k.state == "active" {
+        for k in stored.iter().filter(|k| k.kind == KeyKind::Dek && state::is_loaded(&k.state)) {
+            let version = version_u32(k.version, "DEK version out of range")?;
+            let dek = match previous.and_then(|p| p.deks.get(&version)) {
+                Some(dek) => dek.clone(),
+                None => {
+                    let kek_version = version_u32(k.wrapped_by, "KEK version out of range")?;
+                    let kek =
+                        keks.get(&kek_version).ok_or(UnsealError::Inconsistent("a DEK is wrapped by a missing KEK"))?;
+                    Arc::new(kek.unwrap_dek(version, &k.wrapped).map_err(|_| UnsealError::WrongRootKey)?)
+                }
+            };
+            if k.state == state::ACTIVE {
                 active_dek = Some(version);
             }
             deks.insert(version, dek);
         }
         let active_dek = active_dek.ok_or(UnsealError::Inconsistent("no active DEK"))?;
+        let active_kek = active_kek.ok_or(UnsealError::Inconsistent("no active KEK"))?;
         let fingerprint = root.derive_fingerprint_key()?;
         let audit = root.derive_audit_key()?;
-        Ok(Keyring { root, keks, deks, active_dek, fingerprint, audit })
+        let flushed = previous.map(|p| p.flushed.clone()).unwrap_or_default();
+        Ok(Keyring {
+            root,
+            keks,
+            active_kek,
+            deks,
+            active_dek,
+            flushed,
+            fingerprint,
+            audit,
+            generation: generation_of(stored),
+        })
     }
 
     /// The DEK that seals new card data.
     pub fn active_dek(&self) -> Option<&Dek> {
-        self.deks.get(&self.active_dek)
+        self.deks.get(&self.active_dek).map(Arc::as_ref)
     }
 
-    /// A DEK by version, for opening existing records.
+    /// A DEK by version, for opening existing records. `None` for a retired or
+    /// destroyed version: nothing decrypts with it any more.
     pub fn dek(&self, version: u32) -> Option<&Dek> {
-        self.deks.get(&version)
+        self.deks.get(&version).map(Arc::as_ref)
+    }
+
+    /// The KEK that wraps new DEKs.
+    pub fn active_kek(&self) -> Option<&Kek> {
+        self.keks.get(&self.active_kek).map(Arc::as_ref)
+    }
+
+    /// A KEK by version (active or decrypt-only).
+    pub fn kek(&self, version: u32) -> Option<&Kek> {
+        self.keks.get(&version).map(Arc::as_ref)
+    }
+
+    /// The root key, to wrap a new KEK.
+    pub(crate) fn root(&self) -> &RootKey {
+        &self.root
     }
 
     pub fn fingerprint_key(&self) -> &FingerprintKey {
@@ -135,6 +228,21 @@ impl Keyring {
     /// Seal counts per DEK version in this process (for the AES-GCM per-key limit).
     pub fn dek_encryptions(&self) -> Vec<(u32, u64)> {
         self.deks.iter().map(|(v, d)| (*v, d.encryptions())).collect()
+    }
+
+    /// Seals done since the last call, per DEK version, to add to the store's counters.
+    /// Marks them as counted; if storing them fails they are under-reported, never doubled.
+    pub fn take_unflushed_seals(&self) -> Vec<(i64, i64)> {
+        let Ok(mut flushed) = self.flushed.lock() else { return Vec::new() };
+        let mut out = Vec::new();
+        for (version, dek) in &self.deks {
+            let now = dek.encryptions();
+            let before = flushed.insert(*version, now).unwrap_or(0);
+            if now > before {
+                out.push((i64::from(*version), i64::try_from(now - before).unwrap_or(i64::MAX)));
+            }
+        }
+        out
     }
 }
 
@@ -164,6 +272,18 @@ impl KeyState {
     pub fn install(&self, keyring: Keyring) -> bool {
         match self.current.write() {
             Ok(mut guard) if guard.is_none() => {
+                *guard = Some(Arc::new(keyring));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Swap in a rebuilt keyring, if still unsealed. Returns false while sealed (a seal
+    /// that raced the rebuild wins: keys are not brought back).
+    pub fn replace(&self, keyring: Keyring) -> bool {
+        match self.current.write() {
+            Ok(mut guard) if guard.is_some() => {
                 *guard = Some(Arc::new(keyring));
                 true
             }

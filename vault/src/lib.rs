@@ -3,7 +3,8 @@
 //! # Layout
 //!
 //! * `main.rs` — the `paysys-vault` binary: parses flags and calls into this library.
-//! * [`cli`] — the commands (`init`, `serve`) and their configuration.
+//! * [`cli`] — the commands (`init`, `serve`, …) and their configuration.
+//! * `officer_cli.rs` — `operator …` and `keys …`: officer clients of the API over mTLS.
 //! * [`server`] — the mTLS accept loop (rustls, client certificates required).
 //! * [`tls`] — server TLS configuration and the [`tls::Principal`] from a client certificate.
 //! * [`api`] — HTTP handlers: tokens (`api/tokens.rs`), relay (`api/relay.rs`), sys
@@ -14,6 +15,7 @@
 //! * [`card`] — PAN, expiry and CVC validation; brand by BIN range.
 //! * [`token`] — random token generation (opaque and BIN+last4 formats).
 //! * [`keyring`] — the unsealed key hierarchy and the sealed/unsealed switch.
+//! * [`lifecycle`] — custodian unseal, rotation, re-encryption, retirement, dual control.
 //! * [`committer`] — group commit of writes with their audit records.
 //! * [`audit`] — the HMAC chain over audit records.
 //! * [`store`] — persistence behind one trait: SQLite (default) and PostgreSQL.
@@ -25,6 +27,8 @@ pub mod cli;
 pub mod committer;
 pub mod error;
 pub mod keyring;
+pub mod lifecycle;
+mod officer_cli;
 pub mod relay;
 pub mod server;
 pub mod store;

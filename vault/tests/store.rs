@@ -8,8 +8,8 @@
 #![allow(clippy::unwrap_used)]
 
 use paysys_vault::store::{
-    self, AuditEvent, AuditRecord, AuditSigner, CardRecord, CardWrite, Counts, CvcRecord, KeyKind, Store, StoreError,
-    StoredKey, WriteUnit,
+    self, AuditEvent, AuditRecord, AuditSigner, CardRecord, CardWrite, Counts, CvcRecord, DekUsage, KeyChange, KeyKind,
+    KeyRequest, ReencryptBatch, RequestDecision, Store, StoreError, StoredKey, WriteUnit,
 };
 use sqlx::Connection;
 use std::collections::hash_map::DefaultHasher;
@@ -141,6 +141,10 @@ store_tests! {
     audit_chain_stays_linear_under_concurrent_commits,
     audit_records_are_paged,
     counts_group_cards_by_dek,
+    vault_meta_is_stored_with_the_initial_keys,
+    a_request_is_decided_once,
+    a_reencryption_batch_moves_records_and_cursor_together,
+    seal_counts_add_up,
     #[ignore = "benchmark: prints commit throughput, asserts nothing about speed"]
     commit_throughput,
 }
@@ -580,4 +584,152 @@ async fn commit_throughput(db: &TestDb) {
             (total / batch) as f64 / elapsed.as_secs_f64()
         );
     }
+}
+
+// ---------------------------------------------------------------------------------
+// Key lifecycle.
+
+fn stored_key(kind: KeyKind, version: i64, wrapped_by: i64, state: &str) -> StoredKey {
+    StoredKey {
+        kind,
+        version,
+        wrapped_by,
+        wrapped: vec![version as u8; 40],
+        kcv: format!("{}{version}", kind.as_str()),
+        state: state.to_owned(),
+        created_at: 1,
+    }
+}
+
+async fn initialized(db: &TestDb) -> Arc<dyn Store> {
+    let store = db.open().await;
+    let keys = [stored_key(KeyKind::Kek, 1, 0, "active"), stored_key(KeyKind::Dek, 1, 1, "active")];
+    let meta = [("root_kcv".to_owned(), "abcdef".to_owned()), ("unseal_threshold".to_owned(), "3".to_owned())];
+    store.initialize(&keys, &meta, &event("sys.init", None), &TestSigner).await.unwrap();
+    store
+}
+
+async fn vault_meta_is_stored_with_the_initial_keys(db: &TestDb) {
+    let store = initialized(db).await;
+    assert_eq!(
+        store.meta().await.unwrap(),
+        vec![("root_kcv".to_owned(), "abcdef".to_owned()), ("unseal_threshold".to_owned(), "3".to_owned())]
+    );
+    let again = store
+        .initialize(&[], &[("root_kcv".to_owned(), "000000".to_owned())], &event("sys.init", None), &TestSigner)
+        .await;
+    assert!(matches!(again, Err(StoreError::AlreadyInitialized)), "{again:?}");
+    assert_eq!(store.meta().await.unwrap().len(), 2);
+}
+
+async fn a_request_is_decided_once(db: &TestDb) {
+    let store = initialized(db).await;
+    let request = KeyRequest {
+        id: "kreq_1".into(),
+        action: "rotate_kek".into(),
+        kind: None,
+        version: None,
+        force: false,
+        requested_by: "alice".into(),
+        requested_at: 10,
+        expires_at: 20,
+        state: "pending".into(),
+        approved_by: None,
+        decided_at: None,
+        result: None,
+    };
+    let create = KeyChange { insert_request: Some(request.clone()), ..KeyChange::default() };
+    store.apply_key_change(&create, &event("keys.rotate", None), &TestSigner).await.unwrap();
+    assert_eq!(store.key_request("kreq_1").await.unwrap(), Some(request.clone()));
+    let decide = |by: &str| KeyChange {
+        insert_keys: vec![stored_key(KeyKind::Kek, 2, 0, "active")],
+        update_keys: vec![stored_key(KeyKind::Kek, 1, 0, "decrypt_only")],
+        decide_request: Some(RequestDecision {
+            id: "kreq_1".into(),
+            state: "executed".into(),
+            approved_by: Some(by.into()),
+            decided_at: 15,
+            result: Some("done".into()),
+        }),
+        ..KeyChange::default()
+    };
+    store.apply_key_change(&decide("bob"), &event("keys.approve", None), &TestSigner).await.unwrap();
+    // A second approval (say, on another replica) changes nothing, not even the audit log.
+    let second = store.apply_key_change(&decide("carol"), &event("keys.approve", None), &TestSigner).await;
+    assert!(matches!(second, Err(StoreError::Conflict(_))), "{second:?}");
+    let decided = store.key_request("kreq_1").await.unwrap().unwrap();
+    assert_eq!((decided.state.as_str(), decided.approved_by.as_deref()), ("executed", Some("bob")));
+    let keys = store.load_keys().await.unwrap();
+    assert_eq!(keys.iter().filter(|k| k.kind == KeyKind::Kek).count(), 2);
+    assert_eq!(verified_chain(&*store).await.len(), 3);
+    assert_eq!(store.key_requests(10).await.unwrap().len(), 1);
+}
+
+async fn a_reencryption_batch_moves_records_and_cursor_together(db: &TestDb) {
+    let store = initialized(db).await;
+    let mut writes: Vec<CardWrite> = ["tok_a", "tok_b", "tok_c"]
+        .iter()
+        .map(|t| CardWrite::InsertCard(card(t, "m1", &format!("fp-{t}"), 1)))
+        .collect();
+    writes.push(CardWrite::InsertCvc(cvc("tok_b", i64::MAX)));
+    store.commit(&[unit(writes)], &TestSigner).await.unwrap();
+    let start = KeyChange {
+        insert_keys: vec![stored_key(KeyKind::Dek, 2, 1, "active")],
+        start_job: Some((1, 2, 4, 100)),
+        ..KeyChange::default()
+    };
+    store.apply_key_change(&start, &event("keys.rotate", None), &TestSigner).await.unwrap();
+    let job = store.reencrypt_jobs().await.unwrap().remove(0);
+    assert_eq!((job.state.as_str(), job.total, job.done, job.cursor.as_str()), ("running", 4, 0, ""));
+
+    let page = store.cards_for_reencrypt(1, "", 2).await.unwrap();
+    assert_eq!(page.iter().map(|c| c.token.as_str()).collect::<Vec<_>>(), vec!["tok_a", "tok_b"]);
+    let batch = |cards: Vec<(String, Vec<u8>)>, cvcs: Vec<(String, Vec<u8>)>, cursor: &str| KeyChange {
+        reencrypt: Some(ReencryptBatch {
+            job_id: job.id,
+            from_version: 1,
+            to_version: 2,
+            cards,
+            cvcs,
+            cursor: cursor.into(),
+            now: 200,
+        }),
+        ..KeyChange::default()
+    };
+    let moved = vec![("tok_a".to_owned(), b"v2-a".to_vec()), ("tok_b".to_owned(), b"v2-b".to_vec())];
+    store
+        .apply_key_change(&batch(moved.clone(), vec![], "tok_b"), &event("keys.reencrypt", None), &TestSigner)
+        .await
+        .unwrap();
+    // The same batch again (a replica racing) moves nothing: rows are matched on the old version.
+    store.apply_key_change(&batch(moved, vec![], "tok_b"), &event("keys.reencrypt", None), &TestSigner).await.unwrap();
+    let job_now = store.reencrypt_jobs().await.unwrap().remove(0);
+    assert_eq!((job_now.done, job_now.cursor.as_str()), (2, "tok_b"));
+    assert_eq!(store.find_card("tok_a").await.unwrap().unwrap().ciphertext, b"v2-a");
+    assert_eq!(store.find_card("tok_a").await.unwrap().unwrap().dek_version, 2);
+    assert_eq!(store.cards_for_reencrypt(1, "tok_b", 10).await.unwrap().len(), 1);
+
+    let cvcs = store.cvcs_for_reencrypt(1, 10).await.unwrap();
+    assert_eq!(cvcs.len(), 1);
+    assert_eq!((cvcs[0].0.token.as_str(), cvcs[0].1.as_str()), ("tok_b", "m1"));
+    let rest = batch(vec![("tok_c".into(), b"v2-c".to_vec())], vec![("tok_b".into(), b"v2-cvc".to_vec())], "tok_c");
+    store.apply_key_change(&rest, &event("keys.reencrypt", None), &TestSigner).await.unwrap();
+    let usage = store.dek_usage().await.unwrap();
+    assert_eq!(usage, vec![DekUsage { version: 2, cards: 3, cvcs: 1 }]);
+
+    let finish = KeyChange { finish_job: Some((job.id, "done".into(), None, 300)), ..KeyChange::default() };
+    store.apply_key_change(&finish, &event("keys.reencrypt", None), &TestSigner).await.unwrap();
+    let done = store.reencrypt_jobs().await.unwrap().remove(0);
+    assert_eq!((done.state.as_str(), done.done, done.finished_at), ("done", 4, Some(300)));
+    // A finished job takes no more batches.
+    let late = store.apply_key_change(&batch(vec![], vec![], ""), &event("keys.reencrypt", None), &TestSigner).await;
+    assert!(matches!(late, Err(StoreError::Conflict(_))), "{late:?}");
+    verified_chain(&*store).await;
+}
+
+async fn seal_counts_add_up(db: &TestDb) {
+    let store = initialized(db).await;
+    store.add_seals(&[(1, 5)]).await.unwrap();
+    store.add_seals(&[(1, 7), (9, 1)]).await.unwrap();
+    assert_eq!(store.seal_counts().await.unwrap(), vec![(1, 12)]);
 }

@@ -68,9 +68,10 @@ pub async fn records(
     };
     let limit = q.limit.clamp(1, MAX_EXPORT_PAGE);
     let page = vault.store.audit_records(q.after_seq.max(0), limit).await?;
-    // A full page means there may be more; a short page is the end for now. (Each call
-    // appends its own audit record, so "until a page comes back empty" would never end.)
-    let next_after_seq = if page.len() as i64 == limit { page.last().map(|r| r.seq) } else { None };
+    // A short page is the last one. Without this an exporter would page forever: each
+    // page request appends its own audit record, which the next page would return.
+    let next_after_seq =
+        if i64::try_from(page.len()).unwrap_or(i64::MAX) >= limit { page.last().map(|r| r.seq) } else { None };
     let records: Vec<Value> = page.iter().filter(|r| r.event.at >= since_ms).map(record_json).collect();
     vault.commit(Vec::new(), ctx.event("allow", "ok", None, None, None)).await?;
     Ok(Json(json!({ "records": records, "next_after_seq": next_after_seq })))

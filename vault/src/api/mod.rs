@@ -3,11 +3,14 @@
 //! * `tokens.rs` — tokenize, read metadata, delete (crypto-shred).
 //! * `relay.rs` — send a request with a token's card data to an allow-listed destination.
 //! * `sys.rs` — health, status, seal and unseal.
+//! * `sys.rs` — health, status, seal and unseal (custodian shares, or the dev key).
+//! * `keys.rs` — key lifecycle for officers: versions, requests, approvals, jobs.
 //!
 //! Each handler decides by policy, does its work, and appends its audit record in the
 //! same commit as its writes; reads append a record too.
 
 mod audit;
+mod keys;
 mod relay;
 mod sys;
 mod tokens;
@@ -42,6 +45,8 @@ pub struct Vault {
     pub relay: Option<crate::relay::RelayClient>,
     /// CVCs a relay in this process is using right now (see [`CvcClaims`]).
     pub cvc_claims: CvcClaims,
+    /// Key-lifecycle configuration and the custodian unseal in progress.
+    pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -62,6 +67,13 @@ pub fn router(vault: Arc<Vault>, max_body_bytes: usize) -> Router {
         .route("/v1/sys/seal", post(sys::seal))
         .route("/v1/audit/verify", get(audit::verify))
         .route("/v1/audit/records", get(audit::records))
+        .route("/v1/sys/seal-status", get(sys::seal_status))
+        .route("/v1/keys", get(keys::list_keys))
+        .route("/v1/keys/jobs", get(keys::list_jobs))
+        .route("/v1/keys/requests", get(keys::list_requests).post(keys::create_request))
+        .route("/v1/keys/requests/{id}", get(keys::get_request))
+        .route("/v1/keys/requests/{id}/approve", post(keys::approve_request))
+        .route("/v1/keys/verify-records", post(keys::verify_records))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))

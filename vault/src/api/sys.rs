@@ -1,8 +1,10 @@
-//! `GET /v1/sys/health`, `GET /v1/sys/status`, `POST /v1/sys/unseal`, `POST /v1/sys/seal`.
+//! `GET /v1/sys/health`, `GET /v1/sys/status`, `GET /v1/sys/seal-status`, `POST /v1/sys/unseal`,
+//! `POST /v1/sys/seal`.
 
 use super::{rfc3339, JsonBody, RequestContext, RequestId, Vault};
 use crate::error::ApiError;
 use crate::keyring::{Keyring, UnsealError};
+use crate::lifecycle::{meta, ShareOutcome};
 use crate::tls::Principal;
 use axum::extract::State;
 use axum::{Extension, Json};
@@ -72,11 +74,15 @@ pub async fn status(
     })))
 }
 
-/// `POST /v1/sys/unseal` body: the root key in hex (dev / single-custodian form).
+/// `POST /v1/sys/unseal` body: one custodian share (`pss1-…`), or — only on a vault
+/// started with `--dev` — the root key in hex.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UnsealRequest {
-    key: SecretString,
+    #[serde(default)]
+    share: Option<SecretString>,
+    #[serde(default)]
+    key: Option<SecretString>,
 }
 
 pub async fn unseal(
@@ -93,24 +99,88 @@ pub async fn unseal(
         return Err(ApiError::AlreadyUnsealed);
     }
     let JsonBody(req) = body?;
-    let root = RootKey::from_dev_key_hex(req.key.expose_secret()).map_err(|_| ApiError::UnsealKeyInvalid)?;
+    let (root, threshold, custodians) = match (req.share, req.key) {
+        (Some(share), None) => {
+            let meta = vault.store.meta().await?;
+            let root_kcv = meta
+                .iter()
+                .find(|(name, _)| name == meta::ROOT_KCV)
+                .map(|(_, value)| value.clone())
+                .ok_or_else(|| ApiError::Internal("no root KCV recorded; re-run init".into()))?;
+            match vault.lifecycle.submit_share(share.expose_secret(), &root_kcv, &ctx.principal.0) {
+                Ok(ShareOutcome::Progress { have, need, check_value }) => {
+                    tracing::info!(principal = %ctx.principal.0, progress = have, threshold = need, "unseal share accepted");
+                    return Ok(Json(json!({
+                        "sealed": true,
+                        "progress": have,
+                        "threshold": need,
+                        "share_check_value": check_value,
+                    })));
+                }
+                Ok(ShareOutcome::Complete { root, need, custodians, .. }) => (root, need, custodians),
+                Err(e) => {
+                    tracing::warn!(principal = %ctx.principal.0, code = e.code(), "unseal share refused");
+                    return Err(e);
+                }
+            }
+        }
+        (None, Some(key)) => {
+            if !vault.lifecycle.config.dev {
+                tracing::warn!(principal = %ctx.principal.0, "dev-key unseal refused: the vault was not started with --dev");
+                return Err(ApiError::DevModeRequired);
+            }
+            let root = RootKey::from_dev_key_hex(key.expose_secret()).map_err(|_| ApiError::UnsealKeyInvalid)?;
+            (root, 1, vec![ctx.principal.0.clone()])
+        }
+        _ => return Err(ApiError::InvalidRequest("give exactly one of share or key".into())),
+    };
     let stored = vault.store.load_keys().await?;
     let keyring = match Keyring::unseal(root, &stored) {
         Ok(k) => k,
         Err(UnsealError::WrongRootKey) => {
             tracing::warn!(principal = %ctx.principal.0, "unseal attempt with a wrong key");
-            return Err(ApiError::UnsealKeyInvalid);
+            return Err(if threshold == 1 { ApiError::UnsealKeyInvalid } else { ApiError::UnsealFailed });
         }
         Err(e) => return Err(ApiError::Internal(e.to_string())),
     };
     if !vault.keys.install(keyring) {
         return Err(ApiError::AlreadyUnsealed);
     }
-    tracing::info!(principal = %ctx.principal.0, "vault unsealed");
-    let mut event = ctx.event("allow", "ok", None, None, None);
-    event.operation = "sys.unseal".into();
-    vault.commit(Vec::new(), event).await?;
-    Ok(Json(json!({ "sealed": false })))
+    tracing::info!(principal = %ctx.principal.0, custodians = custodians.len(), "vault unsealed");
+    // One record per custodian who gave a share: who took part is what an auditor asks.
+    for custodian in &custodians {
+        let mut event = ctx.event("allow", "ok", None, None, None);
+        event.operation = "sys.unseal".into();
+        event.principal.clone_from(custodian);
+        vault.commit(Vec::new(), event).await?;
+    }
+    Ok(Json(json!({ "sealed": false, "progress": threshold, "threshold": threshold })))
+}
+
+/// `GET /v1/sys/seal-status`: sealed?, unseal progress and threshold (`sys.seal`).
+/// Answers while sealed too (it is what custodians look at), so it is not audited then.
+pub async fn seal_status(
+    State(vault): State<Arc<Vault>>,
+    Extension(principal): Extension<Principal>,
+    Extension(request_id): Extension<RequestId>,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = RequestContext { principal, request_id, operation: Operation::SysSeal };
+    if !vault.may_attempt(&ctx) {
+        return Err(ApiError::Forbidden);
+    }
+    let meta: std::collections::BTreeMap<String, String> = vault.store.meta().await?.into_iter().collect();
+    let (progress, in_progress_threshold) = vault.lifecycle.progress();
+    let threshold =
+        in_progress_threshold.or_else(|| meta.get(meta::UNSEAL_THRESHOLD).and_then(|t| t.parse::<usize>().ok()));
+    Ok(Json(json!({
+        "sealed": vault.keys.is_sealed(),
+        "progress": progress,
+        "threshold": threshold,
+        "shares": meta.get(meta::UNSEAL_SHARES).and_then(|t| t.parse::<usize>().ok()),
+        "unseal_mode": meta.get(meta::UNSEAL_MODE),
+        "root_kcv": meta.get(meta::ROOT_KCV),
+        "dev": vault.lifecycle.config.dev,
+    })))
 }
 
 pub async fn seal(
@@ -126,6 +196,7 @@ pub async fn seal(
     let event = ctx.event("allow", "ok", None, None, None);
     vault.commit(Vec::new(), event).await?;
     vault.keys.seal();
+    vault.lifecycle.reset_progress();
     tracing::warn!(principal = %ctx.principal.0, "vault sealed: keys dropped from memory");
     Ok(Json(json!({ "sealed": true })))
 }

@@ -173,6 +173,102 @@ pub struct Counts {
     pub cards_by_dek: Vec<(i64, i64)>,
 }
 
+/// A rotate / retire / destroy request under dual control, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRequest {
+    /// `kreq_` + 32 hex characters, random.
+    pub id: String,
+    /// `rotate_kek`, `rotate_dek`, `retire` or `destroy`.
+    pub action: String,
+    /// `kek` or `dek` for `retire`/`destroy`; `None` for rotations.
+    pub kind: Option<String>,
+    pub version: Option<i64>,
+    /// `destroy` even though records still depend on the version (crypto-shredding them).
+    pub force: bool,
+    pub requested_by: String,
+    pub requested_at: i64,
+    pub expires_at: i64,
+    /// `pending`, `executed` or `expired`.
+    pub state: String,
+    pub approved_by: Option<String>,
+    pub decided_at: Option<i64>,
+    /// What executing it did (e.g. `dek v3 active; job 2`), or why it expired.
+    pub result: Option<String>,
+}
+
+/// A change to a pending request, applied only if it is still `pending` (so two approvals
+/// racing each other execute the request once).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestDecision {
+    pub id: String,
+    /// `executed` or `expired`.
+    pub state: String,
+    pub approved_by: Option<String>,
+    pub decided_at: i64,
+    pub result: Option<String>,
+}
+
+/// A re-encryption job as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReencryptJob {
+    pub id: i64,
+    pub from_version: i64,
+    pub to_version: i64,
+    /// `running`, `done` or `failed`.
+    pub state: String,
+    /// Records under `from_version` when the job started (cards and CVCs).
+    pub total: i64,
+    /// Records moved so far.
+    pub done: i64,
+    /// Last card token moved ("" before the first batch).
+    pub cursor: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub finished_at: Option<i64>,
+    pub error: Option<String>,
+}
+
+/// One batch of a re-encryption job: new ciphertexts for records still under
+/// `from_version`, and the job's new cursor — written in one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReencryptBatch {
+    pub job_id: i64,
+    pub from_version: i64,
+    pub to_version: i64,
+    /// (token, ciphertext under `to_version`). A card changed meanwhile (deleted, or moved
+    /// by another replica) is skipped: the update matches on `from_version`.
+    pub cards: Vec<(String, Vec<u8>)>,
+    /// (token, ciphertext under `to_version`) of CVCs.
+    pub cvcs: Vec<(String, Vec<u8>)>,
+    pub cursor: String,
+    pub now: i64,
+}
+
+/// A change to the key store, applied atomically with its audit record: new or updated
+/// wrapped keys, a request created or decided, a job started, moved on or finished.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyChange {
+    pub insert_keys: Vec<StoredKey>,
+    /// Replace `wrapped`, `wrapped_by` and `state` of these (kind, version) rows.
+    pub update_keys: Vec<StoredKey>,
+    pub insert_request: Option<KeyRequest>,
+    /// Fails the whole change with [`StoreError::Conflict`] if the request is not pending.
+    pub decide_request: Option<RequestDecision>,
+    /// Start a job: (from_version, to_version, total, now).
+    pub start_job: Option<(i64, i64, i64, i64)>,
+    pub reencrypt: Option<ReencryptBatch>,
+    /// Finish a running job: (job id, `done` or `failed`, error, now).
+    pub finish_job: Option<(i64, String, Option<String>, i64)>,
+}
+
+/// Records under one DEK version.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DekUsage {
+    pub version: i64,
+    pub cards: i64,
+    pub cvcs: i64,
+}
+
 /// The vault's persistence. Implemented for SQLite and PostgreSQL; the same test suite
 /// runs against both.
 #[async_trait]
@@ -221,6 +317,48 @@ pub trait Store: Send + Sync + 'static {
     async fn audit_head(&self) -> Result<(i64, Vec<u8>), StoreError>;
 
     async fn counts(&self) -> Result<Counts, StoreError>;
+
+    /// Like [`Store::insert_initial_keys`], also storing the vault's public facts
+    /// (`vault_meta`: root KCV, unseal mode and threshold) in the same transaction.
+    async fn initialize(
+        &self,
+        keys: &[StoredKey],
+        meta: &[(String, String)],
+        audit: &AuditEvent,
+        signer: &dyn AuditSigner,
+    ) -> Result<(), StoreError>;
+
+    /// Every `vault_meta` entry.
+    async fn meta(&self) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// Apply a key-store change and append its audit record, in one transaction.
+    async fn apply_key_change(
+        &self,
+        change: &KeyChange,
+        audit: &AuditEvent,
+        signer: &dyn AuditSigner,
+    ) -> Result<(), StoreError>;
+
+    async fn key_request(&self, id: &str) -> Result<Option<KeyRequest>, StoreError>;
+    /// The newest requests first, at most `limit`.
+    async fn key_requests(&self, limit: i64) -> Result<Vec<KeyRequest>, StoreError>;
+    /// Every re-encryption job, newest first.
+    async fn reencrypt_jobs(&self) -> Result<Vec<ReencryptJob>, StoreError>;
+    /// Cards under DEK `version` with a token after `after_token`, in token order.
+    async fn cards_for_reencrypt(
+        &self,
+        version: i64,
+        after_token: &str,
+        limit: i64,
+    ) -> Result<Vec<CardRecord>, StoreError>;
+    /// CVCs under DEK `version` with their card's merchant (part of the CVC's AAD).
+    async fn cvcs_for_reencrypt(&self, version: i64, limit: i64) -> Result<Vec<(CvcRecord, String)>, StoreError>;
+    /// Cards and CVCs per DEK version.
+    async fn dek_usage(&self) -> Result<Vec<DekUsage>, StoreError>;
+    /// Add seal counts to DEKs: (version, seals done since the last call).
+    async fn add_seals(&self, deltas: &[(i64, i64)]) -> Result<(), StoreError>;
+    /// Seals recorded per DEK version.
+    async fn seal_counts(&self) -> Result<Vec<(i64, i64)>, StoreError>;
 }
 
 /// Open the store named by `url`: `sqlite:PATH` (created if missing, WAL) or

@@ -12,10 +12,12 @@
 
 use super::group_commit::{chain_records, segments, write_error, Segment};
 use super::rows::{
-    audit_from_row, card_from_row, cvc_from_row, key_from_row, AUDIT_COLUMNS, CARD_COLUMNS, CVC_COLUMNS, KEY_COLUMNS,
+    audit_from_row, card_from_row, cvc_from_row, job_from_row, key_from_row, request_from_row, AUDIT_COLUMNS,
+    CARD_COLUMNS, CVC_COLUMNS, JOB_COLUMNS, KEY_COLUMNS, REQUEST_COLUMNS,
 };
 use super::{
-    AuditEvent, AuditRecord, AuditSigner, CardRecord, Counts, CvcRecord, Store, StoreError, StoredKey, WriteUnit,
+    AuditEvent, AuditRecord, AuditSigner, CardRecord, Counts, CvcRecord, DekUsage, KeyChange, KeyRequest, ReencryptJob,
+    Store, StoreError, StoredKey, WriteUnit,
 };
 use async_trait::async_trait;
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -125,6 +127,21 @@ async fn insert_cvcs(tx: &mut Transaction<'static, Postgres>, cvcs: &[&CvcRecord
     Ok(())
 }
 
+async fn insert_key(tx: &mut Transaction<'static, Postgres>, key: &StoredKey) -> Result<(), StoreError> {
+    sqlx::query(&format!("INSERT INTO keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"))
+        .bind(key.kind.as_str())
+        .bind(key.version)
+        .bind(key.wrapped_by)
+        .bind(key.wrapped.as_slice())
+        .bind(key.kcv.as_str())
+        .bind(key.state.as_str())
+        .bind(key.created_at)
+        .execute(&mut **tx)
+        .await
+        .map_err(write_error)?;
+    Ok(())
+}
+
 async fn apply_segment(tx: &mut Transaction<'static, Postgres>, segment: &Segment<'_>) -> Result<(), StoreError> {
     if !segment.cards.is_empty() {
         insert_cards(tx, &segment.cards).await?;
@@ -171,30 +188,7 @@ impl Store for PostgresStore {
         audit: &AuditEvent,
         signer: &dyn AuditSigner,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        // Take the chain head first: two replicas initializing at once are serialized
-        // here, and the second sees the first one's keys.
-        sqlx::query("SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE").execute(&mut *tx).await?;
-        let present: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM keys)").fetch_one(&mut *tx).await?;
-        if present {
-            return Err(StoreError::AlreadyInitialized);
-        }
-        for key in keys {
-            sqlx::query(&format!("INSERT INTO keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"))
-                .bind(key.kind.as_str())
-                .bind(key.version)
-                .bind(key.wrapped_by)
-                .bind(key.wrapped.as_slice())
-                .bind(key.kcv.as_str())
-                .bind(key.state.as_str())
-                .bind(key.created_at)
-                .execute(&mut *tx)
-                .await
-                .map_err(write_error)?;
-        }
-        append_audit(&mut tx, std::iter::once(audit), signer).await?;
-        tx.commit().await.map_err(write_error)?;
-        Ok(())
+        self.initialize(keys, &[], audit, signer).await
     }
 
     async fn find_card(&self, token: &str) -> Result<Option<CardRecord>, StoreError> {
@@ -287,5 +281,246 @@ impl Store for PostgresStore {
                 .await?;
         tx.commit().await?;
         Ok(Counts { cards, cvcs, audit_records, cards_by_dek })
+    }
+
+    async fn initialize(
+        &self,
+        keys: &[StoredKey],
+        meta: &[(String, String)],
+        audit: &AuditEvent,
+        signer: &dyn AuditSigner,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Take the chain head first: two replicas initializing at once are serialized
+        // here, and the second sees the first one's keys.
+        sqlx::query("SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE").execute(&mut *tx).await?;
+        let present: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM keys)").fetch_one(&mut *tx).await?;
+        if present {
+            return Err(StoreError::AlreadyInitialized);
+        }
+        for key in keys {
+            insert_key(&mut tx, key).await?;
+        }
+        for (name, value) in meta {
+            sqlx::query("INSERT INTO vault_meta (name, value) VALUES ($1, $2)")
+                .bind(name)
+                .bind(value)
+                .execute(&mut *tx)
+                .await
+                .map_err(write_error)?;
+        }
+        append_audit(&mut tx, std::iter::once(audit), signer).await?;
+        tx.commit().await.map_err(write_error)?;
+        Ok(())
+    }
+
+    async fn meta(&self) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(sqlx::query_as("SELECT name, value FROM vault_meta ORDER BY name").fetch_all(&self.pool).await?)
+    }
+
+    async fn apply_key_change(
+        &self,
+        change: &KeyChange,
+        audit: &AuditEvent,
+        signer: &dyn AuditSigner,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(d) = &change.decide_request {
+            let done = sqlx::query(
+                "UPDATE key_requests SET state = $1, approved_by = $2, decided_at = $3, result = $4 \
+                 WHERE id = $5 AND state = 'pending'",
+            )
+            .bind(&d.state)
+            .bind(&d.approved_by)
+            .bind(d.decided_at)
+            .bind(&d.result)
+            .bind(&d.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(write_error)?;
+            if done.rows_affected() != 1 {
+                return Err(StoreError::Conflict("the request is no longer pending".into()));
+            }
+        }
+        if let Some(r) = &change.insert_request {
+            sqlx::query(&format!(
+                "INSERT INTO key_requests ({REQUEST_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            ))
+            .bind(&r.id)
+            .bind(&r.action)
+            .bind(&r.kind)
+            .bind(r.version)
+            .bind(r.force)
+            .bind(&r.requested_by)
+            .bind(r.requested_at)
+            .bind(r.expires_at)
+            .bind(&r.state)
+            .bind(&r.approved_by)
+            .bind(r.decided_at)
+            .bind(&r.result)
+            .execute(&mut *tx)
+            .await
+            .map_err(write_error)?;
+        }
+        for key in &change.insert_keys {
+            insert_key(&mut tx, key).await?;
+        }
+        for key in &change.update_keys {
+            sqlx::query("UPDATE keys SET wrapped = $1, wrapped_by = $2, state = $3 WHERE kind = $4 AND version = $5")
+                .bind(key.wrapped.as_slice())
+                .bind(key.wrapped_by)
+                .bind(key.state.as_str())
+                .bind(key.kind.as_str())
+                .bind(key.version)
+                .execute(&mut *tx)
+                .await
+                .map_err(write_error)?;
+        }
+        if let Some((from, to, total, now)) = change.start_job {
+            sqlx::query(
+                "INSERT INTO reencrypt_jobs (from_version, to_version, state, total, done, cursor, created_at, \
+                 updated_at) VALUES ($1, $2, 'running', $3, 0, '', $4, $4)",
+            )
+            .bind(from)
+            .bind(to)
+            .bind(total)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(write_error)?;
+        }
+        if let Some(batch) = &change.reencrypt {
+            let mut moved = 0u64;
+            for (table, rows) in [("cards", &batch.cards), ("cvcs", &batch.cvcs)] {
+                if rows.is_empty() {
+                    continue;
+                }
+                moved += sqlx::query(&format!(
+                    "UPDATE {table} t SET ciphertext = u.ct, dek_version = $1 \
+                     FROM UNNEST($2::text[], $3::bytea[]) AS u(token, ct) \
+                     WHERE t.token = u.token AND t.dek_version = $4"
+                ))
+                .bind(batch.to_version)
+                .bind(rows.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|(_, c)| c.as_slice()).collect::<Vec<_>>())
+                .bind(batch.from_version)
+                .execute(&mut *tx)
+                .await
+                .map_err(write_error)?
+                .rows_affected();
+            }
+            let done = sqlx::query(
+                "UPDATE reencrypt_jobs SET done = done + $1, cursor = $2, updated_at = $3 \
+                 WHERE id = $4 AND state = 'running'",
+            )
+            .bind(i64::try_from(moved).unwrap_or(i64::MAX))
+            .bind(&batch.cursor)
+            .bind(batch.now)
+            .bind(batch.job_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(write_error)?;
+            if done.rows_affected() != 1 {
+                return Err(StoreError::Conflict("the re-encryption job is not running".into()));
+            }
+        }
+        if let Some((id, state, error, now)) = &change.finish_job {
+            sqlx::query(
+                "UPDATE reencrypt_jobs SET state = $1, error = $2, finished_at = $3, updated_at = $3 \
+                 WHERE id = $4 AND state = 'running'",
+            )
+            .bind(state)
+            .bind(error)
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(write_error)?;
+        }
+        append_audit(&mut tx, std::iter::once(audit), signer).await?;
+        tx.commit().await.map_err(write_error)?;
+        Ok(())
+    }
+
+    async fn key_request(&self, id: &str) -> Result<Option<KeyRequest>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {REQUEST_COLUMNS} FROM key_requests WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(request_from_row).transpose()?)
+    }
+
+    async fn key_requests(&self, limit: i64) -> Result<Vec<KeyRequest>, StoreError> {
+        let rows =
+            sqlx::query(&format!("SELECT {REQUEST_COLUMNS} FROM key_requests ORDER BY requested_at DESC, id LIMIT $1"))
+                .bind(limit.max(0))
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.iter().map(request_from_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn reencrypt_jobs(&self) -> Result<Vec<ReencryptJob>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM reencrypt_jobs ORDER BY id DESC"))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(job_from_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn cards_for_reencrypt(
+        &self,
+        version: i64,
+        after_token: &str,
+        limit: i64,
+    ) -> Result<Vec<CardRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CARD_COLUMNS} FROM cards WHERE dek_version = $1 AND token > $2 ORDER BY token LIMIT $3"
+        ))
+        .bind(version)
+        .bind(after_token)
+        .bind(limit.max(0))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(card_from_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn cvcs_for_reencrypt(&self, version: i64, limit: i64) -> Result<Vec<(CvcRecord, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT v.token, v.dek_version, v.ciphertext, v.expires_at, c.merchant_id \
+             FROM cvcs v JOIN cards c ON c.token = v.token WHERE v.dek_version = $1 ORDER BY v.token LIMIT $2",
+        )
+        .bind(version)
+        .bind(limit.max(0))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((cvc_from_row(r)?, r.try_get::<String, _>(4)?))).collect()
+    }
+
+    async fn dek_usage(&self) -> Result<Vec<DekUsage>, StoreError> {
+        let rows: Vec<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT v, sum(cards)::bigint, sum(cvcs)::bigint FROM ( \
+             SELECT dek_version AS v, count(*) AS cards, 0::bigint AS cvcs FROM cards GROUP BY dek_version \
+             UNION ALL SELECT dek_version, 0::bigint, count(*) FROM cvcs GROUP BY dek_version) u GROUP BY v ORDER BY v",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(version, cards, cvcs)| DekUsage { version, cards, cvcs }).collect())
+    }
+
+    async fn add_seals(&self, deltas: &[(i64, i64)]) -> Result<(), StoreError> {
+        for (version, delta) in deltas {
+            sqlx::query("UPDATE keys SET seals = seals + $1 WHERE kind = 'dek' AND version = $2")
+                .bind(delta)
+                .bind(version)
+                .execute(&self.pool)
+                .await
+                .map_err(write_error)?;
+        }
+        Ok(())
+    }
+
+    async fn seal_counts(&self) -> Result<Vec<(i64, i64)>, StoreError> {
+        Ok(sqlx::query_as("SELECT version, seals FROM keys WHERE kind = 'dek' ORDER BY version")
+            .fetch_all(&self.pool)
+            .await?)
     }
 }

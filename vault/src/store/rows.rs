@@ -1,7 +1,7 @@
 //! Column lists and row decoding shared by both backends: the two schemas have the same
 //! columns in the same order, only the SQL types differ.
 
-use super::{AuditEvent, AuditRecord, CardRecord, CvcRecord, KeyKind, StoredKey};
+use super::{AuditEvent, AuditRecord, CardRecord, CvcRecord, KeyKind, KeyRequest, ReencryptJob, StoredKey};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 pub(super) const KEY_COLUMNS: &str = "kind, version, wrapped_by, wrapped, kcv, state, created_at";
@@ -115,5 +115,62 @@ where
         },
         prev_mac: col(row, 10)?,
         mac: col(row, 11)?,
+    })
+}
+
+pub(super) const REQUEST_COLUMNS: &str =
+    "id, action, kind, version, force, requested_by, requested_at, expires_at, state, approved_by, decided_at, result";
+pub(super) const JOB_COLUMNS: &str =
+    "id, from_version, to_version, state, total, done, cursor, created_at, updated_at, finished_at, error";
+
+/// A `key_requests` row selected with [`REQUEST_COLUMNS`].
+pub(super) fn request_from_row<'r, R>(row: &'r R) -> Result<KeyRequest, sqlx::Error>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
+    bool: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(KeyRequest {
+        id: col(row, 0)?,
+        action: col(row, 1)?,
+        kind: col(row, 2)?,
+        version: col(row, 3)?,
+        force: col(row, 4)?,
+        requested_by: col(row, 5)?,
+        requested_at: col(row, 6)?,
+        expires_at: col(row, 7)?,
+        state: col(row, 8)?,
+        approved_by: col(row, 9)?,
+        decided_at: col(row, 10)?,
+        result: col(row, 11)?,
+    })
+}
+
+/// A `reencrypt_jobs` row selected with [`JOB_COLUMNS`].
+pub(super) fn job_from_row<'r, R>(row: &'r R) -> Result<ReencryptJob, sqlx::Error>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(ReencryptJob {
+        id: col(row, 0)?,
+        from_version: col(row, 1)?,
+        to_version: col(row, 2)?,
+        state: col(row, 3)?,
+        total: col(row, 4)?,
+        done: col(row, 5)?,
+        cursor: col(row, 6)?,
+        created_at: col(row, 7)?,
+        updated_at: col(row, 8)?,
+        finished_at: col(row, 9)?,
+        error: col(row, 10)?,
     })
 }
