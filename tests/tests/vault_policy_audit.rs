@@ -37,14 +37,42 @@ async fn attempt(vault: &TestVault, who: &Identity, operation: &str) -> (u16, Op
             }
             r
         }
+        // Allowed for the gateway, it gets past the policy to the relay itself (this
+        // vault has no relay CA, so the destination is unreachable) — never `forbidden`.
+        "relay" => {
+            let token = vault.tokenize("4242424242424242").await;
+            let body = json!({
+                "token": token, "merchant_id": "m_1", "destination": "sandbox_acquirer", "method": "POST",
+                "path": "/acquirer/v1/authorizations", "body": {"card": {"number": "{{card.number}}"}},
+            });
+            vault.call(who, "POST", "/v1/relay", Some(body)).await
+        }
+        // Key requests: with the dev policy's dual control an allowed request is pending
+        // (202) until a second officer approves; nothing changes here.
+        "keys.rotate" => vault.call(who, "POST", "/v1/keys/requests", Some(json!({"action": "rotate_kek"}))).await,
+        "keys.retire" => {
+            vault
+                .call(who, "POST", "/v1/keys/requests", Some(json!({"action": "retire", "kind": "dek", "version": 1})))
+                .await
+        }
+        "keys.destroy" => {
+            vault
+                .call(who, "POST", "/v1/keys/requests", Some(json!({"action": "destroy", "kind": "dek", "version": 1})))
+                .await
+        }
+        // Bob requests, the principal under test approves.
+        "keys.approve" => {
+            let r =
+                vault.call(&vault.pki.bob, "POST", "/v1/keys/requests", Some(json!({"action": "rotate_kek"}))).await;
+            let id = r.body["id"].as_str().unwrap().to_owned();
+            vault.call(who, "POST", &format!("/v1/keys/requests/{id}/approve"), None).await
+        }
         other => unreachable!("{other}"),
     };
     (r.status, r.error_code().map(str::to_owned))
 }
 
-/// The default policy, as a table: principal × operation → allowed. (`relay` and the
-/// `keys.rotate|approve|retire|destroy` operations have no endpoint yet; their decisions
-/// are covered by the policy crate's own matrix test.)
+/// The default policy, as a table: principal × operation → allowed.
 const MATRIX: &[(&str, &[(&str, bool)])] = &[
     (
         "gateway",
@@ -55,6 +83,11 @@ const MATRIX: &[(&str, &[(&str, bool)])] = &[
             ("keys.status", false),
             ("audit.read", false),
             ("sys.seal", false),
+            ("relay", true),
+            ("keys.rotate", false),
+            ("keys.approve", false),
+            ("keys.retire", false),
+            ("keys.destroy", false),
         ],
     ),
     (
@@ -66,6 +99,11 @@ const MATRIX: &[(&str, &[(&str, bool)])] = &[
             ("keys.status", true),
             ("audit.read", true),
             ("sys.seal", true),
+            ("relay", false),
+            ("keys.rotate", true),
+            ("keys.approve", true),
+            ("keys.retire", true),
+            ("keys.destroy", true),
         ],
     ),
     (
@@ -77,6 +115,11 @@ const MATRIX: &[(&str, &[(&str, bool)])] = &[
             ("keys.status", false),
             ("audit.read", false),
             ("sys.seal", false),
+            ("relay", false),
+            ("keys.rotate", false),
+            ("keys.approve", false),
+            ("keys.retire", false),
+            ("keys.destroy", false),
         ],
     ),
     (
@@ -88,6 +131,11 @@ const MATRIX: &[(&str, &[(&str, bool)])] = &[
             ("keys.status", false),
             ("audit.read", false),
             ("sys.seal", false),
+            ("relay", false),
+            ("keys.rotate", false),
+            ("keys.approve", false),
+            ("keys.retire", false),
+            ("keys.destroy", false),
         ],
     ),
 ];
@@ -104,7 +152,17 @@ async fn default_policy_matrix_over_mtls() {
         };
         for (operation, allowed) in row.iter() {
             let (status, code) = attempt(&vault, who, operation).await;
-            if *allowed {
+            // Allowed operations that get past the policy to a refusal of their own: the
+            // relay has no destination CA here, and the active DEK cannot be retired or
+            // destroyed — both proving the request was not `forbidden`.
+            let past_policy = match *operation {
+                "relay" => Some((502, "relay_unreachable")),
+                "keys.retire" | "keys.destroy" => Some((409, "version_active")),
+                _ => None,
+            };
+            if let (true, Some((want_status, want_code))) = (*allowed, past_policy) {
+                assert_eq!((status, code.as_deref()), (want_status, Some(want_code)), "{name} {operation}");
+            } else if *allowed {
                 assert!(status < 300, "{name} {operation}: {status} {code:?}");
             } else {
                 assert_eq!((status, code.as_deref()), (403, Some("forbidden")), "{name} {operation}");
