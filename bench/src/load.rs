@@ -31,6 +31,12 @@ pub struct Report {
 }
 
 impl Report {
+    /// A report from unsorted latencies in microseconds.
+    pub fn new(mut latencies_us: Vec<u32>, errors: u64, elapsed: Duration) -> Report {
+        latencies_us.sort_unstable();
+        Report { ops: latencies_us.len() as u64, errors, elapsed, latencies_us }
+    }
+
     fn percentile(&self, p: f64) -> f64 {
         if self.latencies_us.is_empty() {
             return 0.0;

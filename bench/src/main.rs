@@ -6,13 +6,18 @@
 //! paysys-bench tokenize --database-url postgres://postgres@127.0.0.1:5432/bench --concurrency 64
 //! paysys-bench tokenize --stack .paysys/stack.json --concurrency 16
 //! paysys-bench reencrypt --database-url sqlite:/tmp/bench/vault.db --cards 1000000
+//! paysys-bench pay --stack .paysys/stack.json --concurrency 64
+//! paysys-bench pay --concurrency 64                       # private stack, SQLite
+//! paysys-bench pay --vault-database-url postgres://…/v --gateway-database-url postgres://…/g
 //! ```
-//! Without `--stack` the benchmark starts its own vault (the `paysys-vault` binary next
-//! to this one) on a fresh dev PKI with the given database.
+//! Without `--stack`, `tokenize` starts its own vault (the `paysys-vault` binary next to
+//! this one) on a fresh dev PKI with the given database, and `pay` its own `paysys up`
+//! stack (vault, sandbox, gateway on free ports) in a temporary directory.
 
 #![allow(clippy::print_stdout)]
 
 mod load;
+mod pay;
 mod reencrypt;
 
 use anyhow::Context;
@@ -35,6 +40,34 @@ enum Command {
     /// Fill a private vault, rotate the DEK (two officers), report re-encryption records/s
     /// and tokenize ops/s while the job runs.
     Reencrypt(reencrypt::ReencryptArgs),
+    /// End-to-end `payment.create` (auto capture) through the gateway, the vault relay
+    /// and the sandbox, with tokens tokenized first.
+    Pay(PayArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct PayArgs {
+    /// Use a running stack described by this stack.json (from `paysys up`).
+    #[arg(long, conflicts_with_all = ["vault_database_url", "gateway_database_url"])]
+    stack: Option<PathBuf>,
+    /// The private stack's vault database (default: SQLite in its directory).
+    #[arg(long)]
+    vault_database_url: Option<String>,
+    /// The private stack's gateway database (default: SQLite in its directory).
+    #[arg(long)]
+    gateway_database_url: Option<String>,
+    /// Concurrent clients, each with its own keep-alive HTTP/1.1 connection.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Measured seconds (after warm-up).
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Warm-up seconds, not measured.
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    /// Tokens per test card (four approving cards) in the pool paid with.
+    #[arg(long, default_value_t = 16)]
+    tokens_per_card: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -66,6 +99,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Tokenize(args) => tokenize(args).await,
             Command::Reencrypt(args) => reencrypt::run(args).await,
+            Command::Pay(args) => pay(args).await,
         }
     })
 }
@@ -94,6 +128,54 @@ async fn tokenize(args: TokenizeArgs) -> anyhow::Result<()> {
         "tokenize  backend={} http={} concurrency={} duration={}s",
         target.backend,
         if args.http2 { "2" } else { "1.1" },
+        args.concurrency,
+        args.duration
+    );
+    println!("{report}");
+    Ok(())
+}
+
+async fn pay(args: PayArgs) -> anyhow::Result<()> {
+    let (stack, private) = match &args.stack {
+        Some(path) => (paysys::stack::Stack::read(path)?, None),
+        None => {
+            let dir = std::env::temp_dir().join(format!("paysys-bench-pay-{}", std::process::id()));
+            let options = paysys::up::UpOptions {
+                merchant_id: "m_bench".into(),
+                vault_port: 0,
+                sandbox_port: 0,
+                gateway_port: 0,
+                vault_database_url: args.vault_database_url.clone(),
+                gateway_database_url: args.gateway_database_url.clone(),
+                bin_dir: std::env::var_os("PAYSYS_BIN_DIR").map(PathBuf::from),
+                ..paysys::up::UpOptions::new(&dir)
+            };
+            let running = paysys::up::start_stack(&options).await.context("starting a private stack")?;
+            (running.stack().clone(), Some((running, dir)))
+        }
+    };
+    let result = async {
+        let tokens = pay::token_pool(&stack, args.tokens_per_card).await?;
+        pay::run(
+            &stack,
+            &tokens,
+            args.concurrency,
+            Duration::from_secs(args.warmup),
+            Duration::from_secs(args.duration),
+        )
+        .await
+    }
+    .await;
+    if let Some((running, dir)) = private {
+        running.stop().await?;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let report = result?;
+    let backend = |url: &str| if url.starts_with("postgres") { "postgresql" } else { "sqlite" };
+    println!(
+        "pay  vault={} gateway={} sandbox=sqlite concurrency={} duration={}s",
+        backend(&stack.vault.database_url),
+        backend(&stack.gateway.database_url),
         args.concurrency,
         args.duration
     );

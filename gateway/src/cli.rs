@@ -247,7 +247,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             let _ = rx.wait_for(|stop| *stop).await;
         },
     ));
-    let app = Arc::new(App { gateway, secret_key });
+    let app = Arc::new(App::new(gateway, secret_key));
     // The launcher waits for exactly this line.
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "paysys-gateway listening on {scheme}://{addr}").context("writing to stdout")?;

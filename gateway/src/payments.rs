@@ -318,6 +318,7 @@ impl Gateway {
             capture: req.capture_method == CaptureMethod::Auto,
         };
         let outcome = self.vault.relay_authorization(&relay, self.config.acquirer_timeout).await;
+        let outcome = self.unmask_rrn(outcome).await;
         let now = now_ms();
         let mut ledger = Vec::new();
         let result = self.apply_relay_outcome(&mut p, outcome, now, &mut ledger);
@@ -333,6 +334,32 @@ impl Gateway {
         p.lease_until = 0;
         self.store.save_payment(&p, &ledger, None).await?;
         result
+    }
+
+    /// The vault masks every Luhn-valid 12–19-digit run in a relay answer, and one RRN
+    /// in ten passes Luhn. Such an answer's RRN is read again from the acquirer directly
+    /// (by its reference, no card data); if that fails the RRN is left out rather than
+    /// stored masked.
+    async fn unmask_rrn(&self, outcome: RelayOutcome) -> RelayOutcome {
+        let RelayOutcome::Answered { status: 200, mut body } = outcome else { return outcome };
+        let masked = body.get("rrn").and_then(Value::as_str).is_some_and(|rrn| !is_rrn(rrn));
+        if !masked {
+            return RelayOutcome::Answered { status: 200, body };
+        }
+        let acquirer_ref = body.get("acquirer_ref").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let rrn = match self.acquirer.authorization(&acquirer_ref).await {
+            AcquirerOutcome::Done(view) => {
+                view.get("rrn").and_then(Value::as_str).filter(|r| is_rrn(r)).map(Value::from)
+            }
+            _ => None,
+        };
+        if let Some(obj) = body.as_object_mut() {
+            match rrn {
+                Some(rrn) => obj.insert("rrn".into(), rrn),
+                None => obj.remove("rrn"),
+            };
+        }
+        RelayOutcome::Answered { status: 200, body }
     }
 
     async fn replay_create(&self, existing: PaymentRecord, digest: &str) -> Result<Value, RpcError> {
@@ -963,6 +990,11 @@ impl Gateway {
         }
         Ok(json!({ "card_token": token, "removed": true }))
     }
+}
+
+/// An RRN as the acquirer issues it: 12 digits (a masked one has `*`).
+fn is_rrn(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn error_code(body: &Value) -> String {

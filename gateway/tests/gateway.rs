@@ -175,7 +175,7 @@ impl Harness {
             acquirer: Arc::new(SandboxAcquirer::new(HttpsPool::new(client_tls(), &sandbox_url), timeout)),
             config: GatewayConfig { acquirer_timeout: timeout, lease_wait: Duration::from_secs(10) },
         });
-        let app = Arc::new(App { gateway: gateway.clone(), secret_key: key });
+        let app = Arc::new(App::new(gateway.clone(), key));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(paysys_gateway::run(listener, None, app, 64 * 1024, std::future::pending()));

@@ -1,11 +1,13 @@
-//! The sandbox and gateway as real processes next to a [`TestVault`], and a JSON-RPC
-//! client that signs its requests with the merchant's secret.
+//! The gateway as a real process next to a [`TestVault`] relaying to a [`TestSandbox`],
+//! and a JSON-RPC client that signs its requests with the merchant's secret.
 
-use crate::{bin_path, Backend, TestDatabase, TestVault};
+use crate::{
+    bin_path, scratch_dir, Backend, SandboxOptions, TestDatabase, TestPki, TestSandbox, TestVault, VaultOptions,
+    GATEWAY_BIN,
+};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use paysys_gateway::secrets::MerchantSecret;
-use paysys_vault_client::{ClientTls, HttpVersion};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -31,45 +33,17 @@ async fn spawn_listening(mut cmd: Command, prefix: &str, log_file: &PathBuf) -> 
     (child, url)
 }
 
-/// A running `paysys-sandbox serve` (TLS with the test PKI's server certificate).
-#[derive(Debug)]
-pub struct TestSandbox {
-    pub url: String,
-    pub log_file: PathBuf,
-    child: Child,
-}
-
-impl TestSandbox {
-    /// Start next to `vault` (same PKI and scratch dir). `auth_delay_ms`: how late the
-    /// slow card answers.
-    pub async fn start(vault: &TestVault, auth_delay_ms: u64) -> TestSandbox {
-        let log_file = vault.dir.join("sandbox.log");
-        let mut cmd = Command::new(bin_path("paysys-sandbox"));
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--database-url", "sqlite::memory:"])
-            .arg("--tls-cert")
-            .arg(&vault.pki.server_cert)
-            .arg("--tls-key")
-            .arg(&vault.pki.server_key)
-            .args(["--auth-delay-ms", &auth_delay_ms.to_string()])
-            .env("PAYSYS_LOG", "info");
-        let (child, url) = spawn_listening(cmd, "paysys-sandbox listening on ", &log_file).await;
-        TestSandbox { url, log_file, child }
-    }
-
-    /// `GET` on the sandbox's API (ledger, inquiry).
-    pub async fn get(&self, ca: &std::path::Path, path: &str) -> Value {
-        let tls = ClientTls::new(ca, None, HttpVersion::Http1).unwrap();
-        let mut conn = tls.connect(&self.url).await.unwrap();
-        conn.call("GET", path, None).await.unwrap().body
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log_file).unwrap_or_default()
-    }
-
-    pub async fn kill(&mut self) {
-        let _ = self.child.kill().await;
-    }
+/// A sandbox (slow card answering after `auth_delay_ms`) and a vault relaying
+/// `sandbox_acquirer` to it over TLS verified against the test PKI's CA — the way
+/// `paysys up` wires them (`--relay-ca`, `--destination-url`).
+pub async fn start_vault_and_sandbox(backend: &Backend, auth_delay_ms: u64) -> (TestVault, TestSandbox) {
+    let dir = scratch_dir(&format!("gateway-{}", backend.name()));
+    let pki = TestPki::generate(&dir);
+    let sandbox_options = SandboxOptions { auth_delay_ms, ..SandboxOptions::new(&pki) };
+    let sandbox = TestSandbox::start(&dir, &sandbox_options).await;
+    let options = VaultOptions { extra_args: sandbox.relay_args(&pki.ca_cert), ..VaultOptions::default() };
+    let vault = TestVault::start_prepared(backend, dir, pki, options).await;
+    (vault, sandbox)
 }
 
 /// How to start the gateway.
@@ -106,7 +80,7 @@ impl TestGateway {
         std::fs::create_dir_all(&dir).unwrap();
         let db = TestDatabase::create(backend, &dir).await;
         let key_file = dir.join("secret.key");
-        let gateway = bin_path("paysys-gateway");
+        let gateway = bin_path(GATEWAY_BIN);
         let out = Command::new(&gateway).arg("secret-key").arg("--out").arg(&key_file).output().await.unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let out = Command::new(&gateway)

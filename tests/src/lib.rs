@@ -8,9 +8,14 @@
 //!   officers, two merchants) plus the bad ones the TLS tests need.
 //! * [`Backend`] / [`backends`] — SQLite always, PostgreSQL when configured.
 //! * [`TestVault`] — a running vault process with its log captured to a file.
-//! * [`gateway`] — the sandbox and gateway processes and a signed JSON-RPC client.
+//! * [`gateway`] — the gateway process next to a [`TestVault`] and a [`TestSandbox`],
+//!   and a signed JSON-RPC client.
 //! * [`TestSandbox`] — a running sandbox card network (the relay's destination), the
 //!   real sandbox code built as this package's `paysys-e2e-sandbox` binary.
+//!
+//! The vault, sandbox and gateway run as this package's own `paysys-e2e-*` binaries
+//! (each exactly the service's `main`): cargo builds a package's binaries before its
+//! integration tests, so a stale binary is never tested.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -32,6 +37,14 @@ pub fn scratch_dir(tag: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// The vault binary the tests run: `paysys-vault`'s `main` built by this package, so it
+/// is never older than the code under test.
+pub const VAULT_BIN: &str = "paysys-e2e-vault";
+/// The sandbox binary the tests run (`paysys-sandbox`'s `main`, built by this package).
+pub const SANDBOX_BIN: &str = "paysys-e2e-sandbox";
+/// The gateway binary the tests run (`paysys-gateway`'s `main`, built by this package).
+pub const GATEWAY_BIN: &str = "paysys-e2e-gateway";
 
 /// Where the workspace's binaries are: `PAYSYS_BIN_DIR`, else next to the test binary's
 /// `deps/` directory (cargo builds the workspace binaries before running tests).
@@ -232,7 +245,7 @@ pub struct Ceremony {
 
 /// Run `paysys-vault init` with custodian shares on `database_url`.
 pub async fn init_with_shares(database_url: &str, shares: u8, threshold: u8) -> Ceremony {
-    let out = Command::new(bin_path("paysys-vault"))
+    let out = Command::new(bin_path(VAULT_BIN))
         .args(["init", "--database-url", database_url])
         .args(["--shares", &shares.to_string(), "--threshold", &threshold.to_string()])
         .output()
@@ -291,7 +304,7 @@ impl TestVault {
         let ceremony = match options.custodians {
             Some((shares, threshold)) => Some(init_with_shares(&db.url, shares, threshold).await),
             None => {
-                let init = Command::new(bin_path("paysys-vault"))
+                let init = Command::new(bin_path(VAULT_BIN))
                     .args(["init", "--database-url", &db.url, "--dev-root-key-file"])
                     .arg(&root_key_file)
                     .output()
@@ -318,7 +331,7 @@ impl TestVault {
     /// Start (or restart) the serve process with `options`; waits for its listening line.
     pub async fn spawn(&mut self, options: &VaultOptions) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_file).unwrap();
-        let mut cmd = Command::new(bin_path("paysys-vault"));
+        let mut cmd = Command::new(bin_path(VAULT_BIN));
         cmd.args(["serve", "--database-url", &self.db.url, "--listen", "127.0.0.1:0"])
             .arg("--tls-cert")
             .arg(&self.pki.server_cert)
@@ -375,7 +388,7 @@ impl TestVault {
     /// Run `paysys-vault <args…> <officer args of who>` with `stdin`; (success, stdout, stderr).
     pub async fn officer_cli(&self, who: &Identity, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
         use tokio::io::AsyncWriteExt;
-        let mut child = Command::new(bin_path("paysys-vault"))
+        let mut child = Command::new(bin_path(VAULT_BIN))
             .args(args)
             .args(self.officer_args(who))
             .stdin(Stdio::piped())
@@ -492,7 +505,7 @@ impl TestSandbox {
         use rand::Rng;
         let log_file = dir.join(format!("sandbox-{:08x}.log", rand::thread_rng().gen::<u32>()));
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_file).unwrap();
-        let mut cmd = Command::new(bin_path("paysys-e2e-sandbox"));
+        let mut cmd = Command::new(bin_path(SANDBOX_BIN));
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--database-url", "sqlite::memory:"])
             .arg("--tls-cert")
             .arg(&options.server.cert)
@@ -550,6 +563,18 @@ impl TestSandbox {
         let tls =
             ClientTls::new(ca, identity.map(|i| (i.cert.as_path(), i.key.as_path())), HttpVersion::Http1).unwrap();
         tls.connect(&self.url).await.unwrap().call(method, path, body.as_ref()).await.unwrap()
+    }
+
+    /// `GET` on the sandbox's API as the gateway calls it (ledger, inquiry): the body.
+    pub async fn get(&self, ca: &Path, path: &str) -> serde_json::Value {
+        let r = self.call(ca, None, "GET", path, None).await;
+        assert!(r.status == 200 || r.status == 404, "GET {path}: {} {}", r.status, r.body);
+        r.body
+    }
+
+    /// Everything the sandbox wrote to stderr so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log_file).unwrap_or_default()
     }
 
     pub async fn stop(mut self) {

@@ -4,8 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use paysys_tests::gateway::{GatewayOptions, TestGateway, TestSandbox};
-use paysys_tests::{backends, TestVault};
+use paysys_tests::backends;
+use paysys_tests::gateway::{start_vault_and_sandbox, GatewayOptions, TestGateway};
 use serde_json::{json, Value};
 
 const VISA: &str = "4242424242424242";
@@ -14,8 +14,7 @@ const MASTERCARD: &str = "5555555555554444";
 #[tokio::test]
 async fn auth_header_missing_wrong_stale_or_body_changed_is_refused() {
     let backend = &backends()[0];
-    let vault = TestVault::start(backend).await;
-    let mut sandbox = TestSandbox::start(&vault, 60_000).await;
+    let (vault, sandbox) = start_vault_and_sandbox(backend, 60_000).await;
     let gateway = TestGateway::start(&vault, &sandbox, backend, GatewayOptions::default()).await;
     let body = br#"{"jsonrpc":"2.0","id":1,"method":"payment.list","params":{}}"#;
     let refused = |v: &Value| v["error"]["code"] == -32504 && v["id"].is_null();
@@ -39,15 +38,14 @@ async fn auth_header_missing_wrong_stale_or_body_changed_is_refused() {
     assert!(!gateway.log_text().contains(&gateway.secret), "the secret is never logged");
 
     gateway.finish().await;
-    sandbox.kill().await;
+    sandbox.stop().await;
     vault.finish().await;
 }
 
 #[tokio::test]
 async fn card_get_and_remove_read_the_vault_over_mtls_without_a_card_number() {
     for backend in backends() {
-        let vault = TestVault::start(&backend).await;
-        let mut sandbox = TestSandbox::start(&vault, 60_000).await;
+        let (vault, sandbox) = start_vault_and_sandbox(&backend, 60_000).await;
         let gateway = TestGateway::start(&vault, &sandbox, &backend, GatewayOptions::default()).await;
         let token = vault.tokenize(VISA).await;
         let card = gateway.ok("card.get", json!({"card_token": token})).await;
@@ -85,7 +83,7 @@ async fn card_get_and_remove_read_the_vault_over_mtls_without_a_card_number() {
             assert!(!db.windows(pan.len()).any(|w| w == pan.as_bytes()), "a card number in the gateway's database");
         }
         gateway.finish().await;
-        sandbox.kill().await;
+        sandbox.stop().await;
         vault.finish().await;
     }
 }

@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use paysys_tests::{backends, bin_path, Backend, Identity, TestVault, VaultOptions};
+use paysys_tests::{backends, bin_path, Backend, Identity, TestVault, VaultOptions, VAULT_BIN};
 use serde_json::json;
 
 /// One request exercising `operation` for merchant m_1 (creating what it needs first).
@@ -209,7 +209,7 @@ async fn merchants_see_only_their_own_tokens() {
 
 /// `paysys-vault audit verify` offline (dev root key file): exit code and output.
 async fn verify_offline(vault: &TestVault) -> (bool, String) {
-    let out = tokio::process::Command::new(bin_path("paysys-vault"))
+    let out = tokio::process::Command::new(bin_path(VAULT_BIN))
         .args(["audit", "verify", "--database-url", &vault.db.url, "--dev-root-key-file"])
         .arg(&vault.root_key_file)
         .output()
@@ -350,7 +350,7 @@ async fn the_chain_stays_linear_under_concurrent_writers_and_replicas() {
 async fn audit_export_writes_json_lines_since_a_time() {
     let vault = TestVault::start(&Backend::Sqlite).await;
     vault.tokenize("4242424242424242").await;
-    let out = tokio::process::Command::new(bin_path("paysys-vault"))
+    let out = tokio::process::Command::new(bin_path(VAULT_BIN))
         .args(["audit", "export", "--vault-url", &vault.url, "--ca"])
         .arg(&vault.pki.ca_cert)
         .arg("--cert")
@@ -367,7 +367,7 @@ async fn audit_export_writes_json_lines_since_a_time() {
     assert!(lines.iter().any(|r| r["operation"] == "tokens.create" && r["merchant_id"] == "m_1"));
     assert!(lines.windows(2).all(|w| w[0]["seq"].as_i64() < w[1]["seq"].as_i64()));
     assert!(lines.windows(2).all(|w| w[0]["mac"] == w[1]["prev_mac"]));
-    let future = tokio::process::Command::new(bin_path("paysys-vault"))
+    let future = tokio::process::Command::new(bin_path(VAULT_BIN))
         .args(["audit", "export", "--database-url", &vault.db.url, "--dev-root-key-file"])
         .arg(&vault.root_key_file)
         .args(["--since", "2999-01-01T00:00:00Z"])
@@ -388,16 +388,14 @@ async fn a_bad_policy_file_stops_the_vault_with_the_line() {
         "[roles.gateway]\nprincipals = [\"spiffe://paysys/gateway\"]\noperations = [\"tokens.crate\"]\n",
     )
     .unwrap();
-    let out =
-        std::process::Command::new(bin_path("paysys-vault")).args(["policy", "check"]).arg(&bad).output().unwrap();
+    let out = std::process::Command::new(bin_path(VAULT_BIN)).args(["policy", "check"]).arg(&bad).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("line 3") && err.contains("tokens.crate"), "{err}");
 
     let good = dir.join("good.toml");
     std::fs::write(&good, paysys_policies::DEV_POLICY).unwrap();
-    let out =
-        std::process::Command::new(bin_path("paysys-vault")).args(["policy", "check"]).arg(&good).output().unwrap();
+    let out = std::process::Command::new(bin_path(VAULT_BIN)).args(["policy", "check"]).arg(&good).output().unwrap();
     assert!(out.status.success());
     let matrix = String::from_utf8_lossy(&out.stdout);
     assert!(matrix.contains("spiffe://paysys/gateway") && matrix.contains("tokens.create"), "{matrix}");
@@ -405,7 +403,7 @@ async fn a_bad_policy_file_stops_the_vault_with_the_line() {
     // `serve` refuses to start on the bad file, naming the line.
     let vault_dir = paysys_tests::scratch_dir("policy-serve");
     let pki = paysys_tests::TestPki::generate(&vault_dir);
-    let out = std::process::Command::new(bin_path("paysys-vault"))
+    let out = std::process::Command::new(bin_path(VAULT_BIN))
         .args([
             "serve",
             "--database-url",
