@@ -48,7 +48,18 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal);
         // The writer connects first: it creates the file and switches it to WAL (a
         // persistent setting), which the read-only connections then find in place.
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let writer = SqlitePoolOptions::new()
+            // A write that failed at COMMIT (say, the disk was full) can leave the
+            // connection marked as inside a transaction, and every later BEGIN would fail
+            // with it: such a connection is closed on release and a fresh one opened, so
+            // the vault recovers once the cause is gone. (An in-memory database lives only
+            // in its connection, so that one is kept.)
+            .after_release(move |conn, _| {
+                Box::pin(async move {
+                    Ok(in_memory || <<Sqlite as sqlx::Database>::TransactionManager as sqlx::TransactionManager>::get_transaction_depth(conn) == 0)
+                })
+            })
             .max_connections(1)
             .min_connections(1)
             // Keeping the writer open keeps the WAL and shared-memory files alive for
@@ -57,7 +68,6 @@ impl SqliteStore {
             .max_lifetime(None)
             .connect_with(options.clone().create_if_missing(true).journal_mode(SqliteJournalMode::Wal))
             .await?;
-        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let reader = if in_memory {
             writer.clone()
         } else {
