@@ -424,4 +424,6 @@ async fn a_bad_policy_file_stops_the_vault_with_the_line() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("line 3"));
     assert!(out.stdout.is_empty(), "it must not start listening");
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&vault_dir);
 }

@@ -66,4 +66,5 @@ async fn the_vault_certificate_is_checked_by_clients_too() {
     .unwrap();
     assert!(tls.connect(&vault.url).await.is_err());
     vault.finish().await;
+    let _ = std::fs::remove_dir_all(&other);
 }
