@@ -56,24 +56,7 @@ pub fn looks_like_token(s: &str) -> bool {
     }
 }
 
-/// The Luhn check over ASCII digits.
-pub fn luhn_valid(digits: &[u8]) -> bool {
-    let mut sum = 0u32;
-    for (i, d) in digits.iter().rev().enumerate() {
-        let mut v = u32::from(d.wrapping_sub(b'0'));
-        if v > 9 {
-            return false;
-        }
-        if i % 2 == 1 {
-            v *= 2;
-            if v > 9 {
-                v -= 9;
-            }
-        }
-        sum += v;
-    }
-    !digits.is_empty() && sum.is_multiple_of(10)
-}
+pub use paysys_cardnum::luhn_valid;
 
 #[cfg(test)]
 mod tests {

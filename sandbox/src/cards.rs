@@ -83,7 +83,7 @@ impl CardNumber {
     /// 12 to 19 ASCII digits passing the Luhn check.
     pub fn is_valid(&self) -> bool {
         let digits = self.0.as_bytes();
-        (12..=19).contains(&digits.len()) && digits.iter().all(u8::is_ascii_digit) && luhn_ok(digits)
+        (12..=19).contains(&digits.len()) && digits.iter().all(u8::is_ascii_digit) && paysys_cardnum::luhn_valid(digits)
     }
 
     /// First six and last four digits with the middle starred (`424242******4242`), or
@@ -120,28 +120,6 @@ impl fmt::Debug for CardNumber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "CardNumber({})", self.masked())
     }
-}
-
-fn luhn_ok(digits: &[u8]) -> bool {
-    let sum: u32 = digits
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, d)| {
-            let d = u32::from(d - b'0');
-            if i % 2 == 1 {
-                let doubled = d * 2;
-                if doubled > 9 {
-                    doubled - 9
-                } else {
-                    doubled
-                }
-            } else {
-                d
-            }
-        })
-        .sum();
-    sum.is_multiple_of(10)
 }
 
 /// A card's expiry as sent: month 1–12 and a four-digit year (two digits mean 20YY).

@@ -164,31 +164,7 @@ impl Pan {
     }
 }
 
-/// Luhn (mod 10) check over ASCII digits.
-pub fn luhn_valid(digits: &[u8]) -> bool {
-    luhn_sum(digits).is_multiple_of(10)
-}
-
-fn luhn_sum(digits: &[u8]) -> u32 {
-    digits
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, c)| {
-            let n = u32::from(c - b'0');
-            if i % 2 == 1 {
-                let d = n * 2;
-                if d > 9 {
-                    d - 9
-                } else {
-                    d
-                }
-            } else {
-                n
-            }
-        })
-        .sum()
-}
+pub use paysys_cardnum::luhn_valid;
 
 /// Check the expiry month and year against `today` (year, month). A card is valid
 /// through the last day of its expiry month.
