@@ -87,6 +87,15 @@ pub fn sign(service_id: &str, secret: &MerchantSecret, timestamp_ms: i64, body: 
     format!("{service_id}-{}-{timestamp_ms}", hex::encode(tag.as_ref()))
 }
 
+/// The signature on the browser's return to a merchant's `return_url` after 3-D Secure:
+/// hex HMAC-SHA256(secret, `ts "." transaction_id "." status`) — the Auth header's MAC
+/// over `transaction_id "." status`, so merchants check it with the code they sign with.
+pub fn return_signature(secret: &MerchantSecret, transaction_id: &str, status: &str, timestamp_ms: i64) -> String {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.expose_secret().as_bytes());
+    let body = format!("{transaction_id}.{status}");
+    hex::encode(hmac::sign(&key, &signed_bytes(timestamp_ms, body.as_bytes())).as_ref())
+}
+
 /// Verify a whole header against `secret` at `now_ms` (freshness first, then MAC).
 pub fn verify_header(header: &AuthHeader, secret: &MerchantSecret, body: &[u8], now_ms: i64) -> Result<(), AuthError> {
     header.check_fresh(now_ms)?;

@@ -7,6 +7,8 @@ use crate::payments::{now_ms, Gateway, GatewayConfig};
 use crate::secrets::{MerchantSecret, SecretKey};
 use crate::server::App;
 use crate::store::{MerchantRecord, Store};
+use crate::three_ds::directory::Directory;
+use crate::three_ds::ThreeDsConfig;
 use crate::vault::VaultRelay;
 use crate::{auth, tls};
 use anyhow::Context;
@@ -127,6 +129,26 @@ struct ServeArgs {
     /// Largest request body accepted.
     #[arg(long, default_value_t = 64 * 1024)]
     max_body_bytes: usize,
+    /// The gateway's URL as browsers and the 3-D Secure ACS reach it (challenge links,
+    /// CRes and RReq endpoints); default: the listen address.
+    #[arg(long, env = "PAYSYS_GATEWAY_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// The 3-D Secure directory server, `https://host:port` (PReq, results); default: the
+    /// acquirer's URL. The AReq itself goes through the vault relay.
+    #[arg(long, env = "PAYSYS_GATEWAY_DS_URL")]
+    ds_url: Option<String>,
+    /// How long the AReq may take before the authentication counts as timed out.
+    #[arg(long, env = "PAYSYS_GATEWAY_3DS_TIMEOUT_MS", default_value_t = 10_000)]
+    three_ds_timeout_ms: u64,
+    /// How long a cardholder has for a 3-D Secure challenge.
+    #[arg(long, env = "PAYSYS_GATEWAY_3DS_CHALLENGE_TTL_SEC", default_value_t = 600)]
+    three_ds_challenge_ttl_sec: u64,
+    /// The 3DS Method's budget (EMV: 10 seconds).
+    #[arg(long, env = "PAYSYS_GATEWAY_3DS_METHOD_BUDGET_MS", default_value_t = 10_000)]
+    three_ds_method_budget_ms: u64,
+    /// `three_ds: auto` authenticates payments from this amount (minor units) up.
+    #[arg(long, env = "PAYSYS_GATEWAY_3DS_AUTO_MIN_AMOUNT", default_value_t = 0)]
+    three_ds_auto_min_amount: i64,
 }
 
 /// Run a parsed command line; the process exit code.
@@ -227,16 +249,34 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let acquirer_tls = ClientTls::new(&args.acquirer_ca, acquirer_identity, HttpVersion::Http1)
         .context("loading the acquirer client credentials")?;
     let acquirer_timeout = Duration::from_millis(args.acquirer_timeout_ms);
-    let gateway = Arc::new(Gateway {
-        store,
-        vault: Arc::new(VaultRelay::new(HttpsPool::new(vault_tls, &args.vault_url))),
-        acquirer: Arc::new(SandboxAcquirer::new(HttpsPool::new(acquirer_tls, &args.acquirer_url), acquirer_timeout)),
-        config: GatewayConfig { acquirer_timeout, ..GatewayConfig::default() },
-    });
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
     let scheme = if server_tls.is_some() { "https" } else { "http" };
+    let public_url = args.public_url.clone().unwrap_or_else(|| format!("{scheme}://{addr}"));
+    let public_url = public_url.trim_end_matches('/').to_owned();
+    anyhow::ensure!(
+        url::Url::parse(&public_url).is_ok_and(|u| matches!(u.scheme(), "http" | "https")),
+        "--public-url must be an http(s) URL"
+    );
+    let ds_tls = ClientTls::new(&args.acquirer_ca, acquirer_identity, HttpVersion::Http1)
+        .context("loading the DS client credentials")?;
+    let ds_url = args.ds_url.clone().unwrap_or_else(|| args.acquirer_url.clone());
+    let gateway = Arc::new(Gateway {
+        store,
+        vault: Arc::new(VaultRelay::new(HttpsPool::new(vault_tls, &args.vault_url))),
+        acquirer: Arc::new(SandboxAcquirer::new(HttpsPool::new(acquirer_tls, &args.acquirer_url), acquirer_timeout)),
+        directory: Directory::new(HttpsPool::new(ds_tls, &ds_url)),
+        config: GatewayConfig { acquirer_timeout, ..GatewayConfig::default() },
+        three_ds: ThreeDsConfig {
+            public_url,
+            areq_timeout: Duration::from_millis(args.three_ds_timeout_ms),
+            challenge_ttl: Duration::from_secs(args.three_ds_challenge_ttl_sec),
+            method_budget: Duration::from_millis(args.three_ds_method_budget_ms),
+            auto_min_amount: args.three_ds_auto_min_amount,
+            ..ThreeDsConfig::default()
+        },
+    });
     tracing::info!(%addr, scheme, vault = %args.vault_url, acquirer = %args.acquirer_url, "serving");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let workers = tokio::spawn(crate::workers::run(

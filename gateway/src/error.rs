@@ -45,6 +45,9 @@ pub enum RpcError {
     OverRefund { refundable: i64 },
     /// −31033: the hold has expired.
     HoldExpired,
+    /// −31020 (`N`), −31021 (`R`), −31022 (`U`, timed out, unavailable): 3-D Secure did
+    /// not authenticate the cardholder, so nothing was authorized.
+    Authentication(AuthenticationFailure),
     /// −31040: the issuer declined.
     Declined { transaction_id: String, decline_code: String, decline_reason: String },
     /// −31300: not a card token.
@@ -55,6 +58,59 @@ pub enum RpcError {
     UnknownToken,
     /// The stored error object of an earlier answer, replayed as it was (idempotency).
     Replayed(Value),
+}
+
+/// Why 3-D Secure stopped a payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthenticationFailureKind {
+    /// −31020: transStatus `N`: not authenticated (wrong code, cancelled, issuer said no).
+    NotAuthenticated,
+    /// −31021: transStatus `R`: the issuer rejected the authentication.
+    Rejected,
+    /// −31022: transStatus `U`, the DS/ACS did not answer in time, or the challenge was
+    /// not completed in its window.
+    TimedOut,
+    /// −31022 as well: 3-D Secure was required (`force`) and cannot be performed for
+    /// this card (not enrolled, DS refused or unreachable).
+    Unavailable,
+}
+
+impl AuthenticationFailureKind {
+    pub fn code(self) -> i64 {
+        match self {
+            AuthenticationFailureKind::NotAuthenticated => -31020,
+            AuthenticationFailureKind::Rejected => -31021,
+            AuthenticationFailureKind::TimedOut | AuthenticationFailureKind::Unavailable => -31022,
+        }
+    }
+
+    fn message(self) -> &'static str {
+        match self {
+            AuthenticationFailureKind::NotAuthenticated => "3-D Secure: the cardholder was not authenticated",
+            AuthenticationFailureKind::Rejected => "3-D Secure: the issuer rejected the authentication",
+            AuthenticationFailureKind::TimedOut => "3-D Secure: the authentication did not complete in time",
+            AuthenticationFailureKind::Unavailable => "3-D Secure: authentication is unavailable for this card",
+        }
+    }
+
+    /// `data.reason`: a stable word for logs and merchants' code.
+    pub fn reason(self) -> &'static str {
+        match self {
+            AuthenticationFailureKind::NotAuthenticated => "not_authenticated",
+            AuthenticationFailureKind::Rejected => "rejected",
+            AuthenticationFailureKind::TimedOut => "timeout",
+            AuthenticationFailureKind::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// A 3-D Secure failure with what the DS/ACS said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthenticationFailure {
+    pub kind: AuthenticationFailureKind,
+    pub transaction_id: String,
+    pub trans_status: Option<String>,
+    pub trans_status_reason: Option<String>,
 }
 
 impl RpcError {
@@ -76,6 +132,7 @@ impl RpcError {
             RpcError::OverCapture { .. } => -31031,
             RpcError::OverRefund { .. } => -31032,
             RpcError::HoldExpired => -31033,
+            RpcError::Authentication(f) => f.kind.code(),
             RpcError::Declined { .. } => -31040,
             RpcError::InvalidToken => -31300,
             RpcError::InsufficientFunds { .. } => -31303,
@@ -102,6 +159,7 @@ impl RpcError {
             RpcError::OverCapture { .. } => "the amount exceeds what can be captured".into(),
             RpcError::OverRefund { .. } => "the amount exceeds what can be refunded".into(),
             RpcError::HoldExpired => "the hold has expired".into(),
+            RpcError::Authentication(f) => f.kind.message().into(),
             RpcError::Declined { .. } => "declined by the issuer".into(),
             RpcError::InvalidToken => "card_token is not a card token".into(),
             RpcError::InsufficientFunds { .. } => "insufficient funds".into(),
@@ -119,6 +177,12 @@ impl RpcError {
                 "transaction_id": transaction_id,
                 "decline_code": decline_code,
                 "decline_reason": decline_reason,
+            })),
+            RpcError::Authentication(f) => Some(json!({
+                "transaction_id": f.transaction_id,
+                "trans_status": f.trans_status,
+                "trans_status_reason": f.trans_status_reason,
+                "reason": f.kind.reason(),
             })),
             RpcError::InsufficientFunds { transaction_id } => Some(json!({
                 "transaction_id": transaction_id,

@@ -41,6 +41,7 @@ pub mod secrets;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod three_ds;
 pub mod tls;
 pub mod vault;
 pub mod workers;

@@ -6,6 +6,8 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Currency {
     pub code: &'static str,
+    /// ISO 4217 numeric code (3-D Secure messages carry this one).
+    pub numeric: &'static str,
     /// ISO 4217 minor units: 2 for UZS (tiyin), 0 for JPY, 3 for KWD.
     pub exponent: u8,
     pub min_amount: i64,
@@ -17,22 +19,22 @@ pub const ACQUIRER_MAX_AMOUNT: i64 = 999_999_999_999;
 
 /// Accepted currencies. Limits are chosen in major units and written in minor units.
 pub const CURRENCIES: &[Currency] = &[
-    Currency { code: "UZS", exponent: 2, min_amount: 100, max_amount: 100_000_000_000 }, // 1 .. 1e9 so'm
-    Currency { code: "USD", exponent: 2, min_amount: 50, max_amount: 10_000_000 },       // 0.50 .. 100 000
-    Currency { code: "EUR", exponent: 2, min_amount: 50, max_amount: 10_000_000 },
-    Currency { code: "GBP", exponent: 2, min_amount: 30, max_amount: 10_000_000 },
-    Currency { code: "CHF", exponent: 2, min_amount: 50, max_amount: 10_000_000 },
-    Currency { code: "RUB", exponent: 2, min_amount: 100, max_amount: 1_000_000_000 },
-    Currency { code: "KZT", exponent: 2, min_amount: 100, max_amount: 5_000_000_000 },
-    Currency { code: "KGS", exponent: 2, min_amount: 100, max_amount: 1_000_000_000 },
-    Currency { code: "TJS", exponent: 2, min_amount: 100, max_amount: 100_000_000 },
-    Currency { code: "TRY", exponent: 2, min_amount: 100, max_amount: 300_000_000 },
-    Currency { code: "CNY", exponent: 2, min_amount: 100, max_amount: 70_000_000 },
-    Currency { code: "AED", exponent: 2, min_amount: 200, max_amount: 40_000_000 },
-    Currency { code: "JPY", exponent: 0, min_amount: 50, max_amount: 15_000_000 },
-    Currency { code: "KRW", exponent: 0, min_amount: 500, max_amount: 150_000_000 },
-    Currency { code: "KWD", exponent: 3, min_amount: 100, max_amount: 30_000_000 },
-    Currency { code: "BHD", exponent: 3, min_amount: 100, max_amount: 40_000_000 },
+    Currency { code: "UZS", numeric: "860", exponent: 2, min_amount: 100, max_amount: 100_000_000_000 }, // 1 .. 1e9 so'm
+    Currency { code: "USD", numeric: "840", exponent: 2, min_amount: 50, max_amount: 10_000_000 }, // 0.50 .. 100 000
+    Currency { code: "EUR", numeric: "978", exponent: 2, min_amount: 50, max_amount: 10_000_000 },
+    Currency { code: "GBP", numeric: "826", exponent: 2, min_amount: 30, max_amount: 10_000_000 },
+    Currency { code: "CHF", numeric: "756", exponent: 2, min_amount: 50, max_amount: 10_000_000 },
+    Currency { code: "RUB", numeric: "643", exponent: 2, min_amount: 100, max_amount: 1_000_000_000 },
+    Currency { code: "KZT", numeric: "398", exponent: 2, min_amount: 100, max_amount: 5_000_000_000 },
+    Currency { code: "KGS", numeric: "417", exponent: 2, min_amount: 100, max_amount: 1_000_000_000 },
+    Currency { code: "TJS", numeric: "972", exponent: 2, min_amount: 100, max_amount: 100_000_000 },
+    Currency { code: "TRY", numeric: "949", exponent: 2, min_amount: 100, max_amount: 300_000_000 },
+    Currency { code: "CNY", numeric: "156", exponent: 2, min_amount: 100, max_amount: 70_000_000 },
+    Currency { code: "AED", numeric: "784", exponent: 2, min_amount: 200, max_amount: 40_000_000 },
+    Currency { code: "JPY", numeric: "392", exponent: 0, min_amount: 50, max_amount: 15_000_000 },
+    Currency { code: "KRW", numeric: "410", exponent: 0, min_amount: 500, max_amount: 150_000_000 },
+    Currency { code: "KWD", numeric: "414", exponent: 3, min_amount: 100, max_amount: 30_000_000 },
+    Currency { code: "BHD", numeric: "048", exponent: 3, min_amount: 100, max_amount: 40_000_000 },
 ];
 
 /// Why an amount or currency is refused (JSON-RPC −31001).

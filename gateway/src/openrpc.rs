@@ -24,6 +24,9 @@ fn errors(codes: &[i64]) -> Value {
         -31008 => "wrong state for this operation",
         -31010 => "idempotency key reused with different params",
         -31011 => "request with this key (or on this payment) in progress",
+        -31020 => "3-D Secure: not authenticated (transStatus N)",
+        -31021 => "3-D Secure: rejected by the issuer (transStatus R)",
+        -31022 => "3-D Secure: unavailable, timed out or not completed in time (data.reason)",
         -31031 => "capture exceeds the capturable amount",
         -31032 => "refund exceeds captured minus refunded",
         -31033 => "hold expired",
@@ -86,8 +89,27 @@ pub fn document() -> Value {
                       "what happens to a hold when it expires"),
                 param("description", false, string(), "free text, at most 255 characters"),
                 param("client_ip", false, string(), "the payer's IP address"),
-                param("return_url", false, string(), "where a browser returns to"),
-            ], "Payment", &[-31001, -31002, -31010, -31011, -31040, -31300, -31303, -31400]),
+                param("return_url", false, string(), "where the browser returns after a 3-D Secure challenge, \
+                      with transaction_id, partner_trans_id, status, ts and signature = hex HMAC-SHA256(secret, \
+                      ts + \".\" + transaction_id + \".\" + status)"),
+                param("three_ds", false, json!({"enum": ["auto", "force", "skip"], "default": "auto"}),
+                      "3-D Secure: auto by the gateway's rules (enrolled cards), always, or never"),
+                param("three_ds_server_trans_id", false, string(), "from three_ds.prepare, after its 3DS Method"),
+                param("browser", false, json!({"type": "object", "properties": {
+                      "accept_header": string(), "user_agent": string(), "language": string(),
+                      "color_depth": {"type": "integer"}, "screen_height": {"type": "integer"},
+                      "screen_width": {"type": "integer"}, "tz_offset_min": {"type": "integer"},
+                      "java_enabled": {"type": "boolean"}, "javascript_enabled": {"type": "boolean"}},
+                      "required": ["accept_header", "user_agent", "language", "color_depth", "screen_height",
+                      "screen_width", "tz_offset_min"]}),
+                      "the payer's browser, for the issuer's risk assessment"),
+            ], "Payment", &[-31001, -31002, -31010, -31011, -31020, -31021, -31022, -31040, -31300, -31303, -31400]),
+            method("three_ds.prepare", "Start a 3-D Secure authentication before payment.create: when the card's \
+                    range has a 3DS Method, load method.page_url in a hidden iframe (or post \
+                    three_ds_method_data to three_ds_method_url) and pass three_ds_server_trans_id to \
+                    payment.create within expires_at.", vec![
+                param("card_token", true, string(), "a vault token of this merchant"),
+            ], "Authentication", &[-31002, -31300, -31400]),
             method("payment.capture", "Capture all or part of a hold.", vec![
                 tx(),
                 param("amount", false, integer(), "default: all that is held"),
@@ -136,7 +158,24 @@ pub fn document() -> Value {
                 "refundable_amount": { "type": "integer" }, "capture_method": string(), "after_expired": string(),
                 "card": { "type": "object", "properties": { "token": string(), "masked_number": string() } },
                 "auth_code": string(), "rrn": string(), "decline_code": string(), "hold_expires_at": string(),
-                "created_at": string(), "updated_at": string()
+                "created_at": string(), "updated_at": string(),
+                "three_ds": { "type": "object", "properties": {
+                    "mode": string(), "version": string(), "trans_status": string(),
+                    "trans_status_reason": string(), "eci": string(), "ds_trans_id": string(),
+                    "authentication_value": { "type": "string", "description": "last four characters only" },
+                    "challenge": { "type": "boolean" }, "method_completion": string(),
+                    "three_ds_server_trans_id": string()
+                }},
+                "next_action": { "type": "object", "properties": {
+                    "type": { "enum": ["redirect"] }, "url": string()
+                }}
+            }},
+            "Authentication": { "type": "object", "properties": {
+                "three_ds_server_trans_id": string(), "enrolled": { "type": ["boolean", "null"] },
+                "method": { "type": ["object", "null"], "properties": {
+                    "page_url": string(), "three_ds_method_url": string(), "three_ds_method_data": string()
+                }},
+                "method_budget_ms": { "type": "integer" }, "expires_at": string()
             }},
             "PaymentList": { "type": "object", "properties": {
                 "payments": { "type": "array", "items": { "$ref": "#/components/schemas/Payment" } },
@@ -176,6 +215,7 @@ mod tests {
             "refund.check",
             "card.get",
             "card.remove",
+            "three_ds.prepare",
             "rpc.discover",
         ] {
             assert!(names.contains(&m), "{m}");

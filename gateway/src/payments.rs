@@ -21,6 +21,10 @@ use crate::state::{
     PaymentStatus,
 };
 use crate::store::{LedgerRow, PaymentFilter, PaymentRecord, RefundRecord, RefundStatus, Slot, Store};
+use crate::three_ds::authentication::Plan;
+use crate::three_ds::directory::Directory;
+use crate::three_ds::messages::BrowserInfo;
+use crate::three_ds::{ThreeDsConfig, ThreeDsMode};
 use crate::vault::{CardVault, RelayAuthorization, RelayOutcome, TokenLookup};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -43,12 +47,12 @@ impl Default for GatewayConfig {
 }
 
 impl GatewayConfig {
-    fn ms(d: Duration) -> i64 {
+    pub(crate) fn ms(d: Duration) -> i64 {
         i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
     }
 
     /// A lease covering one acquirer call with margin.
-    fn operation_lease_ms(&self) -> i64 {
+    pub(crate) fn operation_lease_ms(&self) -> i64 {
         Self::ms(self.acquirer_timeout) + 10_000
     }
 
@@ -100,6 +104,10 @@ pub struct NewPayment {
     pub description: Option<String>,
     pub client_ip: Option<String>,
     pub return_url: Option<String>,
+    pub three_ds: ThreeDsMode,
+    /// From `three_ds.prepare` (the 3DS Method ran, or had its chance).
+    pub three_ds_server_trans_id: Option<String>,
+    pub browser: Option<BrowserInfo>,
 }
 
 impl NewPayment {
@@ -116,6 +124,9 @@ impl NewPayment {
             "description": self.description,
             "client_ip": self.client_ip,
             "return_url": self.return_url,
+            "three_ds": self.three_ds.as_str(),
+            "three_ds_server_trans_id": self.three_ds_server_trans_id,
+            "browser": self.browser,
         });
         digest_hex(canonical.to_string().as_bytes())
     }
@@ -146,7 +157,7 @@ pub fn rfc3339(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-fn ledger_row(
+pub(crate) fn ledger_row(
     p: &PaymentRecord,
     kind: &str,
     from: PaymentStatus,
@@ -168,7 +179,7 @@ fn ledger_row(
 }
 
 /// Move `p` to `to`, writing the ledger row; refuses what the machine does not allow.
-fn transition(
+pub(crate) fn transition(
     p: &mut PaymentRecord,
     to: PaymentStatus,
     kind: &str,
@@ -216,6 +227,9 @@ pub fn payment_view(p: &PaymentRecord) -> Value {
         put("hold_expires_at", p.hold_expires_at.filter(|_| p.status.holds_funds()).map(|t| Value::from(rfc3339(t))));
         put("description", p.description.clone().map(Value::from));
         put("return_url", p.return_url.clone().map(Value::from));
+        let (three_ds, next_action) = crate::three_ds::authentication::view(p);
+        put("three_ds", three_ds);
+        put("next_action", next_action);
     }
     v
 }
@@ -238,7 +252,7 @@ pub fn refund_view(r: &RefundRecord) -> Value {
     v
 }
 
-fn stored_response(result: &Result<Value, RpcError>) -> String {
+pub(crate) fn stored_response(result: &Result<Value, RpcError>) -> String {
     match result {
         Ok(v) => json!({ "result": v }).to_string(),
         Err(e) => json!({ "error": e.to_json() }).to_string(),
@@ -259,7 +273,10 @@ pub struct Gateway {
     pub store: Store,
     pub vault: Arc<dyn CardVault>,
     pub acquirer: Arc<dyn Acquirer>,
+    /// The 3-D Secure directory server (card ranges and results; no card data).
+    pub directory: Directory,
     pub config: GatewayConfig,
+    pub three_ds: ThreeDsConfig,
 }
 
 impl Gateway {
@@ -269,6 +286,7 @@ impl Gateway {
         if self.store.token_removed(&merchant.merchant_id, &req.card_token).await? {
             return Err(RpcError::UnknownToken);
         }
+        let plan = self.plan_authentication(merchant, &req).await?;
         let now = now_ms();
         let digest = req.digest();
         let mut p = PaymentRecord {
@@ -296,33 +314,85 @@ impl Gateway {
             error_code: None,
             hold_expires_at: None,
             first_response: None,
-            lease_until: now + GatewayConfig::ms(self.config.acquirer_timeout) + 10_000,
+            lease_until: now + self.config.operation_lease_ms(),
             needs_sync: false,
+            three_ds: None,
+            three_ds_expires_at: None,
             created_at: now,
             updated_at: now,
         };
         let mut ledger = vec![ledger_row(&p, "created", PaymentStatus::Created, PaymentStatus::Created, p.amount, now)];
         let amount = p.amount;
-        transition(&mut p, PaymentStatus::Authorizing, "authorizing", amount, now, &mut ledger)?;
-        match self.store.insert_payment(&p, &ledger).await? {
-            Slot::Existing(existing) => return self.replay_create(existing, &digest).await,
-            Slot::Inserted => {}
+        if plan == Plan::Skip {
+            transition(&mut p, PaymentStatus::Authorizing, "authorizing", amount, now, &mut ledger)?;
+        } else {
+            transition(&mut p, PaymentStatus::Requires3ds, "requires_3ds", amount, now, &mut ledger)?;
+            // The 3DS Method's budget, then the AReq; the lease covers the authorization too.
+            let step = GatewayConfig::ms(self.three_ds.method_budget + self.three_ds.areq_timeout) + 5_000;
+            p.three_ds_expires_at = Some(now + step);
+            p.lease_until = now + step + self.config.operation_lease_ms();
         }
+        // A prepared authentication is claimed before the payment exists, so that two
+        // payments can never share one.
+        let claimed = match &plan {
+            Plan::Authenticate { prepared: Some(auth), .. } => {
+                let id = auth.three_ds_server_trans_id.clone();
+                if !self.store.claim_authentication(&id, &p.transaction_id, now).await? {
+                    return Err(RpcError::InvalidParams("three_ds_server_trans_id is used by another payment".into()));
+                }
+                Some(id)
+            }
+            _ => None,
+        };
+        match self.store.insert_payment(&p, &ledger).await {
+            Ok(Slot::Inserted) => {}
+            other => {
+                if let Some(id) = &claimed {
+                    self.store.unclaim_authentication(id, &p.transaction_id).await?;
+                }
+                if let Slot::Existing(existing) = other? {
+                    return self.replay_create(existing, &digest).await;
+                }
+            }
+        }
+        match plan {
+            Plan::Skip => self.authorize(&mut p, None).await,
+            Plan::Authenticate { prepared, method_url } => self.authenticate(p, &req, prepared, method_url).await,
+            Plan::Unavailable => {
+                let error = RpcError::Authentication(crate::error::AuthenticationFailure {
+                    kind: crate::error::AuthenticationFailureKind::Unavailable,
+                    transaction_id: p.transaction_id.clone(),
+                    trans_status: None,
+                    trans_status_reason: None,
+                });
+                let mut ledger = Vec::new();
+                let result = self.fail(&mut p, error, now_ms(), &mut ledger)?;
+                p.three_ds_expires_at = None;
+                p.first_response = Some(stored_response(&result));
+                p.lease_until = 0;
+                self.store.save_payment(&p, &ledger, None).await?;
+                result
+            }
+        }
+    }
 
+    /// Relay the authorization of a leased payment in `authorizing` (with the 3-D Secure
+    /// proof when it has one), apply the answer, save, and give the lease back.
+    pub(crate) async fn authorize(&self, p: &mut PaymentRecord, three_ds: Option<Value>) -> Result<Value, RpcError> {
         let relay = RelayAuthorization {
             token: p.card_token.clone(),
             merchant_id: p.merchant_id.clone(),
             reference: p.transaction_id.clone(),
             amount: p.amount,
             currency: p.currency.clone(),
-            capture: req.capture_method == CaptureMethod::Auto,
+            capture: p.capture_method == CaptureMethod::Auto.as_str(),
+            three_ds,
         };
         let outcome = self.vault.relay_authorization(&relay, self.config.acquirer_timeout).await;
         let outcome = self.unmask_rrn(outcome).await;
         let now = now_ms();
         let mut ledger = Vec::new();
-        let result = self.apply_relay_outcome(&mut p, outcome, now, &mut ledger);
-        let result = match result {
+        let result = match self.apply_relay_outcome(p, outcome, now, &mut ledger) {
             Ok(r) => r,
             Err(e) => {
                 // Leave the row for the resolver rather than guess.
@@ -330,9 +400,11 @@ impl Gateway {
                 return Err(e);
             }
         };
-        p.first_response = Some(stored_response(&result));
+        if p.first_response.is_none() {
+            p.first_response = Some(stored_response(&result));
+        }
         p.lease_until = 0;
-        self.store.save_payment(&p, &ledger, None).await?;
+        self.store.save_payment(p, &ledger, None).await?;
         result
     }
 
@@ -372,7 +444,12 @@ impl Gateway {
             Some(_) if existing.status == PaymentStatus::Processing => self.check_payment_record(existing).await,
             Some(stored) => {
                 let first = replay(stored)?;
-                if first.get("status").and_then(Value::as_str) == Some(PaymentStatus::Processing.as_str()) {
+                let first_status = first.get("status").and_then(Value::as_str);
+                // A payment that was processing, or waiting for its cardholder's 3-D
+                // Secure challenge, answers with where it is now.
+                if first_status == Some(PaymentStatus::Processing.as_str())
+                    || first_status == Some(PaymentStatus::Requires3ds.as_str())
+                {
                     return self.check_payment_record(existing).await;
                 }
                 Ok(first)
@@ -419,7 +496,7 @@ impl Gateway {
         }
     }
 
-    fn fail(
+    pub(crate) fn fail(
         &self,
         p: &mut PaymentRecord,
         error: RpcError,
@@ -520,6 +597,7 @@ impl Gateway {
     async fn check_payment_record(&self, p: PaymentRecord) -> Result<Value, RpcError> {
         let now = now_ms();
         let unresolved = p.status == PaymentStatus::Processing
+            || p.status == PaymentStatus::Requires3ds
             || p.needs_sync
             || (p.status == PaymentStatus::Authorizing && now - p.updated_at > self.config.stale_authorizing_ms());
         if unresolved && self.store.try_lease(&p.transaction_id, now, now + self.config.operation_lease_ms()).await? {
@@ -533,7 +611,9 @@ impl Gateway {
 
     /// Resolve whatever is open about a leased payment; gives the lease back.
     pub async fn resolve(&self, p: PaymentRecord) -> Result<PaymentRecord, RpcError> {
-        if matches!(p.status, PaymentStatus::Processing | PaymentStatus::Authorizing) {
+        if p.status == PaymentStatus::Requires3ds {
+            self.settle_authentication(p).await
+        } else if matches!(p.status, PaymentStatus::Processing | PaymentStatus::Authorizing) {
             self.resolve_authorization(p).await
         } else if p.needs_sync {
             let mut p = p;
@@ -571,7 +651,7 @@ impl Gateway {
     // ---- leases ----
 
     /// Take the payment's lease, waiting up to `lease_wait` for a concurrent operation.
-    async fn lease(&self, transaction_id: &str) -> Result<PaymentRecord, RpcError> {
+    pub(crate) async fn lease(&self, transaction_id: &str) -> Result<PaymentRecord, RpcError> {
         let deadline = tokio::time::Instant::now() + self.config.lease_wait;
         let mut pause = Duration::from_millis(5);
         loop {

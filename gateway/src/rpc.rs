@@ -8,6 +8,8 @@ use crate::openrpc;
 use crate::payments::{CaptureMethod, Gateway, Merchant, NewPayment, PaymentKey};
 use crate::state::{AfterExpired, PaymentStatus};
 use crate::store::PaymentFilter;
+use crate::three_ds::messages::BrowserInfo;
+use crate::three_ds::ThreeDsMode;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -106,6 +108,10 @@ pub async fn dispatch(
         "payment.create" => {
             let p: CreateParams = parse(params)?;
             gateway.create_payment(merchant, p.validate()?).await
+        }
+        "three_ds.prepare" => {
+            let p: CardParams = parse(params)?;
+            gateway.prepare_authentication(merchant, &checked_token(&p.card_token)?).await
         }
         "payment.capture" => {
             let p: CaptureParams = parse(params)?;
@@ -228,6 +234,12 @@ struct CreateParams {
     client_ip: Option<String>,
     #[serde(default)]
     return_url: Option<String>,
+    #[serde(default)]
+    three_ds: Option<String>,
+    #[serde(default)]
+    three_ds_server_trans_id: Option<String>,
+    #[serde(default)]
+    browser: Option<BrowserInfo>,
 }
 
 impl CreateParams {
@@ -271,7 +283,35 @@ impl CreateParams {
                 other => Ok(other),
             }
         };
+        let three_ds = match self.three_ds.as_deref() {
+            None => ThreeDsMode::Auto,
+            Some(s) => ThreeDsMode::parse(s)
+                .ok_or_else(|| RpcError::InvalidParams("three_ds must be auto, force or skip".into()))?,
+        };
+        if let Some(id) = &self.three_ds_server_trans_id {
+            if id.len() != 36 || !id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+                return Err(RpcError::InvalidParams(
+                    "three_ds_server_trans_id must be a UUID from three_ds.prepare".into(),
+                ));
+            }
+            if three_ds == ThreeDsMode::Skip {
+                return Err(RpcError::InvalidParams("three_ds_server_trans_id needs three_ds auto or force".into()));
+            }
+        }
+        if let Some(browser) = &self.browser {
+            browser.validate().map_err(|m| RpcError::InvalidParams(m.into()))?;
+        }
+        let return_url = text("return_url", self.return_url, 2048)?;
+        if let Some(url) = &return_url {
+            let web = url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "https" | "http") && u.has_host());
+            if !web {
+                return Err(RpcError::InvalidParams("return_url must be an absolute http(s) URL".into()));
+            }
+        }
         Ok(NewPayment {
+            three_ds,
+            three_ds_server_trans_id: self.three_ds_server_trans_id,
+            browser: self.browser,
             card_token,
             amount,
             currency: currency.code.to_owned(),
@@ -281,7 +321,7 @@ impl CreateParams {
             after_expired,
             description: text("description", self.description, 255)?,
             client_ip: text("client_ip", self.client_ip, 45)?,
-            return_url: text("return_url", self.return_url, 2048)?,
+            return_url,
         })
     }
 }

@@ -1,5 +1,5 @@
-//! HTTP: `POST /rpc` (authenticated by the Auth header, then JSON-RPC) and
-//! `GET /health`; served over TLS (HTTP/1.1 and HTTP/2 by ALPN) or, on loopback for
+//! HTTP: `POST /rpc` (authenticated by the Auth header, then JSON-RPC), `GET /health`,
+//! and the 3-D Secure browser and ACS endpoints under `/3ds/` ([`crate::three_ds::routes`]); served over TLS (HTTP/1.1 and HTTP/2 by ALPN) or, on loopback for
 //! development, plain HTTP.
 
 use crate::auth::{verify_header, AuthError, AuthHeader};
@@ -79,6 +79,7 @@ pub fn router(app: Arc<App>, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/rpc", post(rpc_endpoint))
         .route("/health", get(|| async { Json(serde_json::json!({ "status": "ok" })) }))
+        .merge(crate::three_ds::routes::router())
         .fallback(|| async { (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": "not found"}))) })
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
         .with_state(app)

@@ -101,6 +101,34 @@ pub struct PaymentRecord {
     pub lease_until: i64,
     /// The acquirer's view must be read back (an operation's outcome was not seen).
     pub needs_sync: bool,
+    /// The public part of the 3-D Secure authentication (JSON; never the full CAVV).
+    pub three_ds: Option<String>,
+    /// While `requires_3ds`: when the 3DS step it waits for runs out.
+    pub three_ds_expires_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// The 3DS Server's state of one authentication (one `threeDSServerTransID`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthenticationRecord {
+    pub three_ds_server_trans_id: String,
+    pub merchant_id: String,
+    pub card_token: String,
+    /// The payment that used it; `None` while a prepared authentication waits.
+    pub transaction_id: Option<String>,
+    /// The ACS's 3DS Method URL for the card's range, when it has one.
+    pub method_url: Option<String>,
+    pub method_completed_at: Option<i64>,
+    pub message_version: Option<String>,
+    pub ds_trans_id: Option<String>,
+    pub acs_trans_id: Option<String>,
+    pub acs_url: Option<String>,
+    /// The unguessable id in the cardholder's challenge link.
+    pub challenge_id: Option<String>,
+    pub trans_status: Option<String>,
+    /// The CAVV, kept only until the authorization carrying it is sent.
+    pub authentication_value: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -240,7 +268,11 @@ macro_rules! on_pool {
 const PAYMENT_COLUMNS: &str = "transaction_id, merchant_id, partner_trans_id, request_digest, card_token, amount, \
      currency, capture_method, hold_ttl_sec, after_expired, description, client_ip, return_url, status, \
      captured_amount, refunded_amount, acquirer_ref, auth_code, rrn, masked_card, decline_code, error_code, \
-     hold_expires_at, first_response, lease_until, needs_sync, created_at, updated_at";
+     hold_expires_at, first_response, lease_until, needs_sync, three_ds, three_ds_expires_at, created_at, updated_at";
+
+const AUTHENTICATION_COLUMNS: &str = "three_ds_server_trans_id, merchant_id, card_token, transaction_id, method_url, \
+     method_completed_at, message_version, ds_trans_id, acs_trans_id, acs_url, challenge_id, trans_status, \
+     authentication_value, created_at, updated_at";
 
 const REFUND_COLUMNS: &str = "refund_id, transaction_id, merchant_id, partner_refund_id, request_digest, amount, \
      currency, status, rrn, error_code, first_response, created_at, updated_at";
@@ -252,8 +284,8 @@ const INSERT_LEDGER: &str = "INSERT INTO ledger (transaction_id, at, kind, from_
 
 const UPDATE_PAYMENT: &str = "UPDATE payments SET status = $1, captured_amount = $2, refunded_amount = $3, \
      acquirer_ref = $4, auth_code = $5, rrn = $6, masked_card = $7, decline_code = $8, error_code = $9, \
-     hold_expires_at = $10, first_response = $11, lease_until = $12, needs_sync = $13, updated_at = $14 \
-     WHERE transaction_id = $15";
+     hold_expires_at = $10, first_response = $11, lease_until = $12, needs_sync = $13, three_ds = $14, \
+     three_ds_expires_at = $15, updated_at = $16 WHERE transaction_id = $17";
 
 const UPDATE_REFUND: &str = "UPDATE refunds SET status = $1, rrn = $2, error_code = $3, first_response = $4, \
      updated_at = $5 WHERE refund_id = $6";
@@ -288,6 +320,8 @@ macro_rules! bind_payment {
             .bind(&$p.first_response)
             .bind($p.lease_until)
             .bind(i64::from($p.needs_sync))
+            .bind(&$p.three_ds)
+            .bind($p.three_ds_expires_at)
             .bind($p.created_at)
             .bind($p.updated_at)
     };
@@ -309,6 +343,8 @@ macro_rules! bind_payment_update {
             .bind(&$p.first_response)
             .bind($p.lease_until)
             .bind(i64::from($p.needs_sync))
+            .bind(&$p.three_ds)
+            .bind($p.three_ds_expires_at)
             .bind($p.updated_at)
             .bind(&$p.transaction_id)
     };
@@ -406,13 +442,19 @@ impl Store {
     }
 
     pub async fn merchant_by_service_id(&self, service_id: &str) -> Result<Option<MerchantRecord>, StoreError> {
+        self.merchant_where("service_id", service_id).await
+    }
+
+    pub async fn merchant(&self, merchant_id: &str) -> Result<Option<MerchantRecord>, StoreError> {
+        self.merchant_where("merchant_id", merchant_id).await
+    }
+
+    async fn merchant_where(&self, column: &'static str, value: &str) -> Result<Option<MerchantRecord>, StoreError> {
+        let sql = format!(
+            "SELECT merchant_id, service_id, name, secret_sealed, created_at FROM merchants WHERE {column} = $1"
+        );
         on_pool!(self, |pool| {
-            let row = sqlx::query(
-                "SELECT merchant_id, service_id, name, secret_sealed, created_at FROM merchants WHERE service_id = $1",
-            )
-            .bind(service_id)
-            .fetch_optional(pool)
-            .await?;
+            let row = sqlx::query(&sql).bind(value).fetch_optional(pool).await?;
             row.map(|r| {
                 Ok(MerchantRecord {
                     merchant_id: get(&r, "merchant_id")?,
@@ -462,7 +504,7 @@ impl Store {
             }
             let sql = format!(
                 "INSERT INTO payments ({PAYMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
-                 $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)"
+                 $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)"
             );
             bind_payment!(sqlx::query(&sql), p).execute(&mut *tx).await?;
             for row in ledger {
@@ -749,6 +791,153 @@ impl Store {
         Ok(())
     }
 
+    /// Claim up to `limit` payments waiting for 3-D Secure whose step ran out.
+    pub async fn claim_expired_authentications(
+        &self,
+        now: i64,
+        until: i64,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        self.claim(
+            "status = 'requires_3ds' AND three_ds_expires_at IS NOT NULL AND three_ds_expires_at <= $1 \
+             AND lease_until <= $1",
+            None,
+            now,
+            until,
+            limit,
+        )
+        .await
+    }
+
+    // ---- 3-D Secure authentications ----
+
+    pub async fn insert_authentication(&self, a: &AuthenticationRecord) -> Result<(), StoreError> {
+        let sql = format!(
+            "INSERT INTO authentications ({AUTHENTICATION_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+        );
+        on_pool!(self, |pool| {
+            sqlx::query(&sql)
+                .bind(&a.three_ds_server_trans_id)
+                .bind(&a.merchant_id)
+                .bind(&a.card_token)
+                .bind(&a.transaction_id)
+                .bind(&a.method_url)
+                .bind(a.method_completed_at)
+                .bind(&a.message_version)
+                .bind(&a.ds_trans_id)
+                .bind(&a.acs_trans_id)
+                .bind(&a.acs_url)
+                .bind(&a.challenge_id)
+                .bind(&a.trans_status)
+                .bind(&a.authentication_value)
+                .bind(a.created_at)
+                .bind(a.updated_at)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Write what the AReq, the challenge and the authorization changed.
+    pub async fn save_authentication(&self, a: &AuthenticationRecord) -> Result<(), StoreError> {
+        on_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE authentications SET message_version = $1, ds_trans_id = $2, acs_trans_id = $3, acs_url = $4, \
+                 challenge_id = $5, trans_status = $6, authentication_value = $7, updated_at = $8 \
+                 WHERE three_ds_server_trans_id = $9",
+            )
+            .bind(&a.message_version)
+            .bind(&a.ds_trans_id)
+            .bind(&a.acs_trans_id)
+            .bind(&a.acs_url)
+            .bind(&a.challenge_id)
+            .bind(&a.trans_status)
+            .bind(&a.authentication_value)
+            .bind(a.updated_at)
+            .bind(&a.three_ds_server_trans_id)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Give a prepared authentication to a payment; `false` when another payment has it.
+    pub async fn claim_authentication(&self, id: &str, transaction_id: &str, now: i64) -> Result<bool, StoreError> {
+        on_pool!(self, |pool| {
+            let done = sqlx::query(
+                "UPDATE authentications SET transaction_id = $1, updated_at = $2 \
+                 WHERE three_ds_server_trans_id = $3 AND transaction_id IS NULL",
+            )
+            .bind(transaction_id)
+            .bind(now)
+            .bind(id)
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    /// Undo [`claim_authentication`](Self::claim_authentication) (the payment turned out
+    /// to be a repeat of an earlier one).
+    pub async fn unclaim_authentication(&self, id: &str, transaction_id: &str) -> Result<(), StoreError> {
+        on_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE authentications SET transaction_id = NULL \
+                 WHERE three_ds_server_trans_id = $1 AND transaction_id = $2",
+            )
+            .bind(id)
+            .bind(transaction_id)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Record that the ACS's 3DS Method ran; `false` when unknown or already recorded.
+    pub async fn method_completed(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+        on_pool!(self, |pool| {
+            let done = sqlx::query(
+                "UPDATE authentications SET method_completed_at = $1 \
+                 WHERE three_ds_server_trans_id = $2 AND method_completed_at IS NULL AND method_url IS NOT NULL",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    pub async fn authentication(&self, id: &str) -> Result<Option<AuthenticationRecord>, StoreError> {
+        self.authentication_where("three_ds_server_trans_id", id).await
+    }
+
+    pub async fn authentication_by_challenge(
+        &self,
+        challenge_id: &str,
+    ) -> Result<Option<AuthenticationRecord>, StoreError> {
+        self.authentication_where("challenge_id", challenge_id).await
+    }
+
+    pub async fn authentication_of_payment(
+        &self,
+        transaction_id: &str,
+    ) -> Result<Option<AuthenticationRecord>, StoreError> {
+        self.authentication_where("transaction_id", transaction_id).await
+    }
+
+    async fn authentication_where(
+        &self,
+        column: &'static str,
+        value: &str,
+    ) -> Result<Option<AuthenticationRecord>, StoreError> {
+        let sql = format!("SELECT {AUTHENTICATION_COLUMNS} FROM authentications WHERE {column} = $1");
+        on_pool!(self, |pool| {
+            sqlx::query(&sql).bind(value).fetch_optional(pool).await?.map(|r| authentication_from_row(&r)).transpose()
+        })
+    }
+
     // ---- removed tokens ----
 
     pub async fn remove_token(&self, merchant_id: &str, token: &str, now: i64) -> Result<(), StoreError> {
@@ -823,6 +1012,34 @@ where
         first_response: get(row, "first_response")?,
         lease_until: get(row, "lease_until")?,
         needs_sync: needs_sync != 0,
+        three_ds: get(row, "three_ds")?,
+        three_ds_expires_at: get(row, "three_ds_expires_at")?,
+        created_at: get(row, "created_at")?,
+        updated_at: get(row, "updated_at")?,
+    })
+}
+
+fn authentication_from_row<R>(row: &R) -> Result<AuthenticationRecord, StoreError>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(AuthenticationRecord {
+        three_ds_server_trans_id: get(row, "three_ds_server_trans_id")?,
+        merchant_id: get(row, "merchant_id")?,
+        card_token: get(row, "card_token")?,
+        transaction_id: get(row, "transaction_id")?,
+        method_url: get(row, "method_url")?,
+        method_completed_at: get(row, "method_completed_at")?,
+        message_version: get(row, "message_version")?,
+        ds_trans_id: get(row, "ds_trans_id")?,
+        acs_trans_id: get(row, "acs_trans_id")?,
+        acs_url: get(row, "acs_url")?,
+        challenge_id: get(row, "challenge_id")?,
+        trans_status: get(row, "trans_status")?,
+        authentication_value: get(row, "authentication_value")?,
         created_at: get(row, "created_at")?,
         updated_at: get(row, "updated_at")?,
     })

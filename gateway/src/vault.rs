@@ -14,6 +14,22 @@ use std::time::Duration;
 pub const ACQUIRER_DESTINATION: &str = "sandbox_acquirer";
 /// The acquirer's authorization path.
 pub const AUTHORIZATION_PATH: &str = "/acquirer/v1/authorizations";
+/// The relay destination the vault's policy names for the 3-D Secure directory server.
+pub const DS_DESTINATION: &str = "sandbox_ds";
+/// The directory server's AReq path.
+pub const AREQ_PATH: &str = "/3ds/v2/areq";
+
+/// A request for the vault to relay: a body template naming a token's card data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RelayRequest {
+    pub token: String,
+    pub merchant_id: String,
+    /// A destination name from the vault's policy.
+    pub destination: &'static str,
+    pub path: &'static str,
+    /// JSON with `{{card.…}}` placeholders as whole string values.
+    pub body: Value,
+}
 /// Extra time the gateway gives the vault beyond the relay's own timeout.
 const RELAY_MARGIN: Duration = Duration::from_secs(2);
 
@@ -29,12 +45,14 @@ pub struct RelayAuthorization {
     pub currency: String,
     /// Authorize and settle in one step (`capture_method = auto`).
     pub capture: bool,
+    /// The 3-D Secure result the issuer checks (ECI, CAVV, DS transaction id).
+    pub three_ds: Option<Value>,
 }
 
 impl RelayAuthorization {
     /// The acquirer body template: card fields are placeholders the vault fills in.
     pub fn body_template(&self) -> Value {
-        json!({
+        let mut body = json!({
             "merchant_id": self.merchant_id,
             "reference": self.reference,
             "amount": self.amount,
@@ -47,7 +65,22 @@ impl RelayAuthorization {
                 "holder": "{{card.holder}}",
             },
             "capture": self.capture,
-        })
+        });
+        if let (Some(three_ds), Some(obj)) = (&self.three_ds, body.as_object_mut()) {
+            obj.insert("three_ds".into(), three_ds.clone());
+        }
+        body
+    }
+
+    /// The relay request for this authorization.
+    pub fn relay_request(&self) -> RelayRequest {
+        RelayRequest {
+            token: self.token.clone(),
+            merchant_id: self.merchant_id.clone(),
+            destination: ACQUIRER_DESTINATION,
+            path: AUTHORIZATION_PATH,
+            body: self.body_template(),
+        }
     }
 }
 
@@ -90,8 +123,15 @@ pub enum TokenLookup {
 /// The vault, as the gateway uses it.
 #[async_trait::async_trait]
 pub trait CardVault: Send + Sync + std::fmt::Debug {
-    /// Relay an authorization; the relay gives up after `timeout`.
-    async fn relay_authorization(&self, request: &RelayAuthorization, timeout: Duration) -> RelayOutcome;
+    /// Relay a request carrying card data; the relay gives up after `timeout`. The
+    /// destination must be idempotent on the request's own reference: a request sent on
+    /// a stale pooled connection may be sent again.
+    async fn relay(&self, request: &RelayRequest, timeout: Duration) -> RelayOutcome;
+
+    /// Relay an authorization to the acquirer.
+    async fn relay_authorization(&self, request: &RelayAuthorization, timeout: Duration) -> RelayOutcome {
+        self.relay(&request.relay_request(), timeout).await
+    }
     /// Token metadata.
     async fn token_metadata(&self, token: &str) -> TokenLookup;
 }
@@ -115,19 +155,19 @@ fn error_code(body: &Value) -> &str {
 
 #[async_trait::async_trait]
 impl CardVault for VaultRelay {
-    async fn relay_authorization(&self, request: &RelayAuthorization, timeout: Duration) -> RelayOutcome {
+    async fn relay(&self, request: &RelayRequest, timeout: Duration) -> RelayOutcome {
         let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
         let body = json!({
             "token": request.token,
             "merchant_id": request.merchant_id,
-            "destination": ACQUIRER_DESTINATION,
+            "destination": request.destination,
             "method": "POST",
-            "path": AUTHORIZATION_PATH,
-            "body": request.body_template(),
+            "path": request.path,
+            "body": request.body,
             "timeout_ms": timeout_ms,
         });
-        // The acquirer is idempotent on `reference`, so re-sending on a stale pooled
-        // connection can never authorize twice.
+        // The acquirer is idempotent on `reference` and the DS on threeDSServerTransID,
+        // so re-sending on a stale pooled connection can never authorize twice.
         match self.pool.call("POST", "/v1/relay", Some(&body), timeout + RELAY_MARGIN, true).await {
             Err(CallError::NotSent(e)) => RelayOutcome::NotSent(e),
             Err(CallError::Uncertain(e)) => RelayOutcome::Uncertain(e),
@@ -184,6 +224,7 @@ mod tests {
             amount: 1000,
             currency: "UZS".into(),
             capture: true,
+            three_ds: None,
         };
         let body = request.body_template();
         assert_eq!(body["card"]["number"], "{{card.number}}");

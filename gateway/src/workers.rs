@@ -1,4 +1,5 @@
-//! Background work: hold expiry (applying `after_expired`), resolution of payments whose
+//! Background work: hold expiry (applying `after_expired`), expiry of 3-D Secure
+//! challenges not completed in their window, resolution of payments whose
 //! acquirer outcome is unknown (status inquiry; never a second authorization), and
 //! retries of refunds in doubt (the acquirer is idempotent on the refund reference).
 //!
@@ -30,6 +31,7 @@ pub async fn run(gateway: Arc<Gateway>, interval: Duration, shutdown: impl Futur
 /// One round of every worker (also used by the tests).
 pub async fn run_once(gateway: &Gateway) {
     expire_holds(gateway).await;
+    expire_authentications(gateway).await;
     resolve_unknown_outcomes(gateway).await;
     retry_refunds(gateway).await;
 }
@@ -52,6 +54,30 @@ async fn expire_holds(gateway: &Gateway) {
             Ok(Some(p)) => {
                 if let Err(e) = gateway.expire_hold(p).await {
                     tracing::error!(transaction_id = %id, error = ?e, "hold expiry failed");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(transaction_id = %id, error = %e, "reading a payment failed"),
+        }
+    }
+}
+
+/// Payments waiting for 3-D Secure past their window: completed from the DS's results
+/// when the authentication did finish (a lost RReq and CRes), else expired.
+async fn expire_authentications(gateway: &Gateway) {
+    let now = now_ms();
+    let claimed = match gateway.store.claim_expired_authentications(now, lease_until(gateway, now), BATCH).await {
+        Ok(ids) => ids,
+        Err(e) => {
+            tracing::error!(error = %e, "claiming expired authentications failed");
+            return;
+        }
+    };
+    for id in claimed {
+        match gateway.store.payment(&id).await {
+            Ok(Some(p)) => {
+                if let Err(e) = gateway.settle_authentication(p).await {
+                    tracing::error!(transaction_id = %id, error = ?e, "3-D Secure expiry failed");
                 }
             }
             Ok(None) => {}

@@ -18,7 +18,9 @@ use paysys_gateway::payments::{now_ms, Gateway, GatewayConfig};
 use paysys_gateway::secrets::{MerchantSecret, SecretKey};
 use paysys_gateway::server::App;
 use paysys_gateway::store::{MerchantRecord, Store};
-use paysys_gateway::vault::{CardVault, RelayAuthorization, RelayOutcome, TokenLookup, TokenMetadata};
+use paysys_gateway::three_ds::directory::Directory;
+use paysys_gateway::three_ds::ThreeDsConfig;
+use paysys_gateway::vault::{CardVault, RelayOutcome, RelayRequest, TokenLookup, TokenMetadata};
 use paysys_vault_client::{ClientTls, HttpVersion};
 use serde_json::{json, Value};
 use sqlx::Connection;
@@ -52,15 +54,32 @@ struct DirectRelay {
     acquirer: HttpsPool,
 }
 
+/// Fill the relay template's placeholders as the vault would (whole values only).
+fn fill(template: &Value, pan: &str) -> Value {
+    match template {
+        Value::String(s) => match s.as_str() {
+            "{{card.number}}" => json!(pan),
+            "{{card.exp_month}}" => json!(12),
+            "{{card.exp_year}}" => json!(2031),
+            "{{card.expiry_yymm}}" => json!("3112"),
+            "{{card.cvc}}" => json!("123"),
+            "{{card.holder}}" => json!("T"),
+            _ => template.clone(),
+        },
+        Value::Array(items) => Value::Array(items.iter().map(|v| fill(v, pan)).collect()),
+        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), fill(v, pan))).collect()),
+        other => other.clone(),
+    }
+}
+
 #[async_trait::async_trait]
 impl CardVault for DirectRelay {
-    async fn relay_authorization(&self, request: &RelayAuthorization, timeout: Duration) -> RelayOutcome {
+    async fn relay(&self, request: &RelayRequest, timeout: Duration) -> RelayOutcome {
         let Some(pan) = self.cards.get(&request.token).filter(|_| request.merchant_id == MERCHANT) else {
             return RelayOutcome::TokenNotFound;
         };
-        let mut body = request.body_template();
-        body["card"] = json!({"number": pan, "exp_month": "12", "exp_year": "2031", "cvc": "123", "holder": "T"});
-        match self.acquirer.call("POST", "/acquirer/v1/authorizations", Some(&body), timeout, true).await {
+        let body = fill(&request.body, pan);
+        match self.acquirer.call("POST", request.path, Some(&body), timeout, true).await {
             Ok(r) => RelayOutcome::Answered { status: r.status, body: r.body },
             Err(CallError::NotSent(e)) => RelayOutcome::NotSent(e),
             Err(CallError::Uncertain(e)) => RelayOutcome::Uncertain(e),
@@ -169,15 +188,17 @@ impl Harness {
             cards.insert(token_for(pan), pan.to_owned());
         }
         let timeout = Duration::from_millis(acquirer_timeout_ms);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
         let gateway = Arc::new(Gateway {
             store,
             vault: Arc::new(DirectRelay { cards, acquirer: HttpsPool::new(client_tls(), &sandbox_url) }),
             acquirer: Arc::new(SandboxAcquirer::new(HttpsPool::new(client_tls(), &sandbox_url), timeout)),
+            directory: Directory::new(HttpsPool::new(client_tls(), &sandbox_url)),
             config: GatewayConfig { acquirer_timeout: timeout, lease_wait: Duration::from_secs(10) },
+            three_ds: ThreeDsConfig { public_url: url.clone(), ..ThreeDsConfig::default() },
         });
         let app = Arc::new(App::new(gateway.clone(), key));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(paysys_gateway::run(listener, None, app, 64 * 1024, std::future::pending()));
         Harness {
             gateway,
@@ -368,7 +389,21 @@ async fn auto_capture(h: &Harness) {
     assert_eq!(checked["transaction_id"], tx.as_str());
     let ledger = h.gateway.store.ledger(&tx).await.unwrap();
     let steps: Vec<(&str, &str)> = ledger.iter().map(|l| (l.from_status.as_str(), l.to_status.as_str())).collect();
+    // `three_ds: auto` (the default) authenticates an enrolled card first.
+    assert_eq!(
+        steps,
+        [
+            ("created", "created"),
+            ("created", "requires_3ds"),
+            ("requires_3ds", "authorizing"),
+            ("authorizing", "captured")
+        ]
+    );
+    let skipped = h.ok("payment.create", create_params(VISA, 1500, "auto-2", json!({"three_ds": "skip"}))).await;
+    let ledger = h.gateway.store.ledger(skipped["transaction_id"].as_str().unwrap()).await.unwrap();
+    let steps: Vec<(&str, &str)> = ledger.iter().map(|l| (l.from_status.as_str(), l.to_status.as_str())).collect();
     assert_eq!(steps, [("created", "created"), ("created", "authorizing"), ("authorizing", "captured")]);
+    assert!(skipped.get("three_ds").is_none(), "{skipped}");
 }
 
 async fn hold_partial_capture_refund(h: &Harness) {

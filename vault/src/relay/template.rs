@@ -1,6 +1,8 @@
 //! Relay body templates. A placeholder is a JSON **string value** exactly equal to
-//! `{{card.number}}`, `{{card.exp_month}}`, `{{card.exp_year}}`, `{{card.cvc}}` or
-//! `{{card.holder}}`; it is replaced by a whole JSON value while the tree is
+//! `{{card.number}}`, `{{card.exp_month}}`, `{{card.exp_year}}`, `{{card.cvc}}`,
+//! `{{card.holder}}` or `{{card.expiry_yymm}}` (the expiry as one `"YYMM"` string, as
+//! EMV messages such as the 3-D Secure AReq carry it; it needs both expiry fields in the
+//! destination's policy); it is replaced by a whole JSON value while the tree is
 //! serialized, so no card data (a cardholder name full of quotes included) can change
 //! the structure of the request. Anything placeholder-like elsewhere — inside a longer
 //! string, in an object key, an unknown field — refuses the template.
@@ -19,8 +21,8 @@ pub enum TemplateError {
     /// `{{…}}` inside a longer string or in an object key.
     #[error("a placeholder must be a whole JSON string value, not part of a string or a key")]
     Embedded,
-    /// `{{…}}` naming something other than the five card fields.
-    #[error("unknown placeholder: use {{{{card.number}}}}, {{{{card.exp_month}}}}, {{{{card.exp_year}}}}, {{{{card.cvc}}}} or {{{{card.holder}}}}")]
+    /// `{{…}}` naming something other than the card fields.
+    #[error("unknown placeholder: use {{{{card.number}}}}, {{{{card.exp_month}}}}, {{{{card.exp_year}}}}, {{{{card.expiry_yymm}}}}, {{{{card.cvc}}}} or {{{{card.holder}}}}")]
     UnknownPlaceholder,
 }
 
@@ -40,12 +42,40 @@ impl std::fmt::Debug for CardData {
     }
 }
 
+/// A placeholder: one card field, or the expiry in EMV's `YYMM` form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placeholder {
+    Field(CardField),
+    ExpiryYymm,
+}
+
+impl Placeholder {
+    fn parse(name: &str) -> Option<Placeholder> {
+        match name {
+            "expiry_yymm" => Some(Placeholder::ExpiryYymm),
+            other => CardField::parse(other).map(Placeholder::Field),
+        }
+    }
+
+    /// The policy fields this placeholder discloses.
+    fn fields(self) -> &'static [CardField] {
+        match self {
+            Placeholder::Field(CardField::Number) => &[CardField::Number],
+            Placeholder::Field(CardField::ExpMonth) => &[CardField::ExpMonth],
+            Placeholder::Field(CardField::ExpYear) => &[CardField::ExpYear],
+            Placeholder::Field(CardField::Cvc) => &[CardField::Cvc],
+            Placeholder::Field(CardField::Holder) => &[CardField::Holder],
+            Placeholder::ExpiryYymm => &[CardField::ExpMonth, CardField::ExpYear],
+        }
+    }
+}
+
 /// What a string value is to the template.
-fn classify(text: &str) -> Result<Option<CardField>, TemplateError> {
+fn classify(text: &str) -> Result<Option<Placeholder>, TemplateError> {
     if let Some(inner) = text.strip_prefix("{{").and_then(|t| t.strip_suffix("}}")) {
         return inner
             .strip_prefix("card.")
-            .and_then(CardField::parse)
+            .and_then(Placeholder::parse)
             .map(Some)
             .ok_or(TemplateError::UnknownPlaceholder);
     }
@@ -60,8 +90,8 @@ pub fn placeholders(template: &Value) -> Result<BTreeSet<CardField>, TemplateErr
     fn walk(value: &Value, found: &mut BTreeSet<CardField>) -> Result<(), TemplateError> {
         match value {
             Value::String(text) => {
-                if let Some(field) = classify(text)? {
-                    found.insert(field);
+                if let Some(placeholder) = classify(text)? {
+                    found.extend(placeholder.fields());
                 }
             }
             Value::Array(items) => {
@@ -97,14 +127,18 @@ impl Serialize for Filled<'_> {
         let card = self.card;
         match self.value {
             Value::String(text) => match classify(text) {
-                Ok(Some(CardField::Number)) => serializer.serialize_str(&card.number),
-                Ok(Some(CardField::ExpMonth)) => serializer.serialize_i32(card.exp_month),
-                Ok(Some(CardField::ExpYear)) => serializer.serialize_i32(card.exp_year),
-                Ok(Some(CardField::Cvc)) => match &card.cvc {
+                Ok(Some(Placeholder::Field(CardField::Number))) => serializer.serialize_str(&card.number),
+                Ok(Some(Placeholder::Field(CardField::ExpMonth))) => serializer.serialize_i32(card.exp_month),
+                Ok(Some(Placeholder::Field(CardField::ExpYear))) => serializer.serialize_i32(card.exp_year),
+                Ok(Some(Placeholder::ExpiryYymm)) => {
+                    let yymm = format!("{:02}{:02}", card.exp_year.rem_euclid(100), card.exp_month.clamp(0, 99));
+                    serializer.serialize_str(&yymm)
+                }
+                Ok(Some(Placeholder::Field(CardField::Cvc))) => match &card.cvc {
                     Some(cvc) => serializer.serialize_str(cvc),
                     None => serializer.serialize_none(),
                 },
-                Ok(Some(CardField::Holder)) => match &card.holder {
+                Ok(Some(Placeholder::Field(CardField::Holder))) => match &card.holder {
                     Some(holder) => serializer.serialize_str(holder),
                     None => serializer.serialize_none(),
                 },
@@ -175,6 +209,17 @@ mod tests {
                 "note": "plain",
             })
         );
+    }
+
+    #[test]
+    fn the_emv_expiry_is_one_yymm_string_needing_both_expiry_fields() {
+        let template = json!({"acctNumber": "{{card.number}}", "cardExpiryDate": "{{card.expiry_yymm}}"});
+        let fields = placeholders(&template).unwrap();
+        assert_eq!(fields, [CardField::Number, CardField::ExpMonth, CardField::ExpYear].into_iter().collect());
+        let sent: Value = serde_json::from_slice(&fill(&template, &card(None, None)).unwrap()).unwrap();
+        assert_eq!(sent, json!({"acctNumber": "4242424242424242", "cardExpiryDate": "3107"}));
+        let embedded = json!({"d": "20{{card.expiry_yymm}}"});
+        assert_eq!(placeholders(&embedded), Err(TemplateError::Embedded));
     }
 
     #[test]
