@@ -53,11 +53,18 @@ pub struct GatewayOptions {
     pub merchant_id: String,
     pub acquirer_timeout_ms: u64,
     pub worker_interval_ms: u64,
+    /// More `serve` flags (the 3-D Secure timings, say).
+    pub extra_args: Vec<String>,
 }
 
 impl Default for GatewayOptions {
     fn default() -> Self {
-        GatewayOptions { merchant_id: "m_1".into(), acquirer_timeout_ms: 5_000, worker_interval_ms: 200 }
+        GatewayOptions {
+            merchant_id: "m_1".into(),
+            acquirer_timeout_ms: 5_000,
+            worker_interval_ms: 200,
+            extra_args: Vec::new(),
+        }
     }
 }
 
@@ -76,7 +83,7 @@ pub struct TestGateway {
 
 impl TestGateway {
     pub async fn start(vault: &TestVault, sandbox: &TestSandbox, backend: &Backend, options: GatewayOptions) -> Self {
-        let dir = vault.dir.join("gateway");
+        let dir = vault.dir.join(format!("gateway-{:08x}", rand::random::<u32>()));
         std::fs::create_dir_all(&dir).unwrap();
         let db = TestDatabase::create(backend, &dir).await;
         let key_file = dir.join("secret.key");
@@ -110,6 +117,7 @@ impl TestGateway {
             .arg(&vault.pki.ca_cert)
             .args(["--acquirer-timeout-ms", &options.acquirer_timeout_ms.to_string()])
             .args(["--worker-interval-ms", &options.worker_interval_ms.to_string()])
+            .args(&options.extra_args)
             .env("PAYSYS_LOG", "debug");
         let (child, url) = spawn_listening(cmd, "paysys-gateway listening on ", &log_file).await;
         TestGateway {
@@ -149,6 +157,28 @@ impl TestGateway {
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         let value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
         (status, value)
+    }
+
+    /// Any request to the gateway without the Auth header (the browser and ACS facing
+    /// endpoints): status, `Location` header, body text.
+    pub async fn request(&self, method: &str, path: &str, content_type: &str, body: &[u8]) -> (u16, String, String) {
+        let addr = self.url.strip_prefix("http://").unwrap();
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await.unwrap();
+        tokio::spawn(conn);
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", addr)
+            .header("content-type", content_type)
+            .body(Full::new(Bytes::from(body.to_vec())))
+            .unwrap();
+        let response = sender.send_request(req).await.unwrap();
+        let status = response.status().as_u16();
+        let location = response.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, location, String::from_utf8_lossy(&bytes).into_owned())
     }
 
     /// A signed single call; the whole response object.

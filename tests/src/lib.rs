@@ -19,6 +19,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod browser;
 pub mod gateway;
 
 use paysys::pki::{CertificateAuthority, IssueRequest};
