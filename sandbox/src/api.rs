@@ -12,13 +12,25 @@
 //! * `GET  /acquirer/v1/ledger?reference=…&acquirer_ref=…&after_seq=…&limit=…`
 //!
 //! Issuer (for tests and demos): `POST /issuer/v1/balance` `{card: {number}, currency}`.
-//! And `GET /health`. The 3-D Secure directory server and ACS will be routes of their
-//! own (`/ds/…`, `/acs/…`) next to these.
+//! An authorization may carry `three_ds` (the issuer checks its CAVV, else declines `63`).
+//!
+//! 3-D Secure directory server ([`crate::threeds::ds`], JSON):
+//! * `POST /3ds/v2/preq` — PReq → PRes (card ranges; called by the gateway)
+//! * `POST /3ds/v2/areq` — AReq → ARes or `Erro` (through the vault relay: carries the card)
+//! * `GET  /3ds/v2/results/{threeDSServerTransID}` — the outcome (called by the gateway)
+//!
+//! 3-D Secure ACS ([`crate::threeds::acs`], HTML forms from the cardholder's browser):
+//! * `POST /acs/v2/method` — `threeDSMethodData` → auto-post back to the 3DS Server
+//! * `POST /acs/v2/challenge` — `creq`, `threeDSSessionData` → the challenge page
+//! * `POST /acs/v2/challenge/submit` — `acsTransID, nonce, otp, threeDSSessionData[, cancel]`
+//!   → RReq to the 3DS Server, then the CRes auto-post page
+//!
+//! And `GET /health`.
 
 use crate::cards::{CardNumber, Expiry};
 use crate::error::{redact_digit_runs, ApiError};
 use crate::ids;
-use crate::issuer::{self, Authorization, Balance, DeclineCode, Refund};
+use crate::issuer::{self, Authorization, Balance, DeclineCode, Refund, ThreeDsClaim};
 use crate::store::{Applied, AuthorizeOutcome, LedgerEntry, LedgerFilter, NewAuthorization, Store};
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
@@ -45,8 +57,9 @@ pub struct Network {
     pub auth_delay: Duration,
 }
 
-/// The API router; `max_body_bytes` bounds request bodies.
-pub fn router(network: Arc<Network>, max_body_bytes: usize) -> Router {
+/// The API router (acquirer, issuer, DS and ACS); `max_body_bytes` bounds request bodies.
+pub fn router(three_ds: Arc<crate::threeds::ThreeDs>, max_body_bytes: usize) -> Router {
+    let network = three_ds.network.clone();
     Router::new()
         .route("/health", get(health))
         .route("/acquirer/v1/authorizations", post(create_authorization))
@@ -57,10 +70,11 @@ pub fn router(network: Arc<Network>, max_body_bytes: usize) -> Router {
         .route("/acquirer/v1/inquiry", get(inquiry))
         .route("/acquirer/v1/ledger", get(ledger))
         .route("/issuer/v1/balance", post(balance))
+        .with_state(network)
+        .merge(crate::threeds::router(three_ds))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
-        .with_state(network)
 }
 
 /// JSON body extractor: every failure gets a stable code, digit runs in parser messages
@@ -109,6 +123,31 @@ struct AuthorizationRequest {
     card: CardData,
     #[serde(default)]
     capture: bool,
+    /// The 3-D Secure authentication of this payment: its CAVV must be one the network
+    /// issued for this card, amount and currency, unused (else decline `63`).
+    #[serde(default)]
+    three_ds: Option<ThreeDsData>,
+}
+
+/// `three_ds` of an authorization: what the 3DS Server got in the ARes, RReq or results.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ThreeDsData {
+    /// Accepted as the gateway sends it; the CAVV check does not need it.
+    #[serde(default, rename = "version")]
+    _version: Option<serde::de::IgnoredAny>,
+    #[serde(default, rename = "trans_status")]
+    _trans_status: Option<serde::de::IgnoredAny>,
+    #[serde(default, rename = "eci")]
+    _eci: Option<serde::de::IgnoredAny>,
+    authentication_value: String,
+    ds_trans_id: String,
+}
+
+impl std::fmt::Debug for ThreeDsData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ThreeDsData").field("ds_trans_id", &self.ds_trans_id).finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -232,6 +271,7 @@ async fn create_authorization(
     let card = &req.card.number;
     let screening = issuer::screen(card, expiry, req.card.cvc.as_ref().map(|c| c.0.as_str()), now.date());
     let balance_key = card.balance_key();
+    let currency_numeric = crate::currency::numeric_code(&req.currency);
     let new = NewAuthorization {
         acquirer_ref: ids::new_acquirer_ref(),
         request_digest: request_digest(&req, &balance_key),
@@ -247,6 +287,11 @@ async fn create_authorization(
         auth_code: ids::new_auth_code(),
         rrn: ids::new_rrn(now),
         now: unix_ms(now),
+        three_ds: req.three_ds.map(|t| ThreeDsClaim {
+            ds_trans_id: t.ds_trans_id,
+            authentication_value: t.authentication_value,
+            currency_numeric,
+        }),
     };
     match network.store.authorize(&new).await? {
         AuthorizeOutcome::Created(auth) => {
@@ -257,6 +302,7 @@ async fn create_authorization(
                 card = %auth.masked_pan,
                 amount = auth.amount,
                 currency = %auth.currency,
+                three_ds = new.three_ds.is_some(),
                 status = auth.status.as_str(),
                 decline_code = auth.decline_code.map(DeclineCode::as_str),
                 "authorization"

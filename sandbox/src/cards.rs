@@ -29,24 +29,57 @@ pub enum CardBehavior {
     ApproveAfterDelay,
 }
 
+/// How the 3-D Secure ACS answers an AReq for a card (in an enrolled range, not expired).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreeDsBehavior {
+    /// `Y`: authenticated without a challenge (ECI and CAVV).
+    Frictionless,
+    /// `A`: attempts processing (ECI and CAVV).
+    Attempted,
+    /// `C`: a challenge; the code `123456` ends `Y`, anything else `N` reason `01`.
+    Challenge,
+    /// `N` reason `01` (card authentication failed).
+    NotAuthenticated,
+    /// `R` reason `11` (suspected fraud).
+    Rejected,
+    /// `U` reason `08` (no card record).
+    Unavailable,
+    /// Answered only after `--auth-delay-ms`, then `U` reason `14` (transaction timed out
+    /// at the ACS): longer than the gateway waits.
+    AcsTimeout,
+}
+
 /// One row of the test-card table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TestCard {
     pub number: &'static str,
     pub brand: &'static str,
+    /// What the issuer does with an authorization.
     pub behavior: CardBehavior,
+    /// What the 3-D Secure ACS answers (when the card's range is enrolled).
+    pub three_ds: ThreeDsBehavior,
 }
 
 const fn approve(number: &'static str, brand: &'static str) -> TestCard {
-    TestCard { number, brand, behavior: CardBehavior::Approve { balance: LARGE_BALANCE } }
+    TestCard {
+        number,
+        brand,
+        behavior: CardBehavior::Approve { balance: LARGE_BALANCE },
+        three_ds: ThreeDsBehavior::Frictionless,
+    }
 }
 
 const fn decline(number: &'static str, code: DeclineCode) -> TestCard {
-    TestCard { number, brand: "visa", behavior: CardBehavior::Decline(code) }
+    TestCard { number, brand: "visa", behavior: CardBehavior::Decline(code), three_ds: ThreeDsBehavior::Frictionless }
 }
 
-/// The documented test cards (any future expiry, any CVC unless noted). The 3-D Secure
-/// cards will join this table with their authentication outcome.
+/// A 3-D Secure test card: the issuer approves it (large balance); the ACS answers `three_ds`.
+const fn authenticates(number: &'static str, brand: &'static str, three_ds: ThreeDsBehavior) -> TestCard {
+    TestCard { number, brand, behavior: CardBehavior::Approve { balance: LARGE_BALANCE }, three_ds }
+}
+
+/// The documented test cards (any future expiry, any CVC unless noted), with their
+/// issuer outcome and their 3-D Secure outcome.
 pub const TEST_CARDS: &[TestCard] = &[
     approve("4242424242424242", "visa"),
     approve("5555555555554444", "mastercard"),
@@ -56,13 +89,28 @@ pub const TEST_CARDS: &[TestCard] = &[
         number: "4000000000009995",
         brand: "visa",
         behavior: CardBehavior::Approve { balance: LIMITED_BALANCE },
+        three_ds: ThreeDsBehavior::Frictionless,
     },
     decline("4000000000000002", DeclineCode::DoNotHonor),
     decline("4000000000009979", DeclineCode::StolenCard),
     decline("4000000000000069", DeclineCode::ExpiredCard),
     decline("4000000000000127", DeclineCode::CvcMismatch),
     decline("4000000000000119", DeclineCode::SystemMalfunction),
-    TestCard { number: "4000000000000259", brand: "visa", behavior: CardBehavior::ApproveAfterDelay },
+    TestCard {
+        number: "4000000000000259",
+        brand: "visa",
+        behavior: CardBehavior::ApproveAfterDelay,
+        three_ds: ThreeDsBehavior::Frictionless,
+    },
+    authenticates("4000000000003014", "visa", ThreeDsBehavior::Frictionless),
+    authenticates("4000000000003022", "visa", ThreeDsBehavior::Attempted),
+    authenticates("4000000000003220", "visa", ThreeDsBehavior::Challenge),
+    authenticates("5200000000003001", "mastercard", ThreeDsBehavior::Challenge),
+    authenticates("5200000000003019", "mastercard", ThreeDsBehavior::Frictionless),
+    authenticates("4000000000003030", "visa", ThreeDsBehavior::NotAuthenticated),
+    authenticates("4000000000003048", "visa", ThreeDsBehavior::Rejected),
+    authenticates("4000000000003055", "visa", ThreeDsBehavior::Unavailable),
+    authenticates("4000000000003063", "visa", ThreeDsBehavior::AcsTimeout),
 ];
 
 /// A card number as received. Read it with [`expose_secret`](Self::expose_secret);
@@ -113,6 +161,15 @@ impl CardNumber {
             return Some(card.behavior);
         }
         self.is_valid().then_some(CardBehavior::Approve { balance: LARGE_BALANCE })
+    }
+
+    /// The ACS's answer for this card: its test-card row, else frictionless (`Y`).
+    /// Enrollment (the card's range) and expiry are decided by the directory server.
+    pub fn three_ds_behavior(&self) -> ThreeDsBehavior {
+        TEST_CARDS
+            .iter()
+            .find(|c| c.number == self.expose_secret())
+            .map_or(ThreeDsBehavior::Frictionless, |c| c.three_ds)
     }
 }
 

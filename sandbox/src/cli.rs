@@ -1,8 +1,9 @@
 //! The `paysys-sandbox` commands and their configuration (flags or environment).
 
 use crate::api::Network;
-use crate::cards::{CardBehavior, TEST_CARDS};
+use crate::cards::{CardBehavior, ThreeDsBehavior, TEST_CARDS};
 use crate::store::Store;
+use crate::threeds::{ThreeDs, ThreeDsConfig};
 use crate::tls;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -17,7 +18,7 @@ use std::time::Duration;
 #[command(
     name = "paysys-sandbox",
     version,
-    about = "The PaySys sandbox card network: acquirer and issuer with test cards"
+    about = "The PaySys sandbox card network: acquirer, issuer with test cards, 3-D Secure DS and ACS"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -26,7 +27,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve the acquirer and issuer API over HTTPS.
+    /// Serve the acquirer, issuer, 3-D Secure DS and ACS over HTTPS.
     Serve(ServeArgs),
     /// Print the test-card table.
     Cards,
@@ -49,10 +50,20 @@ struct ServeArgs {
     /// `sqlite::memory:` (state lost on exit), `sqlite:PATH`, or `postgres://…`.
     #[arg(long, env = "PAYSYS_SANDBOX_DATABASE_URL", default_value = "sqlite::memory:")]
     database_url: String,
-    /// How long the slow test card (4000000000000259) delays its authorization answer;
-    /// longer than the gateway's acquirer timeout.
+    /// How long the slow test card (4000000000000259) delays its authorization answer,
+    /// and the slow-ACS card (4000000000003063) its ARes; longer than the gateway waits.
     #[arg(long, env = "PAYSYS_SANDBOX_AUTH_DELAY_MS", default_value_t = 35_000)]
     auth_delay_ms: u64,
+    /// The sandbox's externally reachable base URL, used in `acsURL` and
+    /// `threeDSMethodURL`. Default `https://localhost:{bound port}`.
+    #[arg(long, env = "PAYSYS_SANDBOX_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// An ACS challenge not completed in this time ends N, reason 14.
+    #[arg(long, env = "PAYSYS_SANDBOX_CHALLENGE_TTL_MS", default_value_t = 600_000)]
+    challenge_ttl_ms: u64,
+    /// CA bundle (PEM) for https:// threeDSServerURLs the RReq goes to (http:// needs none).
+    #[arg(long, env = "PAYSYS_SANDBOX_RREQ_CA")]
+    rreq_ca: Option<PathBuf>,
     /// Largest request body accepted.
     #[arg(long, default_value_t = 16 * 1024)]
     max_body_bytes: usize,
@@ -100,13 +111,27 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
-    tracing::info!(%addr, mtls = args.client_ca.is_some(), auth_delay_ms = args.auth_delay_ms, "serving");
+    let mut three_ds_config = ThreeDsConfig::for_port(addr.port());
+    if let Some(url) = args.public_url {
+        three_ds_config.public_url = url;
+    }
+    three_ds_config.challenge_ttl = Duration::from_millis(args.challenge_ttl_ms);
+    three_ds_config.rreq_ca = args.rreq_ca;
+    let three_ds = ThreeDs::new(network, &three_ds_config)?;
+    tracing::info!(
+        %addr,
+        mtls = args.client_ca.is_some(),
+        auth_delay_ms = args.auth_delay_ms,
+        public_url = %three_ds.public_url,
+        challenge_ttl_ms = args.challenge_ttl_ms,
+        "serving"
+    );
     // The launcher waits for exactly this line.
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "paysys-sandbox listening on https://{addr}").context("writing to stdout")?;
     stdout.flush().context("writing to stdout")?;
     drop(stdout);
-    crate::run(listener, tls, network, args.max_body_bytes, shutdown_signal()).await.context("serving")?;
+    crate::run_with(listener, tls, three_ds, args.max_body_bytes, shutdown_signal()).await.context("serving")?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -136,8 +161,19 @@ async fn shutdown_signal() {
 }
 
 fn print_cards() {
-    println!("{:<20} {:<11} outcome", "card", "brand");
+    println!("{:<20} {:<11} {:<22} issuer outcome", "card", "brand", "3-D Secure");
     for card in TEST_CARDS {
+        let enrolled = crate::threeds::outcome::is_enrolled(&crate::cards::CardNumber::new(card.number));
+        let three_ds = match card.three_ds {
+            _ if !enrolled => "not enrolled",
+            ThreeDsBehavior::Frictionless => "Y",
+            ThreeDsBehavior::Attempted => "A",
+            ThreeDsBehavior::Challenge => "C (code 123456)",
+            ThreeDsBehavior::NotAuthenticated => "N 01",
+            ThreeDsBehavior::Rejected => "R 11",
+            ThreeDsBehavior::Unavailable => "U 08",
+            ThreeDsBehavior::AcsTimeout => "U 14 after the delay",
+        };
         let outcome = match card.behavior {
             CardBehavior::Approve { balance } if balance == crate::cards::LARGE_BALANCE => {
                 "approved; large balance".to_owned()
@@ -146,6 +182,6 @@ fn print_cards() {
             CardBehavior::Decline(code) => format!("declined {} ({})", code.as_str(), code.reason()),
             CardBehavior::ApproveAfterDelay => "approved, answered only after --auth-delay-ms".to_owned(),
         };
-        println!("{:<20} {:<11} {outcome}", card.number, card.brand);
+        println!("{:<20} {:<11} {three_ds:<22} {outcome}", card.number, card.brand);
     }
 }

@@ -32,11 +32,14 @@ pub enum DeclineCode {
     CvcMismatch,
     /// `96` system malfunction: a processing error; the same request may be retried.
     SystemMalfunction,
+    /// `63` security violation: the 3-D Secure authentication value (CAVV) is not one the
+    /// network issued for this card, amount and currency, or it was used before.
+    ThreeDsAuthenticationInvalid,
 }
 
 impl DeclineCode {
     /// Every code, for documentation tests and parsing.
-    pub const ALL: [DeclineCode; 7] = [
+    pub const ALL: [DeclineCode; 8] = [
         DeclineCode::DoNotHonor,
         DeclineCode::InvalidCardNumber,
         DeclineCode::StolenCard,
@@ -44,6 +47,7 @@ impl DeclineCode {
         DeclineCode::ExpiredCard,
         DeclineCode::CvcMismatch,
         DeclineCode::SystemMalfunction,
+        DeclineCode::ThreeDsAuthenticationInvalid,
     ];
 
     /// The two-character code on the wire and in the database.
@@ -56,6 +60,7 @@ impl DeclineCode {
             DeclineCode::ExpiredCard => "54",
             DeclineCode::CvcMismatch => "N7",
             DeclineCode::SystemMalfunction => "96",
+            DeclineCode::ThreeDsAuthenticationInvalid => "63",
         }
     }
 
@@ -69,6 +74,9 @@ impl DeclineCode {
             DeclineCode::ExpiredCard => "expired card",
             DeclineCode::CvcMismatch => "CVV2/CVC2 mismatch",
             DeclineCode::SystemMalfunction => "system malfunction",
+            DeclineCode::ThreeDsAuthenticationInvalid => {
+                "security violation: 3-D Secure authentication value not valid"
+            }
         }
     }
 
@@ -287,6 +295,62 @@ pub fn screen(number: &CardNumber, expiry: Expiry, cvc: Option<&str>, today: tim
     }
 }
 
+/// What an authorization presents of its 3-D Secure authentication (its `three_ds`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ThreeDsClaim {
+    pub ds_trans_id: String,
+    /// The CAVV as the 3DS Server received it.
+    pub authentication_value: String,
+    /// ISO 4217 numeric code of the authorization's currency (`None`: not one the
+    /// sandbox knows, which matches no authentication).
+    pub currency_numeric: Option<&'static str>,
+}
+
+impl std::fmt::Debug for ThreeDsClaim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ThreeDsClaim").field("ds_trans_id", &self.ds_trans_id).finish_non_exhaustive()
+    }
+}
+
+/// What the network recorded for the authentication a `dsTransID` names.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IssuedAuthentication {
+    /// [`CardNumber::balance_key`] of the authenticated card.
+    pub card_key: String,
+    pub purchase_amount: i64,
+    /// ISO 4217 numeric.
+    pub purchase_currency: String,
+    /// The CAVV, for `Y` and `A` only.
+    pub authentication_value: Option<String>,
+    pub cavv_used: bool,
+}
+
+impl std::fmt::Debug for IssuedAuthentication {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedAuthentication").field("cavv_used", &self.cavv_used).finish_non_exhaustive()
+    }
+}
+
+/// The issuer's CAVV check: the network issued this CAVV for this `dsTransID`, the same
+/// card, amount and currency, and no authorization used it yet. The CAVV is compared in
+/// constant time. A failed check declines with `63`.
+pub fn three_ds_accepted(
+    issued: Option<&IssuedAuthentication>,
+    claim: &ThreeDsClaim,
+    card_key: &str,
+    amount: i64,
+) -> bool {
+    use subtle::ConstantTimeEq as _;
+    let Some(issued) = issued else { return false };
+    let Some(cavv) = issued.authentication_value.as_deref() else { return false };
+    let same_value = bool::from(cavv.as_bytes().ct_eq(claim.authentication_value.as_bytes()));
+    same_value
+        && !issued.cavv_used
+        && issued.card_key == card_key
+        && issued.purchase_amount == amount
+        && claim.currency_numeric == Some(issued.purchase_currency.as_str())
+}
+
 /// A card's balance in one currency.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Balance {
@@ -459,6 +523,36 @@ mod tests {
             created_at: 1,
             updated_at: 1,
         }
+    }
+
+    #[test]
+    fn a_cavv_is_accepted_once_for_its_card_amount_and_currency() {
+        let issued = IssuedAuthentication {
+            card_key: "card".into(),
+            purchase_amount: 1000,
+            purchase_currency: "860".into(),
+            authentication_value: Some("AAABBBCCCDDDEEEFFFGGGHHHIII=".into()),
+            cavv_used: false,
+        };
+        let claim = ThreeDsClaim {
+            ds_trans_id: "ds".into(),
+            authentication_value: "AAABBBCCCDDDEEEFFFGGGHHHIII=".into(),
+            currency_numeric: Some("860"),
+        };
+        assert!(three_ds_accepted(Some(&issued), &claim, "card", 1000));
+        assert!(!three_ds_accepted(None, &claim, "card", 1000), "unknown dsTransID");
+        assert!(!three_ds_accepted(Some(&issued), &claim, "other card", 1000));
+        assert!(!three_ds_accepted(Some(&issued), &claim, "card", 999));
+        let used = IssuedAuthentication { cavv_used: true, ..issued.clone() };
+        assert!(!three_ds_accepted(Some(&used), &claim, "card", 1000));
+        let no_cavv = IssuedAuthentication { authentication_value: None, ..issued.clone() };
+        assert!(!three_ds_accepted(Some(&no_cavv), &claim, "card", 1000));
+        let other_value = ThreeDsClaim { authentication_value: "AAABBBCCCDDDEEEFFFGGGHHHIIJ=".into(), ..claim.clone() };
+        assert!(!three_ds_accepted(Some(&issued), &other_value, "card", 1000));
+        let other_currency = ThreeDsClaim { currency_numeric: Some("840"), ..claim.clone() };
+        assert!(!three_ds_accepted(Some(&issued), &other_currency, "card", 1000));
+        let unknown_currency = ThreeDsClaim { currency_numeric: None, ..claim };
+        assert!(!three_ds_accepted(Some(&issued), &unknown_currency, "card", 1000));
     }
 
     #[test]

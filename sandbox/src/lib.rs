@@ -1,7 +1,7 @@
 //! The PaySys sandbox: a faithful card network for tests and demos. It plays the
-//! acquirer (authorization, capture, void, refund, status inquiry, ledger) and the
-//! issuer (balances per test card and currency, ISO 8583 decline codes). The 3-D Secure
-//! directory server and ACS will join it as further routes and card-table columns.
+//! acquirer (authorization, capture, void, refund, status inquiry, ledger), the issuer
+//! (balances per test card and currency, ISO 8583 decline codes, the 3-D Secure CAVV
+//! check) and the 3-D Secure 2 directory server and ACS.
 //!
 //! # Layout
 //!
@@ -13,8 +13,12 @@
 //! * [`error`] — the API error type and its stable codes, turned into responses in one place.
 //! * [`issuer`] — the issuer's rules as pure functions: screening, holds, capture, void,
 //!   refund; decline codes.
-//! * [`cards`] — card numbers (secret wrapper, Luhn, masking), expiry, the test-card table.
-//! * [`ids`] — acquirer references, auth codes, RRNs.
+//! * [`cards`] — card numbers (secret wrapper, Luhn, masking), expiry, the test-card table
+//!   (issuer and 3-D Secure outcomes).
+//! * [`currency`] — ISO 4217 alphabetic and numeric codes.
+//! * [`ids`] — acquirer references, auth codes, RRNs; 3-D Secure UUIDs, CAVVs, nonces.
+//! * [`threeds`] — the 3-D Secure 2 DS and ACS: messages, validation, outcomes, pages,
+//!   the RReq client, the challenge expiry sweep.
 //! * [`store`] — persistence: SQLite (default, in memory) or PostgreSQL; all SQL is here.
 //!
 //! The sandbox receives full card numbers (it is the network), but never writes one to
@@ -25,17 +29,20 @@
 pub mod api;
 pub mod cards;
 pub mod cli;
+pub mod currency;
 pub mod error;
 pub mod ids;
 pub mod issuer;
 pub mod server;
 pub mod store;
+pub mod threeds;
 pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
 
-/// Serve the sandbox's API on a bound `listener` until `shutdown` completes.
+/// Serve the sandbox's API on a bound `listener` until `shutdown` completes, with the
+/// 3-D Secure defaults ([`threeds::ThreeDsConfig::for_port`]).
 pub async fn run(
     listener: tokio::net::TcpListener,
     tls: Arc<rustls::ServerConfig>,
@@ -43,5 +50,24 @@ pub async fn run(
     max_body_bytes: usize,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    server::serve_tls(listener, tls, api::router(network, max_body_bytes), shutdown).await
+    let port = listener.local_addr()?.port();
+    let three_ds = threeds::ThreeDs::new(network, &threeds::ThreeDsConfig::for_port(port))
+        .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+    run_with(listener, tls, three_ds, max_body_bytes, shutdown).await
+}
+
+/// Serve the whole API (acquirer, issuer, DS, ACS) on `listener` until `shutdown`
+/// completes; challenges nobody finishes are ended in the background meanwhile.
+pub async fn run_with(
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    three_ds: Arc<threeds::ThreeDs>,
+    max_body_bytes: usize,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let app = api::router(three_ds.clone(), max_body_bytes);
+    tokio::select! {
+        served = server::serve_tls(listener, tls, app, shutdown) => served,
+        () = threeds::acs::expire_challenges(three_ds) => Ok(()),
+    }
 }

@@ -1,5 +1,6 @@
 //! Persistence: SQLite (default; `sqlite::memory:` or a file) or PostgreSQL, chosen by
-//! URL. All SQL of the sandbox lives in this module.
+//! URL. All SQL of the sandbox lives in this module and its `three_ds` part (the 3-D
+//! Secure authentications).
 //!
 //! The statements are portable (`$n` placeholders, `ON CONFLICT`, 64-bit integers), so
 //! each operation is written once and expanded for both backends by [`in_transaction!`];
@@ -17,7 +18,7 @@
 
 use crate::issuer::{
     self, Authorization, AuthorizationStatus, Balance, DeclineCode, LedgerDraft, LedgerKind, OperationError, Refund,
-    Transition,
+    ThreeDsClaim, Transition,
 };
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
@@ -78,6 +79,10 @@ pub struct NewAuthorization {
     pub auth_code: String,
     pub rrn: String,
     pub now: i64,
+    /// The 3-D Secure authentication the authorization presents: its CAVV must pass
+    /// [`issuer::three_ds_accepted`] (else decline `63`), and an approval marks it used
+    /// in the same transaction.
+    pub three_ds: Option<ThreeDsClaim>,
 }
 
 /// Result of [`Store::authorize`].
@@ -237,7 +242,23 @@ impl Store {
             if let Some(row) = sqlx::query(&sql).bind(&new.reference).fetch_optional(&mut *tx).await? {
                 return Ok(AuthorizeOutcome::Existing(authorization_from_row(&row)?));
             }
-            let decline = match new.decline {
+            let mut decline = new.decline;
+            if let (None, Some(claim)) = (decline, &new.three_ds) {
+                let sql = format!(
+                    "SELECT {} FROM threeds_transactions WHERE ds_trans_id = $1{lock}",
+                    three_ds::ISSUED_COLUMNS
+                );
+                let issued = sqlx::query(&sql)
+                    .bind(&claim.ds_trans_id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .map(|row| three_ds::issued_from_row(&row))
+                    .transpose()?;
+                if !issuer::three_ds_accepted(issued.as_ref(), claim, &new.balance_key, new.amount) {
+                    decline = Some(DeclineCode::ThreeDsAuthenticationInvalid);
+                }
+            }
+            let decline = match decline {
                 Some(code) => Some(code),
                 None => {
                     sqlx::query(
@@ -270,6 +291,18 @@ impl Store {
                     }
                 }
             };
+            if let (None, Some(claim)) = (decline, &new.three_ds) {
+                // Approved: the CAVV is spent with this authorization, atomically (the
+                // row is locked, or SQLite's writer lock is held, since the check).
+                sqlx::query(
+                    "UPDATE threeds_transactions SET cavv_used = TRUE, updated_at = $1 \
+                     WHERE ds_trans_id = $2 AND cavv_used = FALSE",
+                )
+                .bind(new.now)
+                .bind(&claim.ds_trans_id)
+                .execute(&mut *tx)
+                .await?;
+            }
             let auth = authorization_record(new, decline);
             let sql = format!(
                 "INSERT INTO authorizations ({AUTHORIZATION_COLUMNS}) \
@@ -627,3 +660,7 @@ where
         decline_code: get(row, "decline_code")?,
     })
 }
+
+mod three_ds;
+
+pub use three_ds::{ChallengeResult, ThreeDsInsert, ThreeDsTransaction};

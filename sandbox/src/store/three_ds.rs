@@ -1,0 +1,350 @@
+//! The 3-D Secure tables: authentications (one per AReq) and 3DS Method runs. Part of
+//! [`crate::store`], so still the only place with SQL; the issuer's use of a CAVV is in
+//! the authorization's own transaction ([`Store::authorize`]).
+//!
+//! Every state change of an authentication is one conditional `UPDATE … WHERE
+//! trans_status = 'C'`: of two concurrent ends of a challenge (two submits, a submit and
+//! the expiry sweep, two replicas) exactly one changes the row, and only that one sends
+//! the RReq.
+
+use super::{Backend, Store, StoreError};
+use crate::issuer::IssuedAuthentication;
+use sqlx::{ColumnIndex, Decode, Row, Type};
+
+/// One 3-D Secure authentication. No card number: its balance key and masked form.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ThreeDsTransaction {
+    /// The 3DS Server's id; the primary key and the idempotency key of the AReq.
+    pub three_ds_server_trans_id: String,
+    pub ds_trans_id: String,
+    pub acs_trans_id: String,
+    pub message_version: String,
+    /// [`crate::cards::CardNumber::balance_key`] of the card.
+    pub card_key: String,
+    /// `400000******3014`.
+    pub masked_pan: String,
+    /// Minor units.
+    pub purchase_amount: i64,
+    /// ISO 4217 numeric.
+    pub purchase_currency: String,
+    pub purchase_exponent: i64,
+    pub merchant_name: String,
+    /// Where the RReq goes.
+    pub three_ds_server_url: String,
+    /// Where the browser posts the CRes.
+    pub notification_url: String,
+    /// The ARes JSON as sent.
+    pub ares: String,
+    pub ares_trans_status: String,
+    /// `C` while a challenge is open; final otherwise.
+    pub trans_status: String,
+    pub trans_status_reason: Option<String>,
+    /// Set with `authentication_value`, for `Y` and `A` only.
+    pub eci: Option<String>,
+    pub authentication_value: Option<String>,
+    pub challenge_cancel: Option<String>,
+    /// The issuer accepted the CAVV for an authorization; it is never accepted again.
+    pub cavv_used: bool,
+    /// The one-time nonce of the challenge form last shown.
+    pub challenge_nonce: Option<String>,
+    /// Unix ms after which an open challenge ends `N` `14` (challenges only).
+    pub challenge_expires_at: Option<i64>,
+    /// A 3DS Method ran for this `threeDSServerTransID`.
+    pub method_completed: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl ThreeDsTransaction {
+    /// Not waiting for a challenge any more.
+    pub fn is_final(&self) -> bool {
+        self.trans_status != "C"
+    }
+}
+
+/// Ids and status only: the CAVV and the form nonce are credentials.
+impl std::fmt::Debug for ThreeDsTransaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ThreeDsTransaction")
+            .field("three_ds_server_trans_id", &self.three_ds_server_trans_id)
+            .field("ds_trans_id", &self.ds_trans_id)
+            .field("acs_trans_id", &self.acs_trans_id)
+            .field("masked_pan", &self.masked_pan)
+            .field("trans_status", &self.trans_status)
+            .field("trans_status_reason", &self.trans_status_reason)
+            .field("cavv_used", &self.cavv_used)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Result of [`Store::insert_three_ds`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ThreeDsInsert {
+    Created(ThreeDsTransaction),
+    /// The `threeDSServerTransID` was seen before: the first authentication, unchanged.
+    Existing(ThreeDsTransaction),
+}
+
+/// The final outcome written when a challenge ends.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ChallengeResult {
+    pub trans_status: String,
+    pub trans_status_reason: Option<String>,
+    pub eci: Option<String>,
+    pub authentication_value: Option<String>,
+    pub challenge_cancel: Option<String>,
+}
+
+impl std::fmt::Debug for ChallengeResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChallengeResult")
+            .field("trans_status", &self.trans_status)
+            .field("trans_status_reason", &self.trans_status_reason)
+            .field("challenge_cancel", &self.challenge_cancel)
+            .finish_non_exhaustive()
+    }
+}
+
+const COLUMNS: &str = "three_ds_server_trans_id, ds_trans_id, acs_trans_id, message_version, card_key, masked_pan, \
+     purchase_amount, purchase_currency, purchase_exponent, merchant_name, three_ds_server_url, notification_url, \
+     ares, ares_trans_status, trans_status, trans_status_reason, eci, authentication_value, challenge_cancel, \
+     cavv_used, challenge_nonce, challenge_expires_at, method_completed, created_at, updated_at";
+
+impl Store {
+    /// Record a new authentication, unless its `threeDSServerTransID` exists: then the
+    /// first one is returned unchanged. `method_completed` is set when a 3DS Method ran
+    /// for the id before.
+    pub async fn insert_three_ds(&self, new: &ThreeDsTransaction) -> Result<ThreeDsInsert, StoreError> {
+        match self.try_insert_three_ds(new).await {
+            // PostgreSQL: a concurrent AReq with the same id committed first.
+            Err(e) if e.is_unique_violation() => match self.three_ds_by_server_id(&new.three_ds_server_trans_id).await?
+            {
+                Some(first) => Ok(ThreeDsInsert::Existing(first)),
+                None => Err(e),
+            },
+            other => other,
+        }
+    }
+
+    async fn try_insert_three_ds(&self, new: &ThreeDsTransaction) -> Result<ThreeDsInsert, StoreError> {
+        in_transaction!(self, |tx, _lock| {
+            let sql = format!("SELECT {COLUMNS} FROM threeds_transactions WHERE three_ds_server_trans_id = $1");
+            if let Some(row) = sqlx::query(&sql).bind(&new.three_ds_server_trans_id).fetch_optional(&mut *tx).await? {
+                return Ok(ThreeDsInsert::Existing(transaction_from_row(&row)?));
+            }
+            let method_ran = sqlx::query("SELECT 1 FROM threeds_method_runs WHERE three_ds_server_trans_id = $1")
+                .bind(&new.three_ds_server_trans_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+            let record = ThreeDsTransaction { method_completed: new.method_completed || method_ran, ..new.clone() };
+            let sql = format!(
+                "INSERT INTO threeds_transactions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+                 $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)"
+            );
+            sqlx::query(&sql)
+                .bind(&record.three_ds_server_trans_id)
+                .bind(&record.ds_trans_id)
+                .bind(&record.acs_trans_id)
+                .bind(&record.message_version)
+                .bind(&record.card_key)
+                .bind(&record.masked_pan)
+                .bind(record.purchase_amount)
+                .bind(&record.purchase_currency)
+                .bind(record.purchase_exponent)
+                .bind(&record.merchant_name)
+                .bind(&record.three_ds_server_url)
+                .bind(&record.notification_url)
+                .bind(&record.ares)
+                .bind(&record.ares_trans_status)
+                .bind(&record.trans_status)
+                .bind(&record.trans_status_reason)
+                .bind(&record.eci)
+                .bind(&record.authentication_value)
+                .bind(&record.challenge_cancel)
+                .bind(record.cavv_used)
+                .bind(&record.challenge_nonce)
+                .bind(record.challenge_expires_at)
+                .bind(record.method_completed)
+                .bind(record.created_at)
+                .bind(record.updated_at)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(ThreeDsInsert::Created(record))
+        })
+    }
+
+    /// The authentication with this `threeDSServerTransID`.
+    pub async fn three_ds_by_server_id(&self, id: &str) -> Result<Option<ThreeDsTransaction>, StoreError> {
+        self.three_ds_where("three_ds_server_trans_id", id).await
+    }
+
+    /// The authentication with this `acsTransID`.
+    pub async fn three_ds_by_acs_id(&self, acs_trans_id: &str) -> Result<Option<ThreeDsTransaction>, StoreError> {
+        self.three_ds_where("acs_trans_id", acs_trans_id).await
+    }
+
+    async fn three_ds_where(
+        &self,
+        column: &'static str,
+        value: &str,
+    ) -> Result<Option<ThreeDsTransaction>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM threeds_transactions WHERE {column} = $1");
+        on_pool!(self, |pool| {
+            sqlx::query(&sql).bind(value).fetch_optional(pool).await?.map(|r| transaction_from_row(&r)).transpose()
+        })
+    }
+
+    /// Remember the nonce of the challenge form just shown (it replaces any earlier
+    /// one, so an older form no longer submits). `false` when the challenge is over.
+    pub async fn set_challenge_nonce(&self, acs_trans_id: &str, nonce: &str, now: i64) -> Result<bool, StoreError> {
+        on_pool!(self, |pool| {
+            let done = sqlx::query(
+                "UPDATE threeds_transactions SET challenge_nonce = $1, updated_at = $2 \
+                 WHERE acs_trans_id = $3 AND trans_status = 'C'",
+            )
+            .bind(nonce)
+            .bind(now)
+            .bind(acs_trans_id)
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    /// End the open challenge `acs_trans_id` with `result` — only if it is still open
+    /// and, when `nonce` is given, its form nonce is that one. The updated row when this
+    /// call ended it; `None` when it was over already (or the nonce is stale).
+    pub async fn end_challenge(
+        &self,
+        acs_trans_id: &str,
+        nonce: Option<&str>,
+        result: &ChallengeResult,
+        now: i64,
+    ) -> Result<Option<ThreeDsTransaction>, StoreError> {
+        in_transaction!(self, |tx, _lock| {
+            let done = sqlx::query(
+                "UPDATE threeds_transactions SET trans_status = $1, trans_status_reason = $2, eci = $3, \
+                 authentication_value = $4, challenge_cancel = $5, challenge_nonce = NULL, updated_at = $6 \
+                 WHERE acs_trans_id = $7 AND trans_status = 'C' AND ($8 IS NULL OR challenge_nonce = $8)",
+            )
+            .bind(&result.trans_status)
+            .bind(&result.trans_status_reason)
+            .bind(&result.eci)
+            .bind(&result.authentication_value)
+            .bind(&result.challenge_cancel)
+            .bind(now)
+            .bind(acs_trans_id)
+            .bind(nonce)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() != 1 {
+                return Ok(None);
+            }
+            let sql = format!("SELECT {COLUMNS} FROM threeds_transactions WHERE acs_trans_id = $1");
+            let row = sqlx::query(&sql).bind(acs_trans_id).fetch_one(&mut *tx).await?;
+            let ended = transaction_from_row(&row)?;
+            tx.commit().await?;
+            Ok(Some(ended))
+        })
+    }
+
+    /// The `acsTransID`s of open challenges whose time ran out at `now`, at most `limit`.
+    pub async fn expired_challenges(&self, now: i64, limit: i64) -> Result<Vec<String>, StoreError> {
+        on_pool!(self, |pool| {
+            let rows = sqlx::query(
+                "SELECT acs_trans_id FROM threeds_transactions \
+                 WHERE trans_status = 'C' AND challenge_expires_at <= $1 ORDER BY challenge_expires_at LIMIT $2",
+            )
+            .bind(now)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+            rows.iter().map(|r| Ok(r.try_get::<String, _>(0)?)).collect()
+        })
+    }
+
+    /// Record that the 3DS Method ran for `id` (before or after its AReq).
+    pub async fn record_method_run(&self, id: &str, now: i64) -> Result<(), StoreError> {
+        in_transaction!(self, |tx, _lock| {
+            sqlx::query(
+                "INSERT INTO threeds_method_runs (three_ds_server_trans_id, created_at) VALUES ($1, $2) \
+                 ON CONFLICT (three_ds_server_trans_id) DO NOTHING",
+            )
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE threeds_transactions SET method_completed = TRUE, updated_at = $1 \
+                 WHERE three_ds_server_trans_id = $2",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+}
+
+/// The `SELECT` list of [`issued_from_row`], for the authorization's transaction.
+pub(super) const ISSUED_COLUMNS: &str = "card_key, purchase_amount, purchase_currency, authentication_value, cavv_used";
+
+pub(super) fn issued_from_row<R>(row: &R) -> Result<IssuedAuthentication, StoreError>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
+{
+    use super::get;
+    Ok(IssuedAuthentication {
+        card_key: get(row, "card_key")?,
+        purchase_amount: get(row, "purchase_amount")?,
+        purchase_currency: get(row, "purchase_currency")?,
+        authentication_value: get(row, "authentication_value")?,
+        cavv_used: get(row, "cavv_used")?,
+    })
+}
+
+fn transaction_from_row<R>(row: &R) -> Result<ThreeDsTransaction, StoreError>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
+{
+    use super::get;
+    Ok(ThreeDsTransaction {
+        three_ds_server_trans_id: get(row, "three_ds_server_trans_id")?,
+        ds_trans_id: get(row, "ds_trans_id")?,
+        acs_trans_id: get(row, "acs_trans_id")?,
+        message_version: get(row, "message_version")?,
+        card_key: get(row, "card_key")?,
+        masked_pan: get(row, "masked_pan")?,
+        purchase_amount: get(row, "purchase_amount")?,
+        purchase_currency: get(row, "purchase_currency")?,
+        purchase_exponent: get(row, "purchase_exponent")?,
+        merchant_name: get(row, "merchant_name")?,
+        three_ds_server_url: get(row, "three_ds_server_url")?,
+        notification_url: get(row, "notification_url")?,
+        ares: get(row, "ares")?,
+        ares_trans_status: get(row, "ares_trans_status")?,
+        trans_status: get(row, "trans_status")?,
+        trans_status_reason: get(row, "trans_status_reason")?,
+        eci: get(row, "eci")?,
+        authentication_value: get(row, "authentication_value")?,
+        challenge_cancel: get(row, "challenge_cancel")?,
+        cavv_used: get(row, "cavv_used")?,
+        challenge_nonce: get(row, "challenge_nonce")?,
+        challenge_expires_at: get(row, "challenge_expires_at")?,
+        method_completed: get(row, "method_completed")?,
+        created_at: get(row, "created_at")?,
+        updated_at: get(row, "updated_at")?,
+    })
+}
