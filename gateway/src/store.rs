@@ -127,8 +127,6 @@ pub struct AuthenticationRecord {
     /// The unguessable id in the cardholder's challenge link.
     pub challenge_id: Option<String>,
     pub trans_status: Option<String>,
-    /// The CAVV, kept only until the authorization carrying it is sent.
-    pub authentication_value: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -272,7 +270,7 @@ const PAYMENT_COLUMNS: &str = "transaction_id, merchant_id, partner_trans_id, re
 
 const AUTHENTICATION_COLUMNS: &str = "three_ds_server_trans_id, merchant_id, card_token, transaction_id, method_url, \
      method_completed_at, message_version, ds_trans_id, acs_trans_id, acs_url, challenge_id, trans_status, \
-     authentication_value, created_at, updated_at";
+     created_at, updated_at";
 
 const REFUND_COLUMNS: &str = "refund_id, transaction_id, merchant_id, partner_refund_id, request_digest, amount, \
      currency, status, rrn, error_code, first_response, created_at, updated_at";
@@ -814,7 +812,7 @@ impl Store {
     pub async fn insert_authentication(&self, a: &AuthenticationRecord) -> Result<(), StoreError> {
         let sql = format!(
             "INSERT INTO authentications ({AUTHENTICATION_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
         );
         on_pool!(self, |pool| {
             sqlx::query(&sql)
@@ -830,7 +828,6 @@ impl Store {
                 .bind(&a.acs_url)
                 .bind(&a.challenge_id)
                 .bind(&a.trans_status)
-                .bind(&a.authentication_value)
                 .bind(a.created_at)
                 .bind(a.updated_at)
                 .execute(pool)
@@ -844,8 +841,7 @@ impl Store {
         on_pool!(self, |pool| {
             sqlx::query(
                 "UPDATE authentications SET message_version = $1, ds_trans_id = $2, acs_trans_id = $3, acs_url = $4, \
-                 challenge_id = $5, trans_status = $6, authentication_value = $7, updated_at = $8 \
-                 WHERE three_ds_server_trans_id = $9",
+                 challenge_id = $5, trans_status = $6, updated_at = $7 WHERE three_ds_server_trans_id = $8",
             )
             .bind(&a.message_version)
             .bind(&a.ds_trans_id)
@@ -853,7 +849,6 @@ impl Store {
             .bind(&a.acs_url)
             .bind(&a.challenge_id)
             .bind(&a.trans_status)
-            .bind(&a.authentication_value)
             .bind(a.updated_at)
             .bind(&a.three_ds_server_trans_id)
             .execute(pool)
@@ -1039,7 +1034,6 @@ where
         acs_url: get(row, "acs_url")?,
         challenge_id: get(row, "challenge_id")?,
         trans_status: get(row, "trans_status")?,
-        authentication_value: get(row, "authentication_value")?,
         created_at: get(row, "created_at")?,
         updated_at: get(row, "updated_at")?,
     })

@@ -141,9 +141,9 @@ impl ReturnSite {
         ReturnSite { url: format!("http://{addr}/shop/return"), hits }
     }
 
-    /// The query parameters of the last request (URL-decoded), if any.
+    /// The query parameters of the last request for the return page (URL-decoded).
     pub fn last_query(&self) -> Option<Vec<(String, String)>> {
-        let last = self.hits.lock().unwrap().last().cloned()?;
+        let last = self.hits.lock().unwrap().iter().rev().find(|h| h.starts_with("/shop/return")).cloned()?;
         let url = url::Url::parse(&format!("http://x{last}")).ok()?;
         Some(url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
     }

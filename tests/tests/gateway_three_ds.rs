@@ -241,12 +241,12 @@ async fn idempotency_and_bad_input(s: &Stack) {
     let base = json!({"card_token": token, "amount": 700, "currency": "USD", "partner_trans_id": "bad-1"});
     for (extra, what) in [
         (json!({"three_ds": "sometimes"}), "three_ds"),
-        (json!({"three_ds": 1}), "three_ds"),
+        (json!({"three_ds": 1}), "expected a string"),
         (json!({"return_url": "javascript:alert(1)"}), "return_url"),
         (json!({"return_url": "/relative"}), "return_url"),
         (json!({"three_ds_server_trans_id": "nope"}), "three_ds_server_trans_id"),
         (json!({"three_ds_server_trans_id": "8a880dc0-d2d2-4067-bcb1-b08d1690b26e"}), "three_ds_server_trans_id"),
-        (json!({"browser": {"accept_header": "text/html"}}), "browser"),
+        (json!({"browser": {"accept_header": "text/html"}}), "user_agent"),
         (
             json!({"browser": {"accept_header": "a", "user_agent": "b", "language": "en", "color_depth": 7,
                 "screen_height": 1, "screen_width": 1, "tz_offset_min": 0}}),

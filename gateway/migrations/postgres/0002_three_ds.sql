@@ -6,9 +6,9 @@
 --
 -- `authentications` is the 3DS Server's working state, one row per
 -- threeDSServerTransID: the 3DS Method of `three_ds.prepare`, the ids of the DS and the
--- ACS, the challenge link, and the authentication value (CAVV) only until the
--- authorization that carries it has been sent. No card number: the AReq that carries
--- one goes through the vault relay.
+-- ACS and the challenge link. Never the authentication value (CAVV): it is held in
+-- memory from the ARes (or the DS's results) to the authorization that carries it. No
+-- card number: the AReq that carries one goes through the vault relay.
 
 ALTER TABLE payments ADD COLUMN three_ds TEXT;
 ALTER TABLE payments ADD COLUMN three_ds_expires_at BIGINT;
@@ -29,7 +29,6 @@ CREATE TABLE authentications (
     acs_url TEXT,
     challenge_id TEXT UNIQUE,
     trans_status TEXT,
-    authentication_value TEXT,
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL
 );

@@ -362,8 +362,9 @@ impl Gateway {
         })
     }
 
-    /// Y or A: keep the proof, move to `authorizing` (saved before anything is sent),
-    /// authorize with ECI + CAVV, then forget the CAVV.
+    /// Y or A: move to `authorizing` (saved before anything is sent) and authorize with
+    /// ECI + CAVV. The CAVV is never written down: it goes from the ARes (or the DS's
+    /// results) to the authorization in memory.
     async fn authorize_authenticated(
         &self,
         mut p: PaymentRecord,
@@ -376,7 +377,6 @@ impl Gateway {
         auth.ds_trans_id = Some(r.ds_trans_id.clone());
         auth.acs_trans_id = Some(r.acs_trans_id.clone());
         auth.trans_status = Some(r.trans_status.clone());
-        auth.authentication_value = r.authentication_value.clone();
         auth.updated_at = now;
         self.store.save_authentication(auth).await?;
         set_public_three_ds(&mut p, |v| {
@@ -395,9 +395,6 @@ impl Gateway {
             "ds_trans_id": r.ds_trans_id,
         });
         let result = self.authorize(&mut p, Some(proof)).await;
-        auth.authentication_value = None;
-        auth.updated_at = now_ms();
-        self.store.save_authentication(auth).await?;
         Ok((p, result))
     }
 
