@@ -5,7 +5,8 @@
 //! inline `<script>` of a page carry a fresh random nonce each response (no
 //! `'unsafe-inline'`); the scripts are constants, nothing is interpolated into them.
 //! `form-action` names exactly where the page's form goes: `'self'` for the challenge
-//! form, the notification URL's origin for the auto-posting pages (method and CRes).
+//! form; for the auto-posting pages (method and CRes) the notification URL's origin and
+//! the web schemes, since the 3DS Server redirects those posts on to the merchant.
 //! No `frame-ancestors`: the 3DS Server shows the challenge and runs the method in an
 //! iframe of its own page, whatever its origin.
 
@@ -128,7 +129,11 @@ fn auto_post(
         message = escape_html(message),
         action = escape_html(action),
     );
-    Page { status: StatusCode::OK, title, body, script: Some(script), form_action: Some(origin) }.into_response()
+    // The 3DS Server answers these posts by sending the browser on (to the merchant's
+    // return page), and Chromium applies `form-action` to every redirect of a form
+    // navigation: name the target's origin and allow the web schemes it may redirect to.
+    let form_action = format!("{origin} https: http:");
+    Page { status: StatusCode::OK, title, body, script: Some(script), form_action: Some(form_action) }.into_response()
 }
 
 /// The 3DS Method page: collects device data, then posts `threeDSMethodData` to the
@@ -272,7 +277,7 @@ mod tests {
         let (status, headers, html) = parts(cres_page("http://127.0.0.1:9/n?a=1&b=2", "eyJ4Ijo", Some("s&d"))).await;
         assert_eq!(status, StatusCode::OK);
         let csp = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap().to_owned();
-        assert!(csp.contains("form-action http://127.0.0.1:9;"), "{csp}");
+        assert!(csp.contains("form-action http://127.0.0.1:9 https: http:;"), "{csp}");
         let nonce = csp.split("'nonce-").nth(1).unwrap().split('\'').next().unwrap();
         assert!(html.contains(&format!("<script nonce=\"{nonce}\">")), "{html}");
         assert!(html.contains("action=\"http://127.0.0.1:9/n?a=1&amp;b=2\""), "{html}");
