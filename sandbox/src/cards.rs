@@ -1,10 +1,11 @@
 //! Card numbers as the network sees them: the [`CardNumber`] secret wrapper, Luhn,
 //! the masked form that logs and the ledger use, the balance key, expiry, and the
-//! documented test-card table ([`TEST_CARDS`], mirrored in `sandbox/README.md`).
+//! documented test-card table ([`TEST_CARDS`], mirrored in `sandbox/README.md`) with each
+//! card's issuer outcome and 3-D Secure outcome.
 //!
 //! The sandbox plays the card network, so it legitimately receives full card numbers;
-//! it still never writes one down: the database keys balances by a SHA-256 digest and
-//! the ledger keeps only the first six and last four digits.
+//! it still never writes one down: the database keys balances and 3-D Secure
+//! authentications by a SHA-256 digest and keeps only the first six and last four digits.
 
 use crate::issuer::DeclineCode;
 use std::fmt;

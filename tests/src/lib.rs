@@ -483,16 +483,28 @@ pub struct SandboxOptions {
     pub client_ca: Option<PathBuf>,
     /// How late the slow card answers (`--auth-delay-ms`).
     pub auth_delay_ms: u64,
+    /// `--database-url`; `None` (the default) is `sqlite::memory:`.
+    pub database_url: Option<String>,
+    /// Further flags (`--challenge-ttl-ms 1000`, `--public-url …`, `--rreq-ca …`).
+    pub extra_args: Vec<String>,
 }
 
 impl SandboxOptions {
-    /// The sandbox with its PaySys-CA server certificate, plain TLS, slow card at 5 s.
+    /// The sandbox with its PaySys-CA server certificate, plain TLS, slow card at 5 s,
+    /// in-memory state.
     pub fn new(pki: &TestPki) -> SandboxOptions {
-        SandboxOptions { server: pki.sandbox_server.clone(), client_ca: None, auth_delay_ms: 5_000 }
+        SandboxOptions {
+            server: pki.sandbox_server.clone(),
+            client_ca: None,
+            auth_delay_ms: 5_000,
+            database_url: None,
+            extra_args: Vec::new(),
+        }
     }
 }
 
-/// A running sandbox (`paysys-sandbox serve`) on a free loopback port, in-memory state.
+/// A running sandbox (`paysys-sandbox serve`) on a free loopback port, in-memory state
+/// unless [`SandboxOptions::database_url`] says otherwise.
 #[derive(Debug)]
 pub struct TestSandbox {
     /// `https://127.0.0.1:PORT`.
@@ -507,7 +519,8 @@ impl TestSandbox {
         let log_file = dir.join(format!("sandbox-{:08x}.log", rand::thread_rng().gen::<u32>()));
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_file).unwrap();
         let mut cmd = Command::new(bin_path(SANDBOX_BIN));
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--database-url", "sqlite::memory:"])
+        let database_url = options.database_url.as_deref().unwrap_or("sqlite::memory:");
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--database-url", database_url])
             .arg("--tls-cert")
             .arg(&options.server.cert)
             .arg("--tls-key")
@@ -521,6 +534,7 @@ impl TestSandbox {
         if let Some(ca) = &options.client_ca {
             cmd.arg("--client-ca").arg(ca);
         }
+        cmd.args(&options.extra_args);
         let mut child = cmd.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
