@@ -68,6 +68,10 @@ struct PayArgs {
     /// Tokens per test card (four approving cards) in the pool paid with.
     #[arg(long, default_value_t = 16)]
     tokens_per_card: usize,
+    /// `payment.create`'s `three_ds`: `auto` (the API's default: international cards
+    /// get a frictionless AReq through the vault relay first), `force` or `skip`.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "force", "skip"])]
+    three_ds: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -162,6 +166,7 @@ async fn pay(args: PayArgs) -> anyhow::Result<()> {
             args.concurrency,
             Duration::from_secs(args.warmup),
             Duration::from_secs(args.duration),
+            &args.three_ds,
         )
         .await
     }

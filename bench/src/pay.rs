@@ -85,8 +85,10 @@ pub async fn run(
     concurrency: usize,
     warmup: Duration,
     duration: Duration,
+    three_ds: &str,
 ) -> anyhow::Result<Report> {
     ensure!(!tokens.is_empty(), "no tokens to pay with");
+    let three_ds: Arc<str> = Arc::from(three_ds);
     let run_id: u32 = rand::random();
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
@@ -94,7 +96,7 @@ pub async fn run(
     let mut clients = Vec::with_capacity(concurrency);
     for client_no in 0..concurrency {
         let mut client = RpcClient::connect(stack).await?;
-        let (measuring, stop, tokens) = (measuring.clone(), stop.clone(), tokens.clone());
+        let (measuring, stop, tokens, three_ds) = (measuring.clone(), stop.clone(), tokens.clone(), three_ds.clone());
         clients.push(tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(1 << 16);
             let mut errors = 0u64;
@@ -106,6 +108,7 @@ pub async fn run(
                 let body = json!({"jsonrpc": "2.0", "id": n, "method": "payment.create", "params": {
                     "card_token": token, "amount": 1000, "currency": "UZS",
                     "partner_trans_id": format!("bench-{run_id:08x}-{client_no}-{n}"),
+                    "three_ds": &*three_ds,
                 }});
                 let body = serde_json::to_vec(&body).unwrap_or_default();
                 let started = Instant::now();

@@ -205,7 +205,9 @@ async fn failures(s: &Stack) {
     ] {
         let token = s.token(pan).await;
         let v = s.pay_with(&token, id, json!({})).await;
-        assert_eq!(v["error"]["code"], code, "{pan}: {v}");
+        let warnings: Vec<String> =
+            s.gateway.log_text().lines().filter(|l| l.contains("WARN")).map(str::to_owned).collect();
+        assert_eq!(v["error"]["code"], code, "{pan}: {v}\ngateway warnings: {warnings:#?}");
         assert_eq!(v["error"]["data"]["trans_status"], status, "{v}");
         assert_eq!(v["error"]["data"]["reason"], reason, "{v}");
         s.saw(&v.to_string());

@@ -343,6 +343,7 @@ impl Gateway {
         Ok(match self.vault.relay(&request, self.three_ds.areq_timeout).await {
             RelayOutcome::Answered { status: 200, body } => {
                 match AuthenticationResult::from_ares(&body, &auth.three_ds_server_trans_id) {
+                    Some(r) if messages::looks_masked(&r) => self.unmasked(r, &auth.three_ds_server_trans_id).await,
                     Some(r) => AresOutcome::Answered(r),
                     None => AresOutcome::Unavailable("an ARes of unexpected shape".into()),
                 }
@@ -360,6 +361,21 @@ impl Gateway {
             RelayOutcome::NotSent(reason) => AresOutcome::Unavailable(reason),
             RelayOutcome::Uncertain(reason) => AresOutcome::TimedOut(reason),
         })
+    }
+
+    /// The vault masks digit runs that could be card numbers in relayed answers, and a
+    /// DS's UUID or CAVV can look like one: read the result again from the DS directly
+    /// (no card data on that path), keeping the ARes's challenge URL.
+    async fn unmasked(&self, ares: AuthenticationResult, three_ds_server_trans_id: &str) -> AresOutcome {
+        tracing::info!(%three_ds_server_trans_id, "the relay masked part of the ARes; reading the DS's results");
+        match self.directory.results(three_ds_server_trans_id).await {
+            Results::Found(r) if !messages::looks_masked(&r) && r.trans_status == ares.trans_status => {
+                AresOutcome::Answered(AuthenticationResult { acs_url: ares.acs_url, ..r })
+            }
+            Results::Found(_) => AresOutcome::Unavailable("a masked ARes and results that differ".into()),
+            Results::NotFound => AresOutcome::Unavailable("a masked ARes and no results at the DS".into()),
+            Results::Unavailable(e) => AresOutcome::Unavailable(format!("a masked ARes; results unavailable: {e}")),
+        }
     }
 
     /// Y or A: move to `authorizing` (saved before anything is sent) and authorize with

@@ -153,7 +153,8 @@ pub fn purchase_date(now_ms: i64) -> String {
 }
 
 /// An authentication result, from an ARes or the DS's results (the RReq's content).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// `Debug` leaves the authentication value out.
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct AuthenticationResult {
     pub message_version: String,
     pub ds_trans_id: String,
@@ -171,6 +172,19 @@ pub struct AuthenticationResult {
 
 fn text(v: &Value, key: &str) -> Option<String> {
     v.get(key).and_then(Value::as_str).filter(|s| !s.is_empty() && s.len() <= 2048).map(str::to_owned)
+}
+
+impl std::fmt::Debug for AuthenticationResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthenticationResult")
+            .field("ds_trans_id", &self.ds_trans_id)
+            .field("acs_trans_id", &self.acs_trans_id)
+            .field("trans_status", &self.trans_status)
+            .field("trans_status_reason", &self.trans_status_reason)
+            .field("eci", &self.eci)
+            .field("final_result", &self.final_result)
+            .finish_non_exhaustive()
+    }
 }
 
 const TRANS_STATUSES: [&str; 6] = ["Y", "A", "N", "U", "R", "C"];
@@ -332,7 +346,8 @@ pub fn erro(code: &str, description: &str, detail: &str, three_ds_server_trans_i
 }
 
 /// A new threeDSServerTransID: a UUID v4 (RFC 4122) written so that it never holds a run
-/// of 12 digits (the vault masks Luhn-valid digit runs in relayed answers).
+/// of 12 digits, dashes between them included (the vault masks Luhn-valid digit runs,
+/// written with or without separators, in relayed answers).
 pub fn new_trans_id() -> String {
     loop {
         let mut b: [u8; 16] = rand::random();
@@ -346,15 +361,31 @@ pub fn new_trans_id() -> String {
     }
 }
 
+/// Whether `s` holds `len` digits in a row, counting single dashes or spaces between
+/// digits as part of the run (as the vault's card-number masking does).
 fn has_digit_run(s: &str, len: usize) -> bool {
+    let chars: Vec<char> = s.chars().collect();
     let mut run = 0;
-    for c in s.chars() {
-        run = if c.is_ascii_digit() { run + 1 } else { 0 };
+    for (i, c) in chars.iter().enumerate() {
+        if c.is_ascii_digit() {
+            run += 1;
+        } else if !(matches!(c, '-' | ' ') && run > 0 && chars.get(i + 1).is_some_and(char::is_ascii_digit)) {
+            run = 0;
+        }
         if run >= len {
             return true;
         }
     }
     false
+}
+
+/// Whether the vault's masking touched a value of this answer (a `*` where the DS put
+/// digits): then the answer's ids and CAVV are read again from the DS directly.
+pub fn looks_masked(r: &AuthenticationResult) -> bool {
+    [Some(&r.ds_trans_id), Some(&r.acs_trans_id), r.authentication_value.as_ref(), r.acs_url.as_ref()]
+        .into_iter()
+        .flatten()
+        .any(|v| v.contains('*'))
 }
 
 #[cfg(test)]
@@ -445,6 +476,8 @@ mod tests {
             assert!(!has_digit_run(&id, 12));
         }
         assert!(has_digit_run("ab123456789012cd", 12));
+        assert!(has_digit_run("12345678-1234-4123", 12), "dashes join digit groups");
+        assert!(!has_digit_run("12345678-a234-4123", 12));
     }
 
     #[test]
