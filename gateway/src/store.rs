@@ -28,6 +28,8 @@ static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections to PostgreSQL.
 const POSTGRES_CONNECTIONS: u32 = 16;
+/// Read-only connections to a SQLite file.
+const SQLITE_READERS: u32 = 4;
 
 /// Errors of the store. Messages may hold SQL text (never card data, which the gateway
 /// does not have), so they are logged, not sent to clients.
@@ -219,8 +221,13 @@ pub struct PaymentFilter {
 
 #[derive(Debug, Clone)]
 enum Backend {
-    /// Exactly one connection: write transactions run one at a time.
-    Sqlite(SqlitePool),
+    /// `writer`: exactly one connection, so write transactions run one at a time;
+    /// `reader`: read-only connections (WAL lets them read beside the writer), so plain
+    /// reads never queue behind writes. In memory the two are the same connection.
+    Sqlite {
+        writer: SqlitePool,
+        reader: SqlitePool,
+    },
     Postgres(PgPool),
 }
 
@@ -228,6 +235,8 @@ enum Backend {
 #[derive(Debug, Clone)]
 pub struct Store {
     backend: Backend,
+    /// Copies a SQLite file's WAL into the database beside the writer (`paysys-sqlite`).
+    _checkpointer: Option<std::sync::Arc<paysys_sqlite::Checkpointer>>,
 }
 
 /// Run `$body` on a write transaction `$tx` of the store's backend; `$skip_locked` is
@@ -235,7 +244,7 @@ pub struct Store {
 macro_rules! in_transaction {
     ($store:expr, |$tx:ident, $skip_locked:ident| $body:block) => {
         match &$store.backend {
-            Backend::Sqlite(pool) => {
+            Backend::Sqlite { writer: pool, .. } => {
                 #[allow(unused_mut)]
                 let mut $tx = pool.begin_with("BEGIN IMMEDIATE").await?;
                 #[allow(unused_variables)]
@@ -253,14 +262,63 @@ macro_rules! in_transaction {
     };
 }
 
-/// Run `$body` with `$pool` the backend's pool.
+/// Run `$body` with `$pool` the backend's pool (SQLite: the writer).
 macro_rules! on_pool {
     ($store:expr, |$pool:ident| $body:block) => {
         match &$store.backend {
-            Backend::Sqlite($pool) => $body,
+            Backend::Sqlite { writer: $pool, .. } => $body,
             Backend::Postgres($pool) => $body,
         }
     };
+}
+
+/// Run the read-only `$body` with `$pool` a pool for reads (SQLite: the readers).
+macro_rules! on_reader {
+    ($store:expr, |$pool:ident| $body:block) => {
+        match &$store.backend {
+            Backend::Sqlite { reader: $pool, .. } => $body,
+            Backend::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Insert `$rows` (ledger rows) with one multi-row `INSERT` on `$tx`.
+macro_rules! insert_ledger {
+    ($tx:expr, $rows:expr) => {
+        if !$rows.is_empty() {
+            let sql = ledger_insert_sql($rows.len());
+            let mut query = sqlx::query(&sql);
+            for row in $rows {
+                query = bind_ledger!(query, row);
+            }
+            query.execute(&mut *$tx).await?;
+        }
+    };
+}
+
+/// `INSERT INTO ledger … VALUES (…), (…)` for `n` rows of eight columns.
+fn ledger_insert_sql(n: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO ledger (transaction_id, at, kind, from_status, to_status, amount, currency, refund_id) VALUES ",
+    );
+    for row in 0..n {
+        let b = row * 8;
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!(
+            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+            b + 1,
+            b + 2,
+            b + 3,
+            b + 4,
+            b + 5,
+            b + 6,
+            b + 7,
+            b + 8
+        ));
+    }
+    sql
 }
 
 const PAYMENT_COLUMNS: &str = "transaction_id, merchant_id, partner_trans_id, request_digest, card_token, amount, \
@@ -276,9 +334,6 @@ const REFUND_COLUMNS: &str = "refund_id, transaction_id, merchant_id, partner_re
      currency, status, rrn, error_code, first_response, created_at, updated_at";
 
 const LEDGER_COLUMNS: &str = "seq, transaction_id, at, kind, from_status, to_status, amount, currency, refund_id";
-
-const INSERT_LEDGER: &str = "INSERT INTO ledger (transaction_id, at, kind, from_status, to_status, amount, currency, \
-     refund_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
 const UPDATE_PAYMENT: &str = "UPDATE payments SET status = $1, captured_amount = $2, refunded_amount = $3, \
      acquirer_ref = $4, auth_code = $5, rrn = $6, masked_card = $7, decline_code = $8, error_code = $9, \
@@ -385,6 +440,7 @@ impl Store {
     /// Connect to `url` (`sqlite::memory:`, `sqlite:PATH` created if missing, or
     /// `postgres://…`). Does not migrate.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
+        let mut checkpointer = None;
         let backend = if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
@@ -393,28 +449,37 @@ impl Store {
                 .synchronous(SqliteSynchronous::Normal);
             let in_memory = url.contains(":memory:") || url.contains("mode=memory");
             let options = if in_memory { options } else { options.journal_mode(SqliteJournalMode::Wal) };
-            // One connection that never closes: an in-memory database lives exactly as
-            // long as it, and a file gets one writer at a time.
-            let pool = SqlitePoolOptions::new()
+            let checkpoint_options = options.clone();
+            // One writer connection that never closes: an in-memory database lives
+            // exactly as long as it, and a file gets one writer at a time.
+            let writer = SqlitePoolOptions::new()
                 .max_connections(1)
                 .min_connections(1)
                 .idle_timeout(None)
                 .max_lifetime(None)
-                .connect_with(options)
+                .connect_with(paysys_sqlite::writer_options(options.clone()))
                 .await?;
-            Backend::Sqlite(pool)
+            if !in_memory {
+                checkpointer = Some(std::sync::Arc::new(paysys_sqlite::Checkpointer::start(checkpoint_options).await?));
+            }
+            let reader = if in_memory {
+                writer.clone()
+            } else {
+                SqlitePoolOptions::new().max_connections(SQLITE_READERS).connect_with(options.read_only(true)).await?
+            };
+            Backend::Sqlite { writer, reader }
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Backend::Postgres(PgPoolOptions::new().max_connections(POSTGRES_CONNECTIONS).connect(url).await?)
         } else {
             return Err(StoreError::UnsupportedUrl);
         };
-        Ok(Store { backend })
+        Ok(Store { backend, _checkpointer: checkpointer })
     }
 
     /// Apply this backend's migrations.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Sqlite(pool) => SQLITE_MIGRATOR.run(pool).await?,
+            Backend::Sqlite { writer, .. } => SQLITE_MIGRATOR.run(writer).await?,
             Backend::Postgres(pool) => POSTGRES_MIGRATOR.run(pool).await?,
         }
         Ok(())
@@ -451,7 +516,7 @@ impl Store {
         let sql = format!(
             "SELECT merchant_id, service_id, name, secret_sealed, created_at FROM merchants WHERE {column} = $1"
         );
-        on_pool!(self, |pool| {
+        on_reader!(self, |pool| {
             let row = sqlx::query(&sql).bind(value).fetch_optional(pool).await?;
             row.map(|r| {
                 Ok(MerchantRecord {
@@ -492,22 +557,20 @@ impl Store {
         p: &PaymentRecord,
         ledger: &[LedgerRow],
     ) -> Result<Slot<PaymentRecord>, StoreError> {
+        let sql = format!(
+            "INSERT INTO payments ({PAYMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+             $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30) \
+             ON CONFLICT (merchant_id, partner_trans_id) DO NOTHING"
+        );
         in_transaction!(self, |tx, _skip| {
-            let sql =
-                format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE merchant_id = $1 AND partner_trans_id = $2");
-            let existing =
-                sqlx::query(&sql).bind(&p.merchant_id).bind(&p.partner_trans_id).fetch_optional(&mut *tx).await?;
-            if let Some(row) = existing {
+            let inserted = bind_payment!(sqlx::query(&sql), p).execute(&mut *tx).await?.rows_affected() == 1;
+            if !inserted {
+                let sql =
+                    format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE merchant_id = $1 AND partner_trans_id = $2");
+                let row = sqlx::query(&sql).bind(&p.merchant_id).bind(&p.partner_trans_id).fetch_one(&mut *tx).await?;
                 return Ok(Slot::Existing(payment_from_row(&row)?));
             }
-            let sql = format!(
-                "INSERT INTO payments ({PAYMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
-                 $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)"
-            );
-            bind_payment!(sqlx::query(&sql), p).execute(&mut *tx).await?;
-            for row in ledger {
-                bind_ledger!(sqlx::query(INSERT_LEDGER), row).execute(&mut *tx).await?;
-            }
+            insert_ledger!(tx, ledger);
             tx.commit().await?;
             Ok(Slot::Inserted)
         })
@@ -515,7 +578,7 @@ impl Store {
 
     pub async fn payment(&self, transaction_id: &str) -> Result<Option<PaymentRecord>, StoreError> {
         let sql = format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE transaction_id = $1");
-        on_pool!(self, |pool| {
+        on_reader!(self, |pool| {
             sqlx::query(&sql).bind(transaction_id).fetch_optional(pool).await?.map(|r| payment_from_row(&r)).transpose()
         })
     }
@@ -526,7 +589,7 @@ impl Store {
         partner_trans_id: &str,
     ) -> Result<Option<PaymentRecord>, StoreError> {
         let sql = format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE merchant_id = $1 AND partner_trans_id = $2");
-        on_pool!(self, |pool| {
+        on_reader!(self, |pool| {
             sqlx::query(&sql)
                 .bind(merchant_id)
                 .bind(partner_trans_id)
@@ -562,9 +625,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         in_transaction!(self, |tx, _skip| {
             bind_payment_update!(sqlx::query(UPDATE_PAYMENT), p).execute(&mut *tx).await?;
-            for row in ledger {
-                bind_ledger!(sqlx::query(INSERT_LEDGER), row).execute(&mut *tx).await?;
-            }
+            insert_ledger!(tx, ledger);
             if let Some(r) = refund {
                 sqlx::query(UPDATE_REFUND)
                     .bind(r.status.as_str())
@@ -599,7 +660,7 @@ impl Store {
              AND ($3 IS NULL OR created_at < $3) AND ($4 IS NULL OR status = $4) \
              ORDER BY created_at DESC, transaction_id LIMIT $5 OFFSET $6"
         );
-        on_pool!(self, |pool| {
+        on_reader!(self, |pool| {
             let rows = sqlx::query(&sql)
                 .bind(&f.merchant_id)
                 .bind(f.from_ms)
@@ -680,7 +741,7 @@ impl Store {
     /// The ledger of one payment, oldest first.
     pub async fn ledger(&self, transaction_id: &str) -> Result<Vec<LedgerRow>, StoreError> {
         let sql = format!("SELECT {LEDGER_COLUMNS} FROM ledger WHERE transaction_id = $1 ORDER BY seq");
-        on_pool!(self, |pool| {
+        on_reader!(self, |pool| {
             let rows = sqlx::query(&sql).bind(transaction_id).fetch_all(pool).await?;
             rows.iter().map(ledger_from_row).collect()
         })
@@ -720,7 +781,7 @@ impl Store {
 
     pub async fn refund(&self, refund_id: &str) -> Result<Option<RefundRecord>, StoreError> {
         let sql = format!("SELECT {REFUND_COLUMNS} FROM refunds WHERE refund_id = $1");
-        on_pool!(self, |pool| {
+        on_reader!(self, |pool| {
             sqlx::query(&sql).bind(refund_id).fetch_optional(pool).await?.map(|r| refund_from_row(&r)).transpose()
         })
     }
@@ -731,7 +792,7 @@ impl Store {
         partner_refund_id: &str,
     ) -> Result<Option<RefundRecord>, StoreError> {
         let sql = format!("SELECT {REFUND_COLUMNS} FROM refunds WHERE merchant_id = $1 AND partner_refund_id = $2");
-        on_pool!(self, |pool| {
+        on_reader!(self, |pool| {
             sqlx::query(&sql)
                 .bind(merchant_id)
                 .bind(partner_refund_id)
@@ -744,7 +805,7 @@ impl Store {
 
     /// Refunds of a payment whose outcome is still open (`processing`), in minor units.
     pub async fn refunds_in_flight(&self, transaction_id: &str) -> Result<i64, StoreError> {
-        on_pool!(self, |pool| {
+        on_reader!(self, |pool| {
             let row = sqlx::query(
                 "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS total FROM refunds WHERE transaction_id = $1 \
                  AND status = 'processing'",
@@ -760,7 +821,7 @@ impl Store {
     pub async fn processing_refunds(&self, limit: i64) -> Result<Vec<RefundRecord>, StoreError> {
         let sql =
             format!("SELECT {REFUND_COLUMNS} FROM refunds WHERE status = 'processing' ORDER BY created_at LIMIT $1");
-        on_pool!(self, |pool| {
+        on_reader!(self, |pool| {
             let rows = sqlx::query(&sql).bind(limit).fetch_all(pool).await?;
             rows.iter().map(refund_from_row).collect()
         })
@@ -928,7 +989,7 @@ impl Store {
         value: &str,
     ) -> Result<Option<AuthenticationRecord>, StoreError> {
         let sql = format!("SELECT {AUTHENTICATION_COLUMNS} FROM authentications WHERE {column} = $1");
-        on_pool!(self, |pool| {
+        on_reader!(self, |pool| {
             sqlx::query(&sql).bind(value).fetch_optional(pool).await?.map(|r| authentication_from_row(&r)).transpose()
         })
     }
@@ -951,7 +1012,7 @@ impl Store {
     }
 
     pub async fn token_removed(&self, merchant_id: &str, token: &str) -> Result<bool, StoreError> {
-        on_pool!(self, |pool| {
+        on_reader!(self, |pool| {
             let row = sqlx::query("SELECT 1 FROM removed_tokens WHERE merchant_id = $1 AND token = $2")
                 .bind(merchant_id)
                 .bind(token)

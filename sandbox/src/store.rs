@@ -142,6 +142,8 @@ enum Backend {
 #[derive(Debug, Clone)]
 pub struct Store {
     backend: Backend,
+    /// Copies a SQLite file's WAL into the database beside the writer (`paysys-sqlite`).
+    _checkpointer: Option<std::sync::Arc<paysys_sqlite::Checkpointer>>,
 }
 
 /// Run `$body` on a write transaction `$tx` of whichever backend the store has, with
@@ -187,6 +189,7 @@ impl Store {
     /// Connect to `url` (`sqlite::memory:`, `sqlite:PATH` created if missing, or
     /// `postgres://…`). Does not migrate.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
+        let mut checkpointer = None;
         let backend = if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
@@ -195,6 +198,7 @@ impl Store {
                 .synchronous(SqliteSynchronous::Normal);
             let in_memory = url.contains(":memory:") || url.contains("mode=memory");
             let options = if in_memory { options } else { options.journal_mode(SqliteJournalMode::Wal) };
+            let checkpoint_options = options.clone();
             // One connection that never closes: an in-memory database lives exactly as
             // long as it, and a file gets one writer at a time.
             let pool = SqlitePoolOptions::new()
@@ -202,15 +206,18 @@ impl Store {
                 .min_connections(1)
                 .idle_timeout(None)
                 .max_lifetime(None)
-                .connect_with(options)
+                .connect_with(paysys_sqlite::writer_options(options))
                 .await?;
+            if !in_memory {
+                checkpointer = Some(std::sync::Arc::new(paysys_sqlite::Checkpointer::start(checkpoint_options).await?));
+            }
             Backend::Sqlite(pool)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Backend::Postgres(PgPoolOptions::new().max_connections(POSTGRES_CONNECTIONS).connect(url).await?)
         } else {
             return Err(StoreError::UnsupportedUrl);
         };
-        Ok(Store { backend })
+        Ok(Store { backend, _checkpointer: checkpointer })
     }
 
     /// Apply this backend's migrations.

@@ -37,6 +37,9 @@ pub struct SqliteStore {
     /// Read-only connections for queries (the writer itself for an in-memory database,
     /// which another connection could not see).
     reader: SqlitePool,
+    /// Copies the WAL into the database file beside the writer (see `paysys-sqlite`);
+    /// `None` in memory.
+    _checkpointer: Option<std::sync::Arc<paysys_sqlite::Checkpointer>>,
 }
 
 impl SqliteStore {
@@ -66,14 +69,21 @@ impl SqliteStore {
             // the read-only connections, and avoids reconnecting on the hot path.
             .idle_timeout(None)
             .max_lifetime(None)
-            .connect_with(options.clone().create_if_missing(true).journal_mode(SqliteJournalMode::Wal))
+            .connect_with(paysys_sqlite::writer_options(
+                options.clone().create_if_missing(true).journal_mode(SqliteJournalMode::Wal),
+            ))
             .await?;
-        let reader = if in_memory {
-            writer.clone()
+        let (reader, checkpointer) = if in_memory {
+            (writer.clone(), None)
         } else {
-            SqlitePoolOptions::new().max_connections(READ_CONNECTIONS).connect_with(options.read_only(true)).await?
+            let checkpointer = paysys_sqlite::Checkpointer::start(options.clone()).await?;
+            let reader = SqlitePoolOptions::new()
+                .max_connections(READ_CONNECTIONS)
+                .connect_with(options.read_only(true))
+                .await?;
+            (reader, Some(std::sync::Arc::new(checkpointer)))
         };
-        Ok(SqliteStore { writer, reader })
+        Ok(SqliteStore { writer, reader, _checkpointer: checkpointer })
     }
 
     /// A write transaction holding the database write lock from its first statement.

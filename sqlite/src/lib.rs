@@ -1,0 +1,150 @@
+//! How the PaySys services run a SQLite file in WAL mode.
+//!
+//! SQLite's default is that the connection whose commit pushes the WAL past 1000 pages
+//! copies the WAL back into the database file (a checkpoint) before that commit returns.
+//! With one writer connection per service, that puts every checkpoint on the write
+//! path: the writer stalls, requests queue behind it, and throughput and tail latency
+//! suffer (the vault's tokenize benchmark at 64 clients: 6,700/s, p99 22 ms with
+//! automatic checkpoints; 10,500/s, p99 10 ms without).
+//!
+//! So a [`Checkpointer`] on a connection of its own (its own thread) runs
+//! `PRAGMA wal_checkpoint(PASSIVE)` every [`CHECKPOINT_INTERVAL`]: passive checkpoints
+//! never wait for and never block the writer or the readers, and they copy (and sync)
+//! the WAL while the writer goes on. The writer keeps SQLite's own checkpoint at
+//! [`RESTART_FRAMES`] ([`writer_options`]) because only a checkpoint that catches up with
+//! the last frame lets the WAL start over, and under continuous writes only the writer
+//! can be sure of that; by then the checkpointer has copied nearly everything, so the
+//! writer's share is small. `journal_size_limit` truncates the WAL file after a restart.
+//!
+//! Measured (vault tokenize, 64 clients, 2 cores): 6,700/s p99 22 ms with the writer
+//! checkpointing alone; 7,700–8,000/s p99 19.5–21 ms with the checkpointer beside it; the
+//! writer at 2,000 frames gives 8,600–8,900/s but p99 23–25 ms. Without any checkpoint
+//! (an unbounded WAL, not an option) 10,500/s p99 10 ms: the rest of the gap is the
+//! writer's final copy and its `fsync`.
+
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use sqlx::SqlitePool;
+use std::time::Duration;
+
+/// How often the background checkpointer runs.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(50);
+
+/// WAL size (frames, i.e. pages) at which the writer checkpoints (SQLite's default).
+pub const RESTART_FRAMES: i64 = 1_000;
+
+/// The WAL file is truncated to this size when the writer restarts it.
+pub const WAL_SIZE_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The writer's options: its checkpoint at [`RESTART_FRAMES`], the WAL file's size limit.
+pub fn writer_options(options: SqliteConnectOptions) -> SqliteConnectOptions {
+    options
+        .pragma("wal_autocheckpoint", RESTART_FRAMES.to_string())
+        .pragma("journal_size_limit", WAL_SIZE_LIMIT_BYTES.to_string())
+}
+
+/// A background task checkpointing a WAL database on its own connection; stops when
+/// dropped.
+#[derive(Debug)]
+pub struct Checkpointer {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Checkpointer {
+    /// Start checkpointing the database of `options` (an existing file in WAL mode).
+    pub async fn start(options: SqliteConnectOptions) -> Result<Checkpointer, sqlx::Error> {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options.create_if_missing(false))
+            .await?;
+        let task = tokio::spawn(run(pool));
+        Ok(Checkpointer { task })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn run(pool: SqlitePool) {
+    let mut ticker = tokio::time::interval(CHECKPOINT_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        if let Err(e) = checkpoint(&pool, Mode::Passive).await {
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
+    }
+}
+
+/// How a checkpoint treats the writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Copy what can be copied now; never wait, never block.
+    Passive,
+    /// Copy everything (new writes wait meanwhile) and have the next write start the
+    /// WAL over (for operators and tests; the background task stays passive).
+    Restart,
+}
+
+/// One checkpoint; the WAL's size in frames and how many of them are copied.
+pub async fn checkpoint(pool: &SqlitePool, mode: Mode) -> Result<(i64, i64), sqlx::Error> {
+    use sqlx::Row;
+    let sql = match mode {
+        Mode::Passive => "PRAGMA wal_checkpoint(PASSIVE)",
+        Mode::Restart => "PRAGMA wal_checkpoint(RESTART)",
+    };
+    let row = sqlx::query(sql).fetch_one(pool).await?;
+    Ok((row.try_get(1)?, row.try_get(2)?))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use sqlx::sqlite::SqliteJournalMode;
+    use std::str::FromStr;
+
+    #[tokio::test]
+    async fn the_checkpointer_copies_the_wal_beside_the_writer() {
+        let dir = std::env::temp_dir().join(format!("paysys-sqlite-{:016x}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite:{}", dir.join("t.db").display());
+        let options = SqliteConnectOptions::from_str(&url).unwrap().journal_mode(SqliteJournalMode::Wal);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(writer_options(options.clone().create_if_missing(true)))
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (x BLOB)").execute(&writer).await.unwrap();
+        for _ in 0..500 {
+            sqlx::query("INSERT INTO t VALUES (randomblob(4000))").execute(&writer).await.unwrap();
+        }
+        let probe = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await.unwrap();
+        // Below the writer's threshold: nothing copied yet.
+        let (frames, copied) = checkpoint(&probe, Mode::Passive).await.unwrap();
+        assert!(frames >= 500, "{frames}");
+        assert_eq!(copied, frames, "a passive checkpoint copies an idle WAL whole");
+        // The next write starts the WAL over.
+        sqlx::query("INSERT INTO t VALUES (1)").execute(&writer).await.unwrap();
+        let (frames, _) = checkpoint(&probe, Mode::Passive).await.unwrap();
+        assert!(frames < 10, "the WAL started over: {frames}");
+        // The background task does the same on its own.
+        let checkpointer = Checkpointer::start(options).await.unwrap();
+        for _ in 0..300 {
+            sqlx::query("INSERT INTO t VALUES (randomblob(4000))").execute(&writer).await.unwrap();
+        }
+        let before = std::fs::metadata(dir.join("t.db")).unwrap().len();
+        tokio::time::sleep(CHECKPOINT_INTERVAL * 6).await;
+        let after = std::fs::metadata(dir.join("t.db")).unwrap().len();
+        assert!(after > before, "the checkpointer copied new pages into the database: {before} → {after}");
+        drop(checkpointer);
+        writer.close().await;
+        probe.close().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
