@@ -359,19 +359,8 @@ impl Gateway {
             Plan::Skip => self.authorize(&mut p, None).await,
             Plan::Authenticate { prepared, method_url } => self.authenticate(p, &req, prepared, method_url).await,
             Plan::Unavailable => {
-                let error = RpcError::Authentication(crate::error::AuthenticationFailure {
-                    kind: crate::error::AuthenticationFailureKind::Unavailable,
-                    transaction_id: p.transaction_id.clone(),
-                    trans_status: None,
-                    trans_status_reason: None,
-                });
-                let mut ledger = Vec::new();
-                let result = self.fail(&mut p, error, now_ms(), &mut ledger)?;
-                p.three_ds_expires_at = None;
-                p.first_response = Some(stored_response(&result));
-                p.lease_until = 0;
-                self.store.save_payment(&p, &ledger, None).await?;
-                result
+                self.fail_authentication(p, crate::error::AuthenticationFailureKind::Unavailable, None, Vec::new())
+                    .await
             }
         }
     }

@@ -414,7 +414,8 @@ impl Gateway {
         Ok((p, result))
     }
 
-    async fn fail_authentication(
+    /// Fail a leased payment for `kind`, save it, give the lease back; the answer.
+    pub(crate) async fn fail_authentication(
         &self,
         mut p: PaymentRecord,
         kind: AuthenticationFailureKind,
