@@ -18,11 +18,22 @@ fn chromedriver() -> Option<PathBuf> {
     ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"].iter().map(PathBuf::from).find(|p| p.exists())
 }
 
-/// A chromedriver process and one headless Chromium session.
+/// A chromedriver process and one headless Chromium session. Dropping it (a failed
+/// test included) stops chromedriver and every Chromium process of its profile.
 #[derive(Debug)]
 pub struct Browser {
     pub client: fantoccini::Client,
     driver: Child,
+    profile: PathBuf,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.start_kill();
+        // Chromium outlives a killed chromedriver: end it by its profile directory.
+        let _ = std::process::Command::new("pkill").arg("-f").arg(&self.profile).status();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
 }
 
 impl Browser {
@@ -46,13 +57,15 @@ impl Browser {
             .kill_on_drop(true)
             .spawn()
             .unwrap();
+        let profile = crate::scratch_dir("chromium-profile");
         let mut capabilities = serde_json::Map::new();
         capabilities.insert("acceptInsecureCerts".into(), serde_json::json!(true));
         capabilities.insert(
             "goog:chromeOptions".into(),
             serde_json::json!({"args": [
                 "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--no-first-run", "--disable-extensions", "--window-size=1024,768"
+                "--no-first-run", "--disable-extensions", "--window-size=1024,768",
+                format!("--user-data-dir={}", profile.display())
             ]}),
         );
         let url = format!("http://127.0.0.1:{port}");
@@ -60,7 +73,7 @@ impl Browser {
         for _ in 0..100 {
             let connector = hyper_util::client::legacy::connect::HttpConnector::new();
             match fantoccini::ClientBuilder::new(connector).capabilities(capabilities.clone()).connect(&url).await {
-                Ok(client) => return Some(Browser { client, driver }),
+                Ok(client) => return Some(Browser { client, driver, profile }),
                 Err(e) => last_error = e.to_string(),
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -95,9 +108,9 @@ impl Browser {
         panic!("no element {css}:\n{source}");
     }
 
-    pub async fn close(mut self) {
+    /// End the session cleanly (then drop: chromedriver and any leftover process go).
+    pub async fn close(self) {
         let _ = self.client.clone().close().await;
-        let _ = self.driver.kill().await;
     }
 }
 
