@@ -35,9 +35,43 @@ pub fn luhn_check_digit(payload: &[u8]) -> Option<u8> {
     luhn_sum(payload, false).map(|sum| ((10 - sum % 10) % 10) as u8)
 }
 
+/// Shortest card number (ISO/IEC 7812): a digit run this long may be one.
+pub const MIN_CARD_DIGITS: usize = 12;
+
+/// Whether `text` holds [`MIN_CARD_DIGITS`] or more digits in a row, counting a single
+/// space or dash between two digits as part of the run (`4242 4242 …`, `4242-4242-…`),
+/// the way the vault's masking looks for card numbers in relayed answers. An id meant
+/// to pass through a relay unmasked (a 3-D Secure transaction id, a CAVV) must not.
+pub fn has_card_length_digit_run(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let mut run = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b.is_ascii_digit() {
+            run += 1;
+            if run >= MIN_CARD_DIGITS {
+                return true;
+            }
+        } else if !(matches!(b, b' ' | b'-') && run > 0 && bytes.get(i + 1).is_some_and(u8::is_ascii_digit)) {
+            run = 0;
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn card_length_runs_count_single_separators() {
+        assert!(has_card_length_digit_run("ab123456789012cd"));
+        assert!(has_card_length_digit_run("12345678-1234-4123"), "dashes join digit groups");
+        assert!(has_card_length_digit_run("4242 4242 4242"));
+        assert!(!has_card_length_digit_run("12345678901"));
+        assert!(!has_card_length_digit_run("12345678-a234-4123"));
+        assert!(!has_card_length_digit_run("123456--123456"), "a double separator ends the run");
+        assert!(!has_card_length_digit_run("8a880dc0-d2d2-4067-bcb1-b08d1690b26e"));
+    }
 
     #[test]
     fn known_numbers() {
