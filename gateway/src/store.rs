@@ -16,16 +16,11 @@
 
 use crate::state::PaymentStatus;
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ColumnIndex, Decode, Row, Type};
-use std::str::FromStr;
-use std::time::Duration;
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// How long SQLite waits for another process's write lock.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections to PostgreSQL.
 const POSTGRES_CONNECTIONS: u32 = 16;
 /// Read-only connections to a SQLite file.
@@ -221,13 +216,9 @@ pub struct PaymentFilter {
 
 #[derive(Debug, Clone)]
 enum Backend {
-    /// `writer`: exactly one connection, so write transactions run one at a time;
-    /// `reader`: read-only connections (WAL lets them read beside the writer), so plain
-    /// reads never queue behind writes. In memory the two are the same connection.
-    Sqlite {
-        writer: SqlitePool,
-        reader: SqlitePool,
-    },
+    /// One writer (write transactions run one at a time) and read-only connections, so
+    /// plain reads never queue behind writes ([`paysys_sqlite::Database`]).
+    Sqlite(paysys_sqlite::Database),
     Postgres(PgPool),
 }
 
@@ -235,8 +226,6 @@ enum Backend {
 #[derive(Debug, Clone)]
 pub struct Store {
     backend: Backend,
-    /// Copies a SQLite file's WAL into the database beside the writer (`paysys-sqlite`).
-    _checkpointer: Option<std::sync::Arc<paysys_sqlite::Checkpointer>>,
 }
 
 /// Run `$body` on a write transaction `$tx` of the store's backend; `$skip_locked` is
@@ -244,7 +233,7 @@ pub struct Store {
 macro_rules! in_transaction {
     ($store:expr, |$tx:ident, $skip_locked:ident| $body:block) => {
         match &$store.backend {
-            Backend::Sqlite { writer: pool, .. } => {
+            Backend::Sqlite(paysys_sqlite::Database { writer: pool, .. }) => {
                 #[allow(unused_mut)]
                 let mut $tx = pool.begin_with("BEGIN IMMEDIATE").await?;
                 #[allow(unused_variables)]
@@ -266,7 +255,7 @@ macro_rules! in_transaction {
 macro_rules! on_pool {
     ($store:expr, |$pool:ident| $body:block) => {
         match &$store.backend {
-            Backend::Sqlite { writer: $pool, .. } => $body,
+            Backend::Sqlite(paysys_sqlite::Database { writer: $pool, .. }) => $body,
             Backend::Postgres($pool) => $body,
         }
     };
@@ -276,7 +265,7 @@ macro_rules! on_pool {
 macro_rules! on_reader {
     ($store:expr, |$pool:ident| $body:block) => {
         match &$store.backend {
-            Backend::Sqlite { reader: $pool, .. } => $body,
+            Backend::Sqlite(paysys_sqlite::Database { reader: $pool, .. }) => $body,
             Backend::Postgres($pool) => $body,
         }
     };
@@ -440,46 +429,20 @@ impl Store {
     /// Connect to `url` (`sqlite::memory:`, `sqlite:PATH` created if missing, or
     /// `postgres://…`). Does not migrate.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
-        let mut checkpointer = None;
         let backend = if url.starts_with("sqlite:") {
-            let options = SqliteConnectOptions::from_str(url)?
-                .create_if_missing(true)
-                .busy_timeout(BUSY_TIMEOUT)
-                .foreign_keys(true)
-                .synchronous(SqliteSynchronous::Normal);
-            let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-            let options = if in_memory { options } else { options.journal_mode(SqliteJournalMode::Wal) };
-            let checkpoint_options = options.clone();
-            // One writer connection that never closes: an in-memory database lives
-            // exactly as long as it, and a file gets one writer at a time.
-            let writer = SqlitePoolOptions::new()
-                .max_connections(1)
-                .min_connections(1)
-                .idle_timeout(None)
-                .max_lifetime(None)
-                .connect_with(paysys_sqlite::writer_options(options.clone()))
-                .await?;
-            if !in_memory {
-                checkpointer = Some(std::sync::Arc::new(paysys_sqlite::Checkpointer::start(checkpoint_options).await?));
-            }
-            let reader = if in_memory {
-                writer.clone()
-            } else {
-                SqlitePoolOptions::new().max_connections(SQLITE_READERS).connect_with(options.read_only(true)).await?
-            };
-            Backend::Sqlite { writer, reader }
+            Backend::Sqlite(paysys_sqlite::Database::open(url, SQLITE_READERS).await?)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Backend::Postgres(PgPoolOptions::new().max_connections(POSTGRES_CONNECTIONS).connect(url).await?)
         } else {
             return Err(StoreError::UnsupportedUrl);
         };
-        Ok(Store { backend, _checkpointer: checkpointer })
+        Ok(Store { backend })
     }
 
     /// Apply this backend's migrations.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Sqlite { writer, .. } => SQLITE_MIGRATOR.run(writer).await?,
+            Backend::Sqlite(db) => SQLITE_MIGRATOR.run(&db.writer).await?,
             Backend::Postgres(pool) => POSTGRES_MIGRATOR.run(pool).await?,
         }
         Ok(())

@@ -21,16 +21,11 @@ use crate::issuer::{
     ThreeDsClaim, Transition,
 };
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ColumnIndex, Decode, Row, Type};
-use std::str::FromStr;
-use std::time::Duration;
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// How long SQLite waits for another process's write lock.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections to PostgreSQL.
 const POSTGRES_CONNECTIONS: u32 = 16;
 
@@ -133,8 +128,9 @@ pub struct LedgerEntry {
 
 #[derive(Debug, Clone)]
 enum Backend {
-    /// Exactly one connection: write transactions run one at a time.
-    Sqlite(SqlitePool),
+    /// One writer connection (write transactions run one at a time) and the WAL
+    /// checkpointer ([`paysys_sqlite::Database`]).
+    Sqlite(paysys_sqlite::Database),
     Postgres(PgPool),
 }
 
@@ -142,8 +138,6 @@ enum Backend {
 #[derive(Debug, Clone)]
 pub struct Store {
     backend: Backend,
-    /// Copies a SQLite file's WAL into the database beside the writer (`paysys-sqlite`).
-    _checkpointer: Option<std::sync::Arc<paysys_sqlite::Checkpointer>>,
 }
 
 /// Run `$body` on a write transaction `$tx` of whichever backend the store has, with
@@ -152,7 +146,7 @@ pub struct Store {
 macro_rules! in_transaction {
     ($store:expr, |$tx:ident, $lock:ident| $body:block) => {
         match &$store.backend {
-            Backend::Sqlite(pool) => {
+            Backend::Sqlite(paysys_sqlite::Database { writer: pool, .. }) => {
                 #[allow(unused_mut)]
                 let mut $tx = pool.begin_with("BEGIN IMMEDIATE").await?;
                 // The whole database is locked from the first statement.
@@ -173,7 +167,7 @@ macro_rules! in_transaction {
 macro_rules! on_pool {
     ($store:expr, |$pool:ident| $body:block) => {
         match &$store.backend {
-            Backend::Sqlite($pool) => $body,
+            Backend::Sqlite(paysys_sqlite::Database { writer: $pool, .. }) => $body,
             Backend::Postgres($pool) => $body,
         }
     };
@@ -189,41 +183,21 @@ impl Store {
     /// Connect to `url` (`sqlite::memory:`, `sqlite:PATH` created if missing, or
     /// `postgres://…`). Does not migrate.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
-        let mut checkpointer = None;
         let backend = if url.starts_with("sqlite:") {
-            let options = SqliteConnectOptions::from_str(url)?
-                .create_if_missing(true)
-                .busy_timeout(BUSY_TIMEOUT)
-                .foreign_keys(true)
-                .synchronous(SqliteSynchronous::Normal);
-            let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-            let options = if in_memory { options } else { options.journal_mode(SqliteJournalMode::Wal) };
-            let checkpoint_options = options.clone();
-            // One connection that never closes: an in-memory database lives exactly as
-            // long as it, and a file gets one writer at a time.
-            let pool = SqlitePoolOptions::new()
-                .max_connections(1)
-                .min_connections(1)
-                .idle_timeout(None)
-                .max_lifetime(None)
-                .connect_with(paysys_sqlite::writer_options(options))
-                .await?;
-            if !in_memory {
-                checkpointer = Some(std::sync::Arc::new(paysys_sqlite::Checkpointer::start(checkpoint_options).await?));
-            }
-            Backend::Sqlite(pool)
+            // The writer only: the sandbox's reads are few.
+            Backend::Sqlite(paysys_sqlite::Database::open(url, 0).await?)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Backend::Postgres(PgPoolOptions::new().max_connections(POSTGRES_CONNECTIONS).connect(url).await?)
         } else {
             return Err(StoreError::UnsupportedUrl);
         };
-        Ok(Store { backend, _checkpointer: checkpointer })
+        Ok(Store { backend })
     }
 
     /// Apply this backend's migrations.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Sqlite(pool) => SQLITE_MIGRATOR.run(pool).await?,
+            Backend::Sqlite(db) => SQLITE_MIGRATOR.run(&db.writer).await?,
             Backend::Postgres(pool) => POSTGRES_MIGRATOR.run(pool).await?,
         }
         Ok(())

@@ -23,9 +23,74 @@
 //! writer page cache did not help. While nothing is written it looks every
 //! [`IDLE_CHECKPOINT_INTERVAL`].
 
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
-use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool};
+use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// How long a connection waits for another process's lock on the file.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A SQLite database as a PaySys service runs it: exactly one writer connection (write
+/// transactions run one at a time), read-only connections beside it (WAL lets them read
+/// while the writer writes), and the [`Checkpointer`]. In memory the reader is the
+/// writer (another connection would see another database) and nothing checkpoints.
+/// Cheap to clone; the checkpointer stops with the last clone.
+#[derive(Debug, Clone)]
+pub struct Database {
+    pub writer: SqlitePool,
+    pub reader: SqlitePool,
+    _checkpointer: Option<Arc<Checkpointer>>,
+}
+
+impl Database {
+    /// Open `url` (`sqlite:PATH`, created if missing, or `sqlite::memory:`) with up to
+    /// `readers` read-only connections (0: reads use the writer). Does not migrate.
+    pub async fn open(url: &str, readers: u32) -> Result<Database, sqlx::Error> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true)
+            .synchronous(SqliteSynchronous::Normal);
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let options = if in_memory { options } else { options.journal_mode(SqliteJournalMode::Wal) };
+        // The writer connects first: it creates the file and switches it to WAL (a
+        // persistent setting), which the other connections then find in place.
+        let writer = SqlitePoolOptions::new()
+            // A write that failed at COMMIT (say, the disk was full) can leave the
+            // connection marked as inside a transaction, and every later BEGIN would fail
+            // with it: such a connection is closed on release and a fresh one opened, so
+            // the service recovers once the cause is gone. (An in-memory database lives
+            // only in its connection, so that one is kept.)
+            .after_release(move |conn, _| {
+                Box::pin(async move {
+                    Ok(in_memory
+                        || <<Sqlite as sqlx::Database>::TransactionManager as sqlx::TransactionManager>::get_transaction_depth(
+                            conn,
+                        ) == 0)
+                })
+            })
+            .max_connections(1)
+            .min_connections(1)
+            // Keeping the writer open keeps an in-memory database alive, keeps the WAL and
+            // shared-memory files in place for the readers, and spares the hot path a
+            // reconnect.
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(writer_options(options.clone().create_if_missing(true)))
+            .await?;
+        if in_memory {
+            return Ok(Database { reader: writer.clone(), writer, _checkpointer: None });
+        }
+        let checkpointer = Checkpointer::start(options.clone()).await?;
+        let reader = if readers == 0 {
+            writer.clone()
+        } else {
+            SqlitePoolOptions::new().max_connections(readers).connect_with(options.read_only(true)).await?
+        };
+        Ok(Database { writer, reader, _checkpointer: Some(Arc::new(checkpointer)) })
+    }
+}
 
 /// How often the background checkpointer runs while the WAL grows.
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(10);

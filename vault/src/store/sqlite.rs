@@ -17,78 +17,30 @@ use super::{
     Store, StoreError, StoredKey, WriteUnit,
 };
 use async_trait::async_trait;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
-use std::str::FromStr;
-use std::time::Duration;
 
-/// How long a statement waits for another process's write lock before failing.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections of the read pool.
 const READ_CONNECTIONS: u32 = 8;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
-/// The vault store on a SQLite file.
+/// The vault store on a SQLite file: one writer (every write transaction runs there,
+/// one at a time), read-only connections for queries, the WAL checkpointer
+/// ([`paysys_sqlite::Database`]).
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    /// Exactly one connection: every write transaction runs here, one at a time.
-    writer: SqlitePool,
-    /// Read-only connections for queries (the writer itself for an in-memory database,
-    /// which another connection could not see).
-    reader: SqlitePool,
-    /// Copies the WAL into the database file beside the writer (see `paysys-sqlite`);
-    /// `None` in memory.
-    _checkpointer: Option<std::sync::Arc<paysys_sqlite::Checkpointer>>,
+    db: paysys_sqlite::Database,
 }
 
 impl SqliteStore {
     /// Open (creating if missing) the database at `url` (`sqlite:PATH`). Does not migrate.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true)
-            .synchronous(SqliteSynchronous::Normal);
-        // The writer connects first: it creates the file and switches it to WAL (a
-        // persistent setting), which the read-only connections then find in place.
-        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        let writer = SqlitePoolOptions::new()
-            // A write that failed at COMMIT (say, the disk was full) can leave the
-            // connection marked as inside a transaction, and every later BEGIN would fail
-            // with it: such a connection is closed on release and a fresh one opened, so
-            // the vault recovers once the cause is gone. (An in-memory database lives only
-            // in its connection, so that one is kept.)
-            .after_release(move |conn, _| {
-                Box::pin(async move {
-                    Ok(in_memory || <<Sqlite as sqlx::Database>::TransactionManager as sqlx::TransactionManager>::get_transaction_depth(conn) == 0)
-                })
-            })
-            .max_connections(1)
-            .min_connections(1)
-            // Keeping the writer open keeps the WAL and shared-memory files alive for
-            // the read-only connections, and avoids reconnecting on the hot path.
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(paysys_sqlite::writer_options(
-                options.clone().create_if_missing(true).journal_mode(SqliteJournalMode::Wal),
-            ))
-            .await?;
-        let (reader, checkpointer) = if in_memory {
-            (writer.clone(), None)
-        } else {
-            let checkpointer = paysys_sqlite::Checkpointer::start(options.clone()).await?;
-            let reader = SqlitePoolOptions::new()
-                .max_connections(READ_CONNECTIONS)
-                .connect_with(options.read_only(true))
-                .await?;
-            (reader, Some(std::sync::Arc::new(checkpointer)))
-        };
-        Ok(SqliteStore { writer, reader, _checkpointer: checkpointer })
+        Ok(SqliteStore { db: paysys_sqlite::Database::open(url, READ_CONNECTIONS).await? })
     }
 
     /// A write transaction holding the database write lock from its first statement.
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
-        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+        Ok(self.db.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 }
 
@@ -232,13 +184,13 @@ async fn apply_segment(tx: &mut Transaction<'static, Sqlite>, segment: &Segment<
 #[async_trait]
 impl Store for SqliteStore {
     async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.writer).await?;
+        MIGRATOR.run(&self.db.writer).await?;
         Ok(())
     }
 
     async fn load_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
         let rows = sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM keys ORDER BY kind, version"))
-            .fetch_all(&self.reader)
+            .fetch_all(&self.db.reader)
             .await?;
         Ok(rows.iter().map(key_from_row).collect::<Result<_, _>>()?)
     }
@@ -255,7 +207,7 @@ impl Store for SqliteStore {
     async fn find_card(&self, token: &str) -> Result<Option<CardRecord>, StoreError> {
         let row = sqlx::query(&format!("SELECT {CARD_COLUMNS} FROM cards WHERE token = ?"))
             .bind(token)
-            .fetch_optional(&self.reader)
+            .fetch_optional(&self.db.reader)
             .await?;
         Ok(row.as_ref().map(card_from_row).transpose()?)
     }
@@ -271,7 +223,7 @@ impl Store for SqliteStore {
         ))
         .bind(merchant_id)
         .bind(fingerprint)
-        .fetch_optional(&self.reader)
+        .fetch_optional(&self.db.reader)
         .await?;
         Ok(row.as_ref().map(card_from_row).transpose()?)
     }
@@ -280,7 +232,7 @@ impl Store for SqliteStore {
         // An expired CVC is deleted too (it must not linger), but not returned.
         let row = sqlx::query(&format!("DELETE FROM cvcs WHERE token = ? RETURNING {CVC_COLUMNS}"))
             .bind(token)
-            .fetch_optional(&self.writer)
+            .fetch_optional(&self.db.writer)
             .await?;
         let cvc = row.as_ref().map(cvc_from_row).transpose()?;
         Ok(cvc.filter(|c| c.expires_at > now))
@@ -290,13 +242,13 @@ impl Store for SqliteStore {
         let row = sqlx::query(&format!("SELECT {CVC_COLUMNS} FROM cvcs WHERE token = ? AND expires_at > ?"))
             .bind(token)
             .bind(now)
-            .fetch_optional(&self.reader)
+            .fetch_optional(&self.db.reader)
             .await?;
         Ok(row.as_ref().map(cvc_from_row).transpose()?)
     }
 
     async fn sweep_expired_cvcs(&self, now: i64) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM cvcs WHERE expires_at <= ?").bind(now).execute(&self.writer).await?;
+        let done = sqlx::query("DELETE FROM cvcs WHERE expires_at <= ?").bind(now).execute(&self.db.writer).await?;
         Ok(done.rows_affected())
     }
 
@@ -318,18 +270,18 @@ impl Store for SqliteStore {
         let rows = sqlx::query(&format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?"))
             .bind(after_seq)
             .bind(limit.max(0))
-            .fetch_all(&self.reader)
+            .fetch_all(&self.db.reader)
             .await?;
         Ok(rows.iter().map(audit_from_row).collect::<Result<_, _>>()?)
     }
 
     async fn audit_head(&self) -> Result<(i64, Vec<u8>), StoreError> {
-        Ok(sqlx::query_as("SELECT seq, mac FROM audit_head WHERE id = 1").fetch_one(&self.reader).await?)
+        Ok(sqlx::query_as("SELECT seq, mac FROM audit_head WHERE id = 1").fetch_one(&self.db.reader).await?)
     }
 
     async fn counts(&self) -> Result<Counts, StoreError> {
         // One read transaction, so the numbers are from one snapshot.
-        let mut tx = self.reader.begin().await?;
+        let mut tx = self.db.reader.begin().await?;
         let (cards, cvcs, audit_records): (i64, i64, i64) = sqlx::query_as(
             "SELECT (SELECT count(*) FROM cards), (SELECT count(*) FROM cvcs), (SELECT count(*) FROM audit_log)",
         )
@@ -372,7 +324,7 @@ impl Store for SqliteStore {
     }
 
     async fn meta(&self) -> Result<Vec<(String, String)>, StoreError> {
-        Ok(sqlx::query_as("SELECT name, value FROM vault_meta ORDER BY name").fetch_all(&self.reader).await?)
+        Ok(sqlx::query_as("SELECT name, value FROM vault_meta ORDER BY name").fetch_all(&self.db.reader).await?)
     }
 
     async fn apply_key_change(
@@ -509,7 +461,7 @@ impl Store for SqliteStore {
     async fn key_request(&self, id: &str) -> Result<Option<KeyRequest>, StoreError> {
         let row = sqlx::query(&format!("SELECT {REQUEST_COLUMNS} FROM key_requests WHERE id = ?"))
             .bind(id)
-            .fetch_optional(&self.reader)
+            .fetch_optional(&self.db.reader)
             .await?;
         Ok(row.as_ref().map(request_from_row).transpose()?)
     }
@@ -518,14 +470,14 @@ impl Store for SqliteStore {
         let rows =
             sqlx::query(&format!("SELECT {REQUEST_COLUMNS} FROM key_requests ORDER BY requested_at DESC, id LIMIT ?"))
                 .bind(limit.max(0))
-                .fetch_all(&self.reader)
+                .fetch_all(&self.db.reader)
                 .await?;
         Ok(rows.iter().map(request_from_row).collect::<Result<_, _>>()?)
     }
 
     async fn reencrypt_jobs(&self) -> Result<Vec<ReencryptJob>, StoreError> {
         let rows = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM reencrypt_jobs ORDER BY id DESC"))
-            .fetch_all(&self.reader)
+            .fetch_all(&self.db.reader)
             .await?;
         Ok(rows.iter().map(job_from_row).collect::<Result<_, _>>()?)
     }
@@ -542,7 +494,7 @@ impl Store for SqliteStore {
         .bind(version)
         .bind(after_token)
         .bind(limit.max(0))
-        .fetch_all(&self.reader)
+        .fetch_all(&self.db.reader)
         .await?;
         Ok(rows.iter().map(card_from_row).collect::<Result<_, _>>()?)
     }
@@ -554,7 +506,7 @@ impl Store for SqliteStore {
         )
         .bind(version)
         .bind(limit.max(0))
-        .fetch_all(&self.reader)
+        .fetch_all(&self.db.reader)
         .await?;
         rows.iter().map(|r| Ok((cvc_from_row(r)?, r.try_get::<String, _>(4)?))).collect()
     }
@@ -565,7 +517,7 @@ impl Store for SqliteStore {
              SELECT dek_version AS v, count(*) AS cards, 0 AS cvcs FROM cards GROUP BY dek_version \
              UNION ALL SELECT dek_version, 0, count(*) FROM cvcs GROUP BY dek_version) GROUP BY v ORDER BY v",
         )
-        .fetch_all(&self.reader)
+        .fetch_all(&self.db.reader)
         .await?;
         Ok(rows.into_iter().map(|(version, cards, cvcs)| DekUsage { version, cards, cvcs }).collect())
     }
@@ -589,7 +541,7 @@ impl Store for SqliteStore {
 
     async fn seal_counts(&self) -> Result<Vec<(i64, i64)>, StoreError> {
         Ok(sqlx::query_as("SELECT version, seals FROM keys WHERE kind = 'dek' ORDER BY version")
-            .fetch_all(&self.reader)
+            .fetch_all(&self.db.reader)
             .await?)
     }
 }
