@@ -359,8 +359,8 @@ impl Gateway {
             Plan::Skip => self.authorize(&mut p, None).await,
             Plan::Authenticate { prepared, method_url } => self.authenticate(p, &req, prepared, method_url).await,
             Plan::Unavailable => {
-                self.fail_authentication(p, crate::error::AuthenticationFailureKind::Unavailable, None, Vec::new())
-                    .await
+                let kind = crate::error::AuthenticationFailureKind::Unavailable;
+                self.fail_authentication(&mut p, kind, None, Vec::new()).await?
             }
         }
     }

@@ -260,7 +260,7 @@ impl Gateway {
                 self.store.save_authentication(&auth).await?;
                 set_public_three_ds(&mut p, |v| record_result(v, &r));
                 let kind = failure_kind(&r.trans_status);
-                self.fail_authentication(p, kind, Some(&r), ledger).await
+                self.fail_authentication(&mut p, kind, Some(&r), ledger).await?
             }
             AresOutcome::NotEnrolled | AresOutcome::Unavailable(_) if mode == ThreeDsMode::Auto => {
                 // `auto`: a card or DS without 3-D Secure is paid without it (the
@@ -276,16 +276,15 @@ impl Gateway {
                 self.authorize(&mut p, None).await
             }
             AresOutcome::NotEnrolled | AresOutcome::Unavailable(_) => {
-                self.fail_authentication(p, AuthenticationFailureKind::Unavailable, None, ledger).await
+                self.fail_authentication(&mut p, AuthenticationFailureKind::Unavailable, None, ledger).await?
             }
             AresOutcome::TimedOut(reason) => {
                 tracing::warn!(transaction_id = %p.transaction_id, %reason, "AReq timed out");
-                self.fail_authentication(p, AuthenticationFailureKind::TimedOut, None, ledger).await
+                self.fail_authentication(&mut p, AuthenticationFailureKind::TimedOut, None, ledger).await?
             }
             AresOutcome::UnknownToken => {
-                let mut p = p;
                 let result = self.fail(&mut p, RpcError::UnknownToken, now, &mut ledger)?;
-                self.save_final(p, ledger, result).await
+                self.save_final(&mut p, ledger, result).await?
             }
         }
     }
@@ -414,40 +413,41 @@ impl Gateway {
         Ok((p, result))
     }
 
-    /// Fail a leased payment for `kind`, save it, give the lease back; the answer.
+    /// Fail a leased payment for `kind`, save it, give the lease back. The outer error
+    /// is the store's; the inner result is the API answer (the 3-D Secure error).
     pub(crate) async fn fail_authentication(
         &self,
-        mut p: PaymentRecord,
+        p: &mut PaymentRecord,
         kind: AuthenticationFailureKind,
         r: Option<&AuthenticationResult>,
         mut ledger: Vec<LedgerRow>,
-    ) -> Result<Value, RpcError> {
+    ) -> Result<Result<Value, RpcError>, RpcError> {
         let error = RpcError::Authentication(AuthenticationFailure {
             kind,
             transaction_id: p.transaction_id.clone(),
             trans_status: r.map(|r| r.trans_status.clone()),
             trans_status_reason: r.and_then(|r| r.trans_status_reason.clone()),
         });
-        let result = self.fail(&mut p, error, now_ms(), &mut ledger)?;
+        let result = self.fail(p, error, now_ms(), &mut ledger)?;
         self.save_final(p, ledger, result).await
     }
 
     async fn save_final(
         &self,
-        mut p: PaymentRecord,
+        p: &mut PaymentRecord,
         ledger: Vec<LedgerRow>,
         result: Result<Value, RpcError>,
-    ) -> Result<Value, RpcError> {
+    ) -> Result<Result<Value, RpcError>, RpcError> {
         p.three_ds_expires_at = None;
-        set_public_three_ds(&mut p, |v| {
+        set_public_three_ds(p, |v| {
             v.remove("challenge_url");
         });
         if p.first_response.is_none() {
             p.first_response = Some(stored_response(&result));
         }
         p.lease_until = 0;
-        self.store.save_payment(&p, &ledger, None).await?;
-        result
+        self.store.save_payment(p, &ledger, None).await?;
+        Ok(result)
     }
 
     /// Finish the authentication of a payment waiting in `requires_3ds`, from the DS's
@@ -488,9 +488,11 @@ impl Gateway {
                 self.store.save_authentication(&auth).await?;
                 let mut p = p;
                 set_public_three_ds(&mut p, |v| record_result(v, &r));
-                let id = p.transaction_id.clone();
-                let _ = self.fail_authentication(p, failure_kind(&r.trans_status), Some(&r), Vec::new()).await;
-                self.store.payment(&id).await?.ok_or(RpcError::NotFound)
+                // The answer (the 3-D Secure error) went to whoever created the payment;
+                // here only the saved payment matters.
+                let _answer =
+                    self.fail_authentication(&mut p, failure_kind(&r.trans_status), Some(&r), Vec::new()).await?;
+                Ok(p)
             }
             _ if expired => self.expire_authentication(p).await,
             _ => {
