@@ -4,8 +4,11 @@
 //! Statements are portable (`$n` placeholders, 64-bit integers), written once and run
 //! on either backend by [`in_transaction!`] / [`on_pool!`]:
 //!
-//! * **SQLite**: one connection; write transactions are `BEGIN IMMEDIATE`, so writers
-//!   run one at a time.
+//! * **SQLite**: one writer at a time (`BEGIN IMMEDIATE` under the database's write
+//!   lock); plain reads on read-only connections. A payment's insert and its update
+//!   after the acquirer answered, the hot path, go to the group committer
+//!   ([`paysys_sqlite::GroupCommitter`]): one handoff each, many payments per commit.
+//!   They run the same SQL, bound by the same macros.
 //! * **PostgreSQL**: a pool; a duplicate idempotency key loses on the unique index and is
 //!   answered with the winner's row; workers claim jobs with `FOR UPDATE SKIP LOCKED`
 //!   so several gateway replicas share them.
@@ -15,6 +18,7 @@
 //! result is saved. A crashed holder's lease simply runs out.
 
 use crate::state::PaymentStatus;
+use paysys_sqlite::Args;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
@@ -43,6 +47,12 @@ pub enum StoreError {
     /// A stored value is not one this code writes.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// A statement of the SQLite group committer failed.
+    #[error("database error: {0}")]
+    Sqlite(#[from] paysys_sqlite::rusqlite::Error),
+    /// The SQLite group committer could not commit.
+    #[error("database error: {0}")]
+    GroupCommit(#[from] paysys_sqlite::GroupCommitError),
 }
 
 impl StoreError {
@@ -233,9 +243,11 @@ pub struct Store {
 macro_rules! in_transaction {
     ($store:expr, |$tx:ident, $skip_locked:ident| $body:block) => {
         match &$store.backend {
-            Backend::Sqlite(paysys_sqlite::Database { writer: pool, .. }) => {
+            Backend::Sqlite(db) => {
+                // Beside the group committer's transactions, not into SQLite's busy wait.
+                let _write_guard = db.lock_writes().await;
                 #[allow(unused_mut)]
-                let mut $tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                let mut $tx = db.writer.begin_with("BEGIN IMMEDIATE").await?;
                 #[allow(unused_variables)]
                 let $skip_locked = "";
                 $body
@@ -255,7 +267,11 @@ macro_rules! in_transaction {
 macro_rules! on_pool {
     ($store:expr, |$pool:ident| $body:block) => {
         match &$store.backend {
-            Backend::Sqlite(paysys_sqlite::Database { writer: $pool, .. }) => $body,
+            Backend::Sqlite(db) => {
+                let _write_guard = db.lock_writes().await;
+                let $pool = &db.writer;
+                $body
+            }
             Backend::Postgres($pool) => $body,
         }
     };
@@ -308,6 +324,15 @@ fn ledger_insert_sql(n: usize) -> String {
         ));
     }
     sql
+}
+
+/// Insert a payment unless its `(merchant_id, partner_trans_id)` is taken.
+fn insert_payment_sql() -> String {
+    format!(
+        "INSERT INTO payments ({PAYMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+         $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30) \
+         ON CONFLICT (merchant_id, partner_trans_id) DO NOTHING"
+    )
 }
 
 const PAYMENT_COLUMNS: &str = "transaction_id, merchant_id, partner_trans_id, request_digest, card_token, amount, \
@@ -392,6 +417,18 @@ macro_rules! bind_payment_update {
     };
 }
 
+macro_rules! bind_refund_update {
+    ($query:expr, $r:expr) => {
+        $query
+            .bind($r.status.as_str())
+            .bind(&$r.rrn)
+            .bind($r.error_code)
+            .bind(&$r.first_response)
+            .bind($r.updated_at)
+            .bind(&$r.refund_id)
+    };
+}
+
 macro_rules! bind_ledger {
     ($query:expr, $row:expr) => {
         $query
@@ -425,12 +462,32 @@ macro_rules! bind_refund {
     };
 }
 
+/// The multi-row ledger insert of `rows` for the group committer (`None`: no rows).
+fn ledger_args(rows: &[LedgerRow]) -> Option<(String, Args)> {
+    if rows.is_empty() {
+        return None;
+    }
+    let args = rows.iter().fold(Args::default(), |args, row| bind_ledger!(args, row));
+    Some((ledger_insert_sql(rows.len()), args))
+}
+
 impl Store {
+    /// SQLite on a file: the group committer for the payment hot path (one handoff per
+    /// write, many writes per commit). `None` on PostgreSQL and in memory.
+    fn group_committer(&self) -> Option<&paysys_sqlite::GroupCommitter> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.group.as_ref(),
+            Backend::Postgres(_) => None,
+        }
+    }
+
     /// Connect to `url` (`sqlite::memory:`, `sqlite:PATH` created if missing, or
     /// `postgres://…`). Does not migrate.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
         let backend = if url.starts_with("sqlite:") {
-            Backend::Sqlite(paysys_sqlite::Database::open(url, SQLITE_READERS).await?)
+            let mut db = paysys_sqlite::Database::open(url, SQLITE_READERS).await?;
+            db.start_group_commit()?;
+            Backend::Sqlite(db)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Backend::Postgres(PgPoolOptions::new().max_connections(POSTGRES_CONNECTIONS).connect(url).await?)
         } else {
@@ -520,11 +577,30 @@ impl Store {
         p: &PaymentRecord,
         ledger: &[LedgerRow],
     ) -> Result<Slot<PaymentRecord>, StoreError> {
-        let sql = format!(
-            "INSERT INTO payments ({PAYMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
-             $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30) \
-             ON CONFLICT (merchant_id, partner_trans_id) DO NOTHING"
-        );
+        if let Some(group) = self.group_committer() {
+            let payment = bind_payment!(Args::default(), p);
+            let ledger = ledger_args(ledger);
+            let inserted = group
+                .write(move |conn| -> Result<bool, StoreError> {
+                    if payment.execute(conn, &insert_payment_sql())? == 0 {
+                        return Ok(false);
+                    }
+                    if let Some((sql, args)) = ledger {
+                        args.execute(conn, &sql)?;
+                    }
+                    Ok(true)
+                })
+                .await?;
+            if inserted {
+                return Ok(Slot::Inserted);
+            }
+            // Committed before this unit (or earlier in its batch): visible now.
+            return match self.payment_by_partner_id(&p.merchant_id, &p.partner_trans_id).await? {
+                Some(existing) => Ok(Slot::Existing(existing)),
+                None => Err(StoreError::Corrupt("a payment conflicted on its key but cannot be read".into())),
+            };
+        }
+        let sql = insert_payment_sql();
         in_transaction!(self, |tx, _skip| {
             let inserted = bind_payment!(sqlx::query(&sql), p).execute(&mut *tx).await?.rows_affected() == 1;
             if !inserted {
@@ -586,19 +662,28 @@ impl Store {
         ledger: &[LedgerRow],
         refund: Option<&RefundRecord>,
     ) -> Result<(), StoreError> {
+        if let Some(group) = self.group_committer() {
+            let payment = bind_payment_update!(Args::default(), p);
+            let ledger = ledger_args(ledger);
+            let refund = refund.map(|r| bind_refund_update!(Args::default(), r));
+            return group
+                .write(move |conn| -> Result<(), StoreError> {
+                    payment.execute(conn, UPDATE_PAYMENT)?;
+                    if let Some((sql, args)) = ledger {
+                        args.execute(conn, &sql)?;
+                    }
+                    if let Some(refund) = refund {
+                        refund.execute(conn, UPDATE_REFUND)?;
+                    }
+                    Ok(())
+                })
+                .await;
+        }
         in_transaction!(self, |tx, _skip| {
             bind_payment_update!(sqlx::query(UPDATE_PAYMENT), p).execute(&mut *tx).await?;
             insert_ledger!(tx, ledger);
             if let Some(r) = refund {
-                sqlx::query(UPDATE_REFUND)
-                    .bind(r.status.as_str())
-                    .bind(&r.rrn)
-                    .bind(r.error_code)
-                    .bind(&r.first_response)
-                    .bind(r.updated_at)
-                    .bind(&r.refund_id)
-                    .execute(&mut *tx)
-                    .await?;
+                bind_refund_update!(sqlx::query(UPDATE_REFUND), r).execute(&mut *tx).await?;
             }
             tx.commit().await?;
             Ok(())

@@ -6,8 +6,11 @@
 //! each operation is written once and expanded for both backends by [`in_transaction!`];
 //! the only differences are how a write transaction starts and how a row is locked:
 //!
-//! * **SQLite**: one connection, every write transaction `BEGIN IMMEDIATE` — writers run
-//!   one at a time, so a balance is never read and written by two requests at once.
+//! * **SQLite**: every write transaction `BEGIN IMMEDIATE` under the database's write
+//!   lock — writers run one at a time, so a balance is never read and written by two
+//!   requests at once. An authorization without a 3-D Secure claim (the hot path) is one
+//!   unit of the group committer ([`paysys_sqlite::GroupCommitter`]), many to a commit,
+//!   with the same SQL and bindings.
 //! * **PostgreSQL**: a pool; `SELECT … FOR UPDATE` locks the authorization or balance
 //!   row for the rest of the transaction, and relative updates (`held = held + $1`)
 //!   keep concurrent writers to other rows correct. A concurrent duplicate `reference`
@@ -20,6 +23,8 @@ use crate::issuer::{
     self, Authorization, AuthorizationStatus, Balance, DeclineCode, LedgerDraft, LedgerKind, OperationError, Refund,
     ThreeDsClaim, Transition,
 };
+use paysys_sqlite::rusqlite::{Connection, OptionalExtension};
+use paysys_sqlite::Args;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
@@ -46,6 +51,12 @@ pub enum StoreError {
     /// A stored value is not one this code writes (an unknown status, say).
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// A statement of the SQLite group committer failed.
+    #[error("database error: {0}")]
+    Sqlite(#[from] paysys_sqlite::rusqlite::Error),
+    /// The SQLite group committer could not commit.
+    #[error("database error: {0}")]
+    GroupCommit(#[from] paysys_sqlite::GroupCommitError),
 }
 
 impl StoreError {
@@ -146,9 +157,11 @@ pub struct Store {
 macro_rules! in_transaction {
     ($store:expr, |$tx:ident, $lock:ident| $body:block) => {
         match &$store.backend {
-            Backend::Sqlite(paysys_sqlite::Database { writer: pool, .. }) => {
+            Backend::Sqlite(db) => {
+                // Beside the group committer's transactions, not into SQLite's busy wait.
+                let _write_guard = db.lock_writes().await;
                 #[allow(unused_mut)]
-                let mut $tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                let mut $tx = db.writer.begin_with("BEGIN IMMEDIATE").await?;
                 // The whole database is locked from the first statement.
                 let $lock = "";
                 $body
@@ -163,11 +176,16 @@ macro_rules! in_transaction {
     };
 }
 
-/// Run `$body` with `$pool` the backend's pool (reads).
+/// Run `$body` with `$pool` the backend's pool (reads and single-statement writes; SQLite:
+/// the writer, under the write lock).
 macro_rules! on_pool {
     ($store:expr, |$pool:ident| $body:block) => {
         match &$store.backend {
-            Backend::Sqlite(paysys_sqlite::Database { writer: $pool, .. }) => $body,
+            Backend::Sqlite(db) => {
+                let _write_guard = db.lock_writes().await;
+                let $pool = &db.writer;
+                $body
+            }
             Backend::Postgres($pool) => $body,
         }
     };
@@ -179,13 +197,121 @@ const AUTHORIZATION_COLUMNS: &str = "acquirer_ref, reference, merchant_id, maske
 const LEDGER_COLUMNS: &str = "seq, at, kind, acquirer_ref, reference, refund_reference, merchant_id, masked_pan, \
      currency, amount, decline_code";
 
+/// Bind an authorization's columns in [`AUTHORIZATION_COLUMNS`] order.
+macro_rules! bind_authorization {
+    ($query:expr, $auth:expr) => {
+        $query
+            .bind(&$auth.acquirer_ref)
+            .bind(&$auth.reference)
+            .bind(&$auth.merchant_id)
+            .bind(&$auth.masked_pan)
+            .bind(&$auth.balance_key)
+            .bind(&$auth.currency)
+            .bind($auth.amount)
+            .bind($auth.status.as_str())
+            .bind(&$auth.auth_code)
+            .bind(&$auth.rrn)
+            .bind($auth.decline_code.map(DeclineCode::as_str))
+            .bind($auth.captured_amount)
+            .bind($auth.refunded_amount)
+            .bind(&$auth.request_digest)
+            .bind($auth.created_at)
+            .bind($auth.updated_at)
+    };
+}
+
+/// Bind a ledger entry of a new authorization for [`insert_ledger_sql`].
+macro_rules! bind_authorization_ledger {
+    ($query:expr, $now:expr, $auth:expr, $entry:expr) => {
+        $query
+            .bind($now)
+            .bind($entry.kind.as_str())
+            .bind(&$auth.acquirer_ref)
+            .bind(&$auth.reference)
+            .bind(&$entry.refund_reference)
+            .bind(&$auth.merchant_id)
+            .bind(&$auth.masked_pan)
+            .bind(&$auth.currency)
+            .bind($entry.amount)
+            .bind($auth.decline_code.map(DeclineCode::as_str))
+    };
+}
+
+fn insert_authorization_sql() -> String {
+    format!(
+        "INSERT INTO authorizations ({AUTHORIZATION_COLUMNS}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+    )
+}
+
+/// [`Store::try_authorize`] without a 3-D Secure claim as one group-commit unit (SQLite
+/// only: the committer's transaction holds the write lock, so the balance read here is
+/// the one written back). `None`: the reference was taken already.
+fn authorize_unit(conn: &Connection, new: &NewAuthorization) -> Result<Option<Authorization>, StoreError> {
+    let taken = conn.prepare_cached("SELECT 1 FROM authorizations WHERE reference = ?1")?.exists([&new.reference])?;
+    if taken {
+        return Ok(None);
+    }
+    let decline = match new.decline {
+        Some(code) => Some(code),
+        None => {
+            let current = conn
+                .prepare_cached("SELECT balance, held FROM balances WHERE balance_key = ?1 AND currency = ?2")?
+                .query_row([&new.balance_key, &new.currency], |r| Ok(Balance { balance: r.get(0)?, held: r.get(1)? }))
+                .optional()?;
+            let current = match current {
+                Some(current) => current,
+                None => {
+                    Args::default().bind(&new.balance_key).bind(&new.currency).bind(new.initial_balance).execute(
+                        conn,
+                        "INSERT INTO balances (balance_key, currency, balance, held) VALUES ($1, $2, $3, 0)",
+                    )?;
+                    Balance { balance: new.initial_balance, held: 0 }
+                }
+            };
+            match issuer::hold_funds(current, new.amount, new.capture) {
+                Ok(after) => {
+                    Args::default()
+                        .bind(after.balance)
+                        .bind(after.held)
+                        .bind(&new.balance_key)
+                        .bind(&new.currency)
+                        .execute(
+                            conn,
+                            "UPDATE balances SET balance = $1, held = $2 WHERE balance_key = $3 AND currency = $4",
+                        )?;
+                    None
+                }
+                Err(code) => Some(code),
+            }
+        }
+    };
+    let auth = authorization_record(new, decline);
+    bind_authorization!(Args::default(), auth).execute(conn, &insert_authorization_sql())?;
+    for entry in authorization_ledger(&auth) {
+        bind_authorization_ledger!(Args::default(), new.now, auth, entry).execute(conn, &insert_ledger_sql())?;
+    }
+    Ok(Some(auth))
+}
+
 impl Store {
+    /// SQLite on a file: the group committer for the authorization hot path. `None` on
+    /// PostgreSQL and in memory.
+    fn group_committer(&self) -> Option<&paysys_sqlite::GroupCommitter> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.group.as_ref(),
+            Backend::Postgres(_) => None,
+        }
+    }
+
     /// Connect to `url` (`sqlite::memory:`, `sqlite:PATH` created if missing, or
     /// `postgres://…`). Does not migrate.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
         let backend = if url.starts_with("sqlite:") {
             // The writer only: the sandbox's reads are few.
-            Backend::Sqlite(paysys_sqlite::Database::open(url, 0).await?)
+            let mut db = paysys_sqlite::Database::open(url, 0).await?;
+            db.start_group_commit()?;
+            Backend::Sqlite(db)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Backend::Postgres(PgPoolOptions::new().max_connections(POSTGRES_CONNECTIONS).connect(url).await?)
         } else {
@@ -218,6 +344,18 @@ impl Store {
     }
 
     async fn try_authorize(&self, new: &NewAuthorization) -> Result<AuthorizeOutcome, StoreError> {
+        // The hot path (no 3-D Secure claim to check) on SQLite: one group-commit unit.
+        if let (Some(group), None) = (self.group_committer(), &new.three_ds) {
+            let unit = new.clone();
+            let created = group.write(move |conn| authorize_unit(conn, &unit)).await?;
+            return match created {
+                Some(auth) => Ok(AuthorizeOutcome::Created(auth)),
+                None => match self.find_by_reference(&new.reference).await? {
+                    Some(first) => Ok(AuthorizeOutcome::Existing(first)),
+                    None => Err(StoreError::Corrupt("an authorization's reference is taken but cannot be read".into())),
+                },
+            };
+        }
         in_transaction!(self, |tx, lock| {
             let sql = format!("SELECT {AUTHORIZATION_COLUMNS} FROM authorizations WHERE reference = $1");
             if let Some(row) = sqlx::query(&sql).bind(&new.reference).fetch_optional(&mut *tx).await? {
@@ -285,44 +423,10 @@ impl Store {
                 .await?;
             }
             let auth = authorization_record(new, decline);
-            let sql = format!(
-                "INSERT INTO authorizations ({AUTHORIZATION_COLUMNS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
-            );
-            sqlx::query(&sql)
-                .bind(&auth.acquirer_ref)
-                .bind(&auth.reference)
-                .bind(&auth.merchant_id)
-                .bind(&auth.masked_pan)
-                .bind(&auth.balance_key)
-                .bind(&auth.currency)
-                .bind(auth.amount)
-                .bind(auth.status.as_str())
-                .bind(&auth.auth_code)
-                .bind(&auth.rrn)
-                .bind(auth.decline_code.map(DeclineCode::as_str))
-                .bind(auth.captured_amount)
-                .bind(auth.refunded_amount)
-                .bind(&auth.request_digest)
-                .bind(auth.created_at)
-                .bind(auth.updated_at)
-                .execute(&mut *tx)
-                .await?;
+            bind_authorization!(sqlx::query(&insert_authorization_sql()), auth).execute(&mut *tx).await?;
             for entry in authorization_ledger(&auth) {
                 let sql = insert_ledger_sql();
-                sqlx::query(&sql)
-                    .bind(new.now)
-                    .bind(entry.kind.as_str())
-                    .bind(&auth.acquirer_ref)
-                    .bind(&auth.reference)
-                    .bind(&entry.refund_reference)
-                    .bind(&auth.merchant_id)
-                    .bind(&auth.masked_pan)
-                    .bind(&auth.currency)
-                    .bind(entry.amount)
-                    .bind(auth.decline_code.map(DeclineCode::as_str))
-                    .execute(&mut *tx)
-                    .await?;
+                bind_authorization_ledger!(sqlx::query(&sql), new.now, auth, entry).execute(&mut *tx).await?;
             }
             tx.commit().await?;
             Ok(AuthorizeOutcome::Created(auth))

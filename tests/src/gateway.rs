@@ -39,7 +39,13 @@ async fn spawn_listening(mut cmd: Command, prefix: &str, log_file: &PathBuf) -> 
 pub async fn start_vault_and_sandbox(backend: &Backend, auth_delay_ms: u64) -> (TestVault, TestSandbox) {
     let dir = scratch_dir(&format!("gateway-{}", backend.name()));
     let pki = TestPki::generate(&dir);
-    let sandbox_options = SandboxOptions { auth_delay_ms, ..SandboxOptions::new(&pki) };
+    // On SQLite the sandbox keeps a file, as under `paysys up`, so its authorizations take
+    // the group-commit path; otherwise its in-memory database (the sqlx path).
+    let database_url = match backend {
+        Backend::Sqlite => Some(format!("sqlite:{}", dir.join("sandbox.db").display())),
+        Backend::Postgres(_) => None,
+    };
+    let sandbox_options = SandboxOptions { auth_delay_ms, database_url, ..SandboxOptions::new(&pki) };
     let sandbox = TestSandbox::start(&dir, &sandbox_options).await;
     let options = VaultOptions { extra_args: sandbox.relay_args(&pki.ca_cert), ..VaultOptions::default() };
     let vault = TestVault::start_prepared(backend, dir, pki, options).await;
