@@ -85,9 +85,9 @@ pub(crate) fn seal_with_nonce(
     aad: &[u8],
     plaintext: &[u8],
 ) -> Result<Vec<u8>, KeyError> {
-    // Built per call rather than cached: aes-gcm 0.10's cipher does not wipe its AES key
-    // schedule or GHASH key on drop, so a long-lived cipher would be a second, un-zeroized
-    // copy of the key living as long as the handle.
+    // Built per call rather than cached, so the key's expanded forms live only for the
+    // call; with the `zeroize` features of aes, ghash and polyval (keys/Cargo.toml) the AES
+    // key schedule and the GHASH key are wiped when the cipher drops.
     let cipher = Aes256Gcm::new(key.expose_secret().into());
     let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + TAG_LEN);
     out.extend_from_slice(&nonce.0);
@@ -124,6 +124,14 @@ mod tests {
     //! (the AES-256 cases), run through the same `seal_with_nonce` / `open` the vault uses.
 
     use super::*;
+
+    /// The cipher's AES key schedule wipes itself on drop (a compile-time check: this
+    /// stops building if the `zeroize` feature of `aes` is lost from the graph).
+    #[test]
+    fn the_aes_key_schedule_is_zeroized_on_drop() {
+        fn wipes_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+        wipes_on_drop::<aes::Aes256>();
+    }
 
     struct Vector {
         key: &'static str,
