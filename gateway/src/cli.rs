@@ -276,6 +276,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             auto_min_amount: args.three_ds_auto_min_amount,
             ..ThreeDsConfig::default()
         },
+        token_bins: crate::vault::TokenBins::default(),
     });
     tracing::info!(%addr, scheme, vault = %args.vault_url, acquirer = %args.acquirer_url, "serving");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

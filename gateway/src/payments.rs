@@ -25,7 +25,7 @@ use crate::three_ds::authentication::Plan;
 use crate::three_ds::directory::Directory;
 use crate::three_ds::messages::BrowserInfo;
 use crate::three_ds::{ThreeDsConfig, ThreeDsMode};
-use crate::vault::{CardVault, RelayAuthorization, RelayOutcome, TokenLookup};
+use crate::vault::{CardVault, RelayAuthorization, RelayOutcome, TokenBins, TokenLookup};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,6 +73,8 @@ pub struct Merchant {
     /// The vault's merchant id (tokens belong to it).
     pub merchant_id: String,
     pub service_id: String,
+    /// The name shown to the cardholder (the AReq's `merchantName`).
+    pub name: String,
 }
 
 /// `capture_method`.
@@ -277,6 +279,8 @@ pub struct Gateway {
     pub directory: Directory,
     pub config: GatewayConfig,
     pub three_ds: ThreeDsConfig,
+    /// BINs of tokens already looked up for the 3-D Secure decision.
+    pub token_bins: TokenBins,
 }
 
 impl Gateway {
@@ -357,7 +361,9 @@ impl Gateway {
         }
         match plan {
             Plan::Skip => self.authorize(&mut p, None).await,
-            Plan::Authenticate { prepared, method_url } => self.authenticate(p, &req, prepared, method_url).await,
+            Plan::Authenticate { prepared, method_url } => {
+                self.authenticate(merchant, p, &req, prepared, method_url).await
+            }
             Plan::Unavailable => {
                 let kind = crate::error::AuthenticationFailureKind::Unavailable;
                 self.fail_authentication(&mut p, kind, None, Vec::new()).await?

@@ -121,7 +121,7 @@ async fn authenticate(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Mer
         tracing::error!(error = %e, service_id = %record.service_id, "merchant secret does not open");
         AuthError::BadSignature
     })?;
-    let merchant = Merchant { merchant_id: record.merchant_id, service_id: record.service_id };
+    let merchant = Merchant { merchant_id: record.merchant_id, service_id: record.service_id, name: record.name };
     let secret = Arc::new(secret);
     app.merchants.put(CachedMerchant {
         merchant: merchant.clone(),

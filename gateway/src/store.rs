@@ -354,6 +354,10 @@ const UPDATE_PAYMENT: &str = "UPDATE payments SET status = $1, captured_amount =
      hold_expires_at = $10, first_response = $11, lease_until = $12, needs_sync = $13, three_ds = $14, \
      three_ds_expires_at = $15, updated_at = $16 WHERE transaction_id = $17";
 
+const UPDATE_AUTHENTICATION: &str = "UPDATE authentications SET message_version = $1, ds_trans_id = $2, \
+     acs_trans_id = $3, acs_url = $4, challenge_id = $5, trans_status = $6, updated_at = $7 \
+     WHERE three_ds_server_trans_id = $8";
+
 const UPDATE_REFUND: &str = "UPDATE refunds SET status = $1, rrn = $2, error_code = $3, first_response = $4, \
      updated_at = $5 WHERE refund_id = $6";
 
@@ -414,6 +418,41 @@ macro_rules! bind_payment_update {
             .bind($p.three_ds_expires_at)
             .bind($p.updated_at)
             .bind(&$p.transaction_id)
+    };
+}
+
+/// Bind every column of an authentication insert, in [`AUTHENTICATION_COLUMNS`] order.
+macro_rules! bind_authentication {
+    ($query:expr, $a:expr) => {
+        $query
+            .bind(&$a.three_ds_server_trans_id)
+            .bind(&$a.merchant_id)
+            .bind(&$a.card_token)
+            .bind(&$a.transaction_id)
+            .bind(&$a.method_url)
+            .bind($a.method_completed_at)
+            .bind(&$a.message_version)
+            .bind(&$a.ds_trans_id)
+            .bind(&$a.acs_trans_id)
+            .bind(&$a.acs_url)
+            .bind(&$a.challenge_id)
+            .bind(&$a.trans_status)
+            .bind($a.created_at)
+            .bind($a.updated_at)
+    };
+}
+
+macro_rules! bind_authentication_update {
+    ($query:expr, $a:expr) => {
+        $query
+            .bind(&$a.message_version)
+            .bind(&$a.ds_trans_id)
+            .bind(&$a.acs_trans_id)
+            .bind(&$a.acs_url)
+            .bind(&$a.challenge_id)
+            .bind(&$a.trans_status)
+            .bind($a.updated_at)
+            .bind(&$a.three_ds_server_trans_id)
     };
 }
 
@@ -923,45 +962,30 @@ impl Store {
             "INSERT INTO authentications ({AUTHENTICATION_COLUMNS}) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
         );
+        if let Some(group) = self.group_committer() {
+            let args = bind_authentication!(Args::default(), a);
+            return group
+                .write(move |conn| -> Result<(), StoreError> { Ok(args.execute(conn, &sql).map(drop)?) })
+                .await;
+        }
         on_pool!(self, |pool| {
-            sqlx::query(&sql)
-                .bind(&a.three_ds_server_trans_id)
-                .bind(&a.merchant_id)
-                .bind(&a.card_token)
-                .bind(&a.transaction_id)
-                .bind(&a.method_url)
-                .bind(a.method_completed_at)
-                .bind(&a.message_version)
-                .bind(&a.ds_trans_id)
-                .bind(&a.acs_trans_id)
-                .bind(&a.acs_url)
-                .bind(&a.challenge_id)
-                .bind(&a.trans_status)
-                .bind(a.created_at)
-                .bind(a.updated_at)
-                .execute(pool)
-                .await?;
+            bind_authentication!(sqlx::query(&sql), a).execute(pool).await?;
         });
         Ok(())
     }
 
     /// Write what the AReq, the challenge and the authorization changed.
     pub async fn save_authentication(&self, a: &AuthenticationRecord) -> Result<(), StoreError> {
+        if let Some(group) = self.group_committer() {
+            let args = bind_authentication_update!(Args::default(), a);
+            return group
+                .write(move |conn| -> Result<(), StoreError> {
+                    Ok(args.execute(conn, UPDATE_AUTHENTICATION).map(drop)?)
+                })
+                .await;
+        }
         on_pool!(self, |pool| {
-            sqlx::query(
-                "UPDATE authentications SET message_version = $1, ds_trans_id = $2, acs_trans_id = $3, acs_url = $4, \
-                 challenge_id = $5, trans_status = $6, updated_at = $7 WHERE three_ds_server_trans_id = $8",
-            )
-            .bind(&a.message_version)
-            .bind(&a.ds_trans_id)
-            .bind(&a.acs_trans_id)
-            .bind(&a.acs_url)
-            .bind(&a.challenge_id)
-            .bind(&a.trans_status)
-            .bind(a.updated_at)
-            .bind(&a.three_ds_server_trans_id)
-            .execute(pool)
-            .await?;
+            bind_authentication_update!(sqlx::query(UPDATE_AUTHENTICATION), a).execute(pool).await?;
         });
         Ok(())
     }

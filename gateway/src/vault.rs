@@ -233,3 +233,31 @@ mod tests {
         assert_eq!(body["reference"], "tx_1");
     }
 }
+
+/// Most tokens [`TokenBins`] remembers; when full it starts over.
+const TOKEN_BINS_MAX: usize = 100_000;
+
+/// The owner and BIN of tokens the 3-D Secure decision has looked up, so a saved card
+/// paid with again costs no vault call. Safe to keep: a token's card never changes (a
+/// new card is a new token), a removed token is refused before the lookup, and a token
+/// deleted in the vault fails at the relay all the same. Only the BIN, never more.
+#[derive(Debug, Default)]
+pub struct TokenBins {
+    entries: std::sync::RwLock<std::collections::HashMap<String, (String, String)>>,
+}
+
+impl TokenBins {
+    /// `(merchant_id, bin)` of `token`, if looked up before.
+    pub fn get(&self, token: &str) -> Option<(String, String)> {
+        self.entries.read().ok()?.get(token).cloned()
+    }
+
+    pub fn put(&self, token: &str, merchant_id: &str, bin: &str) {
+        if let Ok(mut entries) = self.entries.write() {
+            if entries.len() >= TOKEN_BINS_MAX {
+                entries.clear();
+            }
+            entries.insert(token.to_owned(), (merchant_id.to_owned(), bin.to_owned()));
+        }
+    }
+}

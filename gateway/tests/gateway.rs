@@ -197,6 +197,7 @@ impl Harness {
             directory: Directory::new(HttpsPool::new(client_tls(), &sandbox_url)),
             config: GatewayConfig { acquirer_timeout: timeout, lease_wait: Duration::from_secs(10) },
             three_ds: ThreeDsConfig { public_url: url.clone(), ..ThreeDsConfig::default() },
+            token_bins: Default::default(),
         });
         let app = Arc::new(App::new(gateway.clone(), key));
         tokio::spawn(paysys_gateway::run(listener, None, app, 64 * 1024, std::future::pending()));

@@ -244,15 +244,22 @@ fn insert_authorization_sql() -> String {
     )
 }
 
-/// [`Store::try_authorize`] without a 3-D Secure claim as one group-commit unit (SQLite
-/// only: the committer's transaction holds the write lock, so the balance read here is
-/// the one written back). `None`: the reference was taken already.
+/// [`Store::try_authorize`] as one group-commit unit (SQLite only: the committer's
+/// transaction holds the write lock, so the balance and the CAVV read here are the ones
+/// written back). `None`: the reference was taken already.
 fn authorize_unit(conn: &Connection, new: &NewAuthorization) -> Result<Option<Authorization>, StoreError> {
     let taken = conn.prepare_cached("SELECT 1 FROM authorizations WHERE reference = ?1")?.exists([&new.reference])?;
     if taken {
         return Ok(None);
     }
-    let decline = match new.decline {
+    let mut decline = new.decline;
+    if let (None, Some(claim)) = (decline, &new.three_ds) {
+        let issued = three_ds::issued_by_ds_trans_id(conn, &claim.ds_trans_id)?;
+        if !issuer::three_ds_accepted(issued.as_ref(), claim, &new.balance_key, new.amount) {
+            decline = Some(DeclineCode::ThreeDsAuthenticationInvalid);
+        }
+    }
+    let decline = match decline {
         Some(code) => Some(code),
         None => {
             let current = conn
@@ -286,6 +293,13 @@ fn authorize_unit(conn: &Connection, new: &NewAuthorization) -> Result<Option<Au
             }
         }
     };
+    if let (None, Some(claim)) = (decline, &new.three_ds) {
+        // Approved: the CAVV is spent with this authorization.
+        Args::default().bind(new.now).bind(&claim.ds_trans_id).execute(
+            conn,
+            "UPDATE threeds_transactions SET cavv_used = TRUE, updated_at = $1 WHERE ds_trans_id = $2 AND cavv_used = FALSE",
+        )?;
+    }
     let auth = authorization_record(new, decline);
     bind_authorization!(Args::default(), auth).execute(conn, &insert_authorization_sql())?;
     for entry in authorization_ledger(&auth) {
@@ -344,8 +358,8 @@ impl Store {
     }
 
     async fn try_authorize(&self, new: &NewAuthorization) -> Result<AuthorizeOutcome, StoreError> {
-        // The hot path (no 3-D Secure claim to check) on SQLite: one group-commit unit.
-        if let (Some(group), None) = (self.group_committer(), &new.three_ds) {
+        // On a SQLite file: one group-commit unit.
+        if let Some(group) = self.group_committer() {
             let unit = new.clone();
             let created = group.write(move |conn| authorize_unit(conn, &unit)).await?;
             return match created {

@@ -44,6 +44,26 @@ fn find_any(haystack: &[u8], what: &str) -> Option<String> {
         .map(|n| format!("{what} contains {:?}", String::from_utf8_lossy(&n)))
 }
 
+/// `bytes` with every occurrence of the (already checked) tokens and fingerprints cut out.
+fn without(bytes: &[u8], values: &[String]) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    for token in values {
+        let t = token.as_bytes();
+        let mut kept = Vec::with_capacity(out.len());
+        let mut i = 0;
+        while i < out.len() {
+            if out[i..].starts_with(t) {
+                i += t.len();
+            } else {
+                kept.push(out[i]);
+                i += 1;
+            }
+        }
+        out = kept;
+    }
+    out
+}
+
 async fn database_text(vault: &TestVault, backend: &Backend) -> Vec<u8> {
     match backend {
         Backend::Sqlite => {
@@ -86,13 +106,23 @@ async fn no_card_number_or_cvc_in_database_or_log() {
         let vault = TestVault::start(&backend).await;
         let m = &vault.pki.merchant;
         let mut tokens = Vec::new();
+        let mut opaque = Vec::new();
         for (pan, cvc, format) in [(PAN_SPACED, CVC, "opaque"), (PAN, CVC, "bin_last4"), (VISA, "321", "opaque")] {
             let r = vault
                 .call(m, "POST", "/v1/tokens", Some(json!({"merchant_id": "m_1", "pan": pan, "exp_month": 3, "exp_year": 2030, "cvc": cvc, "format": format, "cardholder_name": "Grace Hopper"})))
                 .await;
             assert_eq!(r.status, 201, "{}", r.body);
-            assert!(find_any(&r.raw, "response").is_none());
-            tokens.push(r.body["token"].as_str().unwrap().to_owned());
+            // A random token or a keyed fingerprint can spell a short CVC by chance
+            // ("…8264…"), which is no leak: those two are checked for the card numbers,
+            // and everything else for every needle.
+            let token = r.body["token"].as_str().unwrap().to_owned();
+            let fingerprint = r.body["fingerprint"].as_str().unwrap().to_owned();
+            for value in [&token, &fingerprint] {
+                assert!(!value.contains(PAN) && !value.contains(VISA), "{value}");
+            }
+            opaque.extend([token.clone(), fingerprint]);
+            assert!(find_any(&without(&r.raw, &opaque), "response").is_none(), "{}", r.body);
+            tokens.push(token);
         }
         // Errors that carry the PAN in odd places must not echo it either.
         for body in [
@@ -111,15 +141,15 @@ async fn no_card_number_or_cvc_in_database_or_log() {
         }
         let audit = vault.call(&vault.pki.alice, "GET", "/v1/audit/records?limit=1000", None).await;
         assert_eq!(audit.status, 200);
-        assert!(find_any(&audit.raw, "audit log").is_none());
+        assert!(find_any(&without(&audit.raw, &opaque), "audit log").is_none());
 
         let db = database_text(&vault, &backend).await;
-        assert!(find_any(&db, &format!("{} database", backend.name())).is_none());
+        assert!(find_any(&without(&db, &opaque), &format!("{} database", backend.name())).is_none());
         // The database does hold the tokens (so the scan looked at the right data).
         assert!(db.windows(tokens[0].len()).any(|w| w == tokens[0].as_bytes()));
         let log = vault.log_text();
         assert!(!log.is_empty());
-        assert!(find_any(log.as_bytes(), "vault log").is_none(), "{log}");
+        assert!(find_any(&without(log.as_bytes(), &opaque), "vault log").is_none(), "{log}");
         vault.finish().await;
     }
 }

@@ -122,8 +122,14 @@ impl Gateway {
 
     /// The token's BIN from the vault (never more of the card).
     async fn token_bin(&self, merchant: &Merchant, token: &str) -> Result<String, RpcError> {
+        if let Some((owner, bin)) = self.token_bins.get(token) {
+            return if owner == merchant.merchant_id { Ok(bin) } else { Err(RpcError::UnknownToken) };
+        }
         match self.vault.token_metadata(token).await {
-            TokenLookup::Found(meta) if meta.merchant_id == merchant.merchant_id => Ok(meta.bin),
+            TokenLookup::Found(meta) if meta.merchant_id == merchant.merchant_id => {
+                self.token_bins.put(token, &meta.merchant_id, &meta.bin);
+                Ok(meta.bin)
+            }
             TokenLookup::Found(_) | TokenLookup::NotFound => Err(RpcError::UnknownToken),
             TokenLookup::Unavailable(reason) => {
                 tracing::warn!(%reason, "token metadata unavailable");
@@ -182,6 +188,7 @@ impl Gateway {
     /// ARes. Gives the lease back.
     pub(crate) async fn authenticate(
         &self,
+        merchant: &Merchant,
         mut p: PaymentRecord,
         req: &NewPayment,
         prepared: Option<Box<AuthenticationRecord>>,
@@ -216,7 +223,7 @@ impl Gateway {
             v.insert("method_completion".into(), Value::from(comp_ind));
             v.insert("challenge".into(), Value::Bool(false));
         });
-        let outcome = self.send_areq(&p, req, &auth, comp_ind).await?;
+        let outcome = self.send_areq(&p, &merchant.name, req, &auth, comp_ind).await?;
         if let AresOutcome::Unavailable(reason) = &outcome {
             tracing::warn!(transaction_id = %p.transaction_id, %reason, "3-D Secure unavailable");
         }
@@ -311,13 +318,12 @@ impl Gateway {
     async fn send_areq(
         &self,
         p: &PaymentRecord,
+        merchant_name: &str,
         req: &NewPayment,
         auth: &AuthenticationRecord,
         comp_ind: &str,
     ) -> Result<AresOutcome, RpcError> {
         let currency = money::currency(&p.currency)?;
-        let merchant_name =
-            self.store.merchant(&p.merchant_id).await?.map(|m| m.name).unwrap_or_else(|| p.merchant_id.clone());
         let unknown = BrowserInfo::unknown();
         let areq = messages::areq_template(&AReqParams {
             three_ds_server_trans_id: &auth.three_ds_server_trans_id,
@@ -327,7 +333,7 @@ impl Gateway {
             exponent: currency.exponent,
             purchase_date: messages::purchase_date(now_ms()),
             merchant_id: &p.merchant_id,
-            merchant_name: &merchant_name,
+            merchant_name,
             public_url: &self.three_ds.public_url,
             client_ip: p.client_ip.as_deref(),
             browser: req.browser.as_ref().unwrap_or(&unknown),

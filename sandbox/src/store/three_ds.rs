@@ -9,6 +9,8 @@
 
 use super::{Backend, Store, StoreError};
 use crate::issuer::IssuedAuthentication;
+use paysys_sqlite::rusqlite::{Connection, OptionalExtension};
+use paysys_sqlite::Args;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 /// One 3-D Secure authentication. No card number: its balance key and masked form.
@@ -110,6 +112,83 @@ const COLUMNS: &str = "three_ds_server_trans_id, ds_trans_id, acs_trans_id, mess
      ares, ares_trans_status, trans_status, trans_status_reason, eci, authentication_value, challenge_cancel, \
      cavv_used, challenge_nonce, challenge_expires_at, method_completed, created_at, updated_at";
 
+/// Bind every column of an authentication, in [`COLUMNS`] order.
+macro_rules! bind_three_ds {
+    ($query:expr, $r:expr) => {
+        $query
+            .bind(&$r.three_ds_server_trans_id)
+            .bind(&$r.ds_trans_id)
+            .bind(&$r.acs_trans_id)
+            .bind(&$r.message_version)
+            .bind(&$r.card_key)
+            .bind(&$r.masked_pan)
+            .bind($r.purchase_amount)
+            .bind(&$r.purchase_currency)
+            .bind($r.purchase_exponent)
+            .bind(&$r.merchant_name)
+            .bind(&$r.three_ds_server_url)
+            .bind(&$r.notification_url)
+            .bind(&$r.ares)
+            .bind(&$r.ares_trans_status)
+            .bind(&$r.trans_status)
+            .bind(&$r.trans_status_reason)
+            .bind(&$r.eci)
+            .bind(&$r.authentication_value)
+            .bind(&$r.challenge_cancel)
+            .bind($r.cavv_used)
+            .bind(&$r.challenge_nonce)
+            .bind($r.challenge_expires_at)
+            .bind($r.method_completed)
+            .bind($r.created_at)
+            .bind($r.updated_at)
+    };
+}
+
+fn insert_sql() -> String {
+    format!(
+        "INSERT INTO threeds_transactions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+         $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)"
+    )
+}
+
+/// [`Store::insert_three_ds`] as one group-commit unit (SQLite). `None`: the id is
+/// taken already.
+fn insert_unit(conn: &Connection, new: ThreeDsTransaction) -> Result<Option<ThreeDsTransaction>, StoreError> {
+    let taken = conn
+        .prepare_cached("SELECT 1 FROM threeds_transactions WHERE three_ds_server_trans_id = ?1")?
+        .exists([&new.three_ds_server_trans_id])?;
+    if taken {
+        return Ok(None);
+    }
+    let method_ran = conn
+        .prepare_cached("SELECT 1 FROM threeds_method_runs WHERE three_ds_server_trans_id = ?1")?
+        .exists([&new.three_ds_server_trans_id])?;
+    let record = ThreeDsTransaction { method_completed: new.method_completed || method_ran, ..new };
+    bind_three_ds!(Args::default(), record).execute(conn, &insert_sql())?;
+    Ok(Some(record))
+}
+
+/// The issuer's view of the authentication with this `dsTransID`, read inside the
+/// authorization's group-commit unit.
+pub(super) fn issued_by_ds_trans_id(
+    conn: &Connection,
+    ds_trans_id: &str,
+) -> Result<Option<IssuedAuthentication>, StoreError> {
+    let sql = format!("SELECT {ISSUED_COLUMNS} FROM threeds_transactions WHERE ds_trans_id = ?1");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([ds_trans_id], |r| {
+            Ok(IssuedAuthentication {
+                card_key: r.get(0)?,
+                purchase_amount: r.get(1)?,
+                purchase_currency: r.get(2)?,
+                authentication_value: r.get(3)?,
+                cavv_used: r.get(4)?,
+            })
+        })
+        .optional()?)
+}
+
 impl Store {
     /// Record a new authentication, unless its `threeDSServerTransID` exists: then the
     /// first one is returned unchanged. `method_completed` is set when a 3DS Method ran
@@ -127,6 +206,17 @@ impl Store {
     }
 
     async fn try_insert_three_ds(&self, new: &ThreeDsTransaction) -> Result<ThreeDsInsert, StoreError> {
+        if let Some(group) = self.group_committer() {
+            let unit = new.clone();
+            let created = group.write(move |conn| insert_unit(conn, unit)).await?;
+            return match created {
+                Some(record) => Ok(ThreeDsInsert::Created(record)),
+                None => match self.three_ds_by_server_id(&new.three_ds_server_trans_id).await? {
+                    Some(first) => Ok(ThreeDsInsert::Existing(first)),
+                    None => Err(StoreError::Corrupt("an authentication's id is taken but cannot be read".into())),
+                },
+            };
+        }
         in_transaction!(self, |tx, _lock| {
             let sql = format!("SELECT {COLUMNS} FROM threeds_transactions WHERE three_ds_server_trans_id = $1");
             if let Some(row) = sqlx::query(&sql).bind(&new.three_ds_server_trans_id).fetch_optional(&mut *tx).await? {
@@ -138,38 +228,7 @@ impl Store {
                 .await?
                 .is_some();
             let record = ThreeDsTransaction { method_completed: new.method_completed || method_ran, ..new.clone() };
-            let sql = format!(
-                "INSERT INTO threeds_transactions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-                 $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)"
-            );
-            sqlx::query(&sql)
-                .bind(&record.three_ds_server_trans_id)
-                .bind(&record.ds_trans_id)
-                .bind(&record.acs_trans_id)
-                .bind(&record.message_version)
-                .bind(&record.card_key)
-                .bind(&record.masked_pan)
-                .bind(record.purchase_amount)
-                .bind(&record.purchase_currency)
-                .bind(record.purchase_exponent)
-                .bind(&record.merchant_name)
-                .bind(&record.three_ds_server_url)
-                .bind(&record.notification_url)
-                .bind(&record.ares)
-                .bind(&record.ares_trans_status)
-                .bind(&record.trans_status)
-                .bind(&record.trans_status_reason)
-                .bind(&record.eci)
-                .bind(&record.authentication_value)
-                .bind(&record.challenge_cancel)
-                .bind(record.cavv_used)
-                .bind(&record.challenge_nonce)
-                .bind(record.challenge_expires_at)
-                .bind(record.method_completed)
-                .bind(record.created_at)
-                .bind(record.updated_at)
-                .execute(&mut *tx)
-                .await?;
+            bind_three_ds!(sqlx::query(&insert_sql()), record).execute(&mut *tx).await?;
             tx.commit().await?;
             Ok(ThreeDsInsert::Created(record))
         })
