@@ -58,5 +58,5 @@ pub async fn run(
     max_body_bytes: usize,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    server::serve(listener, tls, server::router(app, max_body_bytes), shutdown).await
+    paysys_server::serve(listener, tls, server::router(app, max_body_bytes), paysys_server::admit_all, shutdown).await
 }

@@ -1,6 +1,7 @@
 //! HTTP: `POST /rpc` (authenticated by the Auth header, then JSON-RPC), `GET /health`,
-//! and the 3-D Secure browser and ACS endpoints under `/3ds/` ([`crate::three_ds::routes`]); served over TLS (HTTP/1.1 and HTTP/2 by ALPN) or, on loopback for
-//! development, plain HTTP.
+//! and the 3-D Secure browser and ACS endpoints under `/3ds/` ([`crate::three_ds::routes`]);
+//! served by the shared accept loop ([`paysys_server`]) over TLS (HTTP/1.1 and HTTP/2 by
+//! ALPN) or, on loopback for development, plain HTTP.
 
 use crate::auth::{verify_header, AuthError, AuthHeader};
 use crate::payments::{now_ms, Gateway, Merchant};
@@ -12,18 +13,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use rustls::ServerConfig;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
-use tower::ServiceExt;
-
-/// How long a client has to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long an opened merchant secret is kept in memory before it is read (and
 /// opened) again, so a merchant changed in the database takes effect within this time.
@@ -130,55 +121,4 @@ async fn authenticate(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Mer
     });
     verify_header(&header, &secret, body, now_ms())?;
     Ok(merchant)
-}
-
-/// Serve `app` on `listener` until `shutdown`: TLS when `tls` is given, else plain HTTP.
-pub async fn serve(
-    listener: TcpListener,
-    tls: Option<Arc<ServerConfig>>,
-    app: Router,
-    shutdown: impl Future<Output = ()>,
-) -> std::io::Result<()> {
-    let acceptor = tls.map(TlsAcceptor::from);
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            () = &mut shutdown => return Ok(()),
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        tokio::spawn(async move {
-            let service =
-                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| app.clone().oneshot(req));
-            let result = match acceptor {
-                Some(acceptor) => {
-                    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => stream,
-                        Ok(Err(e)) => {
-                            tracing::info!(%peer, error = %e, "TLS handshake refused");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::info!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    };
-                    auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).await
-                }
-                None => auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tcp), service).await,
-            };
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
-    }
 }

@@ -7,7 +7,6 @@
 //!
 //! * `main.rs` — the `paysys-sandbox` binary: parses flags and calls [`cli::main`].
 //! * [`cli`] — the commands (`serve`, `cards`) and their configuration.
-//! * [`server`] — the TLS accept loop (HTTP/1.1 and HTTP/2 by ALPN).
 //! * [`tls`] — server TLS configuration, optional client-certificate verification.
 //! * [`api`] — HTTP handlers and wire types; validation of requests.
 //! * [`error`] — the API error type and its stable codes, turned into responses in one place.
@@ -33,7 +32,6 @@ pub mod currency;
 pub mod error;
 pub mod ids;
 pub mod issuer;
-pub mod server;
 pub mod store;
 pub mod threeds;
 pub mod tls;
@@ -67,7 +65,7 @@ pub async fn run_with(
 ) -> std::io::Result<()> {
     let app = api::router(three_ds.clone(), max_body_bytes);
     tokio::select! {
-        served = server::serve_tls(listener, tls, app, shutdown) => served,
+        served = paysys_server::serve(listener, Some(tls), app, paysys_server::admit_all, shutdown) => served,
         () = threeds::acs::expire_challenges(three_ds) => Ok(()),
     }
 }
