@@ -38,29 +38,101 @@ pub fn luhn_check_digit(payload: &[u8]) -> Option<u8> {
 /// Shortest card number (ISO/IEC 7812): a digit run this long may be one.
 pub const MIN_CARD_DIGITS: usize = 12;
 
-/// Whether `text` holds [`MIN_CARD_DIGITS`] or more digits in a row, counting a single
-/// space or dash between two digits as part of the run (`4242 4242 …`, `4242-4242-…`),
-/// the way the vault's masking looks for card numbers in relayed answers. An id meant
-/// to pass through a relay unmasked (a 3-D Secure transaction id, a CAVV) must not.
-pub fn has_card_length_digit_run(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    let mut run = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        if b.is_ascii_digit() {
-            run += 1;
-            if run >= MIN_CARD_DIGITS {
-                return true;
+/// The digit runs of `text` as byte ranges with their digit counts. A single space or
+/// dash between two digits belongs to the run, the way card numbers are written
+/// (`4242 4242 …`, `4242-4242-…`) and the way the vault's masking reads relayed answers.
+fn digit_runs(text: &str) -> Vec<(std::ops::Range<usize>, usize)> {
+    let b = text.as_bytes();
+    let mut runs = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if !b[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut digits = 0;
+        loop {
+            if b.get(i).is_some_and(u8::is_ascii_digit) {
+                digits += 1;
+                i += 1;
+            } else if b.get(i).is_some_and(|c| matches!(c, b' ' | b'-')) && b.get(i + 1).is_some_and(u8::is_ascii_digit)
+            {
+                i += 1;
+            } else {
+                break;
             }
-        } else if !(matches!(b, b' ' | b'-') && run > 0 && bytes.get(i + 1).is_some_and(u8::is_ascii_digit)) {
-            run = 0;
+        }
+        runs.push((start..i, digits));
+    }
+    runs
+}
+
+/// Whether `text` holds a run (see [`redact_digit_runs`]) of [`MIN_CARD_DIGITS`] or more
+/// digits. An id meant to pass through a relay unmasked (a 3-D Secure transaction id, a
+/// CAVV) must not.
+pub fn has_card_length_digit_run(text: &str) -> bool {
+    digit_runs(text).iter().any(|(_, digits)| *digits >= MIN_CARD_DIGITS)
+}
+
+/// `text` with every run of `min_digits` or more digits replaced by `[digits]`; a single
+/// space or dash between two digits belongs to the run, so `4242 4242 4242 4242` goes
+/// as a whole. For text that may echo client input (a parser's message) before it
+/// reaches an answer or a log line. The separators are ASCII, so the cuts fall on
+/// character boundaries.
+pub fn redact_digit_runs(text: &str, min_digits: usize) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    for (range, digits) in digit_runs(text) {
+        if digits >= min_digits {
+            out.push_str(text.get(copied..range.start).unwrap_or_default());
+            out.push_str("[digits]");
+            copied = range.end;
         }
     }
-    false
+    out.push_str(text.get(copied..).unwrap_or_default());
+    out
+}
+
+/// Whether `text` holds a card number: 12–19 digits that pass the Luhn check, written
+/// in one piece or in groups joined by single spaces or dashes.
+pub fn contains_card_number(text: &str) -> bool {
+    let is_card = |digits: &[u8]| (MIN_CARD_DIGITS..=19).contains(&digits.len()) && luhn_valid(digits);
+    digit_runs(text).into_iter().any(|(range, _)| {
+        let run = text.as_bytes().get(range).unwrap_or_default();
+        let joined: Vec<u8> = run.iter().copied().filter(u8::is_ascii_digit).collect();
+        // The groups joined, and each group alone (a number followed by, say, a year).
+        is_card(&joined) || run.split(|c| !c.is_ascii_digit()).any(is_card)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn digit_runs_are_redacted_whole_with_their_separators() {
+        assert_eq!(
+            redact_digit_runs("invalid type: string \"4242 4242-4242 4242\", expected u8", 12),
+            "invalid type: string \"[digits]\", expected u8"
+        );
+        assert_eq!(redact_digit_runs("line 12345, col 7", 6), "line 12345, col 7");
+        assert_eq!(redact_digit_runs("x 123456 y 12 34 56", 6), "x [digits] y [digits]");
+        assert_eq!(redact_digit_runs("a - 1234567 -", 6), "a - [digits] -", "a lone dash is no digit");
+        assert_eq!(redact_digit_runs("1234  5678", 6), "1234  5678", "two spaces end a run");
+        assert_eq!(redact_digit_runs("€ 4242424242424242 ü", 12), "€ [digits] ü");
+        assert_eq!(redact_digit_runs("", 6), "");
+    }
+
+    #[test]
+    fn card_numbers_are_found_in_one_piece_or_in_groups() {
+        assert!(contains_card_number("pay 4242424242424242 now"));
+        assert!(contains_card_number("pay 4242 4242 4242 4242 now"));
+        assert!(contains_card_number("pay 4242-4242-4242-4242"));
+        assert!(contains_card_number("4242424242424242 2030"), "a card number followed by a year");
+        assert!(!contains_card_number("order 4242424242424241"), "fails Luhn");
+        assert!(!contains_card_number("order 12345"));
+    }
 
     #[test]
     fn card_length_runs_count_single_separators() {

@@ -133,29 +133,11 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Replace every run of eight or more digits with `[digits]`: parser messages may
-/// quote a value, and that value may be a card number.
+/// Replace every run of eight or more digits (single spaces or dashes between them
+/// included) with `[digits]`: parser messages may quote a value, and that value may be
+/// a card number ([`paysys_cardnum::redact_digit_runs`]).
 pub fn redact_digit_runs(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut run = String::new();
-    let flush = |run: &mut String, out: &mut String| {
-        if run.len() >= 8 {
-            out.push_str("[digits]");
-        } else {
-            out.push_str(run);
-        }
-        run.clear();
-    };
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            run.push(c);
-        } else {
-            flush(&mut run, &mut out);
-            out.push(c);
-        }
-    }
-    flush(&mut run, &mut out);
-    out
+    paysys_cardnum::redact_digit_runs(text, 8)
 }
 
 #[cfg(test)]

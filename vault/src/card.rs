@@ -206,38 +206,12 @@ pub fn merchant_id_valid(id: &str) -> bool {
     (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-/// Replace every run of 12 or more digits (spaces and dashes allowed between them)
-/// with `[REDACTED]`. Applied to any text that may echo client input (for example a
-/// JSON parser's message) before it reaches a response or a log line.
+/// Replace every run of 12 or more digits (single spaces and dashes allowed between
+/// them) with `[digits]` ([`paysys_cardnum::redact_digit_runs`]). Applied to any text
+/// that may echo client input (for example a JSON parser's message) before it reaches a
+/// response or a log line.
 pub fn redact_digit_runs(text: &str) -> String {
-    let chars: Vec<char> = text.chars().collect();
-    let mut out = String::with_capacity(text.len());
-    let mut i = 0;
-    while i < chars.len() {
-        if chars[i].is_ascii_digit() {
-            // Extend over digits and single separators.
-            let mut j = i;
-            let mut count = 0;
-            let mut end = i;
-            while j < chars.len() && (chars[j].is_ascii_digit() || chars[j] == ' ' || chars[j] == '-') {
-                if chars[j].is_ascii_digit() {
-                    count += 1;
-                    end = j + 1;
-                }
-                j += 1;
-            }
-            if count >= 12 {
-                out.push_str("[REDACTED]");
-            } else {
-                out.extend(&chars[i..end]);
-            }
-            i = end;
-        } else {
-            out.push(chars[i]);
-            i += 1;
-        }
-    }
-    out
+    paysys_cardnum::redact_digit_runs(text, 12)
 }
 
 /// Mask every digit run in `text` that could be a card number to BIN + last four
@@ -401,7 +375,7 @@ mod tests {
     fn digit_runs_are_redacted() {
         assert_eq!(
             redact_digit_runs("invalid type: string \"4242 4242-4242 4242\", expected u8 at line 1 column 12"),
-            "invalid type: string \"[REDACTED]\", expected u8 at line 1 column 12"
+            "invalid type: string \"[digits]\", expected u8 at line 1 column 12"
         );
         assert_eq!(redact_digit_runs("line 12345"), "line 12345");
     }
