@@ -301,11 +301,12 @@ macro_rules! insert_ledger {
     };
 }
 
+/// The ledger columns a transition writes (`seq` is the database's).
+const LEDGER_INSERT_COLUMNS: &str = "transaction_id, at, kind, from_status, to_status, amount, currency, refund_id";
+
 /// `INSERT INTO ledger … VALUES (…), (…)` for `n` rows of eight columns.
 fn ledger_insert_sql(n: usize) -> String {
-    let mut sql = String::from(
-        "INSERT INTO ledger (transaction_id, at, kind, from_status, to_status, amount, currency, refund_id) VALUES ",
-    );
+    let mut sql = format!("INSERT INTO ledger ({LEDGER_INSERT_COLUMNS}) VALUES ");
     for row in 0..n {
         let b = row * 8;
         if row > 0 {
@@ -501,6 +502,58 @@ macro_rules! bind_refund {
     };
 }
 
+/// `sql` with every placeholder `$n` renumbered `$(n + offset)`, to follow another
+/// statement's parameters in one combined statement.
+fn shift_placeholders(sql: &str, offset: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '$' {
+            let mut n = 0usize;
+            while let Some(d) = chars.peek().and_then(|d| d.to_digit(10)) {
+                n = n * 10 + d as usize;
+                chars.next();
+            }
+            out.push_str(&(n + offset).to_string());
+        }
+    }
+    out
+}
+
+/// PostgreSQL: the payment insert and its ledger rows (parameters after the payment's
+/// 30) as one statement; it returns 1 when the payment was inserted, 0 when its key was
+/// taken (then no ledger row is written either).
+fn postgres_insert_payment_sql(ledger_rows: usize) -> String {
+    let insert = insert_payment_sql();
+    if ledger_rows == 0 {
+        return format!("WITH p AS ({insert} RETURNING 1) SELECT count(*) FROM p");
+    }
+    let values = shift_placeholders(&ledger_insert_sql(ledger_rows), 30);
+    let values = values.split_once("VALUES ").map_or("", |(_, v)| v);
+    format!(
+        "WITH p AS ({insert} RETURNING 1), \
+         l AS (INSERT INTO ledger ({LEDGER_INSERT_COLUMNS}) SELECT * FROM (VALUES {values}) \
+         AS v ({LEDGER_INSERT_COLUMNS}) WHERE EXISTS (SELECT 1 FROM p)) \
+         SELECT count(*) FROM p"
+    )
+}
+
+/// PostgreSQL: the payment update (17 parameters), its ledger rows and a refund's
+/// update as one statement.
+fn postgres_save_payment_sql(ledger_rows: usize, refund: bool) -> String {
+    let mut parts = vec![format!("u AS ({UPDATE_PAYMENT})")];
+    let mut next = 17;
+    if ledger_rows > 0 {
+        parts.push(format!("l AS ({})", shift_placeholders(&ledger_insert_sql(ledger_rows), next)));
+        next += 8 * ledger_rows;
+    }
+    if refund {
+        parts.push(format!("r AS ({})", shift_placeholders(UPDATE_REFUND, next)));
+    }
+    format!("WITH {} SELECT 1", parts.join(", "))
+}
+
 /// The multi-row ledger insert of `rows` for the group committer (`None`: no rows).
 fn ledger_args(rows: &[LedgerRow]) -> Option<(String, Args)> {
     if rows.is_empty() {
@@ -639,6 +692,22 @@ impl Store {
                 None => Err(StoreError::Corrupt("a payment conflicted on its key but cannot be read".into())),
             };
         }
+        if let Backend::Postgres(pool) = &self.backend {
+            // One statement, atomic on its own: one round trip instead of four.
+            let sql = postgres_insert_payment_sql(ledger.len());
+            let mut query = bind_payment!(sqlx::query(&sql), p);
+            for row in ledger {
+                query = bind_ledger!(query, row);
+            }
+            let inserted: i64 = query.fetch_one(pool).await?.try_get(0)?;
+            if inserted == 1 {
+                return Ok(Slot::Inserted);
+            }
+            return match self.payment_by_partner_id(&p.merchant_id, &p.partner_trans_id).await? {
+                Some(existing) => Ok(Slot::Existing(existing)),
+                None => Err(StoreError::Corrupt("a payment conflicted on its key but cannot be read".into())),
+            };
+        }
         let sql = insert_payment_sql();
         in_transaction!(self, |tx, _skip| {
             let inserted = bind_payment!(sqlx::query(&sql), p).execute(&mut *tx).await?.rows_affected() == 1;
@@ -717,6 +786,19 @@ impl Store {
                     Ok(())
                 })
                 .await;
+        }
+        if let Backend::Postgres(pool) = &self.backend {
+            // One statement, atomic on its own: one round trip instead of four.
+            let sql = postgres_save_payment_sql(ledger.len(), refund.is_some());
+            let mut query = bind_payment_update!(sqlx::query(&sql), p);
+            for row in ledger {
+                query = bind_ledger!(query, row);
+            }
+            if let Some(r) = refund {
+                query = bind_refund_update!(query, r);
+            }
+            query.execute(pool).await?;
+            return Ok(());
         }
         in_transaction!(self, |tx, _skip| {
             bind_payment_update!(sqlx::query(UPDATE_PAYMENT), p).execute(&mut *tx).await?;
@@ -1215,4 +1297,25 @@ where
         currency: get(row, "currency")?,
         refund_id: get(row, "refund_id")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_shift_past_the_first_statement() {
+        assert_eq!(shift_placeholders("a = $1, b = $12 WHERE c = $3", 17), "a = $18, b = $29 WHERE c = $20");
+        assert_eq!(shift_placeholders("no placeholders", 5), "no placeholders");
+    }
+
+    #[test]
+    fn the_postgres_statements_number_their_parameters_in_binding_order() {
+        let insert = postgres_insert_payment_sql(2);
+        assert!(insert.contains("$30)") && insert.contains("($31, $32,") && insert.ends_with("SELECT count(*) FROM p"));
+        assert!(insert.contains("$46)") && !insert.contains("$47"), "{insert}");
+        let save = postgres_save_payment_sql(1, true);
+        assert!(save.contains("transaction_id = $17") && save.contains("($18, $19,"), "{save}");
+        assert!(save.contains("refund_id = $31") && !save.contains("$32"), "{save}");
+    }
 }
