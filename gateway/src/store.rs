@@ -9,9 +9,10 @@
 //!   after the acquirer answered, the hot path, go to the group committer
 //!   ([`paysys_sqlite::GroupCommitter`]): one handoff each, many payments per commit.
 //!   They run the same SQL, bound by the same macros.
-//! * **PostgreSQL**: a pool; a duplicate idempotency key loses on the unique index and is
-//!   answered with the winner's row; workers claim jobs with `FOR UPDATE SKIP LOCKED`
-//!   so several gateway replicas share them.
+//! * **PostgreSQL**: a pool; a payment's insert and its update (with their ledger rows)
+//!   are one statement each (data-modifying CTEs), one round trip; a duplicate
+//!   idempotency key finds its row taken and is answered with the winner's row; workers
+//!   claim jobs with `FOR UPDATE SKIP LOCKED` so several gateway replicas share them.
 //!
 //! Work on one payment (capture, void, refund, expiry, resolution) is serialized by a
 //! *lease*: `lease_until` is taken with one conditional `UPDATE` and given back when the
