@@ -670,10 +670,10 @@ impl Store {
         p: &PaymentRecord,
         ledger: &[LedgerRow],
     ) -> Result<Slot<PaymentRecord>, StoreError> {
-        if let Some(group) = self.group_committer() {
+        let inserted = if let Some(group) = self.group_committer() {
             let payment = bind_payment!(Args::default(), p);
             let ledger = ledger_args(ledger);
-            let inserted = group
+            group
                 .write(move |conn| -> Result<bool, StoreError> {
                     if payment.execute(conn, &insert_payment_sql())? == 0 {
                         return Ok(false);
@@ -683,44 +683,40 @@ impl Store {
                     }
                     Ok(true)
                 })
-                .await?;
-            if inserted {
-                return Ok(Slot::Inserted);
-            }
-            // Committed before this unit (or earlier in its batch): visible now.
-            return match self.payment_by_partner_id(&p.merchant_id, &p.partner_trans_id).await? {
-                Some(existing) => Ok(Slot::Existing(existing)),
-                None => Err(StoreError::Corrupt("a payment conflicted on its key but cannot be read".into())),
-            };
-        }
-        if let Backend::Postgres(pool) = &self.backend {
+                .await?
+        } else if let Backend::Postgres(pool) = &self.backend {
             // One statement, atomic on its own: one round trip instead of four.
             let sql = postgres_insert_payment_sql(ledger.len());
             let mut query = bind_payment!(sqlx::query(&sql), p);
             for row in ledger {
                 query = bind_ledger!(query, row);
             }
-            let inserted: i64 = query.fetch_one(pool).await?.try_get(0)?;
-            if inserted == 1 {
-                return Ok(Slot::Inserted);
-            }
-            return match self.payment_by_partner_id(&p.merchant_id, &p.partner_trans_id).await? {
-                Some(existing) => Ok(Slot::Existing(existing)),
-                None => Err(StoreError::Corrupt("a payment conflicted on its key but cannot be read".into())),
-            };
+            query.fetch_one(pool).await?.try_get::<i64, _>(0)? == 1
+        } else {
+            self.insert_payment_in_transaction(p, ledger).await?
+        };
+        if inserted {
+            return Ok(Slot::Inserted);
         }
+        // The key's payment committed before this write (or earlier in its group
+        // commit): visible now.
+        match self.payment_by_partner_id(&p.merchant_id, &p.partner_trans_id).await? {
+            Some(existing) => Ok(Slot::Existing(existing)),
+            None => Err(StoreError::Corrupt("a payment conflicted on its key but cannot be read".into())),
+        }
+    }
+
+    /// The insert of [`Store::try_insert_payment`] as an sqlx transaction (SQLite in
+    /// memory); `false` when the key was taken (nothing written).
+    async fn insert_payment_in_transaction(&self, p: &PaymentRecord, ledger: &[LedgerRow]) -> Result<bool, StoreError> {
         let sql = insert_payment_sql();
         in_transaction!(self, |tx, _skip| {
-            let inserted = bind_payment!(sqlx::query(&sql), p).execute(&mut *tx).await?.rows_affected() == 1;
-            if !inserted {
-                let sql =
-                    format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE merchant_id = $1 AND partner_trans_id = $2");
-                let row = sqlx::query(&sql).bind(&p.merchant_id).bind(&p.partner_trans_id).fetch_one(&mut *tx).await?;
-                return Ok(Slot::Existing(payment_from_row(&row)?));
+            if bind_payment!(sqlx::query(&sql), p).execute(&mut *tx).await?.rows_affected() == 0 {
+                return Ok(false);
             }
             insert_ledger!(tx, ledger);
             tx.commit().await?;
-            Ok(Slot::Inserted)
+            Ok(true)
         })
     }
 
@@ -999,15 +995,7 @@ impl Store {
 
     pub async fn save_refund(&self, r: &RefundRecord) -> Result<(), StoreError> {
         on_pool!(self, |pool| {
-            sqlx::query(UPDATE_REFUND)
-                .bind(r.status.as_str())
-                .bind(&r.rrn)
-                .bind(r.error_code)
-                .bind(&r.first_response)
-                .bind(r.updated_at)
-                .bind(&r.refund_id)
-                .execute(pool)
-                .await?;
+            bind_refund_update!(sqlx::query(UPDATE_REFUND), r).execute(pool).await?;
         });
         Ok(())
     }
