@@ -176,8 +176,19 @@ macro_rules! in_transaction {
     };
 }
 
-/// Run `$body` with `$pool` the backend's pool (reads and single-statement writes; SQLite:
-/// the writer, under the write lock).
+/// Run the read-only `$body` with `$pool` the backend's pool (SQLite: the sqlx writer's
+/// connection, without the write lock: in WAL a read never waits for a writer).
+macro_rules! on_reader {
+    ($store:expr, |$pool:ident| $body:block) => {
+        match &$store.backend {
+            Backend::Sqlite(paysys_sqlite::Database { reader: $pool, .. }) => $body,
+            Backend::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Run a single-statement write `$body` with `$pool` the backend's pool (SQLite: the
+/// writer, under the write lock).
 macro_rules! on_pool {
     ($store:expr, |$pool:ident| $body:block) => {
         match &$store.backend {
@@ -576,7 +587,7 @@ impl Store {
     /// The authorization with this acquirer reference.
     pub async fn find_by_acquirer_ref(&self, acquirer_ref: &str) -> Result<Option<Authorization>, StoreError> {
         let sql = format!("SELECT {AUTHORIZATION_COLUMNS} FROM authorizations WHERE acquirer_ref = $1");
-        on_pool!(self, |pool| {
+        on_reader!(self, |pool| {
             sqlx::query(&sql)
                 .bind(acquirer_ref)
                 .fetch_optional(pool)
@@ -589,7 +600,7 @@ impl Store {
     /// The authorization with this gateway reference (status inquiry).
     pub async fn find_by_reference(&self, reference: &str) -> Result<Option<Authorization>, StoreError> {
         let sql = format!("SELECT {AUTHORIZATION_COLUMNS} FROM authorizations WHERE reference = $1");
-        on_pool!(self, |pool| {
+        on_reader!(self, |pool| {
             sqlx::query(&sql)
                 .bind(reference)
                 .fetch_optional(pool)
@@ -605,7 +616,7 @@ impl Store {
             "SELECT {LEDGER_COLUMNS} FROM ledger WHERE seq > $1 AND ($2 IS NULL OR reference = $2) \
              AND ($3 IS NULL OR acquirer_ref = $3) ORDER BY seq LIMIT $4"
         );
-        on_pool!(self, |pool| {
+        on_reader!(self, |pool| {
             let rows = sqlx::query(&sql)
                 .bind(filter.after_seq)
                 .bind(&filter.reference)
@@ -619,7 +630,7 @@ impl Store {
 
     /// A card's balance in `currency`, if it has ever been used in that currency.
     pub async fn balance(&self, balance_key: &str, currency: &str) -> Result<Option<Balance>, StoreError> {
-        on_pool!(self, |pool| {
+        on_reader!(self, |pool| {
             let row = sqlx::query("SELECT balance, held FROM balances WHERE balance_key = $1 AND currency = $2")
                 .bind(balance_key)
                 .bind(currency)

@@ -250,7 +250,7 @@ impl Store {
         value: &str,
     ) -> Result<Option<ThreeDsTransaction>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM threeds_transactions WHERE {column} = $1");
-        on_pool!(self, |pool| {
+        on_reader!(self, |pool| {
             sqlx::query(&sql).bind(value).fetch_optional(pool).await?.map(|r| transaction_from_row(&r)).transpose()
         })
     }
@@ -311,7 +311,7 @@ impl Store {
 
     /// The `acsTransID`s of open challenges whose time ran out at `now`, at most `limit`.
     pub async fn expired_challenges(&self, now: i64, limit: i64) -> Result<Vec<String>, StoreError> {
-        on_pool!(self, |pool| {
+        on_reader!(self, |pool| {
             let rows = sqlx::query(
                 "SELECT acs_trans_id FROM threeds_transactions \
                  WHERE trans_status = 'C' AND challenge_expires_at <= $1 ORDER BY challenge_expires_at LIMIT $2",
