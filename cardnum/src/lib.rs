@@ -41,14 +41,15 @@ pub const MIN_CARD_DIGITS: usize = 12;
 /// The digit runs of `text` as byte ranges with their digit counts. A single space or
 /// dash between two digits belongs to the run, the way card numbers are written
 /// (`4242 4242 …`, `4242-4242-…`) and the way the vault's masking reads relayed answers.
-fn digit_runs(text: &str) -> Vec<(std::ops::Range<usize>, usize)> {
+fn digit_runs(text: &str) -> impl Iterator<Item = (std::ops::Range<usize>, usize)> + '_ {
     let b = text.as_bytes();
-    let mut runs = Vec::new();
     let mut i = 0;
-    while i < b.len() {
-        if !b[i].is_ascii_digit() {
+    std::iter::from_fn(move || {
+        while b.get(i).is_some_and(|c| !c.is_ascii_digit()) {
             i += 1;
-            continue;
+        }
+        if i >= b.len() {
+            return None;
         }
         let start = i;
         let mut digits = 0;
@@ -63,16 +64,15 @@ fn digit_runs(text: &str) -> Vec<(std::ops::Range<usize>, usize)> {
                 break;
             }
         }
-        runs.push((start..i, digits));
-    }
-    runs
+        Some((start..i, digits))
+    })
 }
 
 /// Whether `text` holds a run (see [`redact_digit_runs`]) of [`MIN_CARD_DIGITS`] or more
 /// digits. An id meant to pass through a relay unmasked (a 3-D Secure transaction id, a
 /// CAVV) must not.
 pub fn has_card_length_digit_run(text: &str) -> bool {
-    digit_runs(text).iter().any(|(_, digits)| *digits >= MIN_CARD_DIGITS)
+    digit_runs(text).any(|(_, digits)| digits >= MIN_CARD_DIGITS)
 }
 
 /// `text` with every run of `min_digits` or more digits replaced by `[digits]`; a single
@@ -98,7 +98,7 @@ pub fn redact_digit_runs(text: &str, min_digits: usize) -> String {
 /// in one piece or in groups joined by single spaces or dashes.
 pub fn contains_card_number(text: &str) -> bool {
     let is_card = |digits: &[u8]| (MIN_CARD_DIGITS..=19).contains(&digits.len()) && luhn_valid(digits);
-    digit_runs(text).into_iter().any(|(range, _)| {
+    digit_runs(text).any(|(range, _)| {
         let run = text.as_bytes().get(range).unwrap_or_default();
         let joined: Vec<u8> = run.iter().copied().filter(u8::is_ascii_digit).collect();
         // The groups joined, and each group alone (a number followed by, say, a year).
