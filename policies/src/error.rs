@@ -115,9 +115,17 @@ pub enum Problem {
         /// Why it is refused.
         reason: &'static str,
     },
-    /// A destination path prefix that does not start with `/` or contains `..`, `?`, `#`.
-    #[error("invalid path_prefix `{0}`: must start with `/` and contain no `..` segment, `?` or `#`")]
+    /// A destination path prefix that is not `/`, plain segments, `/`.
+    #[error("invalid path_prefix `{0}`: must start and end with `/`, with plain segments of [A-Za-z0-9._~-] between")]
     InvalidPathPrefix(String),
+    /// A relay template that cannot be used as written.
+    #[error("invalid relay template `{template}`: {reason}")]
+    InvalidTemplate {
+        /// `destination.operation`.
+        template: String,
+        /// Why it is refused.
+        reason: String,
+    },
     /// `keys.approve` listed under `[dual_control]`: an approval cannot itself wait for
     /// an approval.
     #[error("`keys.approve` cannot itself need approval")]

@@ -10,6 +10,8 @@
 //! * `parse.rs`: TOML → [`Policy`]. serde refuses unknown keys; every value is then
 //!   checked with its span, so each [`PolicyError`] names the line.
 //! * [`Operation`], [`CardField`] (`operation.rs`): the closed vocabularies.
+//! * [`RelayTemplate`] (`template.rs`): the requests the vault may relay, with card
+//!   placeholders at fixed places and typed values the caller supplies by name.
 //! * [`PermissionMatrix`] (`matrix.rs`): principal × operation table for `policy check`.
 //! * [`PolicyError`] (`error.rs`): why a file was refused.
 //! * `dev.toml`: the default policy of the dev stack, also [`DEV_POLICY`].
@@ -46,6 +48,12 @@
 //!     url = "https://acquirer.example:443"
 //!     path_prefix = "/authorize/"
 //!     fields = ["number", "exp_month", "exp_year", "cvc"]
+//!
+//!     [destinations.acquirer.templates.sale]     # the one request it takes
+//!     method = "POST"
+//!     path = "/authorize/v1/sale"
+//!     body = '{"pan": "{{card.number}}", "amount": "{{amount}}"}'
+//!     values.amount = { type = "integer", min = 1, max = 100000 }
 //! "#)?;
 //!
 //! let alice = "spiffe://paysys/officer/alice";
@@ -59,6 +67,11 @@
 //! );
 //! assert_eq!(policy.decide(alice, Operation::TokensRead, Some("m_123")), Decision::Deny(DenyReason::NoRule));
 //! assert!(policy.relay_destination("spiffe://paysys/gateway", "acquirer").is_some());
+//! let sale = policy.relay_template("spiffe://paysys/gateway", "acquirer.sale").unwrap();
+//! let values = serde_json::json!({"amount": 100});
+//! assert!(sale.check_values(values.as_object().unwrap()).is_ok());
+//! let smuggled = serde_json::json!({"amount": "{{card.number}}"});
+//! assert!(sale.check_values(smuggled.as_object().unwrap()).unwrap_err().is_card_data());
 //! # Ok::<(), paysys_policies::PolicyError>(())
 //! ```
 //!
@@ -80,11 +93,15 @@ mod matrix;
 mod operation;
 mod parse;
 mod policy;
+mod template;
 
 pub use error::{PolicyError, Problem};
 pub use matrix::{MatrixRow, PermissionMatrix};
 pub use operation::{CardField, Operation};
-pub use policy::{Decision, DenyReason, Destination, Policy, Scope};
+pub use policy::{Decision, DenyReason, Destination, Policy, Scope, TemplateRefusal};
+pub use template::{
+    CardPlaceholder, CheckedValues, RelayTemplate, Slot, TemplateMethod, ValueError, ValueKind, ValueSpec,
+};
 
 /// The default policy of the dev stack (`policies/dev.toml`): the gateway reads tokens
 /// and relays to the sandbox for any merchant; officers manage keys, audit and the

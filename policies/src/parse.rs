@@ -9,6 +9,7 @@ use toml::Spanned;
 use crate::error::{PolicyError, Problem};
 use crate::operation::{CardField, Operation};
 use crate::policy::{Destination, Policy, PrincipalPattern, Role, Scope};
+use crate::template::{self, RelayTemplate, TemplateMethod, ValueKind, ValueSpec};
 
 type SpannedList = Spanned<Vec<Spanned<String>>>;
 
@@ -44,6 +45,33 @@ struct RawDestination {
     url: Spanned<String>,
     path_prefix: Spanned<String>,
     fields: SpannedList,
+    #[serde(default)]
+    templates: BTreeMap<Spanned<String>, RawTemplate>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTemplate {
+    method: Spanned<String>,
+    path: Spanned<String>,
+    /// JSON text with placeholders; absent for `GET`.
+    body: Option<Spanned<String>>,
+    #[serde(default)]
+    values: BTreeMap<Spanned<String>, Spanned<RawValueSpec>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawValueSpec {
+    #[serde(rename = "type")]
+    kind: String,
+    min: Option<i64>,
+    max: Option<i64>,
+    min_len: Option<usize>,
+    max_len: Option<usize>,
+    values: Option<Vec<String>>,
+    #[serde(default)]
+    optional: bool,
 }
 
 /// Turns byte offsets into 1-based line numbers for one text.
@@ -177,10 +205,11 @@ fn check_destinations(
     for (name, raw) in raw {
         let url = check_url(raw.url.get_ref()).map_err(|problem| lines.invalid(&raw.url, problem))?;
         let prefix = raw.path_prefix.get_ref();
-        let prefix_ok = prefix.starts_with('/')
-            && !prefix.split('/').any(|segment| segment == ".." || segment == ".")
-            && !prefix.contains(['?', '#', '%', '\\'])
-            && !prefix.chars().any(char::is_whitespace);
+        // Plain segments, ending in `/`: `/acquirer` would also admit `/acquirer-admin/…`.
+        let prefix_ok = prefix
+            .strip_prefix('/')
+            .and_then(|p| p.strip_suffix('/'))
+            .is_some_and(|inner| inner.is_empty() || inner.split('/').all(template::segment_plain));
         if !prefix_ok {
             return Err(lines.invalid(&raw.path_prefix, Problem::InvalidPathPrefix(prefix.clone())));
         }
@@ -192,10 +221,131 @@ fn check_destinations(
                 fields.push(field);
             }
         }
+        if raw.templates.is_empty() {
+            return Err(lines.invalid(&name, Problem::EmptyList { key: "templates" }));
+        }
+        let mut templates = BTreeMap::new();
+        for (operation, raw_template) in raw.templates {
+            let template = check_template(lines, name.get_ref(), &operation, raw_template, prefix, &fields)?;
+            templates.insert(operation.into_inner(), template);
+        }
         let name = name.into_inner();
-        destinations.insert(name.clone(), Destination { name, url, path_prefix: raw.path_prefix.into_inner(), fields });
+        let path_prefix = raw.path_prefix.into_inner();
+        destinations.insert(name.clone(), Destination { name, url, path_prefix, fields, templates });
     }
     Ok(destinations)
+}
+
+fn check_template(
+    lines: &Lines<'_>,
+    destination: &str,
+    operation: &Spanned<String>,
+    raw: RawTemplate,
+    prefix: &str,
+    fields: &[CardField],
+) -> Result<RelayTemplate, PolicyError> {
+    let name = format!("{destination}.{}", operation.get_ref());
+    let invalid = |line_of: std::ops::Range<usize>, reason: String| PolicyError::Invalid {
+        line: lines.of(line_of.start),
+        problem: Problem::InvalidTemplate { template: name.clone(), reason },
+    };
+    if !template::value_name_valid(operation.get_ref()) {
+        return Err(invalid(operation.span(), "a template name is `[a-z][a-z0-9_]*`".into()));
+    }
+    let method = match raw.method.get_ref().as_str() {
+        "GET" => TemplateMethod::Get,
+        "POST" => TemplateMethod::Post,
+        _ => return Err(invalid(raw.method.span(), "method must be GET or POST".into())),
+    };
+    if !template::path_plain_under(raw.path.get_ref(), prefix) {
+        let reason = "path must lie under the destination's path_prefix, in plain segments of [A-Za-z0-9._~-]";
+        return Err(invalid(raw.path.span(), reason.into()));
+    }
+    let mut values = BTreeMap::new();
+    for (value_name, spec) in raw.values {
+        if !template::value_name_valid(value_name.get_ref()) || CardField::parse(value_name.get_ref()).is_some() {
+            let reason = format!("value name `{}` must be `[a-z][a-z0-9_]*` and not a card field", value_name.get_ref());
+            return Err(invalid(value_name.span(), reason));
+        }
+        let span = spec.span();
+        let kind = value_kind(spec.into_inner()).map_err(|reason| invalid(span.clone(), reason))?;
+        values.insert(value_name.into_inner(), kind);
+    }
+    let (body, card_fields) = match (method, raw.body) {
+        (TemplateMethod::Get, None) => {
+            if let Some(name) = values.keys().next() {
+                return Err(invalid(operation.span(), format!("value `{name}` is declared but a GET has no body")));
+            }
+            (None, Default::default())
+        }
+        (TemplateMethod::Get, Some(body)) => return Err(invalid(body.span(), "a GET template has no body".into())),
+        (TemplateMethod::Post, None) => return Err(invalid(operation.span(), "a POST template needs a body".into())),
+        (TemplateMethod::Post, Some(body)) => {
+            let json: serde_json::Value = serde_json::from_str(body.get_ref())
+                .map_err(|e| invalid(body.span(), format!("body is not JSON: {e}")))?;
+            let card_fields =
+                template::check_body(&json, &values, fields).map_err(|reason| invalid(body.span(), reason))?;
+            (Some(json), card_fields)
+        }
+    };
+    Ok(RelayTemplate {
+        name,
+        destination: destination.to_owned(),
+        method,
+        path: raw.path.into_inner(),
+        body,
+        values,
+        card_fields,
+    })
+}
+
+/// A value's declared type, with the bounds its kind needs and no others.
+fn value_kind(raw: RawValueSpec) -> Result<ValueSpec, String> {
+    let RawValueSpec { kind, min, max, min_len, max_len, values, optional } = raw;
+    let no_range = min.is_none() && max.is_none();
+    let no_len = min_len.is_none() && max_len.is_none();
+    let len_only = |kind: &str| -> Result<usize, String> {
+        match (min_len, max_len) {
+            (None, Some(max)) if (1..=4096).contains(&max) && no_range && values.is_none() => Ok(max),
+            _ => Err(format!("a `{kind}` value takes `max_len` (1 to 4096) and nothing else")),
+        }
+    };
+    let kind = match kind.as_str() {
+        "integer" => match (min, max) {
+            (Some(min), Some(max)) if min <= max && no_len && values.is_none() => ValueKind::Integer { min, max },
+            _ => return Err("an `integer` value takes `min` <= `max` and nothing else".into()),
+        },
+        "digits" => match (min_len, max_len) {
+            (Some(min_len), Some(max_len)) if 1 <= min_len && min_len <= max_len && max_len <= 32 && no_range => {
+                ValueKind::Digits { min_len, max_len }
+            }
+            _ => return Err("a `digits` value takes `min_len` <= `max_len` (1 to 32) and nothing else".into()),
+        },
+        "text" => ValueKind::Text { max_len: len_only("text")? },
+        "id" => ValueKind::Id { max_len: len_only("id")? },
+        "url" => ValueKind::Url { max_len: len_only("url")? },
+        "base64" => ValueKind::Base64 { max_len: len_only("base64")? },
+        "enum" => match values {
+            Some(values) if !values.is_empty() && no_range && no_len => ValueKind::Enum(values),
+            _ => return Err("an `enum` value takes a non-empty `values` list and nothing else".into()),
+        },
+        simple @ ("bool" | "currency" | "ip") => {
+            if !(no_range && no_len && values.is_none()) {
+                return Err(format!("a `{simple}` value takes no bounds"));
+            }
+            match simple {
+                "bool" => ValueKind::Bool,
+                "currency" => ValueKind::Currency,
+                _ => ValueKind::Ip,
+            }
+        }
+        other => {
+            return Err(format!(
+                "unknown value type `{other}` (integer, digits, text, id, enum, bool, currency, url, ip, base64)"
+            ))
+        }
+    };
+    Ok(ValueSpec { kind, optional })
 }
 
 /// The list's entries, or an `EmptyList` error on the list's line.

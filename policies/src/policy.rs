@@ -6,6 +6,7 @@ use std::fmt;
 use crate::error::{PolicyError, Problem};
 use crate::matrix::{MatrixRow, PermissionMatrix};
 use crate::operation::{CardField, Operation};
+use crate::template::RelayTemplate;
 
 /// A validated policy: who may do what. Built only by [`Policy::from_toml`], so every
 /// `Policy` that exists passed validation. Everything not granted is denied.
@@ -113,10 +114,12 @@ pub struct Destination {
     pub name: String,
     /// Base URL: always `https://host[:port]`, no path, no trailing slash.
     pub url: String,
-    /// Requests may go only to paths starting with this; it starts with `/`.
+    /// Every template's path lies under this; it starts and ends with `/`.
     pub path_prefix: String,
     /// The card fields this destination may receive; never empty, no duplicates.
     pub fields: Vec<CardField>,
+    /// The requests the vault may send here, by operation name; never empty.
+    pub templates: BTreeMap<String, RelayTemplate>,
 }
 
 impl Destination {
@@ -124,17 +127,15 @@ impl Destination {
     pub fn permits_field(&self, field: CardField) -> bool {
         self.fields.contains(&field)
     }
+}
 
-    /// May a relayed request go to `path` at this destination? The path must start
-    /// with `path_prefix` and may not climb out of it with a `..` segment, or smuggle
-    /// one in percent-encoded.
-    pub fn permits_path(&self, path: &str) -> bool {
-        let path_only = path.split(['?', '#']).next().unwrap_or_default();
-        path_only.starts_with(&self.path_prefix)
-            && !path_only.split('/').any(|segment| segment == ".." || segment == ".")
-            && !path_only.contains('%')
-            && !path_only.contains('\\')
-    }
+/// Why a relay template cannot be used by a principal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TemplateRefusal {
+    /// The name is not `destination.operation`, or the destination has no such template.
+    Unknown,
+    /// The principal may not relay to the template's destination.
+    DestinationNotAllowed,
 }
 
 /// Why a request was denied.
@@ -257,6 +258,17 @@ impl Policy {
             return None;
         }
         self.destinations.get(name)
+    }
+
+    /// The template named `destination.operation` if `principal` may relay to its
+    /// destination. An unknown destination or template is [`TemplateRefusal::Unknown`]
+    /// only for a principal that may relay to that destination: others learn
+    /// [`TemplateRefusal::DestinationNotAllowed`] and nothing about its templates.
+    pub fn relay_template(&self, principal: &str, name: &str) -> Result<&RelayTemplate, TemplateRefusal> {
+        let (destination, operation) = name.split_once('.').ok_or(TemplateRefusal::Unknown)?;
+        let destination =
+            self.relay_destination(principal, destination).ok_or(TemplateRefusal::DestinationNotAllowed)?;
+        destination.templates.get(operation).ok_or(TemplateRefusal::Unknown)
     }
 
     /// Every relay destination the file defines, by name.

@@ -248,22 +248,27 @@ fn relay_destinations_per_file() {
 }
 
 #[test]
-fn destination_paths_stay_under_the_prefix() {
+fn templates_fix_where_card_data_goes() {
+    use paysys_policies::{TemplateMethod, TemplateRefusal};
     let policy = dev();
-    let acquirer = policy.relay_destination(GATEWAY, "sandbox_acquirer").unwrap_or_else(|| panic!("no acquirer"));
-    assert!(acquirer.permits_path("/acquirer/authorize"));
-    assert!(acquirer.permits_path("/acquirer/authorize?amount=100"));
-    for bad in [
-        "/acquirer",
-        "/3ds/areq",
-        "/acquirer/../admin",
-        "/acquirer/%2e%2e/admin",
-        "/acquirer/..\\admin",
-        "acquirer/x",
-        "",
-    ] {
-        assert!(!acquirer.permits_path(bad), "{bad:?}");
-    }
+    let authorize = policy.relay_template(GATEWAY, "sandbox_acquirer.authorize").unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!((authorize.method, authorize.path.as_str()), (TemplateMethod::Post, "/acquirer/v1/authorizations"));
+    assert_eq!(authorize.card_fields.len(), 5, "the acquirer gets the whole card");
+    let areq = policy.relay_template(GATEWAY, "sandbox_ds.areq").unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(!areq.card_fields.contains(&CardField::Cvc), "an AReq never carries the CVC");
+    assert!(policy.relay_template(GATEWAY, "sandbox_acquirer.authorize_3ds").is_ok());
+    assert_eq!(policy.relay_template(GATEWAY, "sandbox_acquirer.refund").err(), Some(TemplateRefusal::Unknown));
+    assert_eq!(policy.relay_template(GATEWAY, "sandbox_acquirer").err(), Some(TemplateRefusal::Unknown));
+    assert_eq!(
+        policy.relay_template(GATEWAY, "elsewhere.authorize").err(),
+        Some(TemplateRefusal::DestinationNotAllowed)
+    );
+    // A merchant may not relay at all, and learns nothing of which templates exist.
+    assert_eq!(
+        policy.relay_template(M_123, "sandbox_acquirer.authorize").err(),
+        Some(TemplateRefusal::DestinationNotAllowed)
+    );
+    assert_eq!(policy.relay_template(M_123, "sandbox_acquirer.nope").err(), Some(TemplateRefusal::DestinationNotAllowed));
 }
 
 #[test]

@@ -24,6 +24,12 @@ destinations = ["acquirer"]
 url = "https://localhost:9443"
 path_prefix = "/acquirer/"
 fields = ["number", "cvc"]
+
+[destinations.acquirer.templates.authorize]
+method = "POST"
+path = "/acquirer/authorize"
+body = '{"amount": "{{amount}}", "pan": "{{card.number}}", "cvc": "{{card.cvc}}"}'
+values.amount = { type = "integer", min = 1, max = 100 }
 "#;
 
 /// Replace the one occurrence of `from` in [`GOOD`]; fails the test if it is not there.
@@ -55,7 +61,7 @@ fn the_base_policy_is_valid() {
 #[test]
 fn unknown_top_level_key() {
     let text = format!("{GOOD}\n[logging]\nlevel = \"debug\"\n");
-    assert_refused(&text, 19, "unknown field `logging`");
+    assert_refused(&text, 25, "unknown field `logging`");
     let text = edit("[dual_control]", "allow_all = true\n\n[dual_control]");
     assert_refused(&text, 1, "unknown field `allow_all`");
 }
@@ -87,7 +93,7 @@ fn duplicate_principal() {
     assert_refused(&text, 9, "duplicate principal `spiffe://paysys/gateway`");
     // A duplicate role name is TOML's duplicate key.
     let text = format!("{GOOD}\n[roles.officer]\nprincipals = [\"x\"]\noperations = [\"keys.status\"]\n");
-    assert_refused(&text, 19, "duplicate key `officer`");
+    assert_refused(&text, 25, "duplicate key `officer`");
 }
 
 #[test]
@@ -181,6 +187,39 @@ fn bad_destinations() {
     assert_refused(&text, 16, "invalid path_prefix");
     let text = edit("\"/acquirer/\"", "\"/acquirer/../admin/\"");
     assert_refused(&text, 16, "invalid path_prefix");
+    // Without the trailing `/`, `/acquirer` would admit `/acquirer-admin/…`.
+    let text = edit("\"/acquirer/\"", "\"/acquirer\"");
+    assert_refused(&text, 16, "invalid path_prefix");
+    let text = edit("\"/acquirer/\"", "\"/acquirer/..;/\"");
+    assert_refused(&text, 16, "invalid path_prefix");
+}
+
+#[test]
+fn bad_templates() {
+    // Every destination names the requests it takes.
+    let start = GOOD.find("\n[destinations.acquirer.templates").unwrap();
+    assert_refused(&GOOD[..start], 14, "`templates` must not be empty");
+    let cases: [(&str, &str, usize, &str); 12] = [
+        ("method = \"POST\"", "method = \"PUT\"", 20, "method must be GET or POST"),
+        ("path = \"/acquirer/authorize\"", "path = \"/issuer/authorize\"", 21, "under the destination's path_prefix"),
+        ("path = \"/acquirer/authorize\"", "path = \"/acquirer/..;/x\"", 21, "plain segments"),
+        ("path = \"/acquirer/authorize\"", "path = \"/acquirer/a?x=1\"", 21, "plain segments"),
+        // The destination may not receive the holder.
+        ("\"{{card.cvc}}\"", "\"{{card.holder}}\"", 22, "card field `holder`"),
+        ("\"{{card.cvc}}\"", "\"cvc={{card.cvc}}\"", 22, "whole JSON string value"),
+        ("\"{{card.cvc}}\"", "\"{{card.pan}}\"", 22, "unknown card placeholder"),
+        ("\"{{amount}}\"", "\"{{total}}\"", 22, "`{{total}}` is not a declared value"),
+        ("\"pan\": ", "\"{{card.number}}\": ", 22, "cannot be an object key"),
+        ("type = \"integer\", min = 1, max = 100", "type = \"integer\", min = 1", 23, "takes `min` <= `max`"),
+        ("type = \"integer\"", "type = \"float\"", 23, "unknown value type `float`"),
+        ("values.amount", "values.number", 23, "not a card field"),
+    ];
+    for (from, to, line, needle) in cases {
+        assert_refused(&edit(from, to), line, needle);
+    }
+    // A declared value the body never uses is a mistake.
+    let text = format!("{GOOD}values.note = {{ type = \"text\", max_len = 10 }}\n");
+    assert_refused(&text, 22, "`note` is declared but not used");
 }
 
 #[test]
