@@ -25,7 +25,7 @@ use crate::three_ds::authentication::Plan;
 use crate::three_ds::directory::Directory;
 use crate::three_ds::messages::BrowserInfo;
 use crate::three_ds::{ThreeDsConfig, ThreeDsMode};
-use crate::vault::{CardVault, RelayAuthorization, RelayOutcome, TokenBins, TokenLookup};
+use crate::vault::{CardVault, RelayAuthorization, RelayOutcome, ThreeDsProof, TokenBins, TokenLookup};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -373,7 +373,11 @@ impl Gateway {
 
     /// Relay the authorization of a leased payment in `authorizing` (with the 3-D Secure
     /// proof when it has one), apply the answer, save, and give the lease back.
-    pub(crate) async fn authorize(&self, p: &mut PaymentRecord, three_ds: Option<Value>) -> Result<Value, RpcError> {
+    pub(crate) async fn authorize(
+        &self,
+        p: &mut PaymentRecord,
+        three_ds: Option<ThreeDsProof>,
+    ) -> Result<Value, RpcError> {
         let relay = RelayAuthorization {
             token: p.card_token.clone(),
             merchant_id: p.merchant_id.clone(),

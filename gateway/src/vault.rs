@@ -1,39 +1,58 @@
-//! The gateway's side of the vault: token metadata, and authorizations **relayed** by
-//! the vault (the gateway names the token and a body template with `{{card.…}}`
-//! placeholders; the vault substitutes the card data and forwards it to the acquirer).
-//! The gateway never sees a card number; the relay answers with masked bodies.
+//! The gateway's side of the vault: token metadata, and requests **relayed** by the
+//! vault. The gateway names one of the vault's relay templates (its policy fixes the
+//! destination, path, body and where card data goes) and supplies only the non-card
+//! values; the vault fills in the card data and forwards the request. The gateway never
+//! sees a card number; the relay answers with masked bodies.
 //!
 //! [`CardVault`] is the seam: [`VaultRelay`] speaks the vault's mTLS API; tests may put
 //! something else behind it.
 
 use crate::https::{CallError, HttpsPool};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use std::time::Duration;
 
-/// The relay destination the vault's policy names for the acquirer.
-pub const ACQUIRER_DESTINATION: &str = "sandbox_acquirer";
-/// The acquirer's authorization path.
-pub const AUTHORIZATION_PATH: &str = "/acquirer/v1/authorizations";
-/// The relay destination the vault's policy names for the 3-D Secure directory server.
-pub const DS_DESTINATION: &str = "sandbox_ds";
-/// The directory server's AReq path.
-pub const AREQ_PATH: &str = "/3ds/v2/areq";
+/// The vault's template for an authorization without 3-D Secure.
+pub const AUTHORIZE_TEMPLATE: &str = "sandbox_acquirer.authorize";
+/// The vault's template for an authorization with the 3-D Secure proof.
+pub const AUTHORIZE_3DS_TEMPLATE: &str = "sandbox_acquirer.authorize_3ds";
+/// The vault's template for a 3-D Secure AReq to the directory server.
+pub const AREQ_TEMPLATE: &str = "sandbox_ds.areq";
 
-/// A request for the vault to relay: a body template naming a token's card data.
+/// A request for the vault to relay: a template of the vault's and its values.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RelayRequest {
     pub token: String,
     pub merchant_id: String,
-    /// A destination name from the vault's policy.
-    pub destination: &'static str,
-    pub path: &'static str,
-    /// JSON with `{{card.…}}` placeholders as whole string values.
-    pub body: Value,
+    /// `destination.operation` of a template in the vault's policy.
+    pub template: &'static str,
+    /// The template's non-card values, by name.
+    pub values: Map<String, Value>,
 }
 /// Extra time the gateway gives the vault beyond the relay's own timeout.
 const RELAY_MARGIN: Duration = Duration::from_secs(2);
 
-/// An authorization to relay: the acquirer body without card data.
+/// The 3-D Secure proof an authorization carries for the issuer to check.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ThreeDsProof {
+    pub message_version: String,
+    pub trans_status: String,
+    pub eci: Option<String>,
+    /// The CAVV: goes from the ARes (or the DS's results) to the authorization in memory.
+    pub authentication_value: String,
+    pub ds_trans_id: String,
+}
+
+impl std::fmt::Debug for ThreeDsProof {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ThreeDsProof")
+            .field("trans_status", &self.trans_status)
+            .field("eci", &self.eci)
+            .field("ds_trans_id", &self.ds_trans_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An authorization to relay: the acquirer's values without card data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RelayAuthorization {
     pub token: String,
@@ -46,41 +65,32 @@ pub struct RelayAuthorization {
     /// Authorize and settle in one step (`capture_method = auto`).
     pub capture: bool,
     /// The 3-D Secure result the issuer checks (ECI, CAVV, DS transaction id).
-    pub three_ds: Option<Value>,
+    pub three_ds: Option<ThreeDsProof>,
 }
 
 impl RelayAuthorization {
-    /// The acquirer body template: card fields are placeholders the vault fills in.
-    pub fn body_template(&self) -> Value {
-        let mut body = json!({
-            "merchant_id": self.merchant_id,
-            "reference": self.reference,
-            "amount": self.amount,
-            "currency": self.currency,
-            "card": {
-                "number": "{{card.number}}",
-                "exp_month": "{{card.exp_month}}",
-                "exp_year": "{{card.exp_year}}",
-                "cvc": "{{card.cvc}}",
-                "holder": "{{card.holder}}",
-            },
-            "capture": self.capture,
-        });
-        if let (Some(three_ds), Some(obj)) = (&self.three_ds, body.as_object_mut()) {
-            obj.insert("three_ds".into(), three_ds.clone());
-        }
-        body
-    }
-
-    /// The relay request for this authorization.
+    /// The relay request for this authorization: `authorize`, or `authorize_3ds` with
+    /// the proof.
     pub fn relay_request(&self) -> RelayRequest {
-        RelayRequest {
-            token: self.token.clone(),
-            merchant_id: self.merchant_id.clone(),
-            destination: ACQUIRER_DESTINATION,
-            path: AUTHORIZATION_PATH,
-            body: self.body_template(),
-        }
+        let mut values = Map::new();
+        values.insert("reference".into(), json!(self.reference));
+        values.insert("amount".into(), json!(self.amount));
+        values.insert("currency".into(), json!(self.currency));
+        values.insert("capture".into(), json!(self.capture));
+        let template = match &self.three_ds {
+            None => AUTHORIZE_TEMPLATE,
+            Some(proof) => {
+                values.insert("three_ds_version".into(), json!(proof.message_version));
+                values.insert("trans_status".into(), json!(proof.trans_status));
+                if let Some(eci) = &proof.eci {
+                    values.insert("eci".into(), json!(eci));
+                }
+                values.insert("authentication_value".into(), json!(proof.authentication_value));
+                values.insert("ds_trans_id".into(), json!(proof.ds_trans_id));
+                AUTHORIZE_3DS_TEMPLATE
+            }
+        };
+        RelayRequest { token: self.token.clone(), merchant_id: self.merchant_id.clone(), template, values }
     }
 }
 
@@ -160,10 +170,8 @@ impl CardVault for VaultRelay {
         let body = json!({
             "token": request.token,
             "merchant_id": request.merchant_id,
-            "destination": request.destination,
-            "method": "POST",
-            "path": request.path,
-            "body": request.body,
+            "template": request.template,
+            "values": request.values,
             "timeout_ms": timeout_ms,
         });
         // The acquirer is idempotent on `reference` and the DS on threeDSServerTransID,
@@ -184,12 +192,18 @@ impl CardVault for VaultRelay {
             Ok(response) => match error_code(&response.body) {
                 "token_not_found" => RelayOutcome::TokenNotFound,
                 "relay_timeout" => RelayOutcome::Uncertain("relay_timeout".into()),
+                // Refused before anything was sent: the vault records a relay (and its
+                // `sending` audit record) before any byte leaves, so these never follow a send.
                 "relay_unreachable"
                 | "vault_sealed"
                 | "forbidden"
                 | "invalid_request"
                 | "invalid_json"
-                | "destination_not_allowed"
+                | "relay_destination_not_allowed"
+                | "relay_template_not_allowed"
+                | "relay_template_unknown"
+                | "relay_value_invalid"
+                | "relay_card_data_in_value"
                 | "audit_unavailable" => RelayOutcome::NotSent(error_code(&response.body).to_owned()),
                 // Anything else (an internal error after forwarding?): do not assume.
                 other => RelayOutcome::Uncertain(format!("vault answered {} {other}", response.status)),
@@ -216,8 +230,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_template_holds_placeholders_only() {
-        let request = RelayAuthorization {
+    fn an_authorization_names_a_template_and_sends_no_card_field() {
+        let mut request = RelayAuthorization {
             token: "tok_x".into(),
             merchant_id: "m_1".into(),
             reference: "tx_1".into(),
@@ -226,11 +240,20 @@ mod tests {
             capture: true,
             three_ds: None,
         };
-        let body = request.body_template();
-        assert_eq!(body["card"]["number"], "{{card.number}}");
-        assert_eq!(body["card"]["cvc"], "{{card.cvc}}");
-        assert_eq!(body["capture"], true);
-        assert_eq!(body["reference"], "tx_1");
+        let relay = request.relay_request();
+        assert_eq!(relay.template, AUTHORIZE_TEMPLATE);
+        assert_eq!(Value::Object(relay.values), json!({"reference": "tx_1", "amount": 1000, "currency": "UZS", "capture": true}));
+        request.three_ds = Some(ThreeDsProof {
+            message_version: "2.2.0".into(),
+            trans_status: "Y".into(),
+            eci: None,
+            authentication_value: "AAAB".into(),
+            ds_trans_id: "d".into(),
+        });
+        let relay = request.relay_request();
+        assert_eq!(relay.template, AUTHORIZE_3DS_TEMPLATE);
+        assert!(relay.values.get("eci").is_none(), "an absent ECI is left out, not null");
+        assert_eq!(relay.values["authentication_value"], "AAAB");
     }
 }
 

@@ -54,22 +54,35 @@ struct DirectRelay {
     acquirer: HttpsPool,
 }
 
-/// Fill the relay template's placeholders as the vault would (whole values only).
-fn fill(template: &Value, pan: &str) -> Value {
-    match template {
-        Value::String(s) => match s.as_str() {
-            "{{card.number}}" => json!(pan),
-            "{{card.exp_month}}" => json!(12),
-            "{{card.exp_year}}" => json!(2031),
-            "{{card.expiry_yymm}}" => json!("3112"),
-            "{{card.cvc}}" => json!("123"),
-            "{{card.holder}}" => json!("T"),
-            _ => template.clone(),
-        },
-        Value::Array(items) => Value::Array(items.iter().map(|v| fill(v, pan)).collect()),
-        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), fill(v, pan))).collect()),
-        other => other.clone(),
+/// Fill the dev policy's relay template as the vault would: card data where the policy
+/// placed it, the gateway's checked values by name, optional values left out.
+fn fill(request: &RelayRequest, pan: &str) -> (String, Value) {
+    use paysys_policies::{CardField, CardPlaceholder, Policy, RelayTemplate, Slot};
+    let policy = Policy::from_toml(paysys_policies::DEV_POLICY).unwrap();
+    let template = policy.relay_template("spiffe://paysys/gateway", request.template).unwrap();
+    let values = template.check_values(&request.values).unwrap_or_else(|e| panic!("the vault would refuse: {e}"));
+    fn walk(v: &Value, pan: &str, values: &paysys_policies::CheckedValues) -> Option<Value> {
+        Some(match v {
+            Value::String(s) => match RelayTemplate::slot(s) {
+                None => v.clone(),
+                Some(Slot::TokenMerchant) => json!(MERCHANT),
+                Some(Slot::Value(name)) => values.get(name)?.clone(),
+                Some(Slot::Card(CardPlaceholder::Field(CardField::Number))) => json!(pan),
+                Some(Slot::Card(CardPlaceholder::Field(CardField::ExpMonth))) => json!(12),
+                Some(Slot::Card(CardPlaceholder::Field(CardField::ExpYear))) => json!(2031),
+                Some(Slot::Card(CardPlaceholder::ExpiryYymm)) => json!("3112"),
+                Some(Slot::Card(CardPlaceholder::Field(CardField::Cvc))) => json!("123"),
+                Some(Slot::Card(CardPlaceholder::Field(CardField::Holder))) => json!("T"),
+            },
+            Value::Array(items) => Value::Array(items.iter().filter_map(|i| walk(i, pan, values)).collect()),
+            Value::Object(map) => {
+                Value::Object(map.iter().filter_map(|(k, i)| Some((k.clone(), walk(i, pan, values)?))).collect())
+            }
+            other => other.clone(),
+        })
     }
+    let body = walk(template.body.as_ref().unwrap(), pan, &values).unwrap();
+    (template.path.clone(), body)
 }
 
 #[async_trait::async_trait]
@@ -78,8 +91,8 @@ impl CardVault for DirectRelay {
         let Some(pan) = self.cards.get(&request.token).filter(|_| request.merchant_id == MERCHANT) else {
             return RelayOutcome::TokenNotFound;
         };
-        let body = fill(&request.body, pan);
-        match self.acquirer.call("POST", request.path, Some(&body), timeout, true).await {
+        let (path, body) = fill(request, pan);
+        match self.acquirer.call("POST", &path, Some(&body), timeout, true).await {
             Ok(r) => RelayOutcome::Answered { status: r.status, body: r.body },
             Err(CallError::NotSent(e)) => RelayOutcome::NotSent(e),
             Err(CallError::Uncertain(e)) => RelayOutcome::Uncertain(e),

@@ -290,6 +290,11 @@ impl CheckedValues {
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.0.get(name)
     }
+
+    /// Every value the caller sent, by name.
+    pub fn as_map(&self) -> &Map<String, Value> {
+        &self.0
+    }
 }
 
 fn holds_card_data(value: &Value) -> bool {

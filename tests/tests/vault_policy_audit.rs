@@ -42,8 +42,8 @@ async fn attempt(vault: &TestVault, who: &Identity, operation: &str) -> (u16, Op
         "relay" => {
             let token = vault.tokenize("4242424242424242").await;
             let body = json!({
-                "token": token, "merchant_id": "m_1", "destination": "sandbox_acquirer", "method": "POST",
-                "path": "/acquirer/v1/authorizations", "body": {"card": {"number": "{{card.number}}"}},
+                "token": token, "merchant_id": "m_1", "template": "sandbox_acquirer.authorize",
+                "values": {"reference": "tx_policy", "amount": 100, "currency": "UZS", "capture": false},
             });
             vault.call(who, "POST", "/v1/relay", Some(body)).await
         }

@@ -50,32 +50,13 @@ async fn tokenize(vault: &TestVault, pan: &str, cvc: Option<&str>, holder: Optio
     r.body["token"].as_str().unwrap().to_owned()
 }
 
-/// The authorization template the gateway sends.
+/// The values of the vault's `sandbox_acquirer.authorize` template, as the gateway sends them.
 fn authorization(reference: &str, amount: i64) -> Value {
-    json!({
-        "merchant_id": "m_1",
-        "reference": reference,
-        "amount": amount,
-        "currency": "UZS",
-        "card": {
-            "number": "{{card.number}}",
-            "exp_month": "{{card.exp_month}}",
-            "exp_year": "{{card.exp_year}}",
-            "cvc": "{{card.cvc}}",
-            "holder": "{{card.holder}}",
-        },
-    })
+    json!({"reference": reference, "amount": amount, "currency": "UZS", "capture": false})
 }
 
-fn relay_request(token: &str, body: Value) -> Value {
-    json!({
-        "token": token,
-        "merchant_id": "m_1",
-        "destination": "sandbox_acquirer",
-        "method": "POST",
-        "path": "/acquirer/v1/authorizations",
-        "body": body,
-    })
+fn relay_request(token: &str, values: Value) -> Value {
+    json!({"token": token, "merchant_id": "m_1", "template": "sandbox_acquirer.authorize", "values": values})
 }
 
 async fn relay(vault: &TestVault, request: Value) -> paysys_vault_client::VaultResponse {
@@ -120,15 +101,17 @@ async fn gateway_relays_an_authorization_and_the_cvc_is_used_once() {
         let r = relay(&vault, relay_request(&token, authorization("tx_2", 1_000))).await;
         assert_eq!((r.status, &r.body["body"]["approved"]), (200, &json!(true)), "{}", r.body);
 
-        // One audit record per relay, naming the destination and the upstream status.
+        // Two audit records per relay: `sending` before anything left, then the outcome.
         let records = relay_records(&vault).await;
-        assert_eq!(records.len(), 2, "{records:?}");
+        let outcomes: Vec<&str> = records.iter().map(|r| r["outcome"].as_str().unwrap()).collect();
+        let sending = "sending template=sandbox_acquirer.authorize";
+        let ok = "ok template=sandbox_acquirer.authorize upstream_status=200";
+        assert_eq!(outcomes, [sending, ok, sending, ok], "{}", backend.name());
         for record in &records {
             assert_eq!(record["principal"], "spiffe://paysys/gateway");
             assert_eq!(record["token"], token.as_str());
             assert_eq!(record["merchant_id"], "m_1");
             assert_eq!(record["decision"], "allow");
-            assert_eq!(record["outcome"], "ok destination=sandbox_acquirer upstream_status=200");
         }
         let verify = vault.call(&vault.pki.alice, "GET", "/v1/audit/verify", None).await;
         assert_eq!(verify.body["ok"], true, "{}", verify.body);
@@ -140,58 +123,16 @@ async fn gateway_relays_an_authorization_and_the_cvc_is_used_once() {
     }
 }
 
-/// Where the CVC lands is visible at the sandbox when the template puts it in the
-/// reference: the first relay carries it, the second sends `null`.
-#[tokio::test]
-async fn a_second_relay_sends_null_for_the_used_cvc() {
-    for backend in backends() {
-        let (vault, sandbox) = stack(&backend).await;
-        let token = tokenize(&vault, "5555555555554444", Some("418"), None).await;
-        let mut template = authorization("{{card.cvc}}", 500);
-        template["card"]["cvc"] = Value::Null;
-        template["card"]["holder"] = json!("{{card.holder}}");
-
-        let first = relay(&vault, relay_request(&token, template.clone())).await;
-        assert_eq!((first.status, &first.body["status"]), (200, &json!(200)), "{}", first.body);
-        // The sandbox echoes the reference — the CVC — and the vault masks it.
-        assert_eq!(first.body["body"]["reference"], "***", "{}", first.body);
-        assert!(!String::from_utf8_lossy(&first.raw).contains("418"), "{}", first.body);
-        // The sandbox did receive it: its ledger has an authorization under that reference.
-        let ledger = sandbox.call(&vault.pki.ca_cert, None, "GET", "/acquirer/v1/ledger?reference=418", None).await;
-        assert_eq!(ledger.body["entries"].as_array().map(Vec::len), Some(1), "{}", ledger.body);
-        // The holder was never given: null, accepted.
-
-        let second = relay(&vault, relay_request(&token, template)).await;
-        assert_eq!(second.status, 200, "{}", second.body);
-        assert_eq!(second.body["status"], 400, "{}", second.body);
-        assert_eq!(second.body["body"]["error"]["code"], "invalid_request", "{}", second.body);
-        let message = second.body["body"]["error"]["message"].as_str().unwrap();
-        assert!(message.contains("null"), "the second relay should send null: {message}");
-        sandbox.stop().await;
-        vault.finish().await;
-    }
-}
-
 #[tokio::test]
 async fn a_hostile_cardholder_name_arrives_as_one_string() {
     let (vault, sandbox) = stack(&Backend::Sqlite).await;
     let hostile = r#"X"}, "amount": 1, "capture": true, "y": {"z": ""#;
     let token = tokenize(&vault, "4242424242424242", None, Some(hostile)).await;
-    // The holder goes both where the sandbox ignores it and where it would show.
-    let mut template = authorization("tx_inj", 777_000);
-    template["card"]["cvc"] = Value::Null;
-    let r = relay(&vault, relay_request(&token, template)).await;
+    let r = relay(&vault, relay_request(&token, authorization("tx_inj", 777_000))).await;
     assert_eq!((r.status, &r.body["status"]), (200, &json!(200)), "{}", r.body);
     let answer = &r.body["body"];
     assert_eq!((answer["approved"].clone(), answer["amount"].clone()), (json!(true), json!(777_000)), "{answer}");
     assert_eq!(answer["status"], "authorized", "capture must not have been injected: {answer}");
-
-    // As the reference (which the sandbox validates and would echo) it is refused as a
-    // plain, malformed string — not parsed as JSON structure.
-    let template = authorization("{{card.holder}}", 777_000);
-    let r = relay(&vault, relay_request(&token, template)).await;
-    assert_eq!(r.body["status"], 422, "{}", r.body);
-    assert_eq!(r.body["body"]["error"]["code"], "invalid_reference", "{}", r.body);
     sandbox.stop().await;
     vault.finish().await;
 }
@@ -208,43 +149,48 @@ async fn every_refusal_has_its_code_and_is_audited() {
         }
         request
     };
+    let with_value = |name: &str, value: Value| {
+        let mut request = base.clone();
+        request["values"][name] = value;
+        request
+    };
+    let without_value = |name: &str| {
+        let mut request = base.clone();
+        request["values"].as_object_mut().unwrap().remove(name);
+        request
+    };
     let cases: Vec<(&str, Value, u16, &str)> = vec![
-        ("unknown destination", with(&[("destination", json!("nowhere"))]), 403, "relay_destination_not_allowed"),
-        (
-            "a field the DS may not receive",
-            with(&[
-                ("destination", json!("sandbox_ds")),
-                ("path", json!("/3ds/v1/areq")),
-                ("body", json!({"cvc": "{{card.cvc}}"})),
-            ]),
-            403,
-            "relay_field_not_allowed",
-        ),
-        ("path outside the prefix", with(&[("path", json!("/issuer/v1/balance"))]), 403, "relay_path_not_allowed"),
-        (
-            "path climbing out",
-            with(&[("path", json!("/acquirer/../issuer/v1/balance"))]),
-            403,
-            "relay_path_not_allowed",
-        ),
-        ("double slash", with(&[("path", json!("/acquirer//v1/authorizations"))]), 403, "relay_path_not_allowed"),
-        ("encoded dots", with(&[("path", json!("/acquirer/%2e%2e/issuer"))]), 403, "relay_path_not_allowed"),
-        ("query smuggling", with(&[("path", json!("/acquirer/v1?a=1?/../issuer"))]), 403, "relay_path_not_allowed"),
-        (
-            "embedded placeholder",
-            with(&[("body", json!({"card": {"number": "pan {{card.number}}"}}))]),
-            400,
-            "relay_template_invalid",
-        ),
-        ("unknown placeholder", with(&[("body", json!({"pan": "{{card.pan}}"}))]), 400, "relay_template_invalid"),
+        // The first relay API: the caller wrote the request. Refused as such.
+        ("a caller's body", with(&[("body", json!({"pan": "{{card.number}}"}))]), 403, "relay_template_not_allowed"),
+        ("a caller's path", with(&[("path", json!("/acquirer/v1/authorizations"))]), 403, "relay_template_not_allowed"),
+        ("a caller's method", with(&[("method", json!("POST"))]), 403, "relay_template_not_allowed"),
+        ("a caller's destination", with(&[("destination", json!("sandbox_acquirer"))]), 403, "relay_template_not_allowed"),
+        ("a caller's headers", with(&[("headers", json!({"x": "{{card.number}}"}))]), 403, "relay_template_not_allowed"),
+        ("a caller's URL", with(&[("url", json!("https://evil.example"))]), 403, "relay_template_not_allowed"),
+        ("unknown template", with(&[("template", json!("sandbox_acquirer.refund"))]), 404, "relay_template_unknown"),
+        ("no operation", with(&[("template", json!("sandbox_acquirer"))]), 404, "relay_template_unknown"),
+        ("path-like name", with(&[("template", json!("sandbox_acquirer.authorize/../x"))]), 404, "relay_template_unknown"),
+        ("unknown destination", with(&[("template", json!("nowhere.authorize"))]), 403, "relay_destination_not_allowed"),
+        ("missing value", without_value("amount"), 422, "relay_value_invalid"),
+        ("amount as text", with_value("amount", json!("100")), 422, "relay_value_invalid"),
+        ("amount zero", with_value("amount", json!(0)), 422, "relay_value_invalid"),
+        ("amount too large", with_value("amount", json!(1_000_000_000_000_i64)), 422, "relay_value_invalid"),
+        ("lower-case currency", with_value("currency", json!("uzs")), 422, "relay_value_invalid"),
+        ("reference with a quote", with_value("reference", json!("tx\",\"x")), 422, "relay_value_invalid"),
+        ("a value the template lacks", with_value("description", json!("hello")), 422, "relay_value_invalid"),
+        ("placeholder in a value", with_value("reference", json!("{{card.number}}")), 422, "relay_card_data_in_value"),
+        ("card number in a value", with_value("reference", json!("4111111111111111")), 422, "relay_card_data_in_value"),
+        ("a card location", with_value("card.number", json!("x")), 422, "relay_card_data_in_value"),
+        ("a card field name", with_value("cvc", json!("123")), 422, "relay_card_data_in_value"),
         ("unknown token", with(&[("token", json!("tok_0000000000000000000000"))]), 404, "token_not_found"),
         ("another merchant's token", with(&[("merchant_id", json!("m_2"))]), 404, "token_not_found"),
-        ("unknown field", with(&[("url", json!("https://evil.example"))]), 400, "invalid_request"),
-        ("bad method", with(&[("method", json!("DELETE"))]), 400, "invalid_request"),
+        ("unknown field", with(&[("extra", json!(1))]), 400, "invalid_request"),
     ];
     for (what, request, status, code) in &cases {
         let r = relay(&vault, request.clone()).await;
         assert_eq!((r.status, r.error_code()), (*status, Some(*code)), "{what}: {}", r.body);
+        let raw = String::from_utf8_lossy(&r.raw);
+        assert!(!raw.contains("4111111111111111") && !raw.contains("{{"), "{what} echoed: {raw}");
     }
     // A merchant (dev policy: no relay) and a stranger are forbidden outright.
     for who in [&vault.pki.merchant, &vault.pki.stranger, &vault.pki.alice] {
@@ -255,15 +201,21 @@ async fn every_refusal_has_its_code_and_is_audited() {
     assert_eq!(stored_cvcs(&vault).await, 1);
     let ledger = sandbox.call(&vault.pki.ca_cert, None, "GET", "/acquirer/v1/ledger", None).await;
     assert_eq!(ledger.body["entries"], json!([]), "{}", ledger.body);
-    // Every refusal is in the audit log with its code.
+    // Every refusal is in the audit log with its code, attempts at card data as denials.
     let records = relay_records(&vault).await;
     assert_eq!(records.len(), cases.len() + 3);
     for (record, (what, _, _, code)) in records.iter().zip(&cases) {
         assert!(record["outcome"].as_str().unwrap().starts_with(code), "{what}: {record}");
+        let deny = ["relay_template_not_allowed", "relay_template_unknown", "relay_card_data_in_value"];
+        if deny.contains(code) || *code == "relay_destination_not_allowed" {
+            assert_eq!(record["decision"], "deny", "{what}: {record}");
+        }
     }
     assert!(records
         .iter()
-        .any(|r| r["outcome"] == "relay_destination_not_allowed destination=nowhere" && r["decision"] == "deny"));
+        .any(|r| r["outcome"] == "relay_destination_not_allowed template=nowhere.authorize" && r["decision"] == "deny"));
+    let audit = serde_json::to_string(&records).unwrap();
+    assert!(!audit.contains("4111111111111111"), "card data in the audit log");
     sandbox.stop().await;
     vault.finish().await;
 }
@@ -285,10 +237,26 @@ url = "https://localhost:9443"
 path_prefix = "/acquirer/"
 fields = ["number", "exp_month", "exp_year", "cvc", "holder"]
 
+[destinations.sandbox_acquirer.templates.authorize]
+method = "POST"
+path = "/acquirer/v1/authorizations"
+body = """{"merchant_id": "{{token.merchant_id}}", "reference": "{{reference}}", "amount": "{{amount}}",
+  "currency": "{{currency}}", "capture": "{{capture}}",
+  "card": {"number": "{{card.number}}", "exp_month": "{{card.exp_month}}", "exp_year": "{{card.exp_year}}"}}"""
+values.reference = { type = "id", max_len = 64 }
+values.amount = { type = "integer", min = 1, max = 1000000 }
+values.currency = { type = "currency" }
+values.capture = { type = "bool" }
+
 [destinations.sandbox_ds]
 url = "https://localhost:9443"
 path_prefix = "/3ds/"
 fields = ["number"]
+
+[destinations.sandbox_ds.templates.lookup]
+method = "POST"
+path = "/3ds/v2/areq"
+body = """{"acctNumber": "{{card.number}}"}"""
 "#;
 
 #[tokio::test]
@@ -306,9 +274,8 @@ async fn a_merchant_scoped_principal_relays_only_its_own_tokens() {
     let r = vault.call(&vault.pki.other_merchant, "POST", "/v1/relay", Some(as_m2)).await;
     assert_eq!((r.status, r.error_code()), (404, Some("token_not_found")), "{}", r.body);
     // A destination the policy defines but does not give this role.
-    let mut to_ds = relay_request(&token, json!({"n": "{{card.number}}"}));
-    to_ds["destination"] = json!("sandbox_ds");
-    to_ds["path"] = json!("/3ds/v1/areq");
+    let mut to_ds = relay_request(&token, json!({}));
+    to_ds["template"] = json!("sandbox_ds.lookup");
     let r = vault.call(&vault.pki.merchant, "POST", "/v1/relay", Some(to_ds)).await;
     assert_eq!((r.status, r.error_code()), (403, Some("relay_destination_not_allowed")), "{}", r.body);
     sandbox.stop().await;
@@ -333,16 +300,17 @@ async fn the_slow_card_times_out_within_the_cap() {
     assert!(started.elapsed() < Duration::from_millis(1_400), "{:?}", started.elapsed());
     // Asking for more than the cap gets the cap.
     request["timeout_ms"] = json!(600_000);
-    request["body"]["reference"] = json!("tx_slow_2");
+    request["values"]["reference"] = json!("tx_slow_2");
     let started = Instant::now();
     let r = relay(&vault, request).await;
     assert_eq!((r.status, r.error_code()), (504, Some("relay_timeout")), "{}", r.body);
     let waited = started.elapsed();
     assert!(waited >= Duration::from_millis(1_400) && waited < Duration::from_millis(5_000), "{waited:?}");
-    // The CVC went with the first attempt, and both attempts are audited.
+    // The CVC went with the first attempt, and both attempts are audited: sent, timed out.
     assert_eq!(stored_cvcs(&vault).await, 0);
     let outcomes: Vec<Value> = relay_records(&vault).await.iter().map(|r| r["outcome"].clone()).collect();
-    assert_eq!(outcomes, vec![json!("relay_timeout destination=sandbox_acquirer"); 2]);
+    let attempt = [json!("sending template=sandbox_acquirer.authorize"), json!("relay_timeout template=sandbox_acquirer.authorize")];
+    assert_eq!(outcomes, [attempt.clone(), attempt].concat());
     sandbox.stop().await;
     vault.finish().await;
 }
@@ -419,7 +387,48 @@ async fn many_concurrent_relays_share_pooled_connections() {
     for task in tasks {
         task.await.unwrap();
     }
-    assert_eq!(relay_records(&vault).await.len(), 200);
+    // Each relay: `sending`, then `ok`.
+    assert_eq!(relay_records(&vault).await.len(), 400);
     sandbox.stop().await;
     std::sync::Arc::try_unwrap(vault).unwrap().finish().await;
+}
+
+/// A caller that hangs up while the destination is still answering cannot cut the relay
+/// in half: the `sending` record and the CVC's deletion were committed before anything
+/// left, and the outcome is recorded by a task the request does not own.
+#[tokio::test]
+async fn a_caller_that_hangs_up_mid_relay_leaves_both_records_and_no_cvc() {
+    for backend in backends() {
+        let (vault, sandbox) = stack_with(&backend, |_, o| o.auth_delay_ms = 1_500, |_| Vec::new(), None).await;
+        let token = tokenize(&vault, "4000000000000259", Some("123"), None).await;
+        assert_eq!(stored_cvcs(&vault).await, 1);
+        let request = relay_request(&token, authorization("tx_hangup", 100));
+        // The caller gives up after 300 ms: its connection is dropped mid-request.
+        let hung_up = tokio::time::timeout(Duration::from_millis(300), relay(&vault, request)).await;
+        assert!(hung_up.is_err(), "the slow card answered within 300 ms?");
+        // The destination answers after 1.5 s; the vault records it on its own.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let outcomes = loop {
+            let outcomes: Vec<String> =
+                relay_records(&vault).await.iter().map(|r| r["outcome"].as_str().unwrap().to_owned()).collect();
+            if outcomes.len() >= 2 || Instant::now() > deadline {
+                break outcomes;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(
+            outcomes,
+            ["sending template=sandbox_acquirer.authorize", "ok template=sandbox_acquirer.authorize upstream_status=200"],
+            "{}",
+            backend.name()
+        );
+        assert_eq!(stored_cvcs(&vault).await, 0, "the CVC must be gone: it left with the relay");
+        // And the authorization did happen, once.
+        let ledger = sandbox.call(&vault.pki.ca_cert, None, "GET", "/acquirer/v1/ledger?reference=tx_hangup", None).await;
+        assert_eq!(ledger.body["entries"].as_array().map(Vec::len), Some(1), "{}", ledger.body);
+        let verify = vault.call(&vault.pki.alice, "GET", "/v1/audit/verify", None).await;
+        assert_eq!(verify.body["ok"], true, "{}", verify.body);
+        sandbox.stop().await;
+        vault.finish().await;
+    }
 }

@@ -5,7 +5,8 @@
 //! detail (database errors) goes to the log only, and never holds card data.
 
 use crate::card::CardError;
-use crate::relay::{RelayError, TemplateError};
+use crate::relay::RelayError;
+use paysys_policies::ValueError;
 use crate::store::StoreError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -41,15 +42,17 @@ pub enum ApiError {
     MethodNotAllowed,
     /// The operation could not be recorded in the audit log, so it did not happen.
     AuditUnavailable,
-    /// A relay body template is malformed (a placeholder inside a longer string, an
-    /// unknown placeholder).
-    RelayTemplateInvalid(String),
+    /// The caller sent its own request to relay (a body, path, method, destination URL
+    /// or headers): relay templates belong to the vault's policy.
+    RelayTemplateNotAllowed,
+    /// No template of that name at a destination this principal may relay to.
+    RelayTemplateUnknown,
+    /// A template's value is missing, unknown, or not of its declared type.
+    RelayValueInvalid(String),
+    /// A value aimed at a card location, or holding a placeholder or a card number.
+    RelayCardDataInValue(String),
     /// The destination is not in the policy, or not allowed for this principal.
     RelayDestinationNotAllowed,
-    /// The path is not under the destination's `path_prefix`, or is not plain.
-    RelayPathNotAllowed,
-    /// The template asks for a card field the destination may not receive.
-    RelayFieldNotAllowed,
     /// The destination did not answer within the timeout.
     RelayTimeout,
     /// The destination could not be reached (connect, TLS, certificate) or broke off.
@@ -112,10 +115,11 @@ impl ApiError {
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::AuditUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable"),
-            ApiError::RelayTemplateInvalid(_) => (StatusCode::BAD_REQUEST, "relay_template_invalid"),
+            ApiError::RelayTemplateNotAllowed => (StatusCode::FORBIDDEN, "relay_template_not_allowed"),
+            ApiError::RelayTemplateUnknown => (StatusCode::NOT_FOUND, "relay_template_unknown"),
+            ApiError::RelayValueInvalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "relay_value_invalid"),
+            ApiError::RelayCardDataInValue(_) => (StatusCode::UNPROCESSABLE_ENTITY, "relay_card_data_in_value"),
             ApiError::RelayDestinationNotAllowed => (StatusCode::FORBIDDEN, "relay_destination_not_allowed"),
-            ApiError::RelayPathNotAllowed => (StatusCode::FORBIDDEN, "relay_path_not_allowed"),
-            ApiError::RelayFieldNotAllowed => (StatusCode::FORBIDDEN, "relay_field_not_allowed"),
             ApiError::RelayTimeout => (StatusCode::GATEWAY_TIMEOUT, "relay_timeout"),
             ApiError::RelayUnreachable => (StatusCode::BAD_GATEWAY, "relay_unreachable"),
             ApiError::RelayResponseTooLarge => (StatusCode::BAD_GATEWAY, "relay_response_too_large"),
@@ -159,12 +163,13 @@ impl ApiError {
             ApiError::NotFound => "no such endpoint".into(),
             ApiError::MethodNotAllowed => "method not allowed on this endpoint".into(),
             ApiError::AuditUnavailable => "the audit log could not record this operation; nothing was done".into(),
-            ApiError::RelayTemplateInvalid(m) => m.clone(),
-            ApiError::RelayDestinationNotAllowed => "this client may not relay to that destination".into(),
-            ApiError::RelayPathNotAllowed => "the path is not allowed at that destination".into(),
-            ApiError::RelayFieldNotAllowed => {
-                "the template asks for a card field the destination may not receive".into()
+            ApiError::RelayTemplateNotAllowed => {
+                "relay templates belong to the vault's policy: name one with `template` and send only its `values`"
+                    .into()
             }
+            ApiError::RelayTemplateUnknown => "no such relay template".into(),
+            ApiError::RelayValueInvalid(m) | ApiError::RelayCardDataInValue(m) => m.clone(),
+            ApiError::RelayDestinationNotAllowed => "this client may not relay to that destination".into(),
             ApiError::RelayTimeout => "the destination did not answer in time".into(),
             ApiError::RelayUnreachable => "the destination could not be reached".into(),
             ApiError::RelayResponseTooLarge => "the destination's answer is too large".into(),
@@ -213,9 +218,14 @@ impl From<RelayError> for ApiError {
     }
 }
 
-impl From<TemplateError> for ApiError {
-    fn from(e: TemplateError) -> Self {
-        ApiError::RelayTemplateInvalid(e.to_string())
+impl From<ValueError> for ApiError {
+    fn from(e: ValueError) -> Self {
+        // Messages name the value and the rule, never what was sent.
+        if e.is_card_data() {
+            ApiError::RelayCardDataInValue(e.to_string())
+        } else {
+            ApiError::RelayValueInvalid(e.to_string())
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use crate::money;
 use crate::payments::{now_ms, payment_view, rfc3339, stored_response, transition, Gateway, Merchant, NewPayment};
 use crate::state::PaymentStatus;
 use crate::store::{AuthenticationRecord, LedgerRow, PaymentRecord};
-use crate::vault::{RelayOutcome, RelayRequest, TokenLookup, AREQ_PATH, DS_DESTINATION};
+use crate::vault::{RelayOutcome, RelayRequest, ThreeDsProof, TokenLookup, AREQ_TEMPLATE};
 use serde_json::{json, Map, Value};
 use std::time::Duration;
 
@@ -325,7 +325,7 @@ impl Gateway {
     ) -> Result<AresOutcome, RpcError> {
         let currency = money::currency(&p.currency)?;
         let unknown = BrowserInfo::unknown();
-        let areq = messages::areq_template(&AReqParams {
+        let values = messages::areq_values(&AReqParams {
             three_ds_server_trans_id: &auth.three_ds_server_trans_id,
             comp_ind,
             amount: p.amount,
@@ -341,9 +341,8 @@ impl Gateway {
         let request = RelayRequest {
             token: p.card_token.clone(),
             merchant_id: p.merchant_id.clone(),
-            destination: DS_DESTINATION,
-            path: AREQ_PATH,
-            body: areq,
+            template: AREQ_TEMPLATE,
+            values,
         };
         Ok(match self.vault.relay(&request, self.three_ds.areq_timeout).await {
             RelayOutcome::Answered { status: 200, body } => {
@@ -408,13 +407,15 @@ impl Gateway {
         transition(&mut p, PaymentStatus::Authorizing, "authorizing", amount, now, &mut ledger)?;
         p.three_ds_expires_at = None;
         self.store.save_payment(&p, &ledger, None).await?;
-        let proof = json!({
-            "version": r.message_version,
-            "trans_status": r.trans_status,
-            "eci": r.eci,
-            "authentication_value": r.authentication_value,
-            "ds_trans_id": r.ds_trans_id,
-        });
+        let proof = ThreeDsProof {
+            message_version: r.message_version.clone(),
+            trans_status: r.trans_status.clone(),
+            eci: r.eci.clone(),
+            // Y and A always carry one (`from_ares` and the results reader refuse them
+            // without); an empty one would be refused by the vault's template, unsent.
+            authentication_value: r.authentication_value.clone().unwrap_or_default(),
+            ds_trans_id: r.ds_trans_id.clone(),
+        };
         let result = self.authorize(&mut p, Some(proof)).await;
         Ok((p, result))
     }

@@ -6,7 +6,7 @@
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 /// The protocol version the gateway speaks.
 pub const MESSAGE_VERSION: &str = "2.2.0";
@@ -103,47 +103,43 @@ pub struct AReqParams<'a> {
     pub browser: &'a BrowserInfo,
 }
 
-/// The AReq relay template: `acctNumber` and `cardExpiryDate` are filled in by the vault.
-pub fn areq_template(p: &AReqParams<'_>) -> Value {
-    let mut areq = json!({
-        "messageType": "AReq",
-        "messageVersion": MESSAGE_VERSION,
-        "messageCategory": "01",
-        "deviceChannel": "02",
-        "threeDSServerTransID": p.three_ds_server_trans_id,
-        "threeDSServerRefNumber": SERVER_REF_NUMBER,
-        "threeDSServerURL": format!("{}/3ds/rreq", p.public_url),
-        "threeDSRequestorID": format!("PAYSYS-{}", p.merchant_id),
-        "threeDSRequestorName": p.merchant_name,
-        "threeDSRequestorURL": p.public_url,
-        "threeDSCompInd": p.comp_ind,
-        "acctNumber": "{{card.number}}",
-        "cardExpiryDate": "{{card.expiry_yymm}}",
-        "purchaseAmount": p.amount.to_string(),
-        "purchaseCurrency": p.currency_numeric,
-        "purchaseExponent": p.exponent.to_string(),
-        "purchaseDate": p.purchase_date,
-        "transType": "01",
-        "acquirerBIN": ACQUIRER_BIN,
-        "acquirerMerchantID": p.merchant_id,
-        "merchantName": p.merchant_name,
-        "mcc": DEFAULT_MCC,
-        "merchantCountryCode": MERCHANT_COUNTRY,
-        "notificationURL": format!("{}/3ds/notify", p.public_url),
-        "browserAcceptHeader": p.browser.accept_header,
-        "browserJavaEnabled": p.browser.java_enabled,
-        "browserJavascriptEnabled": p.browser.javascript_enabled,
-        "browserLanguage": p.browser.language,
-        "browserColorDepth": p.browser.color_depth.to_string(),
-        "browserScreenHeight": p.browser.screen_height.to_string(),
-        "browserScreenWidth": p.browser.screen_width.to_string(),
-        "browserTZ": p.browser.tz_offset_min.to_string(),
-        "browserUserAgent": p.browser.user_agent,
-    });
-    if let (Some(ip), Some(obj)) = (p.client_ip, areq.as_object_mut()) {
-        obj.insert("browserIP".into(), Value::from(ip));
+/// The values of the vault's AReq template (`sandbox_ds.areq`): everything but the card
+/// number and expiry, which the vault places, and the merchant id, which it takes from
+/// the token.
+pub fn areq_values(p: &AReqParams<'_>) -> Map<String, Value> {
+    let mut values = Map::new();
+    let mut put = |name: &str, value: Value| {
+        values.insert(name.to_owned(), value);
+    };
+    put("message_version", json!(MESSAGE_VERSION));
+    put("three_ds_server_trans_id", json!(p.three_ds_server_trans_id));
+    put("three_ds_server_ref_number", json!(SERVER_REF_NUMBER));
+    put("three_ds_server_url", json!(format!("{}/3ds/rreq", p.public_url)));
+    put("three_ds_requestor_id", json!(format!("PAYSYS-{}", p.merchant_id)));
+    put("merchant_name", json!(p.merchant_name));
+    put("three_ds_requestor_url", json!(p.public_url));
+    put("three_ds_comp_ind", json!(p.comp_ind));
+    put("purchase_amount", json!(p.amount.to_string()));
+    put("purchase_currency", json!(p.currency_numeric));
+    put("purchase_exponent", json!(p.exponent.to_string()));
+    put("purchase_date", json!(p.purchase_date));
+    put("acquirer_bin", json!(ACQUIRER_BIN));
+    put("mcc", json!(DEFAULT_MCC));
+    put("merchant_country_code", json!(MERCHANT_COUNTRY));
+    put("notification_url", json!(format!("{}/3ds/notify", p.public_url)));
+    put("browser_accept_header", json!(p.browser.accept_header));
+    put("browser_java_enabled", json!(p.browser.java_enabled));
+    put("browser_javascript_enabled", json!(p.browser.javascript_enabled));
+    put("browser_language", json!(p.browser.language));
+    put("browser_color_depth", json!(p.browser.color_depth.to_string()));
+    put("browser_screen_height", json!(p.browser.screen_height.to_string()));
+    put("browser_screen_width", json!(p.browser.screen_width.to_string()));
+    put("browser_tz", json!(p.browser.tz_offset_min.to_string()));
+    put("browser_user_agent", json!(p.browser.user_agent));
+    if let Some(ip) = p.client_ip {
+        put("browser_ip", json!(ip));
     }
-    areq
+    values
 }
 
 /// `purchaseDate`: UTC `YYYYMMDDHHMMSS`.
@@ -391,18 +387,19 @@ mod tests {
     }
 
     #[test]
-    fn the_areq_names_the_card_only_by_placeholders() {
+    fn the_areq_values_hold_no_card_field() {
         let browser = BrowserInfo::unknown();
-        let areq = areq_template(&params(&browser));
-        assert_eq!(areq["acctNumber"], "{{card.number}}");
-        assert_eq!(areq["cardExpiryDate"], "{{card.expiry_yymm}}");
-        assert_eq!(areq["purchaseAmount"], "12345");
-        assert_eq!(areq["purchaseCurrency"], "840");
-        assert_eq!(areq["purchaseDate"], "20231114221320");
-        assert_eq!(areq["notificationURL"], "http://127.0.0.1:8080/3ds/notify");
-        assert_eq!(areq["threeDSServerURL"], "http://127.0.0.1:8080/3ds/rreq");
-        assert_eq!(areq["browserIP"], "203.0.113.9");
-        assert!(!areq.to_string().contains("cvc"));
+        let values = areq_values(&params(&browser));
+        assert_eq!(values["purchase_amount"], "12345");
+        assert_eq!(values["purchase_currency"], "840");
+        assert_eq!(values["purchase_date"], "20231114221320");
+        assert_eq!(values["notification_url"], "http://127.0.0.1:8080/3ds/notify");
+        assert_eq!(values["three_ds_server_url"], "http://127.0.0.1:8080/3ds/rreq");
+        assert_eq!(values["browser_ip"], "203.0.113.9");
+        for card in ["acct_number", "card_expiry_date", "card.number", "cvc", "number"] {
+            assert!(!values.contains_key(card), "{card}");
+        }
+        assert!(!Value::Object(values).to_string().contains("{{"));
     }
 
     #[test]

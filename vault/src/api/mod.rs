@@ -131,13 +131,20 @@ where
                 ApiError::InvalidRequest("the request body could not be read".into())
             }
         })?;
-        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
+        let parsed = serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
             let message = redact_digit_runs(&e.to_string());
             match e.classify() {
                 serde_json::error::Category::Data => ApiError::InvalidRequest(message),
                 _ => ApiError::InvalidJson(message),
             }
-        })
+        });
+        // The raw body may hold a PAN or CVC (the parsed copies are in zeroizing
+        // wrappers): wipe it when this is its only owner. A body that arrived in one
+        // frame can still share hyper's read buffer, which the next read overwrites.
+        if let Ok(mut unique) = bytes.try_into_mut() {
+            zeroize::Zeroize::zeroize(&mut unique[..]);
+        }
+        parsed
     }
 }
 

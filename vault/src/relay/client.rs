@@ -70,6 +70,15 @@ pub enum RelayMethod {
     Get,
 }
 
+impl From<paysys_policies::TemplateMethod> for RelayMethod {
+    fn from(method: paysys_policies::TemplateMethod) -> Self {
+        match method {
+            paysys_policies::TemplateMethod::Get => RelayMethod::Get,
+            paysys_policies::TemplateMethod::Post => RelayMethod::Post,
+        }
+    }
+}
+
 impl RelayMethod {
     fn as_hyper(self) -> hyper::Method {
         match self {
@@ -300,6 +309,14 @@ impl RelayClient {
             if let Ok(data) = frame.into_data() {
                 if body.len() + data.len() > self.max_response_bytes {
                     return Err(RelayError::ResponseTooLarge);
+                }
+                if body.len() + data.len() > body.capacity() {
+                    // Grow by hand: `Vec` would move the bytes and free the old buffer
+                    // unzeroized, and the answer may hold card data until it is masked.
+                    let wanted = (body.len() + data.len()).max(body.capacity() * 2).min(self.max_response_bytes);
+                    let mut bigger = Zeroizing::new(Vec::with_capacity(wanted));
+                    bigger.extend_from_slice(&body);
+                    body = bigger;
                 }
                 body.extend_from_slice(&data);
             }

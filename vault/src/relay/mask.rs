@@ -6,19 +6,30 @@
 
 use crate::card::mask_card_numbers;
 use serde_json::Value;
+use zeroize::Zeroize;
 
 /// The masked form of a whole answer body: JSON if it parses, else text.
 pub fn mask_body(body: &[u8], pan: &str, cvc: Option<&str>) -> Value {
     match serde_json::from_slice::<Value>(body) {
         Ok(value) => mask_value(value, pan, cvc),
-        Err(_) => Value::String(mask_text(&String::from_utf8_lossy(body), pan, cvc)),
+        Err(_) => {
+            let text = zeroize::Zeroizing::new(String::from_utf8_lossy(body).into_owned());
+            Value::String(mask_text(&text, pan, cvc))
+        }
     }
 }
 
 /// Mask a JSON value (see the module documentation).
 pub fn mask_value(value: Value, pan: &str, cvc: Option<&str>) -> Value {
+    // Each unmasked string is wiped once its masked copy exists: the parsed answer may
+    // hold the card number and must not linger in freed memory.
+    let masked = |mut text: String| {
+        let out = mask_text(&text, pan, cvc);
+        text.zeroize();
+        out
+    };
     match value {
-        Value::String(text) => Value::String(mask_text(&text, pan, cvc)),
+        Value::String(text) => Value::String(masked(text)),
         Value::Number(n) => {
             let text = n.to_string();
             let masked = mask_card_numbers(&text, pan);
@@ -30,7 +41,7 @@ pub fn mask_value(value: Value, pan: &str, cvc: Option<&str>) -> Value {
         }
         Value::Array(items) => Value::Array(items.into_iter().map(|v| mask_value(v, pan, cvc)).collect()),
         Value::Object(map) => {
-            Value::Object(map.into_iter().map(|(k, v)| (mask_text(&k, pan, cvc), mask_value(v, pan, cvc))).collect())
+            Value::Object(map.into_iter().map(|(k, v)| (masked(k), mask_value(v, pan, cvc))).collect())
         }
         other @ (Value::Null | Value::Bool(_)) => other,
     }

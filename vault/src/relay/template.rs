@@ -1,37 +1,24 @@
-//! Relay body templates. A placeholder is a JSON **string value** exactly equal to
-//! `{{card.number}}`, `{{card.exp_month}}`, `{{card.exp_year}}`, `{{card.cvc}}`,
-//! `{{card.holder}}` or `{{card.expiry_yymm}}` (the expiry as one `"YYMM"` string, as
-//! EMV messages such as the 3-D Secure AReq carry it; it needs both expiry fields in the
-//! destination's policy); it is replaced by a whole JSON value while the tree is
-//! serialized, so no card data (a cardholder name full of quotes included) can change
-//! the structure of the request. Anything placeholder-like elsewhere — inside a longer
-//! string, in an object key, an unknown field — refuses the template.
+//! Filling a policy's relay template (`paysys_policies::RelayTemplate`): the body is
+//! serialized from the template's JSON tree, and each placeholder string is replaced by
+//! a whole JSON value while it is written — card data where the policy put a
+//! `{{card.…}}`, the token's merchant for `{{token.merchant_id}}`, the caller's checked
+//! value for `{{name}}`. Nothing is spliced into text, so no value (a cardholder name
+//! full of quotes included) can change the structure of the request, and the caller
+//! decides nothing about where card data goes.
 
-use paysys_policies::CardField;
+use paysys_policies::{CardField, CardPlaceholder, CheckedValues, RelayTemplate, Slot};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
-use std::collections::BTreeSet;
 use zeroize::Zeroizing;
-
-/// Why a template was refused. Fixed messages: nothing of the template is echoed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum TemplateError {
-    /// `{{…}}` inside a longer string or in an object key.
-    #[error("a placeholder must be a whole JSON string value, not part of a string or a key")]
-    Embedded,
-    /// `{{…}}` naming something other than the card fields.
-    #[error("unknown placeholder: use {{{{card.number}}}}, {{{{card.exp_month}}}}, {{{{card.exp_year}}}}, {{{{card.expiry_yymm}}}}, {{{{card.cvc}}}} or {{{{card.holder}}}}")]
-    UnknownPlaceholder,
-}
 
 /// The card data a template may receive, decrypted for one relay and zeroized after.
 pub struct CardData {
     pub number: Zeroizing<String>,
     pub exp_month: i32,
     pub exp_year: i32,
-    /// `None` when never given, expired or already used by an earlier relay.
+    /// `None` when never given, expired, already used by an earlier relay, or not asked
+    /// for by the template.
     pub cvc: Option<Zeroizing<String>>,
     pub holder: Option<Zeroizing<String>>,
 }
@@ -42,120 +29,72 @@ impl std::fmt::Debug for CardData {
     }
 }
 
-/// A placeholder: one card field, or the expiry in EMV's `YYMM` form.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Placeholder {
-    Field(CardField),
-    ExpiryYymm,
+/// What fills a template: the card, its merchant, the caller's checked values.
+struct Fill<'a> {
+    card: &'a CardData,
+    merchant_id: &'a str,
+    values: &'a CheckedValues,
 }
 
-impl Placeholder {
-    fn parse(name: &str) -> Option<Placeholder> {
-        match name {
-            "expiry_yymm" => Some(Placeholder::ExpiryYymm),
-            other => CardField::parse(other).map(Placeholder::Field),
-        }
-    }
-
-    /// The policy fields this placeholder discloses.
-    fn fields(self) -> &'static [CardField] {
-        match self {
-            Placeholder::Field(CardField::Number) => &[CardField::Number],
-            Placeholder::Field(CardField::ExpMonth) => &[CardField::ExpMonth],
-            Placeholder::Field(CardField::ExpYear) => &[CardField::ExpYear],
-            Placeholder::Field(CardField::Cvc) => &[CardField::Cvc],
-            Placeholder::Field(CardField::Holder) => &[CardField::Holder],
-            Placeholder::ExpiryYymm => &[CardField::ExpMonth, CardField::ExpYear],
-        }
-    }
-}
-
-/// What a string value is to the template.
-fn classify(text: &str) -> Result<Option<Placeholder>, TemplateError> {
-    if let Some(inner) = text.strip_prefix("{{").and_then(|t| t.strip_suffix("}}")) {
-        return inner
-            .strip_prefix("card.")
-            .and_then(Placeholder::parse)
-            .map(Some)
-            .ok_or(TemplateError::UnknownPlaceholder);
-    }
-    if text.contains("{{") {
-        return Err(TemplateError::Embedded);
-    }
-    Ok(None)
-}
-
-/// The card fields `template` asks for, or why it is refused.
-pub fn placeholders(template: &Value) -> Result<BTreeSet<CardField>, TemplateError> {
-    fn walk(value: &Value, found: &mut BTreeSet<CardField>) -> Result<(), TemplateError> {
-        match value {
-            Value::String(text) => {
-                if let Some(placeholder) = classify(text)? {
-                    found.extend(placeholder.fields());
-                }
-            }
-            Value::Array(items) => {
-                for item in items {
-                    walk(item, found)?;
-                }
-            }
-            Value::Object(map) => {
-                for (key, item) in map {
-                    if key.contains("{{") {
-                        return Err(TemplateError::Embedded);
-                    }
-                    walk(item, found)?;
-                }
-            }
-            Value::Null | Value::Bool(_) | Value::Number(_) => {}
-        }
-        Ok(())
-    }
-    let mut found = BTreeSet::new();
-    walk(template, &mut found)?;
-    Ok(found)
-}
-
-/// The template with its placeholders replaced, as it is serialized.
+/// One node of the template tree as it is serialized.
 struct Filled<'a> {
     value: &'a Value,
-    card: &'a CardData,
+    fill: &'a Fill<'a>,
+}
+
+impl Fill<'_> {
+    /// Is this object member an optional value the caller left out (so the member is too)?
+    fn left_out(&self, value: &Value) -> bool {
+        match value.as_str().and_then(RelayTemplate::slot) {
+            Some(Slot::Value(name)) => self.values.get(name).is_none(),
+            _ => false,
+        }
+    }
 }
 
 impl Serialize for Filled<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let card = self.card;
+        let Fill { card, merchant_id, values } = self.fill;
         match self.value {
-            Value::String(text) => match classify(text) {
-                Ok(Some(Placeholder::Field(CardField::Number))) => serializer.serialize_str(&card.number),
-                Ok(Some(Placeholder::Field(CardField::ExpMonth))) => serializer.serialize_i32(card.exp_month),
-                Ok(Some(Placeholder::Field(CardField::ExpYear))) => serializer.serialize_i32(card.exp_year),
-                Ok(Some(Placeholder::ExpiryYymm)) => {
-                    let yymm = format!("{:02}{:02}", card.exp_year.rem_euclid(100), card.exp_month.clamp(0, 99));
-                    serializer.serialize_str(&yymm)
-                }
-                Ok(Some(Placeholder::Field(CardField::Cvc))) => match &card.cvc {
-                    Some(cvc) => serializer.serialize_str(cvc),
-                    None => serializer.serialize_none(),
+            Value::String(text) => match RelayTemplate::slot(text) {
+                None => serializer.serialize_str(text),
+                Some(Slot::TokenMerchant) => serializer.serialize_str(merchant_id),
+                Some(Slot::Value(name)) => values.get(name).unwrap_or(&Value::Null).serialize(serializer),
+                Some(Slot::Card(placeholder)) => match placeholder {
+                    CardPlaceholder::Field(CardField::Number) => serializer.serialize_str(&card.number),
+                    CardPlaceholder::Field(CardField::ExpMonth) => serializer.serialize_i32(card.exp_month),
+                    CardPlaceholder::Field(CardField::ExpYear) => serializer.serialize_i32(card.exp_year),
+                    CardPlaceholder::ExpiryYymm => {
+                        let yymm = Zeroizing::new(format!(
+                            "{:02}{:02}",
+                            card.exp_year.rem_euclid(100),
+                            card.exp_month.clamp(0, 99)
+                        ));
+                        serializer.serialize_str(&yymm)
+                    }
+                    CardPlaceholder::Field(CardField::Cvc) => match &card.cvc {
+                        Some(cvc) => serializer.serialize_str(cvc),
+                        None => serializer.serialize_none(),
+                    },
+                    CardPlaceholder::Field(CardField::Holder) => match &card.holder {
+                        Some(holder) => serializer.serialize_str(holder),
+                        None => serializer.serialize_none(),
+                    },
                 },
-                Ok(Some(Placeholder::Field(CardField::Holder))) => match &card.holder {
-                    Some(holder) => serializer.serialize_str(holder),
-                    None => serializer.serialize_none(),
-                },
-                // `placeholders` refused these before any card was opened.
-                Ok(None) | Err(_) => serializer.serialize_str(text),
             },
             Value::Array(items) => {
                 let mut seq = serializer.serialize_seq(Some(items.len()))?;
                 for item in items {
-                    seq.serialize_element(&Filled { value: item, card })?;
+                    seq.serialize_element(&Filled { value: item, fill: self.fill })?;
                 }
                 seq.end()
             }
             Value::Object(map) => {
-                let mut out = serializer.serialize_map(Some(map.len()))?;
+                let mut out = serializer.serialize_map(None)?;
                 for (key, item) in map {
-                    out.serialize_entry(key, &Filled { value: item, card })?;
+                    if !self.fill.left_out(item) {
+                        out.serialize_entry(key, &Filled { value: item, fill: self.fill })?;
+                    }
                 }
                 out.end()
             }
@@ -164,21 +103,33 @@ impl Serialize for Filled<'_> {
     }
 }
 
-/// Serialize `template` with the card data in place of its placeholders. Call
-/// [`placeholders`] first: it refuses the templates this would not fill.
-pub fn fill(template: &Value, card: &CardData) -> Result<Zeroizing<Vec<u8>>, serde_json::Error> {
-    // Sized up front so the buffer holding card data is not reallocated (which would
-    // leave unzeroized copies behind).
-    let estimate = serde_json::to_vec(template)?.len() + 256;
+/// Serialize `template`'s body with the card data, the token's merchant and the caller's
+/// checked values in place of its placeholders. `None` for a template without a body.
+pub fn fill(
+    template: &RelayTemplate,
+    merchant_id: &str,
+    values: &CheckedValues,
+    card: &CardData,
+) -> Result<Option<Zeroizing<Vec<u8>>>, serde_json::Error> {
+    let Some(body) = &template.body else {
+        return Ok(None);
+    };
+    // Sized up front (template, values and the longest card data) so the buffer holding
+    // card data is never reallocated, which would leave unzeroized copies behind.
+    let estimate = serde_json::to_vec(body)?.len() + serde_json::to_vec(values.as_map())?.len() + 512;
     let mut out = Zeroizing::new(Vec::with_capacity(estimate));
-    serde_json::to_writer(&mut *out, &Filled { value: template, card })?;
-    Ok(out)
+    let fill = Fill { card, merchant_id, values };
+    serde_json::to_writer(&mut *out, &Filled { value: body, fill: &fill })?;
+    Ok(Some(out))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use paysys_policies::Policy;
     use serde_json::json;
+
+    const GATEWAY: &str = "spiffe://paysys/gateway";
 
     fn card(holder: Option<&str>, cvc: Option<&str>) -> CardData {
         CardData {
@@ -190,66 +141,64 @@ mod tests {
         }
     }
 
+    fn filled(name: &str, values: Value, card: &CardData) -> Value {
+        let policy = Policy::from_toml(paysys_policies::DEV_POLICY).unwrap();
+        let template = policy.relay_template(GATEWAY, name).unwrap();
+        let values = template.check_values(values.as_object().unwrap()).unwrap();
+        let bytes = fill(template, "m_1", &values, card).unwrap().unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
     #[test]
-    fn placeholders_are_whole_values_anywhere_in_the_tree() {
-        let template = json!({
-            "card": {"number": "{{card.number}}", "exp_month": "{{card.exp_month}}", "exp_year": "{{card.exp_year}}"},
-            "list": [{"cvc": "{{card.cvc}}"}, "{{card.holder}}", 1, null, true],
-            "note": "plain",
-        });
-        let fields = placeholders(&template).unwrap();
-        assert_eq!(fields, CardField::ALL.into_iter().collect());
-        let bytes = fill(&template, &card(Some("A B"), Some("123"))).unwrap();
-        let sent: Value = serde_json::from_slice(&bytes).unwrap();
+    fn the_authorization_gets_the_card_where_the_policy_put_it() {
+        let values = json!({"reference": "tx_1", "amount": 1500, "currency": "UZS", "capture": true});
+        let sent = filled("sandbox_acquirer.authorize", values, &card(Some("A B"), Some("123")));
         assert_eq!(
             sent,
             json!({
-                "card": {"number": "4242424242424242", "exp_month": 7, "exp_year": 2031},
-                "list": [{"cvc": "123"}, "A B", 1, null, true],
-                "note": "plain",
+                "merchant_id": "m_1", "reference": "tx_1", "amount": 1500, "currency": "UZS", "capture": true,
+                "card": {"number": "4242424242424242", "exp_month": 7, "exp_year": 2031, "cvc": "123", "holder": "A B"},
             })
         );
     }
 
     #[test]
-    fn the_emv_expiry_is_one_yymm_string_needing_both_expiry_fields() {
-        let template = json!({"acctNumber": "{{card.number}}", "cardExpiryDate": "{{card.expiry_yymm}}"});
-        let fields = placeholders(&template).unwrap();
-        assert_eq!(fields, [CardField::Number, CardField::ExpMonth, CardField::ExpYear].into_iter().collect());
-        let sent: Value = serde_json::from_slice(&fill(&template, &card(None, None)).unwrap()).unwrap();
-        assert_eq!(sent, json!({"acctNumber": "4242424242424242", "cardExpiryDate": "3107"}));
-        let embedded = json!({"d": "20{{card.expiry_yymm}}"});
-        assert_eq!(placeholders(&embedded), Err(TemplateError::Embedded));
+    fn missing_cvc_and_holder_become_null() {
+        let values = json!({"reference": "tx_1", "amount": 1500, "currency": "UZS", "capture": false});
+        let sent = filled("sandbox_acquirer.authorize", values, &card(None, None));
+        assert_eq!((&sent["card"]["cvc"], &sent["card"]["holder"]), (&Value::Null, &Value::Null));
     }
 
     #[test]
-    fn missing_cvc_and_holder_become_null() {
-        let template = json!({"cvc": "{{card.cvc}}", "holder": "{{card.holder}}"});
-        let sent: Value = serde_json::from_slice(&fill(&template, &card(None, None)).unwrap()).unwrap();
-        assert_eq!(sent, json!({"cvc": null, "holder": null}));
+    fn the_areq_carries_the_emv_expiry_and_leaves_out_an_absent_optional_value() {
+        let values = json!({
+            "message_version": "2.2.0", "three_ds_server_trans_id": "a1b2c3d4-aaaa-bbbb-cccc-ddddeeeeffff",
+            "three_ds_server_ref_number": "PAYSYS-3DSS-0001", "three_ds_server_url": "https://gw.example/3ds/rreq",
+            "three_ds_requestor_id": "PAYSYS-m_1", "merchant_name": "Shop", "three_ds_requestor_url": "https://gw.example",
+            "three_ds_comp_ind": "U", "purchase_amount": "1500", "purchase_currency": "860", "purchase_exponent": "2",
+            "purchase_date": "20261203101010", "acquirer_bin": "400551", "mcc": "5999", "merchant_country_code": "860",
+            "notification_url": "https://gw.example/3ds/notify", "browser_accept_header": "text/html",
+            "browser_java_enabled": false, "browser_javascript_enabled": true, "browser_language": "en",
+            "browser_color_depth": "24", "browser_screen_height": "768", "browser_screen_width": "1024",
+            "browser_tz": "-300", "browser_user_agent": "test",
+        });
+        let sent = filled("sandbox_ds.areq", values.clone(), &card(None, Some("123")));
+        assert_eq!(sent["acctNumber"], "4242424242424242");
+        assert_eq!(sent["cardExpiryDate"], "3107");
+        assert_eq!(sent["acquirerMerchantID"], "m_1");
+        assert_eq!(sent["merchantName"], "Shop");
+        assert!(sent.get("browserIP").is_none(), "{sent}");
+        assert!(!sent.to_string().contains("123\""), "no CVC in an AReq: {sent}");
+        let mut with_ip = values;
+        with_ip["browser_ip"] = json!("203.0.113.7");
+        assert_eq!(filled("sandbox_ds.areq", with_ip, &card(None, None))["browserIP"], "203.0.113.7");
     }
 
     #[test]
     fn a_hostile_holder_name_stays_one_string() {
         let hostile = r#"X"}, "amount": 1, "y": {"z": "#;
-        let template = json!({"amount": 100, "holder": "{{card.holder}}"});
-        let sent: Value = serde_json::from_slice(&fill(&template, &card(Some(hostile), None)).unwrap()).unwrap();
-        assert_eq!(sent, json!({"amount": 100, "holder": hostile}));
-    }
-
-    #[test]
-    fn embedded_unknown_and_key_placeholders_are_refused() {
-        for template in [
-            json!({"n": "pan={{card.number}}"}),
-            json!({"n": "{{card.number}} "}),
-            json!({"{{card.number}}": 1}),
-            json!([["x{{card.cvc}}"]]),
-        ] {
-            assert_eq!(placeholders(&template), Err(TemplateError::Embedded), "{template}");
-        }
-        for template in [json!({"n": "{{card.pan}}"}), json!({"n": "{{ card.number }}"}), json!("{{number}}")] {
-            assert_eq!(placeholders(&template), Err(TemplateError::UnknownPlaceholder), "{template}");
-        }
-        assert_eq!(placeholders(&json!({"a": "}} {"})).map(|f| f.len()), Ok(0));
+        let values = json!({"reference": "tx_1", "amount": 100, "currency": "UZS", "capture": true});
+        let sent = filled("sandbox_acquirer.authorize", values, &card(Some(hostile), None));
+        assert_eq!((&sent["amount"], &sent["card"]["holder"]), (&json!(100), &json!(hostile)));
     }
 }
