@@ -242,7 +242,10 @@ mod tests {
         };
         let relay = request.relay_request();
         assert_eq!(relay.template, AUTHORIZE_TEMPLATE);
-        assert_eq!(Value::Object(relay.values), json!({"reference": "tx_1", "amount": 1000, "currency": "UZS", "capture": true}));
+        assert_eq!(
+            Value::Object(relay.values),
+            json!({"reference": "tx_1", "amount": 1000, "currency": "UZS", "capture": true})
+        );
         request.three_ds = Some(ThreeDsProof {
             message_version: "2.2.0".into(),
             trans_status: "Y".into(),

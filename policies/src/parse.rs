@@ -264,7 +264,8 @@ fn check_template(
     let mut values = BTreeMap::new();
     for (value_name, spec) in raw.values {
         if !template::value_name_valid(value_name.get_ref()) || CardField::parse(value_name.get_ref()).is_some() {
-            let reason = format!("value name `{}` must be `[a-z][a-z0-9_]*` and not a card field", value_name.get_ref());
+            let reason =
+                format!("value name `{}` must be `[a-z][a-z0-9_]*` and not a card field", value_name.get_ref());
             return Err(invalid(value_name.span(), reason));
         }
         let span = spec.span();

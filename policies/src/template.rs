@@ -167,7 +167,9 @@ impl ValueKind {
     /// Does `value` have this kind? The error says what was expected, never the value.
     fn check(&self, value: &Value) -> Result<(), String> {
         let ok = match (self, value) {
-            (ValueKind::Integer { min, max }, Value::Number(n)) => n.as_i64().is_some_and(|v| (*min..=*max).contains(&v)),
+            (ValueKind::Integer { min, max }, Value::Number(n)) => {
+                n.as_i64().is_some_and(|v| (*min..=*max).contains(&v))
+            }
             (ValueKind::Bool, Value::Bool(_)) => true,
             (ValueKind::Digits { min_len, max_len }, Value::String(s)) => {
                 (*min_len..=*max_len).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
@@ -461,7 +463,9 @@ mod tests {
     fn typed_values_pass_and_numeric_fields_are_not_screened() {
         let t = template();
         // A 14-digit date and a 12-digit amount look like digit runs but are numeric.
-        let ok = t.check_values(&values(json!({"reference": "tx_1", "amount": 999_999_999_999_i64, "date": "20261203101010"})));
+        let ok = t.check_values(&values(
+            json!({"reference": "tx_1", "amount": 999_999_999_999_i64, "date": "20261203101010"}),
+        ));
         assert!(ok.is_ok(), "{ok:?}");
         let ok = t.check_values(&values(json!({"reference": "tx_1", "amount": 1, "date": "42424242424242",
                                                 "note": "a note", "ip": "::1"})));
@@ -532,13 +536,14 @@ mod tests {
 
     #[test]
     fn bodies_must_use_declared_values_and_allowed_fields() {
-        let declared: BTreeMap<String, ValueSpec> =
-            [("a".to_owned(), spec(ValueKind::Bool))].into_iter().collect();
+        let declared: BTreeMap<String, ValueSpec> = [("a".to_owned(), spec(ValueKind::Bool))].into_iter().collect();
         assert!(check_body(&json!({"x": "{{a}}"}), &declared, &[]).is_ok());
         assert!(check_body(&json!({"x": "{{b}}", "y": "{{a}}"}), &declared, &[]).is_err());
         assert!(check_body(&json!({"x": 1}), &declared, &[]).is_err(), "unused value");
         assert!(check_body(&json!({"x": "{{a}}", "n": "{{card.number}}"}), &declared, &[]).is_err());
-        assert!(check_body(&json!({"x": "{{a}}", "n": "pan {{card.number}}"}), &declared, &[CardField::Number]).is_err());
+        assert!(
+            check_body(&json!({"x": "{{a}}", "n": "pan {{card.number}}"}), &declared, &[CardField::Number]).is_err()
+        );
         assert!(check_body(&json!({"x": "{{a}}", "{{card.number}}": 1}), &declared, &[CardField::Number]).is_err());
         assert!(check_body(&json!({"x": "{{a}}", "n": "{{card.pan}}"}), &declared, &[CardField::Number]).is_err());
         let optional: BTreeMap<String, ValueSpec> =

@@ -268,7 +268,10 @@ fn templates_fix_where_card_data_goes() {
         policy.relay_template(M_123, "sandbox_acquirer.authorize").err(),
         Some(TemplateRefusal::DestinationNotAllowed)
     );
-    assert_eq!(policy.relay_template(M_123, "sandbox_acquirer.nope").err(), Some(TemplateRefusal::DestinationNotAllowed));
+    assert_eq!(
+        policy.relay_template(M_123, "sandbox_acquirer.nope").err(),
+        Some(TemplateRefusal::DestinationNotAllowed)
+    );
 }
 
 #[test]

@@ -86,7 +86,11 @@ async fn a_compromised_gateway_cannot_get_a_card_number_back() {
         // The AReq's merchantName: the DS stores it and the ACS page shows it.
         let mut values = areq_values("c0ffee00-aaaa-bbbb-cccc-ddddeeeeffff");
         values["merchant_name"] = json!("{{card.number}}");
-        attacks.push(("PAN placeholder as the AReq merchant name", areq(frictionless, values), "relay_card_data_in_value"));
+        attacks.push((
+            "PAN placeholder as the AReq merchant name",
+            areq(frictionless, values),
+            "relay_card_data_in_value",
+        ));
         let mut values = areq_values("c0ffee00-aaaa-bbbb-cccc-ddddeeeeffff");
         values["browser_user_agent"] = json!("{{card.expiry_yymm}} {{card.number}}");
         attacks.push(("placeholders in free text", areq(frictionless, values), "relay_card_data_in_value"));
@@ -152,7 +156,8 @@ async fn a_compromised_gateway_cannot_get_a_card_number_back() {
         assert_eq!(ledger.body["entries"], json!([]), "an attack reached the acquirer: {}", ledger.body);
 
         // The normal authorization and AReq still work.
-        let r = vault.call(gateway, "POST", "/v1/relay", Some(authorize(visa, authorization_values("tx_normal")))).await;
+        let r =
+            vault.call(gateway, "POST", "/v1/relay", Some(authorize(visa, authorization_values("tx_normal")))).await;
         assert_eq!((r.status, &r.body["body"]["approved"]), (200, &json!(true)), "{}", r.body);
         let acquirer_ref = r.body["body"]["acquirer_ref"].as_str().unwrap().to_owned();
         let trans_id = "c0ffee00-aaaa-bbbb-cccc-ddddeeee0001";

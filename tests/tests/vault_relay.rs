@@ -164,13 +164,33 @@ async fn every_refusal_has_its_code_and_is_audited() {
         ("a caller's body", with(&[("body", json!({"pan": "{{card.number}}"}))]), 403, "relay_template_not_allowed"),
         ("a caller's path", with(&[("path", json!("/acquirer/v1/authorizations"))]), 403, "relay_template_not_allowed"),
         ("a caller's method", with(&[("method", json!("POST"))]), 403, "relay_template_not_allowed"),
-        ("a caller's destination", with(&[("destination", json!("sandbox_acquirer"))]), 403, "relay_template_not_allowed"),
-        ("a caller's headers", with(&[("headers", json!({"x": "{{card.number}}"}))]), 403, "relay_template_not_allowed"),
+        (
+            "a caller's destination",
+            with(&[("destination", json!("sandbox_acquirer"))]),
+            403,
+            "relay_template_not_allowed",
+        ),
+        (
+            "a caller's headers",
+            with(&[("headers", json!({"x": "{{card.number}}"}))]),
+            403,
+            "relay_template_not_allowed",
+        ),
         ("a caller's URL", with(&[("url", json!("https://evil.example"))]), 403, "relay_template_not_allowed"),
         ("unknown template", with(&[("template", json!("sandbox_acquirer.refund"))]), 404, "relay_template_unknown"),
         ("no operation", with(&[("template", json!("sandbox_acquirer"))]), 404, "relay_template_unknown"),
-        ("path-like name", with(&[("template", json!("sandbox_acquirer.authorize/../x"))]), 404, "relay_template_unknown"),
-        ("unknown destination", with(&[("template", json!("nowhere.authorize"))]), 403, "relay_destination_not_allowed"),
+        (
+            "path-like name",
+            with(&[("template", json!("sandbox_acquirer.authorize/../x"))]),
+            404,
+            "relay_template_unknown",
+        ),
+        (
+            "unknown destination",
+            with(&[("template", json!("nowhere.authorize"))]),
+            403,
+            "relay_destination_not_allowed",
+        ),
         ("missing value", without_value("amount"), 422, "relay_value_invalid"),
         ("amount as text", with_value("amount", json!("100")), 422, "relay_value_invalid"),
         ("amount zero", with_value("amount", json!(0)), 422, "relay_value_invalid"),
@@ -211,9 +231,12 @@ async fn every_refusal_has_its_code_and_is_audited() {
             assert_eq!(record["decision"], "deny", "{what}: {record}");
         }
     }
-    assert!(records
-        .iter()
-        .any(|r| r["outcome"] == "relay_destination_not_allowed template=nowhere.authorize" && r["decision"] == "deny"));
+    assert!(
+        records
+            .iter()
+            .any(|r| r["outcome"] == "relay_destination_not_allowed template=nowhere.authorize"
+                && r["decision"] == "deny")
+    );
     let audit = serde_json::to_string(&records).unwrap();
     assert!(!audit.contains("4111111111111111"), "card data in the audit log");
     sandbox.stop().await;
@@ -309,7 +332,10 @@ async fn the_slow_card_times_out_within_the_cap() {
     // The CVC went with the first attempt, and both attempts are audited: sent, timed out.
     assert_eq!(stored_cvcs(&vault).await, 0);
     let outcomes: Vec<Value> = relay_records(&vault).await.iter().map(|r| r["outcome"].clone()).collect();
-    let attempt = [json!("sending template=sandbox_acquirer.authorize"), json!("relay_timeout template=sandbox_acquirer.authorize")];
+    let attempt = [
+        json!("sending template=sandbox_acquirer.authorize"),
+        json!("relay_timeout template=sandbox_acquirer.authorize"),
+    ];
     assert_eq!(outcomes, [attempt.clone(), attempt].concat());
     sandbox.stop().await;
     vault.finish().await;
@@ -418,13 +444,17 @@ async fn a_caller_that_hangs_up_mid_relay_leaves_both_records_and_no_cvc() {
         };
         assert_eq!(
             outcomes,
-            ["sending template=sandbox_acquirer.authorize", "ok template=sandbox_acquirer.authorize upstream_status=200"],
+            [
+                "sending template=sandbox_acquirer.authorize",
+                "ok template=sandbox_acquirer.authorize upstream_status=200"
+            ],
             "{}",
             backend.name()
         );
         assert_eq!(stored_cvcs(&vault).await, 0, "the CVC must be gone: it left with the relay");
         // And the authorization did happen, once.
-        let ledger = sandbox.call(&vault.pki.ca_cert, None, "GET", "/acquirer/v1/ledger?reference=tx_hangup", None).await;
+        let ledger =
+            sandbox.call(&vault.pki.ca_cert, None, "GET", "/acquirer/v1/ledger?reference=tx_hangup", None).await;
         assert_eq!(ledger.body["entries"].as_array().map(Vec::len), Some(1), "{}", ledger.body);
         let verify = vault.call(&vault.pki.alice, "GET", "/v1/audit/verify", None).await;
         assert_eq!(verify.body["ok"], true, "{}", verify.body);

@@ -6,11 +6,11 @@
 
 use crate::card::CardError;
 use crate::relay::RelayError;
-use paysys_policies::ValueError;
 use crate::store::StoreError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use paysys_policies::ValueError;
 
 /// An API error: status + stable code + safe message.
 #[derive(Debug)]

@@ -263,8 +263,19 @@ struct SendAndRecord {
 
 impl SendAndRecord {
     async fn run(self) -> Result<Json<Value>, ApiError> {
-        let SendAndRecord { vault, ctx, template_name, method, url, body, timeout, card, merchant_id, token, key_version } =
-            self;
+        let SendAndRecord {
+            vault,
+            ctx,
+            template_name,
+            method,
+            url,
+            body,
+            timeout,
+            card,
+            merchant_id,
+            token,
+            key_version,
+        } = self;
         let Some(client) = vault.relay.as_ref() else {
             return Err(ApiError::RelayUnreachable);
         };
@@ -273,7 +284,8 @@ impl SendAndRecord {
             Ok(response) => ("ok", Some(response.status)),
             Err(e) => (relay_error_code(e), None),
         };
-        let event = ctx.event("allow", &outcome(code, &template_name, status), Some(&merchant_id), Some(&token), key_version);
+        let event =
+            ctx.event("allow", &outcome(code, &template_name, status), Some(&merchant_id), Some(&token), key_version);
         // The card has left with its `sending` record in the log; an outcome that cannot be
         // recorded is logged, and the caller still gets the answer (the relay happened).
         if let Err(e) = vault.commit(Vec::new(), event).await {
@@ -379,7 +391,10 @@ mod tests {
         let plain = json!({"token": "tok_x", "merchant_id": "m_1", "template": "a.b", "values": {"x": 1}});
         assert!(read_request(plain.as_object().cloned().unwrap_or_default()).is_ok());
         let typo = json!({"token": "tok_x", "merchant_id": "m_1", "template": "a.b", "value": {}});
-        assert!(matches!(read_request(typo.as_object().cloned().unwrap_or_default()), Err(ApiError::InvalidRequest(_))));
+        assert!(matches!(
+            read_request(typo.as_object().cloned().unwrap_or_default()),
+            Err(ApiError::InvalidRequest(_))
+        ));
     }
 
     #[test]
