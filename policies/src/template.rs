@@ -459,6 +459,13 @@ mod tests {
         v.as_object().unwrap().clone()
     }
 
+    /// Valid values, with `name` set to `value`.
+    fn with(name: &str, value: Value) -> Map<String, Value> {
+        let mut m = values(json!({"reference": "tx_1", "amount": 5, "date": "20261203101010"}));
+        m.insert(name.into(), value);
+        m
+    }
+
     #[test]
     fn typed_values_pass_and_numeric_fields_are_not_screened() {
         let t = template();
@@ -475,12 +482,6 @@ mod tests {
     #[test]
     fn wrong_types_missing_and_unknown_values_are_refused() {
         let t = template();
-        let base = json!({"reference": "tx_1", "amount": 5, "date": "20261203101010"});
-        let with = |k: &str, v: Value| {
-            let mut m = values(base.clone());
-            m.insert(k.into(), v);
-            m
-        };
         for (k, v) in [
             ("amount", json!("5")),
             ("amount", json!(0)),
@@ -498,7 +499,7 @@ mod tests {
                 "{k} = {v} accepted"
             );
         }
-        let mut missing = values(base.clone());
+        let mut missing = with("note", json!("n"));
         missing.remove("amount");
         assert_eq!(t.check_values(&missing), Err(ValueError::Missing("amount".into())));
         assert_eq!(t.check_values(&with("extra", json!(1))), Err(ValueError::Unknown("extra".into())));
@@ -507,12 +508,6 @@ mod tests {
     #[test]
     fn card_data_in_values_is_refused_as_such() {
         let t = template();
-        let base = json!({"reference": "tx_1", "amount": 5, "date": "20261203101010"});
-        let with = |k: &str, v: Value| {
-            let mut m = values(base.clone());
-            m.insert(k.into(), v);
-            m
-        };
         for (k, v) in [
             ("reference", json!("{{card.number}}")),
             ("note", json!("{{card.cvc}}")),
