@@ -268,7 +268,7 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(write_error)?;
-        let events: Vec<AuditEvent> = expired.iter().map(|c| audit(c)).collect();
+        let events: Vec<AuditEvent> = expired.iter().map(audit).collect();
         append_audit(&mut tx, events.iter(), signer).await?;
         tx.commit().await.map_err(write_error)?;
         Ok(expired)

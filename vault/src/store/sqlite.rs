@@ -272,7 +272,7 @@ impl Store for SqliteStore {
         for chunk in chunks(&tokens) {
             delete_cards(&mut tx, chunk).await?;
         }
-        let events: Vec<AuditEvent> = expired.iter().map(|c| audit(c)).collect();
+        let events: Vec<AuditEvent> = expired.iter().map(audit).collect();
         append_audit(&mut tx, events.iter(), signer).await?;
         tx.commit().await.map_err(write_error)?;
         Ok(expired)
