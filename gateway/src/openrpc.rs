@@ -141,7 +141,7 @@ pub fn document() -> Value {
             ], "Refund", &[-31003]),
             method("card.get", "Token metadata from the vault (brand, BIN, last 4, expiry; never the number).",
                    vec![param("card_token", true, string(), "")], "Card", &[-31002, -31300, -31400]),
-            method("card.remove", "Stop using a token: the gateway refuses it for this merchant from now on.",
+            method("card.remove", "Stop using a token: the gateway refuses it for this merchant from now on, and the card data is deleted in the vault once no open payment needs it (card_data_deleted says whether that has happened yet).",
                    vec![param("card_token", true, string(), "")], "CardRemoved", &[-31002, -31300, -31400]),
             json!({
                 "name": "rpc.discover",
@@ -193,7 +193,8 @@ pub fn document() -> Value {
                 "created_at": string()
             }},
             "CardRemoved": { "type": "object", "properties": {
-                "card_token": string(), "removed": { "type": "boolean" }
+                "card_token": string(), "removed": { "type": "boolean" },
+                "card_data_deleted": { "type": "boolean" }
             }}
         }}
     })

@@ -25,7 +25,7 @@ use crate::three_ds::authentication::Plan;
 use crate::three_ds::directory::Directory;
 use crate::three_ds::messages::BrowserInfo;
 use crate::three_ds::{ThreeDsConfig, ThreeDsMode};
-use crate::vault::{CardVault, RelayAuthorization, RelayOutcome, ThreeDsProof, TokenBins, TokenLookup};
+use crate::vault::{CardVault, RelayAuthorization, RelayOutcome, ThreeDsProof, TokenBins, TokenLookup, TokenRemoval};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -1058,17 +1058,57 @@ impl Gateway {
         }
     }
 
-    /// The gateway holds no `tokens.delete` permission at the vault: removing a card
-    /// records the token as removed for this merchant, and the gateway refuses it from
-    /// then on (`card.get`, `payment.create` → −31400). The card data stays in the vault
-    /// until the merchant (or PaySys) deletes it there.
+    /// Remove a saved card: the gateway refuses the token for this merchant from now on
+    /// (`card.get`, `payment.create` → −31400), and the card data is deleted in the
+    /// vault — at once when no open payment needs it ([`PaymentStatus::needs_card`]),
+    /// else by the worker once the last such payment closes. The `removed_tokens` row is
+    /// the durable record of that pending deletion. The gateway holds no `tokens.delete`
+    /// at the vault: it uses `tokens.remove_for_merchant`, which deletes only a token of
+    /// the merchant it names.
     pub async fn card_remove(&self, merchant: &Merchant, token: &str) -> Result<Value, RpcError> {
-        if !self.store.token_removed(&merchant.merchant_id, token).await? {
+        let merchant_id = &merchant.merchant_id;
+        if !self.store.token_removed(merchant_id, token).await? {
             self.card_get(merchant, token).await?;
-            self.store.remove_token(&merchant.merchant_id, token, now_ms()).await?;
+            self.store.remove_token(merchant_id, token, now_ms()).await?;
         }
-        Ok(json!({ "card_token": token, "removed": true }))
+        let pending = self.store.removed_token(merchant_id, token).await?.is_some_and(|r| r.vault_deleted_at.is_none());
+        let deleted = if !pending {
+            true
+        } else if self.store.card_needed_by_open_payment(merchant_id, token).await? {
+            false
+        } else {
+            self.delete_card_in_vault(merchant_id, token).await?
+        };
+        Ok(json!({ "card_token": token, "removed": true, "card_data_deleted": deleted }))
     }
+
+    /// Ask the vault to delete a removed token's card and record the answer: done (also
+    /// when the vault has it no more), or failed with a back-off. `Ok(true)` when done.
+    pub async fn delete_card_in_vault(&self, merchant_id: &str, token: &str) -> Result<bool, RpcError> {
+        let outcome = self.vault.remove_token(token, merchant_id).await;
+        let now = now_ms();
+        match outcome {
+            TokenRemoval::Removed | TokenRemoval::NotFound => {
+                self.store.vault_removal_done(merchant_id, token, now).await?;
+                tracing::info!(merchant_id, card_token = token, "removed card deleted in the vault");
+                Ok(true)
+            }
+            TokenRemoval::Failed(reason) => {
+                let attempts = self.store.removed_token(merchant_id, token).await?.map_or(0, |r| r.vault_attempts);
+                let retry_at = now + removal_backoff_ms(attempts);
+                tracing::warn!(merchant_id, card_token = token, %reason, attempts, "deleting a removed card failed");
+                self.store.vault_removal_failed(merchant_id, token, &reason, retry_at).await?;
+                Ok(false)
+            }
+        }
+    }
+}
+
+/// Wait before the next attempt to delete a removed card after `failures` failures:
+/// 1 s, doubling, at most an hour (a rate-limited merchant's removals spread out).
+fn removal_backoff_ms(failures: i64) -> i64 {
+    let exponent = u32::try_from(failures.clamp(0, 12)).unwrap_or(12);
+    (1_000i64 << exponent).min(3_600_000)
 }
 
 /// An RRN as the acquirer issues it: 12 digits (a masked one has `*`).

@@ -71,6 +71,19 @@ impl PaymentStatus {
         matches!(self, PaymentStatus::Authorized | PaymentStatus::PartiallyCaptured)
     }
 
+    /// The payment is open and its card must stay in the vault: it is on its way to an
+    /// authorization (or a 3-D Secure AReq), its outcome is unknown (`processing` may
+    /// turn out a hold), or it holds funds that can still be captured. Once it is
+    /// captured, voided, expired or failed it needs the card no more: captures, voids
+    /// and refunds go to the acquirer by its reference.
+    pub fn needs_card(self) -> bool {
+        use PaymentStatus::*;
+        match self {
+            Created | Requires3ds | Authorizing | Processing | Authorized | PartiallyCaptured => true,
+            Captured | Voided | Expired | Failed => false,
+        }
+    }
+
     /// Whether the machine allows `self → to`. A partial capture may repeat
     /// (`partially_captured → partially_captured`); nothing else moves to itself.
     pub fn can_become(self, to: PaymentStatus) -> bool {

@@ -144,6 +144,10 @@ pub trait CardVault: Send + Sync + std::fmt::Debug {
     }
     /// Token metadata.
     async fn token_metadata(&self, token: &str) -> TokenLookup;
+
+    /// Delete `token`'s card data in the vault on behalf of `merchant_id`
+    /// (`tokens.remove_for_merchant`: only a token of that merchant; rate-limited).
+    async fn remove_token(&self, token: &str, merchant_id: &str) -> TokenRemoval;
 }
 
 /// The vault's mTLS API (`POST /v1/relay`, `GET /v1/tokens/{token}`), with the
@@ -223,6 +227,19 @@ impl CardVault for VaultRelay {
             Ok(r) => TokenLookup::Unavailable(format!("vault answered {} {}", r.status, error_code(&r.body))),
         }
     }
+
+    async fn remove_token(&self, token: &str, merchant_id: &str) -> TokenRemoval {
+        let path = format!("/v1/tokens/{token}/remove");
+        let body = json!({ "merchant_id": merchant_id });
+        // Idempotent: sent again, it finds the token gone (`token_not_found`).
+        match self.pool.call("POST", &path, Some(&body), Duration::from_secs(10), true).await {
+            Err(e) => TokenRemoval::Failed(format!("vault unreachable: {e}")),
+            Ok(r) if r.status == 200 => TokenRemoval::Removed,
+            Ok(r) if error_code(&r.body) == "token_not_found" => TokenRemoval::NotFound,
+            Ok(r) if error_code(&r.body).is_empty() => TokenRemoval::Failed(format!("vault answered {}", r.status)),
+            Ok(r) => TokenRemoval::Failed(error_code(&r.body).to_owned()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -286,4 +303,15 @@ impl TokenBins {
             entries.insert(token.to_owned(), (merchant_id.to_owned(), bin.to_owned()));
         }
     }
+}
+
+/// What became of a token removal at the vault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenRemoval {
+    /// The card data is deleted.
+    Removed,
+    /// The vault has no such token for this merchant: deleted already (or expired).
+    NotFound,
+    /// Not done (vault unreachable or sealed, `rate_limited`, refused by policy): try later.
+    Failed(String),
 }

@@ -1,7 +1,8 @@
 //! Background work: hold expiry (applying `after_expired`), expiry of 3-D Secure
 //! challenges not completed in their window, resolution of payments whose
 //! acquirer outcome is unknown (status inquiry; never a second authorization), and
-//! retries of refunds in doubt (the acquirer is idempotent on the refund reference).
+//! retries of refunds in doubt (the acquirer is idempotent on the refund reference),
+//! and deletion in the vault of removed cards whose last open payment has closed.
 //!
 //! Jobs are claimed in the database (`FOR UPDATE SKIP LOCKED` on PostgreSQL) with a
 //! lease, so several gateway replicas share the work and a crashed one's jobs return.
@@ -34,6 +35,7 @@ pub async fn run_once(gateway: &Gateway) {
     expire_authentications(gateway).await;
     resolve_unknown_outcomes(gateway).await;
     retry_refunds(gateway).await;
+    delete_removed_cards(gateway).await;
 }
 
 fn lease_until(gateway: &Gateway, now: i64) -> i64 {
@@ -121,6 +123,24 @@ async fn retry_refunds(gateway: &Gateway) {
         let id = refund.refund_id.clone();
         if let Err(e) = gateway.retry_refund(refund).await {
             tracing::error!(refund_id = %id, error = ?e, "refund retry failed");
+        }
+    }
+}
+
+/// Removed cards (`card.remove`) still in the vault that no open payment needs any more:
+/// deleted there now (`tokens.remove_for_merchant`); a failure is retried with back-off.
+async fn delete_removed_cards(gateway: &Gateway) {
+    let now = now_ms();
+    let claimed = match gateway.store.claim_vault_removals(now, now + 60_000, BATCH).await {
+        Ok(claimed) => claimed,
+        Err(e) => {
+            tracing::error!(error = %e, "claiming removed cards failed");
+            return;
+        }
+    };
+    for (merchant_id, token) in claimed {
+        if let Err(e) = gateway.delete_card_in_vault(&merchant_id, &token).await {
+            tracing::error!(%merchant_id, card_token = %token, error = ?e, "deleting a removed card failed");
         }
     }
 }

@@ -20,7 +20,7 @@ use paysys_gateway::server::App;
 use paysys_gateway::store::{MerchantRecord, Store};
 use paysys_gateway::three_ds::directory::Directory;
 use paysys_gateway::three_ds::ThreeDsConfig;
-use paysys_gateway::vault::{CardVault, RelayOutcome, RelayRequest, TokenLookup, TokenMetadata};
+use paysys_gateway::vault::{CardVault, RelayOutcome, RelayRequest, TokenLookup, TokenMetadata, TokenRemoval};
 use paysys_vault_client::{ClientTls, HttpVersion};
 use serde_json::{json, Value};
 use sqlx::Connection;
@@ -113,6 +113,14 @@ impl CardVault for DirectRelay {
                 created_at: "2025-01-01T00:00:00Z".into(),
             }),
             None => TokenLookup::NotFound,
+        }
+    }
+
+    async fn remove_token(&self, token: &str, merchant_id: &str) -> TokenRemoval {
+        if self.cards.contains_key(token) && merchant_id == MERCHANT {
+            TokenRemoval::Removed
+        } else {
+            TokenRemoval::NotFound
         }
     }
 }
@@ -387,6 +395,7 @@ async fn payments_on_every_database() {
         declines(&h).await;
         idempotency_and_validation(&h).await;
         cards(&h).await;
+        card_removal_waits_for_open_holds(&h).await;
         list(&h).await;
         h.finish().await;
     }
@@ -524,11 +533,45 @@ async fn cards(h: &Harness) {
     let c = h.ok("card.get", json!({"card_token": token})).await;
     assert_eq!(c["last4"], "9995");
     assert!(!c.to_string().contains(LIMITED));
-    assert_eq!(h.ok("card.remove", json!({"card_token": token})).await["removed"], true);
+    // No open payment needs the card (LIMITED's holds were voided): deleted in the vault at once.
+    let r = h.ok("card.remove", json!({"card_token": token})).await;
+    assert_eq!((&r["removed"], &r["card_data_deleted"]), (&json!(true), &json!(true)), "{r}");
+    let removal = h.gateway.store.removed_token(MERCHANT, &token).await.unwrap().unwrap();
+    assert!(removal.vault_deleted_at.is_some(), "{removal:?}");
+    // Removing again changes nothing.
+    assert_eq!(h.ok("card.remove", json!({"card_token": token})).await["card_data_deleted"], true);
     assert_eq!(h.err("card.get", json!({"card_token": token})).await["code"], -31400);
     let e = h.err("payment.create", create_params(LIMITED, 100, "after-remove", json!({}))).await;
     assert_eq!(e["code"], -31400);
     assert_eq!(h.err("card.get", json!({"card_token": "tok_unknownunknownunknown00"})).await["code"], -31400);
+}
+
+/// A card with an open hold stays in the vault until the hold closes; then the worker
+/// deletes it. The pending deletion is a row in the store, not memory.
+async fn card_removal_waits_for_open_holds(h: &Harness) {
+    let token = token_for(VISA);
+    let hold = h.ok("payment.create", create_params(VISA, 500, "rm-hold", json!({"capture_method": "manual"}))).await;
+    assert_eq!(hold["status"], "authorized");
+    let tx = hold["transaction_id"].as_str().unwrap().to_owned();
+    assert!(h.gateway.store.card_needed_by_open_payment(MERCHANT, &token).await.unwrap());
+
+    let r = h.ok("card.remove", json!({"card_token": token})).await;
+    assert_eq!((&r["removed"], &r["card_data_deleted"]), (&json!(true), &json!(false)), "{r}");
+    paysys_gateway::workers::run_once(&h.gateway).await;
+    let pending = h.gateway.store.removed_token(MERCHANT, &token).await.unwrap().unwrap();
+    assert_eq!(pending.vault_deleted_at, None, "the hold still needs the card");
+    assert!(h.gateway.store.claim_vault_removals(now_ms(), now_ms() + 1, 10).await.unwrap().is_empty());
+
+    // The hold can still be captured (by the acquirer's reference), and then it is closed.
+    assert_eq!(h.ok("payment.capture", json!({"transaction_id": tx})).await["status"], "captured");
+    assert!(!h.gateway.store.card_needed_by_open_payment(MERCHANT, &token).await.unwrap());
+    paysys_gateway::workers::run_once(&h.gateway).await;
+    let done = h.gateway.store.removed_token(MERCHANT, &token).await.unwrap().unwrap();
+    assert!(done.vault_deleted_at.is_some(), "{done:?}");
+    assert_eq!(h.ok("card.remove", json!({"card_token": token})).await["card_data_deleted"], true);
+    // A refund goes by the acquirer's reference: the deleted card is not needed.
+    let refund = json!({"transaction_id": tx, "amount": 100, "partner_refund_id": "rm-refund"});
+    assert_eq!(h.ok("payment.refund", refund).await["status"], "succeeded");
 }
 
 async fn list(h: &Harness) {

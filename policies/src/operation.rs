@@ -12,6 +12,11 @@ pub enum Operation {
     TokensRead,
     /// `tokens.delete`: delete a token and its card data.
     TokensDelete,
+    /// `tokens.remove_for_merchant`: delete a token and its card data on behalf of the
+    /// merchant the request names, only if the token is that merchant's, and at a rate
+    /// the vault limits per merchant. The gateway's way to carry out `card.remove`
+    /// without the general `tokens.delete`.
+    TokensRemoveForMerchant,
     /// `relay`: have the vault substitute card data into a request to a destination.
     Relay,
     /// `keys.status`: key versions, check values, re-encryption progress.
@@ -32,10 +37,11 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation, in the order policy tables show them.
-    pub const ALL: [Operation; 11] = [
+    pub const ALL: [Operation; 12] = [
         Operation::TokensCreate,
         Operation::TokensRead,
         Operation::TokensDelete,
+        Operation::TokensRemoveForMerchant,
         Operation::Relay,
         Operation::KeysStatus,
         Operation::KeysRotate,
@@ -52,6 +58,7 @@ impl Operation {
             Operation::TokensCreate => "tokens.create",
             Operation::TokensRead => "tokens.read",
             Operation::TokensDelete => "tokens.delete",
+            Operation::TokensRemoveForMerchant => "tokens.remove_for_merchant",
             Operation::Relay => "relay",
             Operation::KeysStatus => "keys.status",
             Operation::KeysRotate => "keys.rotate",
@@ -72,7 +79,11 @@ impl Operation {
     /// rule's merchant `scope` applies to, and a rule granting one must state a scope.
     pub fn is_merchant_bound(self) -> bool {
         match self {
-            Operation::TokensCreate | Operation::TokensRead | Operation::TokensDelete | Operation::Relay => true,
+            Operation::TokensCreate
+            | Operation::TokensRead
+            | Operation::TokensDelete
+            | Operation::TokensRemoveForMerchant
+            | Operation::Relay => true,
             Operation::KeysStatus
             | Operation::KeysRotate
             | Operation::KeysApprove
@@ -89,14 +100,15 @@ impl Operation {
             Operation::TokensCreate => 0,
             Operation::TokensRead => 1,
             Operation::TokensDelete => 2,
-            Operation::Relay => 3,
-            Operation::KeysStatus => 4,
-            Operation::KeysRotate => 5,
-            Operation::KeysApprove => 6,
-            Operation::KeysRetire => 7,
-            Operation::KeysDestroy => 8,
-            Operation::AuditRead => 9,
-            Operation::SysSeal => 10,
+            Operation::TokensRemoveForMerchant => 3,
+            Operation::Relay => 4,
+            Operation::KeysStatus => 5,
+            Operation::KeysRotate => 6,
+            Operation::KeysApprove => 7,
+            Operation::KeysRetire => 8,
+            Operation::KeysDestroy => 9,
+            Operation::AuditRead => 10,
+            Operation::SysSeal => 11,
         }
     }
 }

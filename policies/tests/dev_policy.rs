@@ -16,7 +16,7 @@ fn dev() -> Policy {
 }
 
 /// principal, its own merchant id (if a merchant), every operation → allowed?
-type Row = (&'static str, Option<&'static str>, [(Operation, bool); 11]);
+type Row = (&'static str, Option<&'static str>, [(Operation, bool); 12]);
 
 /// The literal table the default policy must produce; a change to `dev.toml` that
 /// changes who may do what has to change this table too, in the same review.
@@ -28,9 +28,9 @@ fn permission_matrix_of_the_dev_policy() {
     #[rustfmt::skip]
     let expected: [Row; 3] = [
         //                  tokens.*                                          relay        keys.*                                                                                   audit          sys
-        (GATEWAY, None,          [(TokensCreate, N), (TokensRead, Y), (TokensDelete, N), (Relay, Y), (KeysStatus, N), (KeysRotate, N), (KeysApprove, N), (KeysRetire, N), (KeysDestroy, N), (AuditRead, N), (SysSeal, N)]),
-        (ALICE,   None,          [(TokensCreate, N), (TokensRead, N), (TokensDelete, N), (Relay, N), (KeysStatus, Y), (KeysRotate, Y), (KeysApprove, Y), (KeysRetire, Y), (KeysDestroy, Y), (AuditRead, Y), (SysSeal, Y)]),
-        (M_123,   Some("m_123"), [(TokensCreate, Y), (TokensRead, Y), (TokensDelete, Y), (Relay, N), (KeysStatus, N), (KeysRotate, N), (KeysApprove, N), (KeysRetire, N), (KeysDestroy, N), (AuditRead, N), (SysSeal, N)]),
+        (GATEWAY, None,          [(TokensCreate, N), (TokensRead, Y), (TokensDelete, N), (TokensRemoveForMerchant, Y), (Relay, Y), (KeysStatus, N), (KeysRotate, N), (KeysApprove, N), (KeysRetire, N), (KeysDestroy, N), (AuditRead, N), (SysSeal, N)]),
+        (ALICE,   None,          [(TokensCreate, N), (TokensRead, N), (TokensDelete, N), (TokensRemoveForMerchant, N), (Relay, N), (KeysStatus, Y), (KeysRotate, Y), (KeysApprove, Y), (KeysRetire, Y), (KeysDestroy, Y), (AuditRead, Y), (SysSeal, Y)]),
+        (M_123,   Some("m_123"), [(TokensCreate, Y), (TokensRead, Y), (TokensDelete, Y), (TokensRemoveForMerchant, N), (Relay, N), (KeysStatus, N), (KeysRotate, N), (KeysApprove, N), (KeysRetire, N), (KeysDestroy, N), (AuditRead, N), (SysSeal, N)]),
     ];
     let policy = dev();
     for (principal, own_merchant, row) in expected {
@@ -120,7 +120,14 @@ fn merchant_scope() {
         assert_eq!(policy.decide(GATEWAY, Operation::Relay, Some(merchant)), Decision::Allow);
         assert_eq!(policy.decide(GATEWAY, Operation::TokensCreate, Some(merchant)), Decision::Deny(DenyReason::NoRule));
         assert_eq!(policy.decide(GATEWAY, Operation::TokensDelete, Some(merchant)), Decision::Deny(DenyReason::NoRule));
+        // card.remove's narrow operation; the vault checks the token is `merchant`'s.
+        assert_eq!(policy.decide(GATEWAY, Operation::TokensRemoveForMerchant, Some(merchant)), Decision::Allow);
     }
+    // A merchant deletes its own tokens with tokens.delete; the narrow one is the gateway's.
+    assert_eq!(
+        policy.decide(M_123, Operation::TokensRemoveForMerchant, Some("m_123")),
+        Decision::Deny(DenyReason::NoRule)
+    );
 }
 
 #[test]

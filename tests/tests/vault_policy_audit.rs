@@ -26,6 +26,11 @@ async fn attempt(vault: &TestVault, who: &Identity, operation: &str) -> (u16, Op
             let token = vault.tokenize("4242424242424242").await;
             vault.call(who, "DELETE", &format!("/v1/tokens/{token}"), None).await
         }
+        "tokens.remove_for_merchant" => {
+            let token = vault.tokenize("4242424242424242").await;
+            let body = json!({"merchant_id": "m_1"});
+            vault.call(who, "POST", &format!("/v1/tokens/{token}/remove"), Some(body)).await
+        }
         "keys.status" => vault.call(who, "GET", "/v1/sys/status", None).await,
         "audit.read" => vault.call(who, "GET", "/v1/audit/verify", None).await,
         "sys.seal" => {
@@ -80,6 +85,7 @@ const MATRIX: &[(&str, &[(&str, bool)])] = &[
             ("tokens.create", false),
             ("tokens.read", true),
             ("tokens.delete", false),
+            ("tokens.remove_for_merchant", true),
             ("keys.status", false),
             ("audit.read", false),
             ("sys.seal", false),
@@ -96,6 +102,7 @@ const MATRIX: &[(&str, &[(&str, bool)])] = &[
             ("tokens.create", false),
             ("tokens.read", false),
             ("tokens.delete", false),
+            ("tokens.remove_for_merchant", false),
             ("keys.status", true),
             ("audit.read", true),
             ("sys.seal", true),
@@ -112,6 +119,7 @@ const MATRIX: &[(&str, &[(&str, bool)])] = &[
             ("tokens.create", true),
             ("tokens.read", true),
             ("tokens.delete", true),
+            ("tokens.remove_for_merchant", false),
             ("keys.status", false),
             ("audit.read", false),
             ("sys.seal", false),
@@ -128,6 +136,7 @@ const MATRIX: &[(&str, &[(&str, bool)])] = &[
             ("tokens.create", false),
             ("tokens.read", false),
             ("tokens.delete", false),
+            ("tokens.remove_for_merchant", false),
             ("keys.status", false),
             ("audit.read", false),
             ("sys.seal", false),

@@ -4,7 +4,9 @@ use crate::api::{self, now_ms, Vault};
 use crate::committer::Committer;
 use crate::keyring::{KeyState, Keyring};
 use crate::lifecycle::{self, meta, Lifecycle, LifecycleConfig};
+use crate::rate_limit::{MerchantRateLimiter, RateLimit};
 use crate::relay::{RelayClient, RelayConfig};
+use crate::retention::{self, SweepConfig};
 use crate::store::{self, AuditEvent, StoreError};
 use crate::{audit::ChainSigner, server, tls};
 use anyhow::Context;
@@ -36,7 +38,8 @@ enum Command {
     /// Create the key store: root key, first KEK and DEK (only wrapped keys are stored).
     Init(InitArgs),
     /// Serve the internal API over mTLS.
-    Serve(ServeArgs),
+    // Boxed: by far the largest variant (clippy::large_enum_variant).
+    Serve(Box<ServeArgs>),
     /// Policy files.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -227,6 +230,20 @@ struct ServeArgs {
     /// How often expired CVCs are swept.
     #[arg(long, default_value_t = 30)]
     cvc_sweep_secs: u64,
+    /// How often cards whose token expired (`ttl_sec`) are deleted. They read as not
+    /// found from the moment they expire; this is how long their ciphertext may linger.
+    #[arg(long, default_value_t = 60)]
+    token_sweep_secs: u64,
+    /// Cards deleted per sweep transaction (one audit record each).
+    #[arg(long, default_value_t = 500)]
+    token_sweep_batch: u32,
+    /// `tokens.remove_for_merchant` (the gateway's card.remove): sustained removals per
+    /// second per merchant, per vault process.
+    #[arg(long, default_value_t = 2.0)]
+    removal_rate_per_sec: f64,
+    /// `tokens.remove_for_merchant`: removals a merchant may make at once after a quiet spell.
+    #[arg(long, default_value_t = 100)]
+    removal_burst: u32,
     /// Largest request body accepted.
     #[arg(long, default_value_t = 16 * 1024)]
     max_body_bytes: usize,
@@ -296,7 +313,7 @@ pub fn main(cli: Cli) -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Init(args) => init(args).await,
-            Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Serve(args) => serve(*args).await.map(|()| ExitCode::SUCCESS),
             Command::Policy(PolicyCommand::Check { file }) => policy_check(&file),
             Command::Audit(AuditCommand::Verify(source)) => audit_verify(source).await,
             Command::Audit(AuditCommand::Export { source, since }) => audit_export(source, since).await,
@@ -481,6 +498,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "--dev-root-key-file is refused without --dev: production vaults are unsealed by custodians"
     );
     anyhow::ensure!(args.cvc_ttl_secs <= MAX_CVC_TTL_SECS, "--cvc-ttl-secs may be at most {MAX_CVC_TTL_SECS}");
+    anyhow::ensure!(
+        args.removal_rate_per_sec.is_finite() && args.removal_rate_per_sec >= 0.0,
+        "--removal-rate-per-sec must be a number of at least 0"
+    );
     let policy = load_policy(&args)?;
     let relay = relay_client(&args)?;
     let tls_config = tls::server_config(&args.tls_cert, &args.tls_key, &args.client_ca)?;
@@ -511,8 +532,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         relay,
         cvc_claims: api::CvcClaims::default(),
         lifecycle: Arc::new(Lifecycle::new(lifecycle_config(&args))),
+        removal_limit: MerchantRateLimiter::new(RateLimit {
+            per_second: args.removal_rate_per_sec,
+            burst: args.removal_burst,
+        }),
     });
     tokio::spawn(sweep_cvcs(store, Duration::from_secs(args.cvc_sweep_secs.max(1))));
+    let sweep = SweepConfig {
+        interval: Duration::from_secs(args.token_sweep_secs.max(1)),
+        batch: i64::from(args.token_sweep_batch.max(1)),
+    };
+    tokio::spawn(retention::run_token_sweeper(vault.clone(), sweep));
     tokio::spawn(lifecycle::run_key_sync(vault.clone(), Duration::from_secs(args.key_sync_secs.max(1))));
     // Resumes a job a killed process left running, as soon as the vault is unsealed.
     tokio::spawn(lifecycle::run_reencryption(vault.clone()));

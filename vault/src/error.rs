@@ -96,6 +96,10 @@ pub enum ApiError {
     ForceRequiresApproval,
     /// Another key change got there first; look at the state and try again.
     KeyChangeConflict,
+    /// `ttl_sec` is not a whole number of seconds within the allowed range.
+    TtlInvalid,
+    /// Too many requests of this kind for this merchant; try again later.
+    RateLimited,
 }
 
 impl ApiError {
@@ -141,6 +145,8 @@ impl ApiError {
             ApiError::ReencryptionRunning => (StatusCode::CONFLICT, "reencryption_running"),
             ApiError::ForceRequiresApproval => (StatusCode::CONFLICT, "force_requires_approval"),
             ApiError::KeyChangeConflict => (StatusCode::CONFLICT, "key_change_conflict"),
+            ApiError::TtlInvalid => (StatusCode::UNPROCESSABLE_ENTITY, "ttl_sec_invalid"),
+            ApiError::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
         }
     }
 
@@ -195,6 +201,10 @@ impl ApiError {
                 "force is accepted only for a destroy that a second officer approves".into()
             }
             ApiError::KeyChangeConflict => "another key change happened at the same time; try again".into(),
+            ApiError::TtlInvalid => {
+                format!("ttl_sec must be a whole number of seconds from 1 to {}", crate::api::MAX_TOKEN_TTL_SECS)
+            }
+            ApiError::RateLimited => "too many removals for this merchant; try again later".into(),
         }
     }
 }

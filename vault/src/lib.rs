@@ -17,6 +17,8 @@
 //! * [`keyring`] — the unsealed key hierarchy and the sealed/unsealed switch.
 //! * [`lifecycle`] — custodian unseal, rotation, re-encryption, retirement, dual control.
 //! * [`committer`] — group commit of writes with their audit records.
+//! * [`retention`] — the sweeper that deletes cards whose token expired, in audited batches.
+//! * [`rate_limit`] — the per-merchant token bucket of the gateway's narrow token removal.
 //! * [`audit`] — the HMAC chain over audit records.
 //! * [`store`] — persistence behind one trait: SQLite (default) and PostgreSQL.
 
@@ -29,7 +31,9 @@ pub mod error;
 pub mod keyring;
 pub mod lifecycle;
 mod officer_cli;
+pub mod rate_limit;
 pub mod relay;
+pub mod retention;
 pub mod server;
 pub mod store;
 pub mod tls;

@@ -8,8 +8,8 @@
 #![allow(clippy::unwrap_used)]
 
 use paysys_vault::store::{
-    self, AuditEvent, AuditRecord, AuditSigner, CardRecord, CardWrite, Counts, CvcRecord, DekUsage, KeyChange, KeyKind,
-    KeyRequest, ReencryptBatch, RequestDecision, Store, StoreError, StoredKey, WriteUnit,
+    self, AuditEvent, AuditRecord, AuditSigner, CardRecord, CardWrite, Counts, CvcRecord, DekUsage, ExpiredCard,
+    KeyChange, KeyKind, KeyRequest, ReencryptBatch, RequestDecision, Store, StoreError, StoredKey, WriteUnit,
 };
 use sqlx::Connection;
 use std::collections::hash_map::DefaultHasher;
@@ -145,6 +145,10 @@ store_tests! {
     a_request_is_decided_once,
     a_reencryption_batch_moves_records_and_cursor_together,
     seal_counts_add_up,
+    an_expired_token_is_not_found,
+    reuse_skips_tokens_that_expire_sooner_than_asked,
+    expired_cards_are_deleted_in_audited_batches,
+    replicas_sweeping_together_delete_each_card_once,
     #[ignore = "benchmark: prints commit throughput, asserts nothing about speed"]
     commit_throughput,
 }
@@ -182,6 +186,26 @@ fn card(token: &str, merchant_id: &str, fingerprint: &str, created_at: i64) -> C
         dek_version: 1,
         ciphertext: format!("sealed:{token}").into_bytes(),
         created_at,
+        expires_at: None,
+    }
+}
+
+fn expiring_card(token: &str, merchant_id: &str, fingerprint: &str, expires_at: i64) -> CardRecord {
+    CardRecord { expires_at: Some(expires_at), ..card(token, merchant_id, fingerprint, 1) }
+}
+
+/// The audit event the sweeper writes for `card` (the vault's own is in `retention.rs`).
+fn expiry_event(card: &ExpiredCard) -> AuditEvent {
+    AuditEvent {
+        at: 1_700_000_000_000,
+        request_id: "sweep_test".to_owned(),
+        principal: "local:paysys-vault-sweeper".to_owned(),
+        operation: "tokens.expire".to_owned(),
+        merchant_id: Some(card.merchant_id.clone()),
+        token: Some(card.token.clone()),
+        decision: "allow".to_owned(),
+        outcome: "ok".to_owned(),
+        key_version: Some(card.dek_version),
     }
 }
 
@@ -323,12 +347,12 @@ async fn fingerprint_lookup_returns_the_merchants_oldest_card(db: &TestDb) {
     let units: Vec<WriteUnit> = cards.iter().map(|c| unit(vec![CardWrite::InsertCard(c.clone())])).collect();
     store.commit(&units, &TestSigner).await.unwrap();
 
-    let found = store.find_card_by_fingerprint("m1", "fp").await.unwrap();
+    let found = store.find_card_by_fingerprint("m1", "fp", 0, None).await.unwrap();
     assert_eq!(found.map(|c| c.token), Some("tok_first".to_owned()));
-    let found = store.find_card_by_fingerprint("m2", "fp").await.unwrap();
+    let found = store.find_card_by_fingerprint("m2", "fp", 0, None).await.unwrap();
     assert_eq!(found.map(|c| c.token), Some("tok_other_merchant".to_owned()));
-    assert_eq!(store.find_card_by_fingerprint("m3", "fp").await.unwrap(), None);
-    assert_eq!(store.find_card_by_fingerprint("m1", "fp-none").await.unwrap(), None);
+    assert_eq!(store.find_card_by_fingerprint("m3", "fp", 0, None).await.unwrap(), None);
+    assert_eq!(store.find_card_by_fingerprint("m1", "fp-none", 0, None).await.unwrap(), None);
 }
 
 async fn a_cvc_is_taken_once(db: &TestDb) {
@@ -436,7 +460,7 @@ async fn delete_removes_card_and_cvc(db: &TestDb) {
     store.commit(&[unit(vec![CardWrite::DeleteCard { token: "tok_a".to_owned() }])], &TestSigner).await.unwrap();
 
     assert_eq!(store.find_card("tok_a").await.unwrap(), None);
-    assert_eq!(store.find_card_by_fingerprint("m1", "fp").await.unwrap(), None);
+    assert_eq!(store.find_card_by_fingerprint("m1", "fp", 0, None).await.unwrap(), None);
     assert_eq!(store.take_cvc("tok_a", 0).await.unwrap(), None);
     assert!(store.find_card("tok_keep").await.unwrap().is_some());
     let counts = store.counts().await.unwrap();
@@ -732,4 +756,132 @@ async fn seal_counts_add_up(db: &TestDb) {
     store.add_seals(&[(1, 5)]).await.unwrap();
     store.add_seals(&[(1, 7), (9, 1)]).await.unwrap();
     assert_eq!(store.seal_counts().await.unwrap(), vec![(1, 12)]);
+}
+
+// ---------------------------------------------------------------------------------
+// Token expiry and the sweeper.
+
+async fn an_expired_token_is_not_found(db: &TestDb) {
+    let store = db.open().await;
+    let expiring = expiring_card("tok_expiring", "m1", "fp", 1_000);
+    store
+        .commit(&[unit(vec![CardWrite::InsertCard(expiring.clone())]), tokenize("tok_forever")], &TestSigner)
+        .await
+        .unwrap();
+
+    assert_eq!(store.find_card_at("tok_expiring", 999).await.unwrap(), Some(expiring));
+    // Expired at the instant itself, whether or not the sweeper has run.
+    assert_eq!(store.find_card_at("tok_expiring", 1_000).await.unwrap(), None);
+    assert_eq!(store.find_card("tok_expiring").await.unwrap(), None, "the wall clock is long past 1 s after 1970");
+    assert!(store.find_card_at("tok_forever", i64::MAX).await.unwrap().is_some());
+    assert_eq!(store.counts().await.unwrap().cards, 2, "not found is not deleted: the sweeper deletes");
+}
+
+async fn reuse_skips_tokens_that_expire_sooner_than_asked(db: &TestDb) {
+    let store = db.open().await;
+    // The oldest matching card is reused: tok_short is older.
+    let cards = [
+        CardRecord { created_at: 1, ..expiring_card("tok_short", "m1", "fp", 5_000) },
+        CardRecord { created_at: 2, ..expiring_card("tok_long", "m1", "fp", 9_000) },
+    ];
+    let units: Vec<WriteUnit> = cards.iter().map(|c| unit(vec![CardWrite::InsertCard(c.clone())])).collect();
+    store.commit(&units, &TestSigner).await.unwrap();
+    let reused = |now, lives_until| {
+        let store = store.clone();
+        async move { store.find_card_by_fingerprint("m1", "fp", now, lives_until).await.unwrap().map(|c| c.token) }
+    };
+    assert_eq!(reused(0, Some(4_000)).await.as_deref(), Some("tok_short"));
+    assert_eq!(reused(0, Some(6_000)).await.as_deref(), Some("tok_long"), "tok_short would die too soon");
+    assert_eq!(reused(0, Some(10_000)).await, None);
+    // Asked to live forever: no expiring token will do.
+    assert_eq!(reused(0, None).await, None);
+    // An expired token is never handed out again.
+    assert_eq!(reused(6_000, Some(6_000)).await.as_deref(), Some("tok_long"));
+    assert_eq!(reused(9_000, Some(1)).await, None);
+    store.commit(&[tokenize("tok_forever")], &TestSigner).await.unwrap();
+    let forever = store.find_card_by_fingerprint("m1", "fp-tok_forever", 0, None).await.unwrap();
+    assert_eq!(forever.map(|c| c.token).as_deref(), Some("tok_forever"));
+}
+
+async fn expired_cards_are_deleted_in_audited_batches(db: &TestDb) {
+    let store = db.open().await;
+    let mut writes: Vec<WriteUnit> = (0..5)
+        .map(|i| {
+            let token = format!("tok_exp{i}");
+            unit(vec![
+                CardWrite::InsertCard(expiring_card(&token, "m1", "fp", 1_000 + i)),
+                CardWrite::InsertCvc(cvc(&token, i64::MAX)),
+            ])
+        })
+        .collect();
+    writes.push(unit(vec![CardWrite::InsertCard(expiring_card("tok_later", "m2", "fp", 50_000))]));
+    writes.push(tokenize("tok_forever"));
+    store.commit(&writes, &TestSigner).await.unwrap();
+    let before = verified_chain(&*store).await.len();
+
+    let first = store.delete_expired_cards(2_000, 3, &expiry_event, &TestSigner).await.unwrap();
+    let tokens: Vec<&str> = first.iter().map(|c| c.token.as_str()).collect();
+    assert_eq!(tokens, ["tok_exp0", "tok_exp1", "tok_exp2"], "oldest expiry first, at most the batch");
+    assert_eq!((first[0].merchant_id.as_str(), first[0].dek_version, first[0].expires_at), ("m1", 1, 1_000));
+    let second = store.delete_expired_cards(2_000, 3, &expiry_event, &TestSigner).await.unwrap();
+    assert_eq!(second.len(), 2, "a short batch: nothing else has expired");
+    assert!(store.delete_expired_cards(2_000, 3, &expiry_event, &TestSigner).await.unwrap().is_empty());
+
+    // Crypto-shred: the rows are gone, CVCs with them, the rest untouched.
+    let counts = store.counts().await.unwrap();
+    assert_eq!((counts.cards, counts.cvcs), (2, 0));
+    assert!(store.find_card_at("tok_later", 2_000).await.unwrap().is_some());
+    assert!(store.find_card_at("tok_forever", 2_000).await.unwrap().is_some());
+    for i in 0..5 {
+        assert_eq!(store.take_cvc(&format!("tok_exp{i}"), 0).await.unwrap(), None);
+    }
+    // One audit record per card, chained like every other record.
+    let chain = verified_chain(&*store).await;
+    let swept: Vec<&AuditEvent> = chain[before..].iter().map(|r| &r.event).collect();
+    assert_eq!(swept.len(), 5);
+    assert!(swept.iter().all(|e| e.operation == "tokens.expire" && e.merchant_id.as_deref() == Some("m1")));
+    let named: Vec<&str> = swept.iter().filter_map(|e| e.token.as_deref()).collect();
+    assert_eq!(named, ["tok_exp0", "tok_exp1", "tok_exp2", "tok_exp3", "tok_exp4"]);
+}
+
+async fn replicas_sweeping_together_delete_each_card_once(db: &TestDb) {
+    const CARDS: usize = 400;
+    let stores = [db.open().await, db.open().await, db.open().await];
+    let units: Vec<WriteUnit> = (0..CARDS)
+        .map(|i| {
+            let token = format!("tok_many{i:04}");
+            unit(vec![CardWrite::InsertCard(expiring_card(&token, "m1", "fp", 1_000 + (i as i64 % 7)))])
+        })
+        .collect();
+    stores[0].commit(&units, &TestSigner).await.unwrap();
+    let before = verified_chain(&*stores[0]).await.len();
+
+    // Three "replicas", two sweepers each, racing over the same expired cards.
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..6 {
+        let store = stores[t % 3].clone();
+        tasks.spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let batch = store.delete_expired_cards(5_000, 16, &expiry_event, &TestSigner).await.unwrap();
+                if batch.is_empty() {
+                    return mine;
+                }
+                mine.extend(batch.into_iter().map(|c| c.token));
+            }
+        });
+    }
+    let mut deleted = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        deleted.extend(done.unwrap());
+    }
+    deleted.sort();
+    let before_dedup = deleted.len();
+    deleted.dedup();
+    assert_eq!(before_dedup, deleted.len(), "a card was reported deleted by two sweepers");
+    assert_eq!(deleted.len(), CARDS);
+    assert_eq!(stores[1].counts().await.unwrap().cards, 0);
+    // Exactly one audit record per card, and the chain is still linear.
+    let chain = verified_chain(&*stores[2]).await;
+    assert_eq!(chain.len() - before, CARDS);
 }

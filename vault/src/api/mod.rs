@@ -1,6 +1,7 @@
 //! The vault's internal HTTP API (served over mTLS only, see `server.rs`).
 //!
-//! * `tokens.rs` — tokenize, read metadata, delete (crypto-shred).
+//! * `tokens.rs` — tokenize (with an optional expiry), read metadata, delete
+//!   (crypto-shred), and the gateway's narrow removal on behalf of a merchant.
 //! * `relay.rs` — send a request with a token's card data to an allow-listed destination.
 //! * `sys.rs` — health, status, seal and unseal.
 //! * `sys.rs` — health, status, seal and unseal (custodian shares, or the dev key).
@@ -16,6 +17,7 @@ mod sys;
 mod tokens;
 
 pub use relay::CvcClaims;
+pub use tokens::MAX_TOKEN_TTL_SECS;
 
 use crate::card::redact_digit_runs;
 use crate::committer::{CommitError, Committer};
@@ -47,6 +49,8 @@ pub struct Vault {
     pub cvc_claims: CvcClaims,
     /// Key-lifecycle configuration and the custodian unseal in progress.
     pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
+    /// How fast `tokens.remove_for_merchant` may delete each merchant's tokens.
+    pub removal_limit: crate::rate_limit::MerchantRateLimiter,
 }
 
 impl std::fmt::Debug for Vault {
@@ -60,6 +64,7 @@ pub fn router(vault: Arc<Vault>, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/v1/tokens", post(tokens::create_token))
         .route("/v1/tokens/{token}", get(tokens::get_token).delete(tokens::delete_token))
+        .route("/v1/tokens/{token}/remove", post(tokens::remove_token_for_merchant))
         .route("/v1/relay", post(relay::relay))
         .route("/v1/sys/health", get(sys::health))
         .route("/v1/sys/status", get(sys::status))

@@ -1,4 +1,11 @@
-//! `POST /v1/tokens`, `GET /v1/tokens/{token}`, `DELETE /v1/tokens/{token}`.
+//! `POST /v1/tokens`, `GET /v1/tokens/{token}`, `DELETE /v1/tokens/{token}`, and
+//! `POST /v1/tokens/{token}/remove` (the gateway's `tokens.remove_for_merchant`).
+//!
+//! A token may carry an expiry, given as `ttl_sec` — seconds from now by the vault's
+//! clock — rather than as an absolute time: a caller with a skewed clock cannot make a
+//! token that is born expired or lives longer than meant, and there is no date text to
+//! parse at the card-data boundary. Past it the token reads as not found everywhere
+//! ([`crate::store::Store::find_card`]) and the sweeper ([`crate::retention`]) deletes it.
 
 use super::{denial_error, now_ms, rfc3339, JsonBody, RequestContext, RequestId, Vault};
 use crate::card::{check_cvc, check_expiry, check_holder_name, merchant_id_valid, Pan};
@@ -19,6 +26,11 @@ use zeroize::Zeroizing;
 /// How many times a colliding random token is drawn again before giving up.
 const TOKEN_ATTEMPTS: usize = 5;
 
+/// Longest `ttl_sec`: ten years. Card expiry dates lie at most a few years ahead, so a
+/// longer life keeps nothing usable; the bound also keeps the arithmetic far from
+/// overflow. (A token that should live as long as it is needed has no `ttl_sec`.)
+pub const MAX_TOKEN_TTL_SECS: i64 = 10 * 366 * 24 * 3600;
+
 /// `POST /v1/tokens` body. Unknown fields are refused so a typo never silently drops data.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,6 +47,9 @@ pub struct CreateTokenRequest {
     format: TokenFormat,
     #[serde(default)]
     reuse: bool,
+    /// Seconds the token lives, 1 to [`MAX_TOKEN_TTL_SECS`]; none: until deleted.
+    #[serde(default)]
+    ttl_sec: Option<i64>,
 }
 
 fn default_format() -> TokenFormat {
@@ -53,6 +68,8 @@ pub struct TokenMetadata {
     exp_year: i32,
     fingerprint: String,
     created_at: String,
+    /// RFC 3339; `null` for a token that lives until deleted.
+    expires_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reused: Option<bool>,
 }
@@ -69,6 +86,7 @@ impl TokenMetadata {
             exp_year: card.exp_year,
             fingerprint: card.fingerprint.clone(),
             created_at: rfc3339(card.created_at),
+            expires_at: card.expires_at.map(rfc3339),
             reused,
         }
     }
@@ -120,12 +138,19 @@ pub async fn create_token(
         Err(e) => return Err(vault.refuse(&ctx, e, Some(merchant), None).await),
     };
 
+    let now = now_ms();
+    let expires_at = match token_expiry(req.ttl_sec, now) {
+        Ok(at) => at,
+        Err(e) => return Err(vault.refuse(&ctx, e, Some(merchant), None).await),
+    };
+
     let fingerprint = keyring.fingerprint_key().fingerprint(merchant.as_bytes(), pan.expose_digits().as_bytes());
     let dek = keyring.active_dek().ok_or_else(|| ApiError::Internal("no active DEK".into()))?;
     let dek_version = i64::from(dek.version());
 
     if req.reuse {
-        if let Some(existing) = vault.store.find_card_by_fingerprint(merchant, &fingerprint).await? {
+        let existing = vault.store.find_card_by_fingerprint(merchant, &fingerprint, now, expires_at).await?;
+        if let Some(existing) = existing {
             let mut writes = Vec::new();
             if let Some(cvc) = &req.cvc {
                 writes.push(CardWrite::InsertCvc(seal_cvc(&vault, dek, &existing.token, merchant, cvc)?));
@@ -153,7 +178,8 @@ pub async fn create_token(
             exp_year,
             dek_version,
             ciphertext,
-            created_at: now_ms(),
+            created_at: now,
+            expires_at,
         };
         let mut writes = vec![CardWrite::InsertCard(card.clone())];
         if let Some(cvc) = &req.cvc {
@@ -168,6 +194,15 @@ pub async fn create_token(
         }
     }
     Err(ApiError::Internal("could not draw a unique token".into()))
+}
+
+/// When a token made at `now` with `ttl_sec` expires (`None`: never).
+fn token_expiry(ttl_sec: Option<i64>, now: i64) -> Result<Option<i64>, ApiError> {
+    match ttl_sec {
+        None => Ok(None),
+        Some(ttl) if (1..=MAX_TOKEN_TTL_SECS).contains(&ttl) => Ok(Some(now.saturating_add(ttl * 1000))),
+        Some(_) => Err(ApiError::TtlInvalid),
+    }
 }
 
 fn validate_card(req: &CreateTokenRequest) -> Result<(Pan, u8, i32), ApiError> {
@@ -242,6 +277,56 @@ pub async fn delete_token(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let ctx = RequestContext { principal, request_id, operation: Operation::TokensDelete };
     let card = find_visible_card(&vault, &ctx, &token).await?;
+    let event = ctx.event("allow", "ok", Some(&card.merchant_id), Some(&card.token), Some(card.dek_version));
+    vault.commit(vec![CardWrite::DeleteCard { token: card.token.clone() }], event).await?;
+    Ok(Json(serde_json::json!({ "token": card.token, "deleted": true })))
+}
+
+/// `POST /v1/tokens/{token}/remove` body: the merchant on whose behalf the caller removes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveForMerchantRequest {
+    merchant_id: String,
+}
+
+/// `tokens.remove_for_merchant`: delete a token (crypto-shred, as `DELETE` does) for the
+/// merchant the caller names, and only if the token is that merchant's — another
+/// merchant's token, like a missing or expired one, is `token_not_found`. Each
+/// merchant's removals are rate-limited (see [`crate::rate_limit`]); every attempt,
+/// refused or not, is audited.
+pub async fn remove_token_for_merchant(
+    State(vault): State<Arc<Vault>>,
+    Extension(principal): Extension<Principal>,
+    Extension(request_id): Extension<RequestId>,
+    Path(token): Path<String>,
+    body: Result<JsonBody<RemoveForMerchantRequest>, ApiError>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let ctx = RequestContext { principal, request_id, operation: Operation::TokensRemoveForMerchant };
+    vault.keyring()?;
+    if !vault.may_attempt(&ctx) {
+        return Err(vault.refuse(&ctx, ApiError::Forbidden, None, None).await);
+    }
+    let JsonBody(req) = match body {
+        Ok(b) => b,
+        Err(e) => return Err(vault.refuse(&ctx, e, None, None).await),
+    };
+    let merchant = req.merchant_id.as_str();
+    if !merchant_id_valid(merchant) {
+        return Err(vault.refuse(&ctx, ApiError::MerchantIdInvalid, None, None).await);
+    }
+    if let Decision::Deny(reason) = vault.decide(&ctx, Some(merchant)) {
+        let error = denial_error(&reason);
+        return Err(vault.refuse(&ctx, error, Some(merchant), None).await);
+    }
+    // Before the lookup, so that guessing at tokens costs the same as removing them.
+    if !vault.removal_limit.try_take(merchant, std::time::Instant::now()) {
+        return Err(vault.refuse(&ctx, ApiError::RateLimited, Some(merchant), None).await);
+    }
+    let card = if looks_like_token(&token) { vault.store.find_card(&token).await? } else { None };
+    let Some(card) = card.filter(|card| card.merchant_id == merchant) else {
+        let named = looks_like_token(&token).then_some(token.as_str());
+        return Err(vault.refuse(&ctx, ApiError::TokenNotFound, Some(merchant), named).await);
+    };
     let event = ctx.event("allow", "ok", Some(&card.merchant_id), Some(&card.token), Some(card.dek_version));
     vault.commit(vec![CardWrite::DeleteCard { token: card.token.clone() }], event).await?;
     Ok(Json(serde_json::json!({ "token": card.token, "deleted": true })))

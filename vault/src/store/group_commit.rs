@@ -129,6 +129,7 @@ mod tests {
             dek_version: 1,
             ciphertext: vec![1],
             created_at: 0,
+            expires_at: None,
         };
         let audit = AuditEvent {
             at: 0,

@@ -90,7 +90,30 @@ pub struct CardRecord {
     pub dek_version: i64,
     pub ciphertext: Vec<u8>,
     pub created_at: i64,
+    /// When the token stops existing (Unix ms), `None` for never. From that instant the
+    /// token reads as not found; the sweeper then deletes the row.
+    pub expires_at: Option<i64>,
 }
+
+impl CardRecord {
+    /// Does the token still exist at `now`?
+    pub fn is_live_at(&self, now: i64) -> bool {
+        self.expires_at.is_none_or(|at| at > now)
+    }
+}
+
+/// A card the sweeper deleted because its token expired: what its audit record names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiredCard {
+    pub token: String,
+    pub merchant_id: String,
+    pub dek_version: i64,
+    pub expires_at: i64,
+}
+
+/// Builds the audit event of one swept card (the store calls it inside the transaction
+/// that deletes the card, so each deletion and its record commit together).
+pub type ExpiryAudit = dyn Fn(&ExpiredCard) -> AuditEvent + Send + Sync;
 
 /// A sealed CVC waiting for its single use; deleted when used or when it expires.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -287,13 +310,35 @@ pub trait Store: Send + Sync + 'static {
         signer: &dyn AuditSigner,
     ) -> Result<(), StoreError>;
 
-    async fn find_card(&self, token: &str) -> Result<Option<CardRecord>, StoreError>;
-    /// The oldest card of `merchant_id` with this fingerprint, for `reuse: true`.
+    /// The card of `token` if the token exists at `now`: a token past its `expires_at`
+    /// is not found, whether or not the sweeper has deleted its row yet.
+    async fn find_card_at(&self, token: &str, now: i64) -> Result<Option<CardRecord>, StoreError>;
+    /// [`Store::find_card_at`] the current time: what every request reads a token with.
+    async fn find_card(&self, token: &str) -> Result<Option<CardRecord>, StoreError> {
+        self.find_card_at(token, crate::api::now_ms()).await
+    }
+    /// The oldest card of `merchant_id` with this fingerprint that exists at `now` and
+    /// lives at least until `lives_until` (`None`: a card that never expires), for
+    /// `reuse: true` — a token that expires sooner than the caller asked is not reused.
     async fn find_card_by_fingerprint(
         &self,
         merchant_id: &str,
         fingerprint: &str,
+        now: i64,
+        lives_until: Option<i64>,
     ) -> Result<Option<CardRecord>, StoreError>;
+    /// Delete up to `limit` cards whose token expired at `now` (oldest expiry first),
+    /// with their CVCs, and append one audit record per card built by `audit`, all in
+    /// one transaction. Cards another transaction holds (a replica sweeping at the same
+    /// time, a re-encryption batch) are skipped, not waited for. Returns the cards
+    /// deleted; fewer than `limit` means none were left.
+    async fn delete_expired_cards(
+        &self,
+        now: i64,
+        limit: i64,
+        audit: &ExpiryAudit,
+        signer: &dyn AuditSigner,
+    ) -> Result<Vec<ExpiredCard>, StoreError>;
     /// Delete and return the CVC of `token` if it has not expired at `now` (single use).
     async fn take_cvc(&self, token: &str, now: i64) -> Result<Option<CvcRecord>, StoreError>;
     /// The CVC of `token` if it has not expired at `now`, without deleting it. The relay

@@ -16,8 +16,8 @@ use super::rows::{
     CARD_COLUMNS, CVC_COLUMNS, JOB_COLUMNS, KEY_COLUMNS, REQUEST_COLUMNS,
 };
 use super::{
-    AuditEvent, AuditRecord, AuditSigner, CardRecord, Counts, CvcRecord, DekUsage, KeyChange, KeyRequest, ReencryptJob,
-    Store, StoreError, StoredKey, WriteUnit,
+    AuditEvent, AuditRecord, AuditSigner, CardRecord, Counts, CvcRecord, DekUsage, ExpiredCard, ExpiryAudit, KeyChange,
+    KeyRequest, ReencryptJob, Store, StoreError, StoredKey, WriteUnit,
 };
 use async_trait::async_trait;
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -92,7 +92,7 @@ async fn insert_cards(tx: &mut Transaction<'static, Postgres>, cards: &[&CardRec
     sqlx::query(&format!(
         "INSERT INTO cards ({CARD_COLUMNS}) SELECT * FROM UNNEST(\
          $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-         $7::int[], $8::int[], $9::bigint[], $10::bytea[], $11::bigint[])"
+         $7::int[], $8::int[], $9::bigint[], $10::bytea[], $11::bigint[], $12::bigint[])"
     ))
     .bind(cards.iter().map(|c| c.token.as_str()).collect::<Vec<_>>())
     .bind(cards.iter().map(|c| c.merchant_id.as_str()).collect::<Vec<_>>())
@@ -105,6 +105,7 @@ async fn insert_cards(tx: &mut Transaction<'static, Postgres>, cards: &[&CardRec
     .bind(cards.iter().map(|c| c.dek_version).collect::<Vec<_>>())
     .bind(cards.iter().map(|c| c.ciphertext.as_slice()).collect::<Vec<_>>())
     .bind(cards.iter().map(|c| c.created_at).collect::<Vec<_>>())
+    .bind(cards.iter().map(|c| c.expires_at).collect::<Vec<_>>())
     .execute(&mut **tx)
     .await
     .map_err(write_error)?;
@@ -191,11 +192,14 @@ impl Store for PostgresStore {
         self.initialize(keys, &[], audit, signer).await
     }
 
-    async fn find_card(&self, token: &str) -> Result<Option<CardRecord>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {CARD_COLUMNS} FROM cards WHERE token = $1"))
-            .bind(token)
-            .fetch_optional(&self.pool)
-            .await?;
+    async fn find_card_at(&self, token: &str, now: i64) -> Result<Option<CardRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {CARD_COLUMNS} FROM cards WHERE token = $1 AND (expires_at IS NULL OR expires_at > $2)"
+        ))
+        .bind(token)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.as_ref().map(card_from_row).transpose()?)
     }
 
@@ -203,16 +207,71 @@ impl Store for PostgresStore {
         &self,
         merchant_id: &str,
         fingerprint: &str,
+        now: i64,
+        lives_until: Option<i64>,
     ) -> Result<Option<CardRecord>, StoreError> {
         let row = sqlx::query(&format!(
             "SELECT {CARD_COLUMNS} FROM cards WHERE merchant_id = $1 AND fingerprint = $2 \
+             AND (expires_at IS NULL OR (expires_at > $3 AND expires_at >= $4)) \
              ORDER BY created_at, token LIMIT 1"
         ))
         .bind(merchant_id)
         .bind(fingerprint)
+        .bind(now)
+        // No expiry asked for: only a card that never expires will do.
+        .bind(lives_until.unwrap_or(i64::MAX))
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.as_ref().map(card_from_row).transpose()?)
+    }
+
+    async fn delete_expired_cards(
+        &self,
+        now: i64,
+        limit: i64,
+        audit: &ExpiryAudit,
+        signer: &dyn AuditSigner,
+    ) -> Result<Vec<ExpiredCard>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // SKIP LOCKED: replicas sweeping at the same time take disjoint batches, and a
+        // card a re-encryption batch (or a delete) holds is left for the next round
+        // rather than waited for. The audit head is locked last, as in every commit.
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "DELETE FROM cards WHERE token IN (\
+               SELECT token FROM cards WHERE expires_at IS NOT NULL AND expires_at <= $1 \
+               ORDER BY expires_at, token LIMIT $2 FOR UPDATE SKIP LOCKED) \
+             RETURNING token, merchant_id, dek_version, expires_at",
+        )
+        .bind(now)
+        .bind(limit.max(0))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(write_error)?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut expired: Vec<ExpiredCard> = rows
+            .into_iter()
+            .map(|(token, merchant_id, dek_version, expires_at)| ExpiredCard {
+                token,
+                merchant_id,
+                dek_version,
+                expires_at,
+            })
+            .collect();
+        // RETURNING gives no order; the audit records follow the expiry order.
+        expired.sort_by(|a, b| (a.expires_at, &a.token).cmp(&(b.expires_at, &b.token)));
+        let tokens: Vec<&str> = expired.iter().map(|c| c.token.as_str()).collect();
+        // The CVCs went by cascade; explicitly as well, as in every delete here.
+        sqlx::query("DELETE FROM cvcs WHERE token = ANY($1)")
+            .bind(tokens.as_slice())
+            .execute(&mut *tx)
+            .await
+            .map_err(write_error)?;
+        let events: Vec<AuditEvent> = expired.iter().map(audit).collect();
+        append_audit(&mut tx, events.iter(), signer).await?;
+        tx.commit().await.map_err(write_error)?;
+        Ok(expired)
     }
 
     async fn take_cvc(&self, token: &str, now: i64) -> Result<Option<CvcRecord>, StoreError> {

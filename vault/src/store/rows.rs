@@ -6,7 +6,8 @@ use sqlx::{ColumnIndex, Decode, Row, Type};
 
 pub(super) const KEY_COLUMNS: &str = "kind, version, wrapped_by, wrapped, kcv, state, created_at";
 pub(super) const CARD_COLUMNS: &str =
-    "token, merchant_id, fingerprint, brand, bin, last4, exp_month, exp_year, dek_version, ciphertext, created_at";
+    "token, merchant_id, fingerprint, brand, bin, last4, exp_month, exp_year, dek_version, ciphertext, created_at, \
+     expires_at";
 pub(super) const CVC_COLUMNS: &str = "token, dek_version, ciphertext, expires_at";
 pub(super) const AUDIT_COLUMNS: &str =
     "seq, at, request_id, principal, operation, merchant_id, token, decision, outcome, key_version, prev_mac, mac";
@@ -60,6 +61,7 @@ where
     String: Decode<'r, R::Database> + Type<R::Database>,
     i32: Decode<'r, R::Database> + Type<R::Database>,
     i64: Decode<'r, R::Database> + Type<R::Database>,
+    Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
     Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
 {
     Ok(CardRecord {
@@ -74,6 +76,7 @@ where
         dek_version: col(row, 8)?,
         ciphertext: col(row, 9)?,
         created_at: col(row, 10)?,
+        expires_at: col(row, 11)?,
     })
 }
 

@@ -13,8 +13,8 @@ use super::rows::{
     CARD_COLUMNS, CVC_COLUMNS, JOB_COLUMNS, KEY_COLUMNS, REQUEST_COLUMNS,
 };
 use super::{
-    AuditEvent, AuditRecord, AuditSigner, CardRecord, Counts, CvcRecord, DekUsage, KeyChange, KeyRequest, ReencryptJob,
-    Store, StoreError, StoredKey, WriteUnit,
+    AuditEvent, AuditRecord, AuditSigner, CardRecord, Counts, CvcRecord, DekUsage, ExpiredCard, ExpiryAudit, KeyChange,
+    KeyRequest, ReencryptJob, Store, StoreError, StoredKey, WriteUnit,
 };
 use async_trait::async_trait;
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
@@ -107,7 +107,8 @@ async fn insert_cards(tx: &mut Transaction<'static, Sqlite>, cards: &[&CardRecor
             .push_bind(c.exp_year)
             .push_bind(c.dek_version)
             .push_bind(c.ciphertext.as_slice())
-            .push_bind(c.created_at);
+            .push_bind(c.created_at)
+            .push_bind(c.expires_at);
     });
     query.build().execute(&mut **tx).await.map_err(write_error)?;
     Ok(())
@@ -204,11 +205,14 @@ impl Store for SqliteStore {
         self.initialize(keys, &[], audit, signer).await
     }
 
-    async fn find_card(&self, token: &str) -> Result<Option<CardRecord>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {CARD_COLUMNS} FROM cards WHERE token = ?"))
-            .bind(token)
-            .fetch_optional(&self.db.reader)
-            .await?;
+    async fn find_card_at(&self, token: &str, now: i64) -> Result<Option<CardRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {CARD_COLUMNS} FROM cards WHERE token = ? AND (expires_at IS NULL OR expires_at > ?)"
+        ))
+        .bind(token)
+        .bind(now)
+        .fetch_optional(&self.db.reader)
+        .await?;
         Ok(row.as_ref().map(card_from_row).transpose()?)
     }
 
@@ -216,16 +220,62 @@ impl Store for SqliteStore {
         &self,
         merchant_id: &str,
         fingerprint: &str,
+        now: i64,
+        lives_until: Option<i64>,
     ) -> Result<Option<CardRecord>, StoreError> {
         let row = sqlx::query(&format!(
             "SELECT {CARD_COLUMNS} FROM cards WHERE merchant_id = ? AND fingerprint = ? \
+             AND (expires_at IS NULL OR (expires_at > ? AND expires_at >= ?)) \
              ORDER BY created_at, token LIMIT 1"
         ))
         .bind(merchant_id)
         .bind(fingerprint)
+        .bind(now)
+        // No expiry asked for: only a card that never expires will do.
+        .bind(lives_until.unwrap_or(i64::MAX))
         .fetch_optional(&self.db.reader)
         .await?;
         Ok(row.as_ref().map(card_from_row).transpose()?)
+    }
+
+    async fn delete_expired_cards(
+        &self,
+        now: i64,
+        limit: i64,
+        audit: &ExpiryAudit,
+        signer: &dyn AuditSigner,
+    ) -> Result<Vec<ExpiredCard>, StoreError> {
+        // The write transaction holds the database's write lock from its first statement,
+        // so another process sweeping the same file waits and then finds these gone.
+        let mut tx = self.begin_write().await?;
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT token, merchant_id, dek_version, expires_at FROM cards \
+             WHERE expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at, token LIMIT ?",
+        )
+        .bind(now)
+        .bind(limit.max(0))
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let expired: Vec<ExpiredCard> = rows
+            .into_iter()
+            .map(|(token, merchant_id, dek_version, expires_at)| ExpiredCard {
+                token,
+                merchant_id,
+                dek_version,
+                expires_at,
+            })
+            .collect();
+        let tokens: Vec<&str> = expired.iter().map(|c| c.token.as_str()).collect();
+        for chunk in chunks(&tokens) {
+            delete_cards(&mut tx, chunk).await?;
+        }
+        let events: Vec<AuditEvent> = expired.iter().map(audit).collect();
+        append_audit(&mut tx, events.iter(), signer).await?;
+        tx.commit().await.map_err(write_error)?;
+        Ok(expired)
     }
 
     async fn take_cvc(&self, token: &str, now: i64) -> Result<Option<CvcRecord>, StoreError> {
