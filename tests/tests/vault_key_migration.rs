@@ -147,7 +147,10 @@ async fn legacy_custodian_vault(backend: Backend) {
         }
     }
     // The retired KEK 1 was migrated too: no ciphertext under the bare root key is left.
-    assert_eq!(view["keys"].as_array().unwrap().iter().find(|k| k["kind"] == "kek" && k["version"] == 1).unwrap()["state"], "retired");
+    assert_eq!(
+        view["keys"].as_array().unwrap().iter().find(|k| k["kind"] == "kek" && k["version"] == 1).unwrap()["state"],
+        "retired"
+    );
     assert_fixture_cards_open(&vault, &cards, 2).await;
 
     // One audited migration, chained onto the old binary's records.
@@ -163,7 +166,10 @@ async fn legacy_custodian_vault(backend: Backend) {
     vault.kill().await;
     vault.spawn(&options).await;
     let s = vault.call(&alice, "GET", "/v1/sys/seal-status", None).await;
-    assert_eq!((s.body["root_kcv"].clone(), s.body["root_kcv_legacy"].clone()), (json!(root_kcv), json!(legacy_root_kcv)));
+    assert_eq!(
+        (s.body["root_kcv"].clone(), s.body["root_kcv_legacy"].clone()),
+        (json!(root_kcv), json!(legacy_root_kcv))
+    );
     assert_eq!(unseal(&vault, &carol, shares[2]).await.0, 200);
     let (status, body) = unseal(&vault, &alice, shares[0]).await;
     assert_eq!((status, body["sealed"].clone()), (200, json!(false)), "{body}");
@@ -179,7 +185,8 @@ async fn legacy_custodian_vault(backend: Backend) {
     let a = vault.call(&bob, "POST", &format!("/v1/keys/requests/{id}/approve"), None).await;
     assert_eq!(a.status, 200, "{}", a.body);
     let view = keys_view(&vault).await;
-    let kek3 = view["keys"].as_array().unwrap().iter().find(|k| k["kind"] == "kek" && k["version"] == 3).unwrap().clone();
+    let kek3 =
+        view["keys"].as_array().unwrap().iter().find(|k| k["kind"] == "kek" && k["version"] == 3).unwrap().clone();
     assert_eq!((kek3["state"].clone(), kek3["format"].clone()), (json!("active"), json!(2)));
     assert_fixture_cards_open(&vault, &cards, 2).await;
     let verify = vault.call(&alice, "GET", "/v1/audit/verify", None).await;
