@@ -8,8 +8,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use paysys_tests::{
-    backends, bin_path, database_from_fixture, fixture_path, init_with_shares, scratch_dir, Backend, TestDatabase,
-    TestPki, TestVault, VaultOptions, VAULT_BIN,
+    altered_share, backends, bin_path, database_from_fixture, fixture_path, init_with_shares, scratch_dir, Backend,
+    TestDatabase, TestPki, TestVault, VaultOptions, VAULT_BIN,
 };
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -171,12 +171,30 @@ async fn legacy_custodian_vault(backend: Backend) {
         (json!(root_kcv), json!(legacy_root_kcv))
     );
     assert_eq!(unseal(&vault, &carol, shares[2]).await.0, 200);
+    // A custodian hands in an altered pss1 share: this vault recorded no commitments, so it
+    // shows only as two shares that do not rebuild the key. Nobody's progress is lost...
+    let (status, body) = unseal(&vault, &bob, &altered_share(shares[1])).await;
+    assert_eq!((status, body["error"]["code"].clone()), (400, json!("unseal_failed")), "{body}");
+    let s = vault.call(&alice, "GET", "/v1/sys/seal-status", None).await;
+    assert_eq!((s.body["sealed"].clone(), s.body["progress"].clone()), (json!(true), json!(2)), "{}", s.body);
+    // ...and one more share lets the vault leave the wrong one out.
     let (status, body) = unseal(&vault, &alice, shares[0]).await;
     assert_eq!((status, body["sealed"].clone()), (200, json!(false)), "{body}");
     assert_eq!(key_rows(&db).await, after, "nothing re-migrated");
     assert_fixture_cards_open(&vault, &cards, 2).await;
     let records = audit_records(&vault).await;
     assert_eq!(records.iter().filter(|r| r["operation"] == "keys.migrate").count(), 1);
+    let unseal_records: Vec<(&str, &str, &str)> = records
+        .iter()
+        .filter(|r| r["operation"] == "sys.unseal")
+        .map(|r| (r["principal"].as_str().unwrap(), r["decision"].as_str().unwrap(), r["outcome"].as_str().unwrap()))
+        .collect();
+    let (a, b, c) = (alice.principal.as_str(), bob.principal.as_str(), carol.principal.as_str());
+    assert_eq!(
+        unseal_records[unseal_records.len() - 4..],
+        [(c, "allow", "ok"), (a, "allow", "ok"), (b, "deny", "unseal_failed"), (b, "deny", "share_altered")],
+        "{unseal_records:?}"
+    );
 
     // Key changes carry on in format 2: rotate the KEK under dual control.
     let r = vault.call(&alice, "POST", "/v1/keys/requests", Some(json!({"action": "rotate_kek"}))).await;
