@@ -15,7 +15,10 @@ pub(crate) const NONCE_LEN: usize = 12;
 pub(crate) const TAG_LEN: usize = 16;
 
 /// AAD purpose labels. Versioned (`v1`) so a future format can never be confused with this one.
-pub(crate) const PURPOSE_KEK_WRAP: &[u8] = b"paysys/v1/kek";
+/// Key format 1: a KEK wrapped directly under the root key. Only unwrapped now, to migrate.
+pub(crate) const PURPOSE_KEK_WRAP_LEGACY: &[u8] = b"paysys/v1/kek";
+/// Key format 2: a KEK wrapped under the KEK-wrapping key derived from the root key.
+pub(crate) const PURPOSE_KEK_WRAP: &[u8] = b"paysys/v2/kek";
 pub(crate) const PURPOSE_DEK_WRAP: &[u8] = b"paysys/v1/dek";
 pub(crate) const PURPOSE_DATA: &[u8] = b"paysys/v1/data";
 

@@ -13,18 +13,62 @@ use ring::rand::{SecureRandom, SystemRandom};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+use crate::derived::{hmac_sha256, hmac_sha256_verify};
 use crate::material::{KeyMaterial, KEY_LEN};
 use crate::{shamir, Kcv, KeyError, ShareError};
 
-/// Version prefix of the text form; a future format gets a new one.
-const TEXT_PREFIX: &str = "pss1";
-/// Domain separation for the checksum, so it cannot be confused with any other hash of
-/// the same bytes.
-const CHECKSUM_DOMAIN: &[u8] = b"paysys/v1/custodian-share-checksum";
+/// Domain separation for share commitments (see [`CustodianShare::commitment_hex`]).
+const COMMITMENT_DOMAIN: &[u8] = b"paysys/v1/custodian-share-commitment";
+/// Length of a commitment: a full HMAC-SHA256 tag, so an altered share never matches by chance.
+const COMMITMENT_LEN: usize = 32;
+/// How many `threshold`-sized subsets [`combine_leaving_out_wrong`] tries before giving up.
+/// Enough for any realistic ceremony (5 of 9 with one extra share is 9 subsets; all of
+/// C(12, 6) is 924); it bounds the work a pile of wrong shares can cause.
+const MAX_SUBSETS: usize = 10_000;
 const SPLIT_ID_LEN: usize = 4;
 const CHECKSUM_LEN: usize = 4;
-/// Longest text form: `pss1-` + 6 + `-` + 8 + `-m255-x255-` + 64 + `-` + 8.
+/// Longest text form: `pss2-` + 6 + `-` + 8 + `-m255-x255-` + 64 + `-` + 8.
 const TEXT_MAX_LEN: usize = 5 + 6 + 1 + 2 * SPLIT_ID_LEN + 11 + 2 * KEY_LEN + 1 + 2 * CHECKSUM_LEN;
+
+/// The text form's version. It also fixes the KCV construction the share's check values
+/// use, since a custodian compares them with what was printed at `init`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ShareFormat {
+    /// `pss1`: made before key format 2. Its root KCV and check value are the legacy
+    /// AES-of-a-zero-block KCV ([`Kcv::legacy_of`]); still read so those vaults unseal.
+    Pss1,
+    /// `pss2`: KCVs are HMAC-SHA256 based ([`Kcv::of`]). What `split` makes now.
+    Pss2,
+}
+
+impl ShareFormat {
+    fn prefix(self) -> &'static str {
+        match self {
+            ShareFormat::Pss1 => "pss1",
+            ShareFormat::Pss2 => "pss2",
+        }
+    }
+
+    fn from_prefix(prefix: &str) -> Option<ShareFormat> {
+        [ShareFormat::Pss1, ShareFormat::Pss2].into_iter().find(|f| prefix.eq_ignore_ascii_case(f.prefix()))
+    }
+
+    /// Domain separation for the checksum, so it cannot be confused with any other hash of
+    /// the same bytes, nor a `pss1` share relabelled `pss2` pass it.
+    fn checksum_domain(self) -> &'static [u8] {
+        match self {
+            ShareFormat::Pss1 => b"paysys/v1/custodian-share-checksum",
+            ShareFormat::Pss2 => b"paysys/v2/custodian-share-checksum",
+        }
+    }
+
+    fn kcv(self, key: &KeyMaterial) -> Kcv {
+        match self {
+            ShareFormat::Pss1 => Kcv::legacy_of(key),
+            ShareFormat::Pss2 => Kcv::of(key),
+        }
+    }
+}
 
 /// The smallest threshold [`RootKey::split`](crate::RootKey::split) accepts. With a
 /// threshold of 1 the polynomial is constant and every share *is* the root key, which
@@ -44,7 +88,7 @@ pub const MIN_CUSTODIAN_THRESHOLD: u8 = 2;
 /// What the custodian is shown once and types back, e.g.
 ///
 /// ```text
-/// pss1-dc95c0-7f3a91c2-m3-x2-<64 hex characters>-5b0e9d41
+/// pss2-39110f-7f3a91c2-m3-x2-<64 hex characters>-5b0e9d41
 ///      │      │        │  │  │                    └ checksum: SHA-256 of all fields, 4 bytes
 ///      │      │        │  │  └ the share value (y), 32 bytes
 ///      │      │        │  └ index (x), 1..=255
@@ -53,7 +97,9 @@ pub const MIN_CUSTODIAN_THRESHOLD: u8 = 2;
 ///      └ KCV of the root key (public: it is in status output too)
 /// ```
 ///
-/// Hex is read in either case and surrounding whitespace is ignored.
+/// Hex is read in either case and surrounding whitespace is ignored. `pss1` shares (made
+/// before key format 2) have the same fields, with the root KCV and the check value in
+/// the legacy construction; they are still read so those vaults unseal.
 ///
 /// # Handling
 ///
@@ -65,6 +111,8 @@ pub const MIN_CUSTODIAN_THRESHOLD: u8 = 2;
 /// needs_clone::<paysys_keys::CustodianShare>();
 /// ```
 pub struct CustodianShare {
+    /// `pss1` or `pss2`: which KCV construction `vault_kcv` and `check_value` use.
+    format: ShareFormat,
     /// KCV of the root key this share was split from.
     vault_kcv: Kcv,
     /// Random per call to `split`; all shares of one ceremony carry the same id.
@@ -80,9 +128,16 @@ pub struct CustodianShare {
 }
 
 impl CustodianShare {
-    fn new(vault_kcv: Kcv, split_id: [u8; SPLIT_ID_LEN], threshold: u8, index: u8, value: KeyMaterial) -> Self {
-        let check_value = Kcv::of(&value);
-        CustodianShare { vault_kcv, split_id, threshold, index, value, check_value }
+    fn new(
+        format: ShareFormat,
+        vault_kcv: Kcv,
+        split_id: [u8; SPLIT_ID_LEN],
+        threshold: u8,
+        index: u8,
+        value: KeyMaterial,
+    ) -> Self {
+        let check_value = format.kcv(&value);
+        CustodianShare { format, vault_kcv, split_id, threshold, index, value, check_value }
     }
 
     /// Reads a share's text form (see the type's docs). A wrong prefix, field count,
@@ -93,9 +148,9 @@ impl CustodianShare {
         let [prefix, vault_kcv, split_id, threshold, index, value, checksum] = fields.as_slice() else {
             return Err(ShareError::Malformed.into());
         };
-        if !prefix.eq_ignore_ascii_case(TEXT_PREFIX) {
+        let Some(format) = ShareFormat::from_prefix(prefix) else {
             return Err(ShareError::Malformed.into());
-        }
+        };
         let mut kcv_bytes = [0u8; 3];
         hex::decode_to_slice(vault_kcv, &mut kcv_bytes).map_err(|_| ShareError::Malformed)?;
         let mut split = [0u8; SPLIT_ID_LEN];
@@ -110,7 +165,7 @@ impl CustodianShare {
         let mut claimed = [0u8; CHECKSUM_LEN];
         hex::decode_to_slice(checksum, &mut claimed).map_err(|_| ShareError::Malformed)?;
 
-        let share = CustodianShare::new(Kcv::from_bytes(kcv_bytes), split, threshold, index, y);
+        let share = CustodianShare::new(format, Kcv::from_bytes(kcv_bytes), split, threshold, index, y);
         if !bool::from(share.checksum().ct_eq(&claimed)) {
             return Err(ShareError::Checksum.into());
         }
@@ -132,7 +187,8 @@ impl CustodianShare {
         // Writing to a `String` cannot fail.
         let _ = write!(
             out,
-            "{TEXT_PREFIX}-{}-{}-m{}-x{}-",
+            "{}-{}-{}-m{}-x{}-",
+            self.format.prefix(),
             self.vault_kcv.to_hex(),
             hex::encode(self.split_id),
             self.threshold,
@@ -144,7 +200,7 @@ impl CustodianShare {
         out
     }
 
-    /// This share's own check value (the X9.24-style KCV of the share value), shown to
+    /// This share's own check value (the [`Kcv`] of the share value), shown to
     /// its custodian with the share and again when it is entered, so the custodian can
     /// confirm the vault received their share intact. Reveals nothing about the root key.
     pub fn check_value(&self) -> Kcv {
@@ -161,9 +217,46 @@ impl CustodianShare {
         self.threshold
     }
 
-    /// KCV of the root key this share belongs to.
+    /// KCV of the root key this share belongs to, in the share's own construction (see
+    /// [`CustodianShare::carries_legacy_kcv`]).
     pub fn vault_kcv(&self) -> Kcv {
         self.vault_kcv
+    }
+
+    /// Whether this is a `pss1` share, made before key format 2: its root KCV and check
+    /// value are the legacy AES-of-a-zero-block KCV, so it must be checked against the
+    /// root KCV the vault recorded in that form, not against [`RootKey::kcv`](crate::RootKey::kcv).
+    pub fn carries_legacy_kcv(&self) -> bool {
+        self.format == ShareFormat::Pss1
+    }
+
+    /// What the vault records for this share at `init`, so that at unseal it can tell this
+    /// exact share from an altered one on its own, before combining anything: 64 hex
+    /// characters of HMAC-SHA256(share value, domain || split id || threshold || index).
+    ///
+    /// Safe to store beside the wrapped keys: it is a PRF output under a 256-bit secret
+    /// (the share value, uniformly distributed on its own), so it reveals nothing about
+    /// the share or the root key; a full tag, so no altered share matches it by chance.
+    pub fn commitment_hex(&self) -> String {
+        hex::encode(self.commitment_tag())
+    }
+
+    /// Whether `commitment_hex` (as returned by [`CustodianShare::commitment_hex`] at
+    /// `init`) is this share's, compared in constant time. Malformed hex is `false`.
+    pub fn matches_commitment(&self, commitment_hex: &str) -> bool {
+        let mut claimed = [0u8; COMMITMENT_LEN];
+        if hex::decode_to_slice(commitment_hex.trim(), &mut claimed).is_err() {
+            return false;
+        }
+        let mut data = Vec::with_capacity(COMMITMENT_DOMAIN.len() + SPLIT_ID_LEN + 2);
+        data.extend_from_slice(COMMITMENT_DOMAIN);
+        data.extend_from_slice(&self.split_id);
+        data.extend_from_slice(&[self.threshold, self.index]);
+        hmac_sha256_verify(self.value.expose_secret(), &data, &claimed)
+    }
+
+    fn commitment_tag(&self) -> [u8; COMMITMENT_LEN] {
+        hmac_sha256(self.value.expose_secret(), &[COMMITMENT_DOMAIN, &self.split_id, &[self.threshold, self.index]])
     }
 
     /// First 4 bytes of SHA-256(domain || vault KCV || split id || threshold || index || value).
@@ -173,7 +266,7 @@ impl CustodianShare {
         // The digest state sees the share value; like the crate's cipher states it lives
         // only for this call (ring does not wipe it).
         let mut context = digest::Context::new(&digest::SHA256);
-        context.update(CHECKSUM_DOMAIN);
+        context.update(self.format.checksum_domain());
         context.update(self.vault_kcv.as_bytes());
         context.update(&self.split_id);
         context.update(&[self.threshold, self.index]);
@@ -223,12 +316,12 @@ pub(crate) fn split_root_key(
     let points = shamir::split(root, threshold, shares)?;
     Ok(points
         .into_iter()
-        .map(|(index, value)| CustodianShare::new(root_kcv, split_id, threshold, index, value))
+        .map(|(index, value)| CustodianShare::new(ShareFormat::Pss2, root_kcv, split_id, threshold, index, value))
         .collect())
 }
 
 /// Checks a set of shares and rebuilds the root key from them, returning it only if its
-/// KCV is `expected_kcv`.
+/// KCV is `expected_kcv` (computed the way the shares' format says: legacy for `pss1`).
 ///
 /// Checks run in this order, so the first error names the most useful fix: another vault's
 /// share, then a share of another ceremony, then a repeated share, then too few shares
@@ -244,7 +337,9 @@ pub(crate) fn combine_root_key(shares: &[CustodianShare], expected_kcv: &Kcv) ->
     if shares.iter().any(|share| share.vault_kcv != *expected_kcv) {
         return Err(ShareError::ForeignVault);
     }
-    if shares.iter().any(|share| share.split_id != first.split_id || share.threshold != first.threshold) {
+    if shares.iter().any(|share| {
+        share.split_id != first.split_id || share.threshold != first.threshold || share.format != first.format
+    }) {
         return Err(ShareError::MixedSplits);
     }
     let mut seen = [false; 256];
@@ -258,11 +353,70 @@ pub(crate) fn combine_root_key(shares: &[CustodianShare], expected_kcv: &Kcv) ->
     }
     let points: Vec<(u8, &KeyMaterial)> = shares.iter().map(|share| (share.index, &share.value)).collect();
     let key = shamir::interpolate_at_zero(&points);
-    if Kcv::of(&key) != *expected_kcv {
+    if first.format.kcv(&key) != *expected_kcv {
         // `key` is wiped as it drops here.
         return Err(ShareError::KcvMismatch);
     }
     Ok(key)
+}
+
+/// Like [`combine_root_key`], but when the whole set fails the KCV check, looks for
+/// `threshold` of the shares that pass it. Returns the key and the indices of the shares
+/// it left out (empty when the whole set was right).
+///
+/// This is how one wrong share stops costing the other custodians their turn when it
+/// cannot be recognised on its own (a `pss1` share, for which the vault recorded no
+/// commitment): with one share more than the threshold, the subsets without it rebuild the
+/// root key. Subsets are tried in lexicographic order of position, at most [`MAX_SUBSETS`]
+/// of them; if none passes, `KcvMismatch`.
+pub(crate) fn combine_leaving_out_wrong(
+    shares: &[CustodianShare],
+    expected_kcv: &Kcv,
+) -> Result<(KeyMaterial, Vec<u8>), ShareError> {
+    match combine_root_key(shares, expected_kcv) {
+        Ok(key) => return Ok((key, Vec::new())),
+        Err(ShareError::KcvMismatch) => {}
+        Err(e) => return Err(e),
+    }
+    // Every structural check passed above, so every share has the same threshold.
+    let threshold = shares.first().map(|s| usize::from(s.threshold)).ok_or(ShareError::Insufficient)?;
+    let format = shares.first().map(|s| s.format).ok_or(ShareError::Insufficient)?;
+    let mut positions: Vec<usize> = (0..threshold).collect();
+    for _ in 0..MAX_SUBSETS {
+        let points: Vec<(u8, &KeyMaterial)> =
+            positions.iter().filter_map(|&p| shares.get(p)).map(|s| (s.index, &s.value)).collect();
+        let key = shamir::interpolate_at_zero(&points);
+        if format.kcv(&key) == *expected_kcv {
+            let left_out = shares
+                .iter()
+                .enumerate()
+                .filter(|(p, _)| !positions.contains(p))
+                .map(|(_, share)| share.index)
+                .collect();
+            return Ok((key, left_out));
+        }
+        if !next_combination(&mut positions, shares.len()) {
+            break;
+        }
+    }
+    Err(ShareError::KcvMismatch)
+}
+
+/// Advances `positions` (strictly increasing, each below `n`) to the next combination in
+/// lexicographic order; `false` after the last one.
+fn next_combination(positions: &mut [usize], n: usize) -> bool {
+    let k = positions.len();
+    for i in (0..k).rev() {
+        // positions[i] < n - k + i, written so that nothing can underflow.
+        if positions[i] + k < n + i {
+            positions[i] += 1;
+            for j in i + 1..k {
+                positions[j] = positions[j - 1] + 1;
+            }
+            return true;
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -277,7 +431,8 @@ mod tests {
         let mut value = KeyMaterial::zeroed();
         value.expose_secret_mut().copy_from_slice(share.value.expose_secret());
         value.expose_secret_mut()[0] ^= 0x01;
-        let altered = CustodianShare::new(share.vault_kcv, share.split_id, share.threshold, share.index, value);
+        let altered =
+            CustodianShare::new(share.format, share.vault_kcv, share.split_id, share.threshold, share.index, value);
         // Round-trip through the text form to prove the checksum really is valid.
         match CustodianShare::parse(&altered.to_text()) {
             Ok(parsed) => parsed,
@@ -309,13 +464,71 @@ mod tests {
         assert_eq!(RootKey::combine(&shares, &root.kcv()).err(), Some(KeyError::Share(ShareError::KcvMismatch)));
     }
 
+    /// One altered share among M + 1: the whole set fails the KCV, the M good shares
+    /// rebuild the key, and the altered one is named as left out, wherever it sits.
+    #[test]
+    fn one_wrong_share_among_threshold_plus_one_is_left_out() {
+        let root = RootKey::generate().unwrap();
+        for wrong in 0..4 {
+            let shares = root.split(3, 5).unwrap();
+            let mut set: Vec<CustodianShare> = shares.into_iter().take(4).collect();
+            set[wrong] = altered_with_valid_checksum(&set[wrong]);
+            assert_eq!(combine_root_key(&set, &root.kcv()).err(), Some(ShareError::KcvMismatch));
+            let (key, left_out) = combine_leaving_out_wrong(&set, &root.kcv()).unwrap();
+            assert_eq!(Kcv::of(&key), root.kcv());
+            assert_eq!(left_out, vec![set[wrong].index]);
+        }
+        // All right: nothing left out.
+        let shares = root.split(3, 5).unwrap();
+        let (key, left_out) = combine_leaving_out_wrong(&shares, &root.kcv()).unwrap();
+        assert_eq!(Kcv::of(&key), root.kcv());
+        assert!(left_out.is_empty());
+    }
+
+    /// With exactly M shares, one of them wrong, no subset can be found.
+    #[test]
+    fn a_wrong_share_among_exactly_threshold_cannot_be_left_out() {
+        let root = RootKey::generate().unwrap();
+        let shares = root.split(3, 5).unwrap();
+        let mut set: Vec<CustodianShare> = shares.into_iter().take(3).collect();
+        set[1] = altered_with_valid_checksum(&set[1]);
+        assert_eq!(combine_leaving_out_wrong(&set, &root.kcv()).err(), Some(ShareError::KcvMismatch));
+        let mut few: Vec<CustodianShare> = root.split(3, 5).unwrap().into_iter().take(2).collect();
+        few[0] = altered_with_valid_checksum(&few[0]);
+        assert_eq!(combine_leaving_out_wrong(&few, &root.kcv()).err(), Some(ShareError::Insufficient));
+    }
+
+    /// An altered share passes its checksum but not the commitment recorded at init.
+    #[test]
+    fn an_altered_share_does_not_match_its_commitment() {
+        let root = RootKey::generate().unwrap();
+        let shares = root.split(2, 3).unwrap();
+        let commitment = shares[0].commitment_hex();
+        assert!(shares[0].matches_commitment(&commitment));
+        assert!(!altered_with_valid_checksum(&shares[0]).matches_commitment(&commitment));
+    }
+
+    #[test]
+    fn combinations_are_enumerated_in_order() {
+        let mut positions = vec![0, 1];
+        let mut seen = vec![positions.clone()];
+        while next_combination(&mut positions, 4) {
+            seen.push(positions.clone());
+        }
+        assert_eq!(seen, [[0, 1], [0, 2], [0, 3], [1, 2], [1, 3], [2, 3]]);
+        let mut all = vec![0, 1, 2];
+        assert!(!next_combination(&mut all, 3));
+        assert!(!next_combination(&mut [0, 1, 2], 2), "more positions than items: no combination, no panic");
+    }
+
     #[test]
     fn share_with_changed_threshold_and_valid_checksum_is_mixed() {
         let root = RootKey::generate().unwrap();
         let shares = root.split(2, 3).unwrap();
         let mut value = KeyMaterial::zeroed();
         value.expose_secret_mut().copy_from_slice(shares[1].value.expose_secret());
-        let relabelled = CustodianShare::new(shares[1].vault_kcv, shares[1].split_id, 3, shares[1].index, value);
+        let relabelled =
+            CustodianShare::new(shares[1].format, shares[1].vault_kcv, shares[1].split_id, 3, shares[1].index, value);
         let set = [CustodianShare::parse(&shares[0].to_text()).unwrap(), relabelled];
         assert_eq!(combine_root_key(&set, &root.kcv()).err(), Some(ShareError::MixedSplits));
     }

@@ -18,6 +18,10 @@ use crate::{Kcv, KeyError};
 pub(crate) const INFO_FINGERPRINT: &[u8] = b"paysys/v1/fingerprint";
 pub(crate) const INFO_AUDIT: &[u8] = b"paysys/v1/audit";
 pub(crate) const INFO_GRANT: &[u8] = b"paysys/v1/grant";
+/// The AES-256-GCM key that wraps KEKs (key format 2). Before it, the root key itself was
+/// that AES key *and* the HKDF input of the keys above; now the root key is only ever an
+/// HKDF input, and each of its uses has its own label.
+pub(crate) const INFO_KEK_WRAP: &[u8] = b"paysys/v1/kek-wrap";
 
 /// HKDF salt. Empty (RFC 5869 §3.1: the salt is optional): the root key is already 256
 /// uniformly random bits, so the extract step has no entropy to concentrate.
@@ -289,6 +293,20 @@ mod tests {
         }
     }
 
+    /// The KEK-wrapping key of root key 00 01 .. 1f, computed outside this crate with
+    /// Python (`hmac`, RFC 5869 by hand: PRK = HMAC(0^32, root), OKM = HMAC(PRK, info || 01)).
+    #[test]
+    fn kek_wrapping_key_known_answer() {
+        let mut root = KeyMaterial::zeroed();
+        for (i, b) in root.expose_secret_mut().iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        assert_eq!(
+            hex::encode(derive_key(&root, INFO_KEK_WRAP).unwrap().expose_secret()),
+            "505e906b89015d3a0ea8eb3f6de02096b41127818fedae4a92abe44108eaa0a0"
+        );
+    }
+
     #[test]
     fn hkdf_refuses_output_longer_than_255_blocks() {
         let mut okm = vec![0u8; 255 * 32 + 1];
@@ -298,7 +316,7 @@ mod tests {
     #[test]
     fn derived_keys_are_hkdf_of_the_root_with_their_label() {
         let root = KeyMaterial::zeroed();
-        for info in [INFO_FINGERPRINT, INFO_AUDIT, INFO_GRANT] {
+        for info in [INFO_FINGERPRINT, INFO_AUDIT, INFO_GRANT, INFO_KEK_WRAP] {
             let mut expected = [0u8; 32];
             hkdf_sha256(b"", &[0u8; 32], info, &mut expected).unwrap();
             assert_eq!(derive_key(&root, info).unwrap().expose_secret(), &expected);

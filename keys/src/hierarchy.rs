@@ -9,14 +9,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use zeroize::Zeroizing;
 
-use crate::aead::{self, PURPOSE_DATA, PURPOSE_DEK_WRAP, PURPOSE_KEK_WRAP};
+use crate::aead::{self, PURPOSE_DATA, PURPOSE_DEK_WRAP, PURPOSE_KEK_WRAP, PURPOSE_KEK_WRAP_LEGACY};
 use crate::custodian::{self, CustodianShare};
-use crate::derived::{AuditKey, FingerprintKey, GrantKey};
+use crate::derived::{self, AuditKey, FingerprintKey, GrantKey, INFO_KEK_WRAP};
 use crate::material::{KeyMaterial, KEY_LEN};
 use crate::{Kcv, KeyError};
 
-/// The top of the hierarchy. Exists only in the memory of an unsealed vault; it wraps KEKs
-/// and is the input keying material for the derived purpose keys.
+/// The top of the hierarchy. Exists only in the memory of an unsealed vault. It is used
+/// only as HKDF input keying material: for the key that wraps KEKs and for the purpose
+/// keys (fingerprint, audit, grant), each under its own label, never as a cipher key
+/// itself (except to unwrap, for migration, KEKs stored in key format 1).
 ///
 /// Not `Clone`; `Debug` shows only the KCV; wiped on drop.
 pub struct RootKey {
@@ -90,20 +92,54 @@ impl RootKey {
     ///
     /// Because `Insufficient` comes only after every other check, a vault collecting shares
     /// one at a time can call this after each one: `Insufficient` means "accepted, need more".
+    ///
+    /// `expected_kcv` is the root KCV in the form the shares carry: [`RootKey::kcv`] for
+    /// `pss2` shares, the legacy KCV the vault recorded at `init` for `pss1` shares (see
+    /// [`CustodianShare::carries_legacy_kcv`]).
     pub fn combine(shares: &[CustodianShare], expected_kcv: &Kcv) -> Result<RootKey, KeyError> {
         Ok(RootKey::from_material(custodian::combine_root_key(shares, expected_kcv)?))
     }
 
-    /// Wraps `kek` for storage. AAD binds purpose `paysys/v1/kek` and the KEK's version.
-    pub fn wrap_kek(&self, kek: &Kek) -> Result<Vec<u8>, KeyError> {
-        let aad = aead::associated_data(PURPOSE_KEK_WRAP, &[kek.version], &[]);
-        aead::seal(&self.key, &aad, kek.key.expose_secret())
+    /// Like [`RootKey::combine`], but a set with more shares than the threshold whose KCV
+    /// check fails is searched for `threshold` shares that pass it, so one wrong share
+    /// among M + 1 does not sink the unseal. Returns the key and the indices of the shares
+    /// left out (empty when every share was used). Refusals are those of `combine`.
+    pub fn combine_leaving_out_wrong(
+        shares: &[CustodianShare],
+        expected_kcv: &Kcv,
+    ) -> Result<(RootKey, Vec<u8>), KeyError> {
+        let (key, left_out) = custodian::combine_leaving_out_wrong(shares, expected_kcv)?;
+        Ok((RootKey::from_material(key), left_out))
     }
 
-    /// Unwraps a KEK stored as `version`. Fails with [`KeyError::Crypto`] under a different
-    /// root key, a different version number, or on any change to `wrapped`.
+    /// The AES-256-GCM key that wraps KEKs: HKDF-SHA256 of the root key, info
+    /// `paysys/v1/kek-wrap`. Derived per call and wiped on return, like every cipher state here.
+    fn kek_wrapping_key(&self) -> Result<KeyMaterial, KeyError> {
+        derived::derive_key(&self.key, INFO_KEK_WRAP)
+    }
+
+    /// Wraps `kek` for storage (key format 2): AES-256-GCM under the KEK-wrapping key
+    /// derived from the root key, AAD binding purpose `paysys/v2/kek` and the KEK's version.
+    pub fn wrap_kek(&self, kek: &Kek) -> Result<Vec<u8>, KeyError> {
+        let aad = aead::associated_data(PURPOSE_KEK_WRAP, &[kek.version], &[]);
+        aead::seal(&self.kek_wrapping_key()?, &aad, kek.key.expose_secret())
+    }
+
+    /// Unwraps a KEK that [`RootKey::wrap_kek`] wrapped as `version`. Fails with
+    /// [`KeyError::Crypto`] under a different root key, a different version number, on any
+    /// change to `wrapped`, and for a KEK in key format 1 (see [`RootKey::unwrap_legacy_kek`]).
     pub fn unwrap_kek(&self, version: u32, wrapped: &[u8]) -> Result<Kek, KeyError> {
         let aad = aead::associated_data(PURPOSE_KEK_WRAP, &[version], &[]);
+        let plaintext = aead::open(&self.kek_wrapping_key()?, &aad, wrapped)?;
+        Ok(Kek::from_material(version, KeyMaterial::from_unwrapped(&plaintext)?))
+    }
+
+    /// Unwraps a KEK stored in key format 1, by vaults initialized before format 2: sealed
+    /// directly under the root key with AAD purpose `paysys/v1/kek`. For reading such a
+    /// vault and re-wrapping its KEKs with [`RootKey::wrap_kek`]; nothing wraps this way
+    /// any more. Fails like [`RootKey::unwrap_kek`], and for a format-2 KEK.
+    pub fn unwrap_legacy_kek(&self, version: u32, wrapped: &[u8]) -> Result<Kek, KeyError> {
+        let aad = aead::associated_data(PURPOSE_KEK_WRAP_LEGACY, &[version], &[]);
         let plaintext = aead::open(&self.key, &aad, wrapped)?;
         Ok(Kek::from_material(version, KeyMaterial::from_unwrapped(&plaintext)?))
     }
@@ -335,9 +371,56 @@ mod tests {
             let wrapped = aead::seal(&kek.key, &dek_aad, &plaintext).unwrap();
             assert_eq!(kek.unwrap_dek(9, &wrapped).err(), Some(KeyError::Crypto), "dek len {len}");
             let kek_aad = aead::associated_data(PURPOSE_KEK_WRAP, &[4], &[]);
-            let wrapped = aead::seal(&root.key, &kek_aad, &plaintext).unwrap();
+            let wrapped = aead::seal(&root.kek_wrapping_key().unwrap(), &kek_aad, &plaintext).unwrap();
             assert_eq!(root.unwrap_kek(4, &wrapped).err(), Some(KeyError::Crypto), "kek len {len}");
+            let legacy_aad = aead::associated_data(PURPOSE_KEK_WRAP_LEGACY, &[4], &[]);
+            let wrapped = aead::seal(&root.key, &legacy_aad, &plaintext).unwrap();
+            assert_eq!(root.unwrap_legacy_kek(4, &wrapped).err(), Some(KeyError::Crypto), "kek len {len}");
         }
+    }
+
+    /// What key format 1 stored: the KEK sealed under the root key itself.
+    fn wrap_kek_legacy(root: &RootKey, kek: &Kek) -> Vec<u8> {
+        let aad = aead::associated_data(PURPOSE_KEK_WRAP_LEGACY, &[kek.version], &[]);
+        aead::seal(&root.key, &aad, kek.key.expose_secret()).unwrap()
+    }
+
+    /// A format-2 wrap is made under HKDF(root, `paysys/v1/kek-wrap`), not under the root
+    /// key: it opens under that derived key with the v2 purpose and nothing else.
+    #[test]
+    fn keks_are_wrapped_under_the_derived_wrapping_key_not_the_root() {
+        let root = RootKey::generate().unwrap();
+        let kek = Kek::generate(5).unwrap();
+        let wrapped = root.wrap_kek(&kek).unwrap();
+
+        let mut wrapping_key = [0u8; 32];
+        derived::hkdf_sha256(b"", root.key.expose_secret(), b"paysys/v1/kek-wrap", &mut wrapping_key).unwrap();
+        let wrapping_key = KeyMaterial::from_unwrapped(&wrapping_key).unwrap();
+        let aad = aead::associated_data(b"paysys/v2/kek", &[5], &[]);
+        assert_eq!(&**aead::open(&wrapping_key, &aad, &wrapped).unwrap(), kek.key.expose_secret());
+        // Not under the root key, with either purpose.
+        assert!(aead::open(&root.key, &aad, &wrapped).is_err());
+        let legacy_aad = aead::associated_data(PURPOSE_KEK_WRAP_LEGACY, &[5], &[]);
+        assert!(aead::open(&root.key, &legacy_aad, &wrapped).is_err());
+        assert_eq!(root.unwrap_legacy_kek(5, &wrapped).err(), Some(KeyError::Crypto));
+    }
+
+    /// A KEK stored by key format 1 opens with `unwrap_legacy_kek` only, and re-wrapped
+    /// with `wrap_kek` it is the same KEK.
+    #[test]
+    fn legacy_keks_unwrap_and_rewrap_into_format_2() {
+        let root = RootKey::generate().unwrap();
+        let kek = Kek::generate(2).unwrap();
+        let dek = Dek::generate(1).unwrap();
+        let wrapped_dek = kek.wrap_dek(&dek).unwrap();
+        let legacy = wrap_kek_legacy(&root, &kek);
+        assert_eq!(root.unwrap_kek(2, &legacy).err(), Some(KeyError::Crypto));
+        assert_eq!(root.unwrap_legacy_kek(1, &legacy).err(), Some(KeyError::Crypto), "version is bound");
+        let unwrapped = root.unwrap_legacy_kek(2, &legacy).unwrap();
+        let rewrapped = root.wrap_kek(&unwrapped).unwrap();
+        let again = root.unwrap_kek(2, &rewrapped).unwrap();
+        assert_eq!(again.kcv(), kek.kcv());
+        assert_eq!(again.unwrap_dek(1, &wrapped_dek).unwrap().kcv(), dek.kcv());
     }
 
     #[test]

@@ -10,11 +10,15 @@
 //!   unambiguous AAD encoding (purpose, key versions, length-prefixed context), and the
 //!   `nonce || ciphertext || tag` format with length checks before any slicing.
 //! * `derived.rs` — HKDF-SHA256 purpose keys from the root key ([`FingerprintKey`],
-//!   [`AuditKey`], [`GrantKey`]) and the HKDF/HMAC primitives they use.
-//! * `kcv.rs` — [`Kcv`], the X9.24-style key check value shown in status output.
+//!   [`AuditKey`], [`GrantKey`], and the KEK-wrapping key inside [`RootKey`]) and the
+//!   HKDF/HMAC primitives they use. The root key is only ever an HKDF input.
+//! * `kcv.rs` — [`Kcv`], the key check value shown in status output: truncated
+//!   HMAC-SHA256 of a label, not AES of a zero block (which is AES-GCM's hash key H).
 //! * `custodian.rs` — [`CustodianShare`]: the root key split M-of-N for its custodians
 //!   ([`RootKey::split`], [`RootKey::combine`]), the shares' text form with vault, ceremony
-//!   and checksum fields, and the checks that keep a wrong share from becoming a root key.
+//!   and checksum fields (`pss2`; `pss1` from before key format 2 is still read), the
+//!   per-share commitments a vault records to recognise each share, and the checks that
+//!   keep a wrong share from becoming a root key.
 //! * `shamir.rs` — Shamir's scheme over GF(2^8): constant-time field arithmetic, split and
 //!   interpolation, and why it is written here rather than taken from a crate.
 //! * `material.rs` — the boxed, zeroize-on-drop 32-byte buffer inside every key type; the

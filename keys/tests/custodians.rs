@@ -125,8 +125,8 @@ fn malformed_share_text_is_rejected_without_echoing_it() {
     let value = text.split('-').nth(5).unwrap().to_owned();
     let cases = [
         String::new(),
-        "pss1".to_owned(),
-        text.replacen("pss1", "pss2", 1),
+        "pss2".to_owned(),
+        text.replacen("pss2", "pss3", 1),
         text.replacen("-m2-", "-m1-", 1),
         text.replacen("-m2-", "-2-", 1),
         text.replacen("-x2-", "-x0-", 1),
@@ -151,7 +151,7 @@ fn text_form_round_trips_and_reads_leniently() {
         let text = share.to_text();
         let fields: Vec<&str> = text.split('-').collect();
         assert_eq!(fields.len(), 7, "{}", share.index());
-        assert_eq!(fields[0], "pss1");
+        assert_eq!(fields[0], "pss2");
         assert_eq!(fields[1], root.kcv().to_hex());
         assert_eq!(fields[2].len(), 8);
         assert_eq!(fields[3], "m2");
@@ -299,4 +299,80 @@ fn shares_are_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<CustodianShare>();
     assert_send_sync::<ShareError>();
+}
+
+/// Shares printed by `paysys-vault init --shares 3 --threshold 2` before key format 2
+/// (tests/fixtures/legacy-v1/custodian-vault.sqlite.json): root KCV and check values in
+/// the legacy AES-of-a-zero-block form. They must still parse and rebuild that vault's key.
+const LEGACY_ROOT_KCV: &str = "d255db";
+const LEGACY_SHARES: [(&str, &str); 3] = [
+    ("pss1-d255db-4fc4274a-m2-x1-fd35f721f6680189d931c19f6bc9a8917681d64dd9a71f1a68e5d28ec7732cb6-40e45ae1", "845f6f"),
+    ("pss1-d255db-4fc4274a-m2-x2-5b951d459212f0bef377559edd090f168ac7a1036bdd5152964c251fe06a6a74-f7f0d77e", "47bcc5"),
+    ("pss1-d255db-4fc4274a-m2-x3-39f5b29047cd565a1cbcd06846499b6bde0c8c3905026b6a352b8199fd94a1c3-740254bc", "664bf2"),
+];
+
+#[test]
+fn legacy_pss1_shares_still_rebuild_their_root_key() {
+    let legacy_kcv = paysys_keys::Kcv::from_hex(LEGACY_ROOT_KCV).unwrap();
+    let parse = |i: usize| CustodianShare::parse(LEGACY_SHARES[i].0).unwrap();
+    for (i, (_, check_value)) in LEGACY_SHARES.iter().enumerate() {
+        let share = parse(i);
+        assert!(share.carries_legacy_kcv());
+        // The same check value the custodian was shown at init.
+        assert_eq!(share.check_value().to_hex(), *check_value);
+        assert_eq!(share.vault_kcv(), legacy_kcv);
+    }
+    let mut kcvs = Vec::new();
+    for pair in [[0, 1], [0, 2], [1, 2]] {
+        let set = [parse(pair[0]), parse(pair[1])];
+        let root = RootKey::combine(&set, &legacy_kcv).unwrap();
+        kcvs.push(root.kcv());
+        // Checked against the current-form KCV they do not belong to this vault.
+        assert_eq!(share_error(RootKey::combine(&set, &root.kcv())), Some(ShareError::ForeignVault));
+    }
+    assert!(kcvs.iter().all(|k| *k == kcvs[0]), "every pair rebuilds the same key");
+    assert_ne!(kcvs[0], legacy_kcv, "the current KCV is another construction");
+}
+
+#[test]
+fn new_shares_are_pss2_and_carry_the_current_kcv() {
+    let root = RootKey::generate().unwrap();
+    let shares = root.split(2, 3).unwrap();
+    for share in &shares {
+        assert!(share.to_text().starts_with(&format!("pss2-{}-", root.kcv())));
+        assert!(!share.carries_legacy_kcv());
+        assert_eq!(share.vault_kcv(), root.kcv());
+    }
+    // A pss2 share relabelled pss1 (or the reverse) fails its checksum: the version is covered.
+    let text = shares[0].to_text().replacen("pss2", "pss1", 1);
+    assert_eq!(share_error(CustodianShare::parse(&text)), Some(ShareError::Checksum));
+    let text = LEGACY_SHARES[0].0.replacen("pss1", "pss2", 1);
+    assert_eq!(share_error(CustodianShare::parse(&text)), Some(ShareError::Checksum));
+    // pss1 and pss2 shares never combine with each other.
+    let mixed = [retyped(&shares[0]).unwrap(), CustodianShare::parse(LEGACY_SHARES[1].0).unwrap()];
+    assert!(share_error(RootKey::combine(&mixed, &root.kcv())).is_some());
+}
+
+#[test]
+fn commitments_recognise_exactly_their_share() {
+    let root = RootKey::generate().unwrap();
+    let shares = root.split(2, 3).unwrap();
+    let commitments: Vec<String> = shares.iter().map(CustodianShare::commitment_hex).collect();
+    assert!(commitments.iter().all(|c| c.len() == 64));
+    for (i, share) in shares.iter().enumerate() {
+        let typed = retyped(share).unwrap();
+        for (j, commitment) in commitments.iter().enumerate() {
+            assert_eq!(typed.matches_commitment(commitment), i == j, "share {i} vs commitment {j}");
+        }
+        assert!(typed.matches_commitment(&commitment_upper(&commitments[i])));
+        assert!(!typed.matches_commitment(""));
+        assert!(!typed.matches_commitment(&commitments[i][..62]));
+    }
+    // Another ceremony's share with the same index does not match.
+    let again = root.split(2, 3).unwrap();
+    assert!(!again[0].matches_commitment(&commitments[0]));
+}
+
+fn commitment_upper(hex: &str) -> String {
+    hex.to_uppercase()
 }

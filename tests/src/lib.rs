@@ -82,6 +82,8 @@ pub struct TestPki {
     pub gateway: Identity,
     pub alice: Identity,
     pub bob: Identity,
+    /// A third officer, for unseals that need three custodians.
+    pub carol: Identity,
     /// Merchant `m_1`.
     pub merchant: Identity,
     /// Merchant `m_2`.
@@ -124,6 +126,7 @@ impl TestPki {
             gateway: client("gateway", "spiffe://paysys/gateway"),
             alice: client("alice", "spiffe://paysys/officer/alice"),
             bob: client("bob", "spiffe://paysys/officer/bob"),
+            carol: client("carol", "spiffe://paysys/officer/carol"),
             merchant: client("merchant-m_1", "spiffe://paysys/merchant/m_1"),
             other_merchant: client("merchant-m_2", "spiffe://paysys/merchant/m_2"),
             stranger: client("stranger", "spiffe://elsewhere/someone"),
@@ -270,6 +273,60 @@ pub async fn init_with_shares(database_url: &str, shares: u8, threshold: u8) -> 
     ceremony
 }
 
+/// A custodian share's text with one byte of its value changed and its checksum
+/// recomputed: a share that reads as valid but is not the one handed out at `init`.
+pub fn altered_share(text: &str) -> String {
+    let mut fields: Vec<String> = text.split('-').map(str::to_owned).collect();
+    let mut value = hex_decode(&fields[5]);
+    value[0] ^= 0x5a;
+    fields[5] = hex_encode(&value);
+    let domain: &[u8] =
+        if fields[0] == "pss1" { b"paysys/v1/custodian-share-checksum" } else { b"paysys/v2/custodian-share-checksum" };
+    let number = |f: &str| f[1..].parse::<u8>().unwrap();
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    context.update(domain);
+    context.update(&hex_decode(&fields[1]));
+    context.update(&hex_decode(&fields[2]));
+    context.update(&[number(&fields[3]), number(&fields[4])]);
+    context.update(&value);
+    fields[6] = hex_encode(&context.finish().as_ref()[..4]);
+    fields.join("-")
+}
+
+fn hex_decode(text: &str) -> Vec<u8> {
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap()).collect()
+}
+
+fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The checked-in fixtures (`tests/fixtures/…`).
+pub fn fixture_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(relative)
+}
+
+/// A fresh database for `backend` holding the SQL dump `tests/fixtures/<name>.<backend>.sql`
+/// (a vault written by an older binary).
+pub async fn database_from_fixture(backend: &Backend, dir: &Path, name: &str) -> TestDatabase {
+    use sqlx::Connection;
+    let db = TestDatabase::create(backend, dir).await;
+    let dump = std::fs::read_to_string(fixture_path(&format!("{name}.{}.sql", backend.name()))).unwrap();
+    match backend {
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(&format!("{}?mode=rwc", db.url)).await.unwrap();
+            sqlx::raw_sql(&dump).execute(&mut conn).await.unwrap();
+            conn.close().await.unwrap();
+        }
+        Backend::Postgres(_) => {
+            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            sqlx::raw_sql(&dump).execute(&mut conn).await.unwrap();
+            conn.close().await.unwrap();
+        }
+    }
+    db
+}
+
 /// A running `paysys-vault serve` process.
 #[derive(Debug)]
 pub struct TestVault {
@@ -302,7 +359,31 @@ impl TestVault {
     pub async fn start_prepared(backend: &Backend, dir: PathBuf, pki: TestPki, options: VaultOptions) -> TestVault {
         let db = TestDatabase::create(backend, &dir).await;
         let root_key_file = dir.join("root.key");
+        TestVault::init_and_serve(db, dir, pki, options, root_key_file, true).await
+    }
+
+    /// Serve `db` as it is, without `init` (a database made elsewhere, e.g. from a
+    /// fixture); `root_key_file` is used when `options.dev_unseal` is set.
+    pub async fn serve_existing(
+        db: TestDatabase,
+        dir: PathBuf,
+        pki: TestPki,
+        options: VaultOptions,
+        root_key_file: PathBuf,
+    ) -> TestVault {
+        TestVault::init_and_serve(db, dir, pki, options, root_key_file, false).await
+    }
+
+    async fn init_and_serve(
+        db: TestDatabase,
+        dir: PathBuf,
+        pki: TestPki,
+        options: VaultOptions,
+        root_key_file: PathBuf,
+        init: bool,
+    ) -> TestVault {
         let ceremony = match options.custodians {
+            _ if !init => None,
             Some((shares, threshold)) => Some(init_with_shares(&db.url, shares, threshold).await),
             None => {
                 let init = Command::new(bin_path(VAULT_BIN))

@@ -44,11 +44,8 @@ async fn read_as_owner(vault: &TestVault, token: &str) -> VaultResponse {
 /// acquirer's answer, or the vault's error. (The relay's request shape lives here only.)
 async fn relay_as_gateway(vault: &TestVault, token: &str, reference: &str) -> VaultResponse {
     let body = json!({
-        "token": token, "merchant_id": "m_1", "destination": "sandbox_acquirer", "method": "POST",
-        "path": "/acquirer/v1/authorizations",
-        "body": {"merchant_id": "m_1", "reference": reference, "amount": 1000, "currency": "UZS",
-                 "card": {"number": "{{card.number}}", "exp_month": "{{card.exp_month}}",
-                          "exp_year": "{{card.exp_year}}"}},
+        "token": token, "merchant_id": "m_1", "template": "sandbox_acquirer.authorize",
+        "values": {"reference": reference, "amount": 1000, "currency": "UZS", "capture": false},
     });
     vault.call(&vault.pki.gateway, "POST", "/v1/relay", Some(body)).await
 }

@@ -5,7 +5,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use paysys_tests::{backends, init_with_shares, Backend, Identity, TestDatabase, TestVault, VaultOptions};
+use paysys_tests::{
+    altered_share, backends, init_with_shares, Backend, Identity, TestDatabase, TestVault, VaultOptions,
+};
 use rand::Rng;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -116,8 +118,8 @@ async fn custodian_ceremony(backend: Backend) {
     let vault = TestVault::start_with(&backend, options).await;
     let ceremony = vault.ceremony.clone().unwrap();
     assert_eq!(ceremony.shares.len(), 5);
-    assert!(ceremony.shares.iter().all(|s| s.starts_with(&format!("pss1-{}-", ceremony.root_kcv))));
-    let (alice, bob) = (&vault.pki.alice, &vault.pki.bob);
+    assert!(ceremony.shares.iter().all(|s| s.starts_with(&format!("pss2-{}-", ceremony.root_kcv))));
+    let (alice, bob, carol) = (&vault.pki.alice, &vault.pki.bob, &vault.pki.carol);
 
     // Sealed: data operations answer vault_sealed.
     let r = vault
@@ -162,14 +164,27 @@ async fn custodian_ceremony(backend: Backend) {
     assert_eq!(body["share_check_value"], ceremony.check_values[0].as_str());
     let (status, body) = unseal_with(&vault, bob, &ceremony.shares[0]).await;
     assert_eq!((status, code(&body)), (409, "share_duplicate"), "{body}");
+    // The attacker holding one officer certificate and two custodians' shares: the second
+    // share from the same certificate is refused, and the first one stays.
+    let (status, body) = unseal_with(&vault, alice, &ceremony.shares[1]).await;
+    assert_eq!((status, code(&body)), (409, "custodian_already_submitted"), "{body}");
+    // A custodian handing in an altered share (valid checksum, wrong value): refused on its
+    // own, against the commitment recorded at init; nobody's progress is lost.
+    let (status, body) = unseal_with(&vault, bob, &altered_share(&ceremony.shares[3])).await;
+    assert_eq!((status, code(&body)), (400, "share_altered"), "{body}");
+    let s = vault.call(alice, "GET", "/v1/sys/seal-status", None).await;
+    assert_eq!(s.body["progress"], 1, "{}", s.body);
     // M − 1 shares: still sealed.
     let (status, body) = unseal_with(&vault, bob, &ceremony.shares[3]).await;
     assert_eq!((status, body["sealed"].clone(), body["progress"].clone()), (200, json!(true), json!(2)), "{body}");
     let r = vault.call(&vault.pki.merchant, "GET", "/v1/tokens/tok_aaaaaaaaaaaaaaaaaaaaaa", None).await;
     assert_eq!(r.error_code(), Some("vault_sealed"));
 
-    // The third share through the officer CLI, read from stdin (never argv).
+    // The third share through the officer CLI, read from stdin (never argv); alice's
+    // certificate has given one already, so the CLI reports the refusal.
     let (ok, stdout, stderr) = vault.officer_cli(alice, &["operator", "unseal"], Some(&ceremony.shares[4])).await;
+    assert!(!ok && stderr.contains("custodian_already_submitted"), "{stdout}{stderr}");
+    let (ok, stdout, stderr) = vault.officer_cli(carol, &["operator", "unseal"], Some(&ceremony.shares[4])).await;
     assert!(ok, "{stdout}{stderr}");
     assert!(stdout.contains("vault unsealed"), "{stdout}");
     assert!(!stdout.contains(&ceremony.shares[4]) && !stderr.contains(&ceremony.shares[4]));
@@ -184,8 +199,8 @@ async fn custodian_ceremony(backend: Backend) {
     assert_eq!((r.status, r.error_code()), (503, Some("vault_sealed")));
 
     // Any other 3 of the 5 unseal again.
-    for (i, share) in [1, 2, 3].iter().map(|i| (*i, &ceremony.shares[*i])) {
-        let (status, body) = unseal_with(&vault, if i % 2 == 0 { alice } else { bob }, share).await;
+    for (who, share) in [alice, bob, carol].into_iter().zip(&ceremony.shares[1..4]) {
+        let (status, body) = unseal_with(&vault, who, share).await;
         assert_eq!(status, 200, "{body}");
     }
     let r = vault.call(&vault.pki.merchant, "GET", &format!("/v1/tokens/{token}"), None).await;
@@ -199,8 +214,8 @@ async fn custodian_ceremony(backend: Backend) {
     tokio::time::sleep(Duration::from_millis(4500)).await;
     let s = vault.call(alice, "GET", "/v1/sys/seal-status", None).await;
     assert_eq!(s.body["progress"], 0, "{}", s.body);
-    for share in &ceremony.shares[2..5] {
-        assert_eq!(unseal_with(&vault, bob, share).await.0, 200);
+    for (who, share) in [alice, bob, carol].into_iter().zip(&ceremony.shares[2..5]) {
+        assert_eq!(unseal_with(&vault, who, share).await.0, 200);
     }
 
     // Neither a share nor its value is in the vault's log.
@@ -213,9 +228,35 @@ async fn custodian_ceremony(backend: Backend) {
     }
     // The audit chain names each custodian who gave a share.
     let records = vault.call(alice, "GET", "/v1/audit/records?after_seq=0&limit=1000", None).await;
-    let unseals: Vec<&Value> =
-        records.body["records"].as_array().unwrap().iter().filter(|r| r["operation"] == "sys.unseal").collect();
+    let unseals: Vec<&Value> = records.body["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["operation"] == "sys.unseal" && r["decision"] == "allow")
+        .collect();
     assert_eq!(unseals.len(), 9, "{}", records.body);
+    // And every share refused while sealed, written at the next unseal, with who gave it.
+    let refused: Vec<(&str, &str)> = records.body["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["operation"] == "sys.unseal" && r["decision"] == "deny")
+        .map(|r| (r["principal"].as_str().unwrap(), r["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            (alice.principal.as_str(), "share_invalid"),
+            (alice.principal.as_str(), "share_invalid"),
+            (alice.principal.as_str(), "share_foreign"),
+            (bob.principal.as_str(), "share_duplicate"),
+            (alice.principal.as_str(), "custodian_already_submitted"),
+            (bob.principal.as_str(), "share_altered"),
+            (alice.principal.as_str(), "custodian_already_submitted"),
+        ],
+        "{}",
+        records.body
+    );
     let verify = vault.call(alice, "GET", "/v1/audit/verify", None).await;
     assert_eq!(verify.body["ok"], true, "{}", verify.body);
     vault.finish().await;

@@ -3,7 +3,7 @@
 use crate::api::{self, now_ms, Vault};
 use crate::committer::Committer;
 use crate::keyring::{KeyState, Keyring};
-use crate::lifecycle::{self, meta, Lifecycle, LifecycleConfig};
+use crate::lifecycle::{self, meta, Lifecycle, LifecycleConfig, ShareChecks};
 use crate::rate_limit::{MerchantRateLimiter, RateLimit};
 use crate::relay::{RelayClient, RelayConfig};
 use crate::retention::{self, SweepConfig};
@@ -325,6 +325,9 @@ pub fn main(cli: Cli) -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("paysys-vault: {e:#}");
+            if e.downcast_ref::<DevRefused>().is_some() {
+                return ExitCode::from(EXIT_DEV_REFUSED);
+            }
             ExitCode::FAILURE
         }
     }
@@ -371,13 +374,14 @@ async fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let mut meta = vec![(meta::ROOT_KCV.to_owned(), root.kcv().to_hex())];
-    match custodians {
-        Some((n, m)) => {
-            meta.push((meta::UNSEAL_MODE.to_owned(), "custodians".to_owned()));
+    match (custodians, &shares) {
+        (Some((n, m)), Some(shares)) => {
+            meta.push((meta::UNSEAL_MODE.to_owned(), meta::MODE_CUSTODIANS.to_owned()));
             meta.push((meta::UNSEAL_THRESHOLD.to_owned(), m.to_string()));
             meta.push((meta::UNSEAL_SHARES.to_owned(), n.to_string()));
+            meta.push((meta::SHARE_COMMITMENTS.to_owned(), ShareChecks::commitments_entry(shares)));
         }
-        None => meta.push((meta::UNSEAL_MODE.to_owned(), "dev".to_owned())),
+        _ => meta.push((meta::UNSEAL_MODE.to_owned(), meta::MODE_DEV.to_owned())),
     }
     let audit_key = root.derive_audit_key().context("deriving the audit key")?;
     let event = AuditEvent {
@@ -506,6 +510,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let relay = relay_client(&args)?;
     let tls_config = tls::server_config(&args.tls_cert, &args.tls_key, &args.client_ca)?;
     let store = store::open(&args.database_url).await.context("opening the database")?;
+    // Before anything is written (migrations included): the mode the vault was
+    // initialized in decides whether this command line may serve it.
+    check_unseal_mode(store.as_ref(), &args).await?;
     store.migrate().await.context("migrating the database")?;
 
     let keys = Arc::new(KeyState::default());
@@ -537,6 +544,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             burst: args.removal_burst,
         }),
     });
+    if !vault.keys.is_sealed() {
+        // Unsealed from the dev key file: a vault initialized before key format 2 moves to it now.
+        if let Err(e) = lifecycle::migrate_key_format(&vault).await {
+            tracing::error!(code = e.code(), "key format migration failed; the vault serves with format-1 keys");
+        }
+    }
     tokio::spawn(sweep_cvcs(store, Duration::from_secs(args.cvc_sweep_secs.max(1))));
     let sweep = SweepConfig {
         interval: Duration::from_secs(args.token_sweep_secs.max(1)),
@@ -558,6 +571,42 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!("shut down");
     Ok(())
 }
+
+/// Exit code of `serve` when `--dev` meets a vault initialized with custodian shares.
+pub const EXIT_DEV_REFUSED: u8 = 4;
+
+/// Refuses `--dev` on a vault initialized with custodian shares. `--dev` turns on the
+/// `{"key": hex}` unseal, which skips the M-of-N ceremony, and (without `--policy`) the
+/// built-in dev policy: one flag would make a production vault a development one.
+///
+/// The reverse, a dev-initialized vault served without `--dev`, is not a hole: it has no
+/// shares and the key unseal answers `dev_mode_required`, so it only stays sealed. It is
+/// served, with a warning that says so.
+///
+/// Reads `vault_meta` before any migration runs, so a refusal changes nothing. A
+/// database without it (new, or from before the table existed) has nothing to protect yet.
+async fn check_unseal_mode(store: &dyn store::Store, args: &ServeArgs) -> anyhow::Result<()> {
+    let Ok(entries) = store.meta().await else { return Ok(()) };
+    let mode = entries.iter().find(|(name, _)| name == meta::UNSEAL_MODE).map(|(_, value)| value.as_str());
+    match mode {
+        Some(meta::MODE_CUSTODIANS) if args.dev => Err(DevRefused.into()),
+        Some(meta::MODE_DEV) if !args.dev => {
+            tracing::warn!(
+                "this vault was initialized in dev mode (root key in a file): without --dev it cannot be unsealed"
+            );
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `serve --dev` on a vault initialized with custodian shares.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "refusing --dev: this vault was initialized with custodian shares; serve it without --dev (and with --policy), \
+     and unseal it with its custodians' shares. Nothing was changed."
+)]
+pub struct DevRefused;
 
 fn lifecycle_config(args: &ServeArgs) -> LifecycleConfig {
     LifecycleConfig {

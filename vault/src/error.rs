@@ -69,9 +69,16 @@ pub enum ApiError {
     ShareForeign,
     /// The share is from another ceremony (split) of this vault than the shares before it.
     ShareMixed,
-    /// The threshold was reached but the rebuilt root key failed the KCV check, or it
-    /// did not open the stored keys; progress was reset.
+    /// The threshold was reached but the shares do not rebuild the root key (one is wrong
+    /// and none can be left out yet; progress kept), or the rebuilt key did not open the
+    /// stored keys.
     UnsealFailed,
+    /// A well-formed share of this vault that is not the share recorded for its index at
+    /// `init` (its commitment does not match): altered. Refused; progress kept.
+    ShareAltered,
+    /// This client certificate already gave a share in this unseal attempt; the next share
+    /// must come from another custodian. Refused; the first share stays.
+    CustodianAlreadySubmitted,
     /// The operation is allowed only on a vault started with `--dev`.
     DevModeRequired,
     /// No such key request.
@@ -133,6 +140,8 @@ impl ApiError {
             ApiError::ShareForeign => (StatusCode::BAD_REQUEST, "share_foreign"),
             ApiError::ShareMixed => (StatusCode::BAD_REQUEST, "share_mixed_splits"),
             ApiError::UnsealFailed => (StatusCode::BAD_REQUEST, "unseal_failed"),
+            ApiError::ShareAltered => (StatusCode::BAD_REQUEST, "share_altered"),
+            ApiError::CustodianAlreadySubmitted => (StatusCode::CONFLICT, "custodian_already_submitted"),
             ApiError::DevModeRequired => (StatusCode::FORBIDDEN, "dev_mode_required"),
             ApiError::RequestNotFound => (StatusCode::NOT_FOUND, "request_not_found"),
             ApiError::RequestNotPending => (StatusCode::CONFLICT, "request_not_pending"),
@@ -184,8 +193,16 @@ impl ApiError {
             ApiError::ShareDuplicate => "this share was already given".into(),
             ApiError::ShareForeign => "the share belongs to another vault".into(),
             ApiError::ShareMixed => "the share is from another ceremony than the shares given before".into(),
-            ApiError::UnsealFailed => {
-                "the shares do not rebuild this vault's root key; unseal progress was reset".into()
+            ApiError::UnsealFailed => "the shares given do not rebuild this vault's root key: one of them is wrong; \
+                                       progress is kept, and one more custodian's share lets the vault leave the \
+                                       wrong one out"
+                .into(),
+            ApiError::ShareAltered => {
+                "the share is not the one recorded for its index at init (altered); unseal progress is kept".into()
+            }
+            ApiError::CustodianAlreadySubmitted => {
+                "this client certificate already gave a share in this unseal; another custodian must give the next"
+                    .into()
             }
             ApiError::DevModeRequired => "only a vault started with --dev accepts this".into(),
             ApiError::RequestNotFound => "no such key request".into(),

@@ -3,7 +3,7 @@
 //! Only wrapped keys are ever stored. Unsealing rebuilds the key hierarchy in memory
 //! from the root key; sealing drops it (every key type zeroizes on drop).
 
-use crate::store::{KeyKind, StoredKey};
+use crate::store::{KeyFormat, KeyKind, StoredKey};
 use paysys_keys::{AuditKey, Dek, FingerprintKey, Kek, KeyError, RootKey};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -87,6 +87,15 @@ fn version_u32(v: i64, what: &'static str) -> Result<u32, UnsealError> {
     u32::try_from(v).map_err(|_| UnsealError::Inconsistent(what))
 }
 
+/// A stored KEK, unwrapped the way its format says: format 1 directly under the root
+/// key, format 2 under the wrapping key derived from it.
+pub(crate) fn unwrap_stored_kek(root: &RootKey, version: u32, row: &StoredKey) -> Result<Kek, KeyError> {
+    match row.format {
+        KeyFormat::V1 => root.unwrap_legacy_kek(version, &row.wrapped),
+        KeyFormat::V2 => root.unwrap_kek(version, &row.wrapped),
+    }
+}
+
 impl Keyring {
     /// A brand-new hierarchy (root key, KEK 1, DEK 1) and its wrapped form to store.
     pub fn generate(now_ms: i64) -> Result<(RootKey, Vec<StoredKey>), KeyError> {
@@ -102,6 +111,7 @@ impl Keyring {
                 kcv: kek.kcv().to_hex(),
                 state: state::ACTIVE.into(),
                 created_at: now_ms,
+                format: KeyFormat::V2,
             },
             StoredKey {
                 kind: KeyKind::Dek,
@@ -111,6 +121,7 @@ impl Keyring {
                 kcv: dek.kcv().to_hex(),
                 state: state::ACTIVE.into(),
                 created_at: now_ms,
+                format: KeyFormat::V2,
             },
         ];
         Ok((root, stored))
@@ -144,7 +155,7 @@ impl Keyring {
             let version = version_u32(k.version, "KEK version out of range")?;
             let kek = match previous.and_then(|p| p.keks.get(&version)) {
                 Some(kek) => kek.clone(),
-                None => Arc::new(root.unwrap_kek(version, &k.wrapped).map_err(|_| UnsealError::WrongRootKey)?),
+                None => Arc::new(unwrap_stored_kek(&root, version, k).map_err(|_| UnsealError::WrongRootKey)?),
             };
             if k.state == state::ACTIVE {
                 active_kek = Some(version);

@@ -21,22 +21,36 @@ use crate::api::{now_ms, Vault};
 use crate::committer::CommitError;
 use crate::error::ApiError;
 use crate::keyring::{state, Keyring, UnsealError};
-use crate::store::{AuditEvent, KeyChange, KeyKind, ReencryptBatch, ReencryptJob, StoreError, StoredKey};
-use paysys_keys::{CustodianShare, Dek, Kek, KeyError, RootKey, ShareError};
+use crate::store::{AuditEvent, KeyChange, KeyFormat, KeyKind, ReencryptBatch, ReencryptJob, StoreError, StoredKey};
+use paysys_keys::{CustodianShare, Dek, Kcv, Kek, KeyError, RootKey, ShareError};
 use paysys_policies::Operation;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// `vault_meta` names.
 pub mod meta {
-    /// KCV of the root key, hex.
+    /// KCV of the root key in the current (key format 2, HMAC-SHA256) form, hex. Recorded
+    /// at `init`, or at the first unseal of a vault initialized before format 2.
     pub const ROOT_KCV: &str = "root_kcv";
+    /// KCV of the root key in the legacy (AES of a zero block) form, hex: only vaults
+    /// initialized before key format 2 have it (migration 0003 renamed their `root_kcv`);
+    /// their `pss1` custodian shares carry it and are checked against it.
+    pub const ROOT_KCV_LEGACY: &str = "root_kcv_legacy";
     /// `custodians` or `dev`.
     pub const UNSEAL_MODE: &str = "unseal_mode";
     /// M: shares needed to unseal.
     pub const UNSEAL_THRESHOLD: &str = "unseal_threshold";
     /// N: shares made at `init`.
     pub const UNSEAL_SHARES: &str = "unseal_shares";
+    /// Each share's commitment, recorded at `init` (`pss2` vaults):
+    /// `index:hex index:hex …`, so the vault recognises each share on its own at unseal.
+    pub const SHARE_COMMITMENTS: &str = "share_commitments";
+
+    /// The `unseal_mode` of a vault initialized with custodian shares.
+    pub const MODE_CUSTODIANS: &str = "custodians";
+    /// The `unseal_mode` of a vault initialized with a dev root key file.
+    pub const MODE_DEV: &str = "dev";
 }
 
 /// Operator-set limits of the key lifecycle.
@@ -71,18 +85,78 @@ impl Default for LifecycleConfig {
     }
 }
 
+/// What this vault recorded at `init` to check custodian shares against (`vault_meta`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShareChecks {
+    /// The root KCV `pss2` shares carry.
+    pub root_kcv: Option<Kcv>,
+    /// The legacy root KCV `pss1` shares carry (vaults initialized before key format 2).
+    pub root_kcv_legacy: Option<Kcv>,
+    /// Each share's commitment by index; empty for vaults initialized before key format 2.
+    pub commitments: BTreeMap<u8, String>,
+}
+
+impl ShareChecks {
+    /// From the `vault_meta` entries.
+    pub fn from_meta(entries: &[(String, String)]) -> ShareChecks {
+        let get = |name: &str| entries.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+        let commitments = get(meta::SHARE_COMMITMENTS)
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|entry| entry.split_once(':'))
+            .filter_map(|(index, commitment)| Some((index.parse::<u8>().ok()?, commitment.to_owned())))
+            .collect();
+        ShareChecks {
+            root_kcv: get(meta::ROOT_KCV).and_then(Kcv::from_hex),
+            root_kcv_legacy: get(meta::ROOT_KCV_LEGACY).and_then(Kcv::from_hex),
+            commitments,
+        }
+    }
+
+    /// The `share_commitments` value recorded at `init` for these shares.
+    pub fn commitments_entry(shares: &[CustodianShare]) -> String {
+        shares.iter().map(|s| format!("{}:{}", s.index(), s.commitment_hex())).collect::<Vec<_>>().join(" ")
+    }
+
+    /// The root KCV a share must carry, in the share's own construction; `None` when this
+    /// vault has none in that form (a `pss1` share at a vault initialized after format 2).
+    fn root_kcv_for(&self, share: &CustodianShare) -> Option<Kcv> {
+        if share.carries_legacy_kcv() {
+            self.root_kcv_legacy
+        } else {
+            self.root_kcv
+        }
+    }
+}
+
 /// Shares collected so far by this process.
 struct UnsealProgress {
     shares: Vec<CustodianShare>,
-    /// Who gave each share (for the audit log once the vault is unsealed).
+    /// Who gave each share (for the audit log once the vault is unsealed), same order.
     custodians: Vec<String>,
     started: Instant,
 }
+
+/// A share refused while the vault was sealed, kept until the next unseal writes it to
+/// the audit log (there is no audit key before that).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedShare {
+    /// The principal that submitted it.
+    pub custodian: String,
+    /// The error code it was refused with, or `share_altered` for a share left out.
+    pub code: &'static str,
+    pub at_ms: i64,
+}
+
+/// At most this many refusals wait for the audit log; beyond it the oldest go (they are
+/// in the process log too). Bounds what a client flooding the unseal endpoint can hold.
+const MAX_PENDING_REFUSALS: usize = 1_000;
 
 /// The lifecycle configuration and this process's unseal progress.
 pub struct Lifecycle {
     pub config: LifecycleConfig,
     progress: Mutex<Option<UnsealProgress>>,
+    refusals: Mutex<VecDeque<RefusedShare>>,
 }
 
 impl std::fmt::Debug for Lifecycle {
@@ -96,13 +170,14 @@ impl std::fmt::Debug for Lifecycle {
 pub enum ShareOutcome {
     /// Accepted; `have` of `need` shares so far.
     Progress { have: usize, need: usize, check_value: String },
-    /// The threshold was reached and the KCV matched: the root key.
-    Complete { root: RootKey, need: usize, check_value: String, custodians: Vec<String> },
+    /// The threshold was reached and the KCV matched: the root key. `custodians` gave the
+    /// shares that rebuilt it; `left_out` gave shares that were wrong and were left out.
+    Complete { root: RootKey, need: usize, check_value: String, custodians: Vec<String>, left_out: Vec<String> },
 }
 
 impl Lifecycle {
     pub fn new(config: LifecycleConfig) -> Lifecycle {
-        Lifecycle { config, progress: Mutex::new(None) }
+        Lifecycle { config, progress: Mutex::new(None), refusals: Mutex::new(VecDeque::new()) }
     }
 
     /// (shares given, threshold) of the unseal in progress, after applying the timeout.
@@ -129,17 +204,68 @@ impl Lifecycle {
         }
     }
 
-    /// Take one custodian share. A malformed, foreign, mixed or repeated share is refused
-    /// and the progress kept (one custodian's typo does not cost the others their turn);
-    /// a complete set that fails the KCV check resets the progress, since which share is
-    /// wrong cannot be told.
-    pub fn submit_share(&self, text: &str, root_kcv: &str, custodian: &str) -> Result<ShareOutcome, ApiError> {
+    /// Refusals recorded since the last call, oldest first, for the audit log.
+    pub fn take_refusals(&self) -> Vec<RefusedShare> {
+        match self.refusals.lock() {
+            Ok(mut refusals) => refusals.drain(..).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn record_refusal(&self, custodian: &str, code: &'static str) {
+        if let Ok(mut refusals) = self.refusals.lock() {
+            if refusals.len() >= MAX_PENDING_REFUSALS {
+                refusals.pop_front();
+            }
+            refusals.push_back(RefusedShare { custodian: custodian.to_owned(), code, at_ms: now_ms() });
+        }
+    }
+
+    /// Take one custodian share from `custodian` (the client certificate's principal).
+    ///
+    /// How a bad share is handled, so that it never costs the other custodians their turn:
+    ///
+    /// * malformed or mistyped (`share_invalid`), another vault's (`share_foreign`), another
+    ///   ceremony's (`share_mixed_splits`), a repeat of a share already given
+    ///   (`share_duplicate`), or a second share from the same principal
+    ///   (`custodian_already_submitted`): refused, progress kept;
+    /// * altered — well formed, right vault, valid checksum, but not the share recorded at
+    ///   `init`: on a vault with share commitments (initialized with key format 2) it is
+    ///   recognised on its own and refused (`share_altered`), progress kept;
+    /// * on a vault without commitments (initialized before key format 2, `pss1` shares) a
+    ///   wrong share can only show when M shares fail to rebuild the root key: the answer
+    ///   is `unseal_failed`, but the shares are kept, and with one more the vault looks for
+    ///   M that do rebuild it and leaves the wrong one out.
+    ///
+    /// Only the timeout (or a seal) discards progress. Every refusal, and every share left
+    /// out, is written to the audit log at the next unseal.
+    pub fn submit_share(&self, text: &str, checks: &ShareChecks, custodian: &str) -> Result<ShareOutcome, ApiError> {
+        let outcome = self.accept_share(text, checks, custodian);
+        match &outcome {
+            Err(e) => self.record_refusal(custodian, e.code()),
+            Ok(ShareOutcome::Complete { left_out, .. }) => {
+                for wrong in left_out {
+                    self.record_refusal(wrong, "share_altered");
+                }
+            }
+            Ok(ShareOutcome::Progress { .. }) => {}
+        }
+        outcome
+    }
+
+    fn accept_share(&self, text: &str, checks: &ShareChecks, custodian: &str) -> Result<ShareOutcome, ApiError> {
         let share = CustodianShare::parse(text).map_err(|e| share_error(&e))?;
         let check_value = share.check_value().to_hex();
-        if share.vault_kcv().to_hex() != root_kcv {
+        let expected = checks.root_kcv_for(&share).ok_or(ApiError::ShareForeign)?;
+        if share.vault_kcv() != expected {
             return Err(ApiError::ShareForeign);
         }
-        let expected = share.vault_kcv();
+        if !checks.commitments.is_empty() {
+            let recorded = checks.commitments.get(&share.index());
+            if !recorded.is_some_and(|commitment| share.matches_commitment(commitment)) {
+                return Err(ApiError::ShareAltered);
+            }
+        }
         let mut guard = self.progress.lock().map_err(|_| ApiError::Internal("unseal state poisoned".into()))?;
         self.expire(&mut guard);
         let progress = guard.get_or_insert_with(|| UnsealProgress {
@@ -147,22 +273,34 @@ impl Lifecycle {
             custodians: Vec::new(),
             started: Instant::now(),
         });
+        // Split knowledge means M *people*: one certificate holding two shares is refused
+        // before its second share is looked at any further.
+        if progress.custodians.iter().any(|c| c == custodian) {
+            return Err(ApiError::CustodianAlreadySubmitted);
+        }
         progress.shares.push(share);
         progress.custodians.push(custodian.to_owned());
         let need = progress.shares.first().map(|s| usize::from(s.threshold())).unwrap_or(0);
-        match RootKey::combine(&progress.shares, &expected) {
-            Ok(root) => {
-                let custodians = std::mem::take(&mut progress.custodians);
+        match RootKey::combine_leaving_out_wrong(&progress.shares, &expected) {
+            Ok((root, left_out_indices)) => {
+                let mut custodians = Vec::new();
+                let mut left_out = Vec::new();
+                for (share, who) in progress.shares.iter().zip(std::mem::take(&mut progress.custodians)) {
+                    if left_out_indices.contains(&share.index()) {
+                        left_out.push(who);
+                    } else {
+                        custodians.push(who);
+                    }
+                }
                 *guard = None;
-                Ok(ShareOutcome::Complete { root, need, check_value, custodians })
+                Ok(ShareOutcome::Complete { root, need, check_value, custodians, left_out })
             }
             Err(KeyError::Share(ShareError::Insufficient)) => {
                 Ok(ShareOutcome::Progress { have: progress.shares.len(), need, check_value })
             }
-            Err(KeyError::Share(ShareError::KcvMismatch)) => {
-                *guard = None;
-                Err(ApiError::UnsealFailed)
-            }
+            // Which share is wrong cannot be told yet: keep them all (this one may be the
+            // right one) and let one more share settle it.
+            Err(KeyError::Share(ShareError::KcvMismatch)) => Err(ApiError::UnsealFailed),
             Err(e) => {
                 // Refused: take this share back out, keep the others.
                 progress.shares.pop();
@@ -293,6 +431,7 @@ pub async fn plan_action(
                 kcv: kek.kcv().to_hex(),
                 state: state::ACTIVE.into(),
                 created_at: now,
+                format: KeyFormat::V2,
             });
             for old in stored.iter().filter(|k| k.kind == KeyKind::Kek && k.state == state::ACTIVE) {
                 change.update_keys.push(StoredKey { state: state::DECRYPT_ONLY.into(), ..old.clone() });
@@ -329,6 +468,7 @@ pub async fn plan_action(
                 kcv: dek.kcv().to_hex(),
                 state: state::ACTIVE.into(),
                 created_at: now,
+                format: KeyFormat::V2,
             });
             let usage = vault.store.dek_usage().await?;
             let mut from = None;
@@ -406,6 +546,81 @@ pub async fn commit_and_refresh(vault: &Vault, change: KeyChange, audit: AuditEv
         Err(e) => return Err(e.into()),
     }
     refresh_keyring(vault).await
+}
+
+/// Moves whatever is still in key format 1 to format 2, once the vault is unsealed:
+/// every KEK that still has material is unwrapped the old way (directly under the root
+/// key) and re-wrapped under the derived KEK-wrapping key; every KEK and DEK gets its KCV
+/// recomputed; and the format-2 root KCV is recorded beside the legacy one. All of it in
+/// one transaction with one `keys.migrate` audit record, so a crash leaves either the old
+/// rows or the new ones, and the vault reads both.
+///
+/// Rows are updated only while still in format 1, so two replicas unsealed at once migrate
+/// once (the loser's change conflicts and is dropped). Destroyed keys have no material
+/// left to compute a KCV from and keep theirs. Returns what was migrated, or `None` when
+/// there was nothing to do. The unwrapped keys are the ones already in memory, so the
+/// keyring itself does not change.
+pub async fn migrate_key_format(vault: &Vault) -> Result<Option<String>, ApiError> {
+    let keyring = vault.keyring()?;
+    let stored = vault.store.load_keys().await?;
+    let checks = ShareChecks::from_meta(&vault.store.meta().await?);
+    let root = keyring.root();
+    let mut change = KeyChange::default();
+    let mut keks = BTreeMap::new();
+    for row in stored.iter().filter(|k| k.kind == KeyKind::Kek && !k.wrapped.is_empty()) {
+        let version = u32_version(row.version)?;
+        let kek = crate::keyring::unwrap_stored_kek(root, version, row)
+            .map_err(|_| ApiError::Internal(format!("kek v{version} does not unwrap under the root key")))?;
+        if row.format == KeyFormat::V1 {
+            change.migrate_keys.push(StoredKey {
+                wrapped: root.wrap_kek(&kek).map_err(key_failure)?,
+                kcv: kek.kcv().to_hex(),
+                format: KeyFormat::V2,
+                ..row.clone()
+            });
+        }
+        keks.insert(row.version, kek);
+    }
+    for row in stored.iter().filter(|k| k.kind == KeyKind::Dek && k.format == KeyFormat::V1 && !k.wrapped.is_empty()) {
+        let version = u32_version(row.version)?;
+        let Some(kek) = keks.get(&row.wrapped_by) else {
+            tracing::warn!(
+                dek = version,
+                kek = row.wrapped_by,
+                "a DEK's KEK has no material: its KCV stays in format 1"
+            );
+            continue;
+        };
+        let dek = kek
+            .unwrap_dek(version, &row.wrapped)
+            .map_err(|_| ApiError::Internal(format!("dek v{version} does not unwrap under its KEK")))?;
+        change.migrate_keys.push(StoredKey { kcv: dek.kcv().to_hex(), format: KeyFormat::V2, ..row.clone() });
+    }
+    if checks.root_kcv != Some(root.kcv()) {
+        change.set_meta.push((meta::ROOT_KCV.to_owned(), root.kcv().to_hex()));
+    }
+    if change.migrate_keys.is_empty() && change.set_meta.is_empty() {
+        return Ok(None);
+    }
+    let summary = format!(
+        "{} KEKs re-wrapped under the derived wrapping key, {} KCVs recomputed, root KCV {}",
+        change.migrate_keys.iter().filter(|k| k.kind == KeyKind::Kek).count(),
+        change.migrate_keys.len(),
+        root.kcv()
+    );
+    let mut event = worker_event("keys.migrate", "key_format_2".into(), "ok", 0);
+    event.principal = "local:paysys-vault-migrate".into();
+    event.key_version = None;
+    match vault.committer.commit_key_change(change, event).await {
+        Ok(()) => {}
+        Err(CommitError::Store(StoreError::Conflict(detail))) => {
+            tracing::info!(%detail, "key format migration done by another replica");
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    }
+    tracing::warn!(%summary, "migrated the key store to key format 2");
+    Ok(Some(summary))
 }
 
 /// Rebuild the keyring if the stored keys changed. No-op while sealed.
@@ -600,31 +815,175 @@ mod tests {
         Lifecycle::new(LifecycleConfig { unseal_timeout: timeout, ..LifecycleConfig::default() })
     }
 
+    /// What `init` records, for these shares of `root`.
+    fn checks_for(root: &RootKey, shares: &[CustodianShare]) -> ShareChecks {
+        ShareChecks {
+            root_kcv: Some(root.kcv()),
+            root_kcv_legacy: None,
+            commitments: ShareChecks::from_meta(&[(
+                meta::SHARE_COMMITMENTS.to_owned(),
+                ShareChecks::commitments_entry(shares),
+            )])
+            .commitments,
+        }
+    }
+
+    fn texts(shares: &[CustodianShare]) -> Vec<String> {
+        shares.iter().map(|s| s.to_text().to_string()).collect()
+    }
+
+    /// `text` with the first byte of its value changed and the checksum recomputed: what a
+    /// custodian (or whoever altered a share on paper) could hand in on purpose.
+    fn altered(text: &str) -> String {
+        let mut fields: Vec<String> = text.split('-').map(str::to_owned).collect();
+        let mut value = hex::decode(&fields[5]).unwrap();
+        value[0] ^= 0x5a;
+        fields[5] = hex::encode(&value);
+        let domain: &[u8] = if fields[0] == "pss1" {
+            b"paysys/v1/custodian-share-checksum"
+        } else {
+            b"paysys/v2/custodian-share-checksum"
+        };
+        let number = |f: &str| f[1..].parse::<u8>().unwrap();
+        let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+        context.update(domain);
+        context.update(&hex::decode(&fields[1]).unwrap());
+        context.update(&hex::decode(&fields[2]).unwrap());
+        context.update(&[number(&fields[3]), number(&fields[4])]);
+        context.update(&value);
+        fields[6] = hex::encode(&context.finish().as_ref()[..4]);
+        let text = fields.join("-");
+        assert!(CustodianShare::parse(&text).is_ok(), "the altered share passes its checksum");
+        text
+    }
+
     #[test]
     fn shares_accumulate_to_the_threshold_and_refusals_keep_progress() {
         let root = RootKey::generate().unwrap();
-        let kcv = root.kcv().to_hex();
-        let shares: Vec<String> = root.split(3, 5).unwrap().iter().map(|s| s.to_text().to_string()).collect();
+        let split = root.split(3, 5).unwrap();
+        let checks = checks_for(&root, &split);
+        let shares = texts(&split);
         let other = RootKey::generate().unwrap().split(2, 2).unwrap()[0].to_text().to_string();
         let unseal = lifecycle(Duration::from_secs(600));
 
         assert!(matches!(
-            unseal.submit_share(&shares[0], &kcv, "alice"),
+            unseal.submit_share(&shares[0], &checks, "alice"),
             Ok(ShareOutcome::Progress { have: 1, need: 3, .. })
         ));
-        assert!(matches!(unseal.submit_share(&shares[0], &kcv, "bob"), Err(ApiError::ShareDuplicate)));
-        assert!(matches!(unseal.submit_share(&other, &kcv, "bob"), Err(ApiError::ShareForeign)));
-        assert!(matches!(unseal.submit_share("pss1-nonsense", &kcv, "bob"), Err(ApiError::ShareInvalid)));
+        assert!(matches!(unseal.submit_share(&shares[0], &checks, "bob"), Err(ApiError::ShareDuplicate)));
+        assert!(matches!(unseal.submit_share(&other, &checks, "bob"), Err(ApiError::ShareForeign)));
+        assert!(matches!(unseal.submit_share("pss1-nonsense", &checks, "bob"), Err(ApiError::ShareInvalid)));
         assert_eq!(unseal.progress(), (1, Some(3)));
-        assert!(matches!(unseal.submit_share(&shares[4], &kcv, "bob"), Ok(ShareOutcome::Progress { have: 2, .. })));
-        match unseal.submit_share(&shares[2], &kcv, "carol") {
-            Ok(ShareOutcome::Complete { root: rebuilt, need: 3, custodians, .. }) => {
+        assert!(matches!(unseal.submit_share(&shares[4], &checks, "bob"), Ok(ShareOutcome::Progress { have: 2, .. })));
+        match unseal.submit_share(&shares[2], &checks, "carol") {
+            Ok(ShareOutcome::Complete { root: rebuilt, need: 3, custodians, left_out, .. }) => {
                 assert_eq!(rebuilt.kcv(), root.kcv());
                 assert_eq!(custodians, ["alice", "bob", "carol"]);
+                assert!(left_out.is_empty());
             }
             other => panic!("{other:?}"),
         }
         assert_eq!(unseal.progress(), (0, None));
+        let refused: Vec<(String, &str)> = unseal.take_refusals().into_iter().map(|r| (r.custodian, r.code)).collect();
+        assert_eq!(
+            refused,
+            [("bob".into(), "share_duplicate"), ("bob".into(), "share_foreign"), ("bob".into(), "share_invalid")]
+        );
+        assert!(unseal.take_refusals().is_empty(), "taken once");
+    }
+
+    /// Split knowledge is M people: one principal's second share of the same attempt is
+    /// refused, whatever share it is, and its first share stays.
+    #[test]
+    fn one_principal_gives_at_most_one_share_per_attempt() {
+        let root = RootKey::generate().unwrap();
+        let split = root.split(2, 3).unwrap();
+        let checks = checks_for(&root, &split);
+        let shares = texts(&split);
+        let unseal = lifecycle(Duration::from_secs(600));
+        assert!(matches!(unseal.submit_share(&shares[0], &checks, "alice"), Ok(ShareOutcome::Progress { .. })));
+        for share in &shares[1..] {
+            assert!(matches!(unseal.submit_share(share, &checks, "alice"), Err(ApiError::CustodianAlreadySubmitted)));
+        }
+        assert_eq!(unseal.progress(), (1, Some(2)));
+        assert!(matches!(
+            unseal.submit_share(&shares[2], &checks, "bob"),
+            Ok(ShareOutcome::Complete { ref custodians, .. }) if custodians == &["alice", "bob"]
+        ));
+        // A new attempt: alice may give a share again.
+        assert!(matches!(unseal.submit_share(&shares[1], &checks, "alice"), Ok(ShareOutcome::Progress { .. })));
+        let codes: Vec<&str> = unseal.take_refusals().iter().map(|r| r.code).collect();
+        assert_eq!(codes, ["custodian_already_submitted", "custodian_already_submitted"]);
+    }
+
+    /// With commitments (key format 2) an altered share is recognised on its own: refused,
+    /// nobody's progress lost, and the right shares still unseal.
+    #[test]
+    fn an_altered_share_is_refused_on_its_own_and_progress_survives() {
+        let root = RootKey::generate().unwrap();
+        let split = root.split(3, 5).unwrap();
+        let checks = checks_for(&root, &split);
+        let shares = texts(&split);
+        let unseal = lifecycle(Duration::from_secs(600));
+        assert!(unseal.submit_share(&shares[0], &checks, "alice").is_ok());
+        assert!(matches!(unseal.submit_share(&altered(&shares[1]), &checks, "bob"), Err(ApiError::ShareAltered)));
+        // A share of another ceremony of the same key: right vault, valid checksum, not recorded.
+        let other_ceremony = root.split(3, 5).unwrap()[3].to_text().to_string();
+        assert!(matches!(unseal.submit_share(&other_ceremony, &checks, "bob"), Err(ApiError::ShareAltered)));
+        assert_eq!(unseal.progress(), (1, Some(3)));
+        assert!(unseal.submit_share(&shares[1], &checks, "bob").is_ok());
+        assert!(matches!(unseal.submit_share(&altered(&shares[2]), &checks, "carol"), Err(ApiError::ShareAltered)));
+        assert_eq!(unseal.progress(), (2, Some(3)));
+        match unseal.submit_share(&shares[2], &checks, "carol") {
+            Ok(ShareOutcome::Complete { root: rebuilt, custodians, left_out, .. }) => {
+                assert_eq!(rebuilt.kcv(), root.kcv());
+                assert_eq!(custodians, ["alice", "bob", "carol"]);
+                assert!(left_out.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
+        let refused: Vec<(String, &str)> = unseal.take_refusals().into_iter().map(|r| (r.custodian, r.code)).collect();
+        assert_eq!(
+            refused,
+            [("bob".into(), "share_altered"), ("bob".into(), "share_altered"), ("carol".into(), "share_altered")]
+        );
+    }
+
+    /// Shares of a vault initialized before key format 2 (the `pss1` shares the fixture
+    /// vault was made with): no commitments, so a wrong share shows only when M shares fail
+    /// to rebuild the key. Progress is kept, and one more share lets the vault leave the
+    /// wrong one out.
+    #[test]
+    fn without_commitments_a_wrong_share_is_left_out_once_one_more_arrives() {
+        const LEGACY: [&str; 3] = [
+            "pss1-d255db-4fc4274a-m2-x1-fd35f721f6680189d931c19f6bc9a8917681d64dd9a71f1a68e5d28ec7732cb6-40e45ae1",
+            "pss1-d255db-4fc4274a-m2-x2-5b951d459212f0bef377559edd090f168ac7a1036bdd5152964c251fe06a6a74-f7f0d77e",
+            "pss1-d255db-4fc4274a-m2-x3-39f5b29047cd565a1cbcd06846499b6bde0c8c3905026b6a352b8199fd94a1c3-740254bc",
+        ];
+        let checks =
+            ShareChecks { root_kcv: None, root_kcv_legacy: Kcv::from_hex("d255db"), commitments: BTreeMap::new() };
+        let unseal = lifecycle(Duration::from_secs(600));
+        assert!(matches!(unseal.submit_share(LEGACY[0], &checks, "alice"), Ok(ShareOutcome::Progress { .. })));
+        assert!(matches!(unseal.submit_share(&altered(LEGACY[1]), &checks, "bob"), Err(ApiError::UnsealFailed)));
+        assert_eq!(unseal.progress(), (2, Some(2)), "kept: which of the two is wrong cannot be told yet");
+        match unseal.submit_share(LEGACY[2], &checks, "carol") {
+            Ok(ShareOutcome::Complete { root, custodians, left_out, .. }) => {
+                let right = RootKey::combine(
+                    &[CustodianShare::parse(LEGACY[0]).unwrap(), CustodianShare::parse(LEGACY[1]).unwrap()],
+                    &Kcv::from_hex("d255db").unwrap(),
+                )
+                .unwrap();
+                assert_eq!(root.kcv(), right.kcv());
+                assert_eq!(custodians, ["alice", "carol"]);
+                assert_eq!(left_out, ["bob"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        let refused: Vec<(String, &str)> = unseal.take_refusals().into_iter().map(|r| (r.custodian, r.code)).collect();
+        assert_eq!(refused, [("bob".into(), "unseal_failed"), ("bob".into(), "share_altered")]);
+        // A pss1 share at a vault that recorded no legacy KCV is another vault's.
+        let new_vault = ShareChecks { root_kcv: Kcv::from_hex("d255db"), ..ShareChecks::default() };
+        assert!(matches!(unseal.submit_share(LEGACY[0], &new_vault, "alice"), Err(ApiError::ShareForeign)));
     }
 
     #[test]
@@ -632,7 +991,8 @@ mod tests {
         let root = RootKey::generate().unwrap();
         let share = root.split(2, 2).unwrap()[0].to_text().to_string();
         let unseal = lifecycle(Duration::from_millis(20));
-        assert!(unseal.submit_share(&share, &root.kcv().to_hex(), "alice").is_ok());
+        let checks = ShareChecks { root_kcv: Some(root.kcv()), ..ShareChecks::default() };
+        assert!(unseal.submit_share(&share, &checks, "alice").is_ok());
         assert_eq!(unseal.progress().0, 1);
         std::thread::sleep(Duration::from_millis(40));
         assert_eq!(unseal.progress(), (0, None));

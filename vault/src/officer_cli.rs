@@ -79,6 +79,10 @@ pub(crate) async fn operator(command: OperatorCommand) -> anyhow::Result<ExitCod
             let sealed = b["sealed"].as_bool().unwrap_or(true);
             println!("sealed: {sealed}");
             println!("root key KCV: {}", b["root_kcv"].as_str().unwrap_or("?"));
+            if let Some(legacy) = b["root_kcv_legacy"].as_str() {
+                // What pss1 shares (made before key format 2) carry after `pss1-`.
+                println!("root key KCV in pss1 shares (legacy form): {legacy}");
+            }
             println!("unseal mode: {}", b["unseal_mode"].as_str().unwrap_or("?"));
             if sealed {
                 println!("unseal progress: {} of {} shares", b["progress"], b["threshold"]);

@@ -9,7 +9,7 @@
 
 use paysys_vault::store::{
     self, AuditEvent, AuditRecord, AuditSigner, CardRecord, CardWrite, Counts, CvcRecord, DekUsage, ExpiredCard,
-    KeyChange, KeyKind, KeyRequest, ReencryptBatch, RequestDecision, Store, StoreError, StoredKey, WriteUnit,
+    KeyChange, KeyFormat, KeyKind, KeyRequest, ReencryptBatch, RequestDecision, Store, StoreError, StoredKey, WriteUnit,
 };
 use sqlx::Connection;
 use std::collections::hash_map::DefaultHasher;
@@ -149,6 +149,7 @@ store_tests! {
     reuse_skips_tokens_that_expire_sooner_than_asked,
     expired_cards_are_deleted_in_audited_batches,
     replicas_sweeping_together_delete_each_card_once,
+    format_1_keys_migrate_once_with_their_meta,
     #[ignore = "benchmark: prints commit throughput, asserts nothing about speed"]
     commit_throughput,
 }
@@ -290,6 +291,7 @@ async fn initial_keys_are_stored_once(db: &TestDb) {
         kcv: format!("kcv-{}-{version}", kind.as_str()),
         state: "active".to_owned(),
         created_at: 1_700_000_000_000 + version,
+        format: if version == 2 { KeyFormat::V1 } else { KeyFormat::V2 },
     };
     let keys = vec![key(KeyKind::Kek, 1, 0), key(KeyKind::Dek, 1, 1), key(KeyKind::Dek, 2, 1)];
     store.insert_initial_keys(&keys, &event("keys.init", None), &TestSigner).await.unwrap();
@@ -622,6 +624,7 @@ fn stored_key(kind: KeyKind, version: i64, wrapped_by: i64, state: &str) -> Stor
         kcv: format!("{}{version}", kind.as_str()),
         state: state.to_owned(),
         created_at: 1,
+        format: KeyFormat::V2,
     }
 }
 
@@ -884,4 +887,51 @@ async fn replicas_sweeping_together_delete_each_card_once(db: &TestDb) {
     // Exactly one audit record per card, and the chain is still linear.
     let chain = verified_chain(&*stores[2]).await;
     assert_eq!(chain.len() - before, CARDS);
+}
+
+/// Key format 1 → 2: rows move only while still in format 1, with `vault_meta` in the same
+/// transaction; a second migration (another replica) conflicts and changes nothing.
+async fn format_1_keys_migrate_once_with_their_meta(db: &TestDb) {
+    let store = db.open().await;
+    let legacy = |kind, version, wrapped_by| StoredKey {
+        format: KeyFormat::V1,
+        ..stored_key(kind, version, wrapped_by, "active")
+    };
+    let keys = [legacy(KeyKind::Kek, 1, 0), legacy(KeyKind::Dek, 1, 1)];
+    let meta = [("root_kcv_legacy".to_owned(), "abcdef".to_owned())];
+    store.initialize(&keys, &meta, &event("sys.init", None), &TestSigner).await.unwrap();
+    assert!(store.load_keys().await.unwrap().iter().all(|k| k.format == KeyFormat::V1));
+
+    let migrated = |k: &StoredKey| StoredKey {
+        wrapped: vec![0x42; 60],
+        kcv: format!("new{}", k.version),
+        format: KeyFormat::V2,
+        ..k.clone()
+    };
+    let change = KeyChange {
+        migrate_keys: keys.iter().map(migrated).collect(),
+        set_meta: vec![("root_kcv".to_owned(), "123456".to_owned())],
+        ..KeyChange::default()
+    };
+    store.apply_key_change(&change, &event("keys.migrate", None), &TestSigner).await.unwrap();
+    let after = store.load_keys().await.unwrap();
+    assert!(after.iter().all(|k| k.format == KeyFormat::V2 && k.wrapped == vec![0x42; 60]), "{after:?}");
+    assert_eq!(after.iter().map(|k| k.kcv.as_str()).collect::<Vec<_>>(), ["new1", "new1"]);
+    assert_eq!(
+        store.meta().await.unwrap(),
+        vec![("root_kcv".to_owned(), "123456".to_owned()), ("root_kcv_legacy".to_owned(), "abcdef".to_owned())]
+    );
+
+    // The same migration again: nothing in format 1 is left, so it conflicts as a whole.
+    let again = KeyChange {
+        migrate_keys: vec![StoredKey { wrapped: vec![0x43; 60], ..migrated(&keys[0]) }],
+        set_meta: vec![("root_kcv".to_owned(), "999999".to_owned())],
+        ..KeyChange::default()
+    };
+    let second = store.apply_key_change(&again, &event("keys.migrate", None), &TestSigner).await;
+    assert!(matches!(second, Err(StoreError::Conflict(_))), "{second:?}");
+    assert_eq!(store.load_keys().await.unwrap(), after);
+    assert_eq!(store.meta().await.unwrap()[0], ("root_kcv".to_owned(), "123456".to_owned()));
+    let audit = verified_chain(&*store).await;
+    assert_eq!(audit.len(), 2, "the refused change left no audit record");
 }

@@ -90,6 +90,9 @@ pub async fn list_keys(
                 "past_due": in_use && age_days >= i64::from(period_days),
                 "wrapped_by": k.wrapped_by,
                 "records": records,
+                // 1: written before key format 2 (legacy KCV; a KEK wrapped under the root
+                // key itself), migrated at unseal; 2: current.
+                "format": k.format.as_i64(),
             });
             if k.kind == KeyKind::Dek {
                 let count = seals.get(&k.version).copied().unwrap_or(0);
@@ -106,6 +109,7 @@ pub async fn list_keys(
     Ok(Json(json!({
         "sealed": vault.keys.is_sealed(),
         "root_kcv": meta.get(crate::lifecycle::meta::ROOT_KCV),
+        "root_kcv_legacy": meta.get(crate::lifecycle::meta::ROOT_KCV_LEGACY),
         "unseal_mode": meta.get(crate::lifecycle::meta::UNSEAL_MODE),
         "keys": rows,
         "jobs": jobs.iter().take(5).map(job_json).collect::<Vec<_>>(),

@@ -4,7 +4,7 @@
 use super::{rfc3339, JsonBody, RequestContext, RequestId, Vault};
 use crate::error::ApiError;
 use crate::keyring::{Keyring, UnsealError};
-use crate::lifecycle::{meta, ShareOutcome};
+use crate::lifecycle::{self, meta, ShareChecks, ShareOutcome};
 use crate::tls::Principal;
 use axum::extract::State;
 use axum::{Extension, Json};
@@ -101,13 +101,11 @@ pub async fn unseal(
     let JsonBody(req) = body?;
     let (root, threshold, custodians) = match (req.share, req.key) {
         (Some(share), None) => {
-            let meta = vault.store.meta().await?;
-            let root_kcv = meta
-                .iter()
-                .find(|(name, _)| name == meta::ROOT_KCV)
-                .map(|(_, value)| value.clone())
-                .ok_or_else(|| ApiError::Internal("no root KCV recorded; re-run init".into()))?;
-            match vault.lifecycle.submit_share(share.expose_secret(), &root_kcv, &ctx.principal.0) {
+            let checks = ShareChecks::from_meta(&vault.store.meta().await?);
+            if checks.root_kcv.is_none() && checks.root_kcv_legacy.is_none() {
+                return Err(ApiError::Internal("no root KCV recorded; re-run init".into()));
+            }
+            match vault.lifecycle.submit_share(share.expose_secret(), &checks, &ctx.principal.0) {
                 Ok(ShareOutcome::Progress { have, need, check_value }) => {
                     tracing::info!(principal = %ctx.principal.0, progress = have, threshold = need, "unseal share accepted");
                     return Ok(Json(json!({
@@ -117,7 +115,12 @@ pub async fn unseal(
                         "share_check_value": check_value,
                     })));
                 }
-                Ok(ShareOutcome::Complete { root, need, custodians, .. }) => (root, need, custodians),
+                Ok(ShareOutcome::Complete { root, need, custodians, left_out, .. }) => {
+                    for wrong in &left_out {
+                        tracing::warn!(principal = %wrong, "a wrong unseal share was left out");
+                    }
+                    (root, need, custodians)
+                }
                 Err(e) => {
                     tracing::warn!(principal = %ctx.principal.0, code = e.code(), "unseal share refused");
                     return Err(e);
@@ -154,6 +157,19 @@ pub async fn unseal(
         event.principal.clone_from(custodian);
         vault.commit(Vec::new(), event).await?;
     }
+    // Shares refused (or left out as wrong) while sealed, when there was no audit key.
+    for refusal in vault.lifecycle.take_refusals() {
+        let mut event = ctx.event("deny", refusal.code, None, None, None);
+        event.operation = "sys.unseal".into();
+        event.principal = refusal.custodian;
+        event.at = refusal.at_ms;
+        vault.commit(Vec::new(), event).await?;
+    }
+    // A vault initialized before key format 2 moves to it now; if that fails it keeps
+    // serving (both formats are read) and tries again at the next unseal.
+    if let Err(e) = lifecycle::migrate_key_format(&vault).await {
+        tracing::error!(code = e.code(), "key format migration failed; the vault serves with format-1 keys");
+    }
     Ok(Json(json!({ "sealed": false, "progress": threshold, "threshold": threshold })))
 }
 
@@ -179,6 +195,7 @@ pub async fn seal_status(
         "shares": meta.get(meta::UNSEAL_SHARES).and_then(|t| t.parse::<usize>().ok()),
         "unseal_mode": meta.get(meta::UNSEAL_MODE),
         "root_kcv": meta.get(meta::ROOT_KCV),
+        "root_kcv_legacy": meta.get(meta::ROOT_KCV_LEGACY),
         "dev": vault.lifecycle.config.dev,
     })))
 }

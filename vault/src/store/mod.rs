@@ -57,6 +57,26 @@ impl KeyKind {
     }
 }
 
+/// How a stored key row was written (the `keys.format` column, migration 0003).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyFormat {
+    /// Written before key format 2: `kcv` is AES of a zero block under the key, and a
+    /// KEK is wrapped directly under the root key. Read, then migrated at unseal.
+    V1,
+    /// `kcv` is truncated HMAC-SHA256; a KEK is wrapped under the key derived from the root.
+    V2,
+}
+
+impl KeyFormat {
+    /// The integer stored in `keys.format`.
+    pub fn as_i64(self) -> i64 {
+        match self {
+            KeyFormat::V1 => 1,
+            KeyFormat::V2 => 2,
+        }
+    }
+}
+
 /// A wrapped key as stored. `wrapped` is only ever ciphertext produced by `paysys-keys`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredKey {
@@ -72,6 +92,8 @@ pub struct StoredKey {
     /// `active`, `decrypt_only`, `retired` or `destroyed`.
     pub state: String,
     pub created_at: i64,
+    /// How `kcv` was computed and (for a KEK) what `wrapped` is sealed under.
+    pub format: KeyFormat,
 }
 
 /// One tokenized card. `ciphertext` is the sealed card payload (PAN, holder name);
@@ -274,6 +296,12 @@ pub struct KeyChange {
     pub insert_keys: Vec<StoredKey>,
     /// Replace `wrapped`, `wrapped_by` and `state` of these (kind, version) rows.
     pub update_keys: Vec<StoredKey>,
+    /// Move these (kind, version) rows from key format 1 to the `wrapped`, `kcv` and
+    /// `format` given. Fails the whole change with [`StoreError::Conflict`] if a row is no
+    /// longer in format 1 (another replica migrated it first).
+    pub migrate_keys: Vec<StoredKey>,
+    /// Insert or replace these `vault_meta` entries.
+    pub set_meta: Vec<(String, String)>,
     pub insert_request: Option<KeyRequest>,
     /// Fails the whole change with [`StoreError::Conflict`] if the request is not pending.
     pub decide_request: Option<RequestDecision>,

@@ -129,7 +129,7 @@ async fn insert_cvcs(tx: &mut Transaction<'static, Postgres>, cvcs: &[&CvcRecord
 }
 
 async fn insert_key(tx: &mut Transaction<'static, Postgres>, key: &StoredKey) -> Result<(), StoreError> {
-    sqlx::query(&format!("INSERT INTO keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"))
+    sqlx::query(&format!("INSERT INTO keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"))
         .bind(key.kind.as_str())
         .bind(key.version)
         .bind(key.wrapped_by)
@@ -137,6 +137,7 @@ async fn insert_key(tx: &mut Transaction<'static, Postgres>, key: &StoredKey) ->
         .bind(key.kcv.as_str())
         .bind(key.state.as_str())
         .bind(key.created_at)
+        .bind(key.format.as_i64())
         .execute(&mut **tx)
         .await
         .map_err(write_error)?;
@@ -434,6 +435,33 @@ impl Store for PostgresStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(write_error)?;
+        }
+        for key in &change.migrate_keys {
+            let done = sqlx::query(
+                "UPDATE keys SET wrapped = $1, kcv = $2, format = $3 WHERE kind = $4 AND version = $5 AND format = 1",
+            )
+            .bind(key.wrapped.as_slice())
+            .bind(key.kcv.as_str())
+            .bind(key.format.as_i64())
+            .bind(key.kind.as_str())
+            .bind(key.version)
+            .execute(&mut *tx)
+            .await
+            .map_err(write_error)?;
+            if done.rows_affected() != 1 {
+                return Err(StoreError::Conflict("the key is no longer in format 1".into()));
+            }
+        }
+        for (name, value) in &change.set_meta {
+            sqlx::query(
+                "INSERT INTO vault_meta (name, value) VALUES ($1, $2) \
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            )
+            .bind(name)
+            .bind(value)
+            .execute(&mut *tx)
+            .await
+            .map_err(write_error)?;
         }
         if let Some((from, to, total, now)) = change.start_job {
             sqlx::query(

@@ -1,10 +1,10 @@
 //! Column lists and row decoding shared by both backends: the two schemas have the same
 //! columns in the same order, only the SQL types differ.
 
-use super::{AuditEvent, AuditRecord, CardRecord, CvcRecord, KeyKind, KeyRequest, ReencryptJob, StoredKey};
+use super::{AuditEvent, AuditRecord, CardRecord, CvcRecord, KeyFormat, KeyKind, KeyRequest, ReencryptJob, StoredKey};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
-pub(super) const KEY_COLUMNS: &str = "kind, version, wrapped_by, wrapped, kcv, state, created_at";
+pub(super) const KEY_COLUMNS: &str = "kind, version, wrapped_by, wrapped, kcv, state, created_at, format";
 pub(super) const CARD_COLUMNS: &str =
     "token, merchant_id, fingerprint, brand, bin, last4, exp_month, exp_year, dek_version, ciphertext, created_at, \
      expires_at";
@@ -33,6 +33,17 @@ fn key_kind(text: &str) -> Result<KeyKind, sqlx::Error> {
     }
 }
 
+fn key_format(value: i64) -> Result<KeyFormat, sqlx::Error> {
+    match value {
+        1 => Ok(KeyFormat::V1),
+        2 => Ok(KeyFormat::V2),
+        other => Err(sqlx::Error::ColumnDecode {
+            index: "format".to_owned(),
+            source: format!("unknown key format {other}").into(),
+        }),
+    }
+}
+
 /// A `keys` row selected with [`KEY_COLUMNS`].
 pub(super) fn key_from_row<'r, R>(row: &'r R) -> Result<StoredKey, sqlx::Error>
 where
@@ -50,6 +61,7 @@ where
         kcv: col(row, 4)?,
         state: col(row, 5)?,
         created_at: col(row, 6)?,
+        format: key_format(col(row, 7)?)?,
     })
 }
 

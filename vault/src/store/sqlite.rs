@@ -147,7 +147,7 @@ async fn delete_cards(tx: &mut Transaction<'static, Sqlite>, tokens: &[&str]) ->
 }
 
 async fn insert_key(tx: &mut Transaction<'static, Sqlite>, key: &StoredKey) -> Result<(), StoreError> {
-    sqlx::query(&format!("INSERT INTO keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"))
+    sqlx::query(&format!("INSERT INTO keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"))
         .bind(key.kind.as_str())
         .bind(key.version)
         .bind(key.wrapped_by)
@@ -155,6 +155,7 @@ async fn insert_key(tx: &mut Transaction<'static, Sqlite>, key: &StoredKey) -> R
         .bind(key.kcv.as_str())
         .bind(key.state.as_str())
         .bind(key.created_at)
+        .bind(key.format.as_i64())
         .execute(&mut **tx)
         .await
         .map_err(write_error)?;
@@ -434,6 +435,33 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(write_error)?;
+        }
+        for key in &change.migrate_keys {
+            let done = sqlx::query(
+                "UPDATE keys SET wrapped = ?, kcv = ?, format = ? WHERE kind = ? AND version = ? AND format = 1",
+            )
+            .bind(key.wrapped.as_slice())
+            .bind(key.kcv.as_str())
+            .bind(key.format.as_i64())
+            .bind(key.kind.as_str())
+            .bind(key.version)
+            .execute(&mut *tx)
+            .await
+            .map_err(write_error)?;
+            if done.rows_affected() != 1 {
+                return Err(StoreError::Conflict("the key is no longer in format 1".into()));
+            }
+        }
+        for (name, value) in &change.set_meta {
+            sqlx::query(
+                "INSERT INTO vault_meta (name, value) VALUES (?, ?) \
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            )
+            .bind(name)
+            .bind(value)
+            .execute(&mut *tx)
+            .await
+            .map_err(write_error)?;
         }
         if let Some((from, to, total, now)) = change.start_job {
             sqlx::query(
