@@ -124,9 +124,7 @@ pub async fn dispatch(
         }
         "payment.refund" => {
             let p: RefundParams = parse(params)?;
-            if !ids::partner_id_valid(&p.partner_refund_id) {
-                return Err(RpcError::InvalidParams("partner_refund_id must be 1-64 printable characters".into()));
-            }
+            checked_partner_id("partner_refund_id", &p.partner_refund_id)?;
             let amount = money::partial_amount(&p.amount)?;
             gateway.refund(merchant, &p.transaction_id, amount, &p.partner_refund_id).await
         }
@@ -189,6 +187,27 @@ fn parse<T: DeserializeOwned>(params: Map<String, Value>) -> Result<T, RpcError>
         .map_err(|e| RpcError::InvalidParams(redact_digit_runs(&e.to_string())))
 }
 
+/// Refuse a text the merchant gives and the gateway keeps and shows back (an id, a
+/// description, a URL, an IP) when it holds a card number — whole, in groups, or
+/// percent-encoded as a URL would carry it (`4242%204242…`) — so that a careless
+/// merchant's PAN never reaches the database, a log line or a response.
+fn refuse_card_number(name: &str, value: &str) -> Result<(), RpcError> {
+    let decoded = percent_encoding::percent_decode_str(value).decode_utf8_lossy().replace('+', " ");
+    if paysys_cardnum::contains_card_number(value) || paysys_cardnum::contains_card_number(&decoded) {
+        return Err(RpcError::InvalidParams(format!("{name} must not contain a card number")));
+    }
+    Ok(())
+}
+
+/// A merchant's own idempotency key (`partner_trans_id`, `partner_refund_id`,
+/// `partner_capture_id`): its shape, and no card number in it.
+fn checked_partner_id(name: &str, value: &str) -> Result<(), RpcError> {
+    if !ids::partner_id_valid(value) {
+        return Err(RpcError::InvalidParams(format!("{name} must be 1-64 printable characters")));
+    }
+    refuse_card_number(name, value)
+}
+
 fn checked_token(token: &str) -> Result<String, RpcError> {
     if ids::looks_like_token(token) {
         Ok(token.to_owned())
@@ -229,9 +248,7 @@ impl CreateParams {
         let card_token = checked_token(&self.card_token)?;
         let currency = money::currency(&self.currency)?;
         let amount = money::payment_amount(&self.amount, currency)?;
-        if !ids::partner_id_valid(&self.partner_trans_id) {
-            return Err(RpcError::InvalidParams("partner_trans_id must be 1-64 printable characters".into()));
-        }
+        checked_partner_id("partner_trans_id", &self.partner_trans_id)?;
         let capture_method = match self.capture_method.as_deref() {
             None | Some("auto") => CaptureMethod::Auto,
             Some("manual") => CaptureMethod::Manual,
@@ -252,10 +269,8 @@ impl CreateParams {
                     Err(RpcError::InvalidParams(format!("{name} must be at most {max} printable characters")))
                 }
                 // Free text could carry a card number a careless merchant pasted in.
-                Some(s) if name == "description" && paysys_cardnum::contains_card_number(&s) => {
-                    Err(RpcError::InvalidParams("description must not contain a card number".into()))
-                }
-                other => Ok(other),
+                Some(s) => refuse_card_number(name, &s).map(|()| Some(s)),
+                None => Ok(None),
             }
         };
         let three_ds = match self.three_ds.as_deref() {
@@ -462,6 +477,62 @@ mod tests {
         create(json!({"card_token": TOKEN, "amount": 1000, "currency": "USD", "partner_trans_id": "o",
                       "description": "order 2026-11-29 no. 4242 4242 4241"}))
         .unwrap();
+    }
+
+    #[test]
+    fn card_numbers_are_refused_in_every_stored_text() {
+        let base = || json!({"card_token": TOKEN, "amount": 1000, "currency": "USD", "partner_trans_id": "o"});
+        let cards = ["4242424242424242", "4242-4242-4242-4242", "4242 4242 4242 4242"];
+        for (field, template) in [
+            ("partner_trans_id", "order-{}"),
+            ("client_ip", "{}"),
+            ("return_url", "https://shop.example/back?card={}"),
+            ("description", "card {}"),
+        ] {
+            for card in cards {
+                // Ids take no spaces at all: that is refused by shape before any screening.
+                if field == "partner_trans_id" && card.contains(' ') {
+                    continue;
+                }
+                let value = template.replace("{}", card);
+                if field == "client_ip" && value.len() > 45 {
+                    continue;
+                }
+                let mut params = base();
+                params[field] = Value::from(value.clone());
+                let e = create(params).unwrap_err();
+                assert_eq!(e.code(), -32602, "{field}: {value}");
+                assert_eq!(e.to_json()["message"], format!("invalid params: {field} must not contain a card number"));
+                assert!(!format!("{e:?}").contains("4242"), "{e:?}");
+            }
+        }
+        // A URL carries a number in groups percent-encoded, or with `+` for the spaces.
+        for url in [
+            "https://shop.example/back?card=4242%204242%204242%204242",
+            "https://shop.example/back?card=4242+4242+4242+4242",
+            "https://shop.example/back?card=%34%32%34%32424242424242",
+        ] {
+            let mut params = base();
+            params["return_url"] = Value::from(url);
+            assert_eq!(create(params).unwrap_err().code(), -32602, "{url}");
+        }
+        // What these fields usually hold stays allowed.
+        let mut params = base();
+        params["partner_trans_id"] = Value::from("order-2026-11-29-000123");
+        params["client_ip"] = Value::from("2001:db8:85a3::8a2e:370:7334");
+        params["return_url"] = Value::from("https://shop.example/back?order=4242424242424241&ts=1747224000000");
+        create(params).unwrap();
+    }
+
+    #[test]
+    fn partner_ids_of_refunds_and_captures_are_screened() {
+        for id in ["4242424242424242", "rf-4242-4242-4242-4242"] {
+            let e = checked_partner_id("partner_refund_id", id).unwrap_err();
+            assert_eq!(e.code(), -32602);
+            assert_eq!(e.to_json()["message"], "invalid params: partner_refund_id must not contain a card number");
+            assert!(checked_partner_id("partner_capture_id", id).is_err());
+        }
+        checked_partner_id("partner_refund_id", "rf-2026-0001").unwrap();
     }
 
     #[test]
