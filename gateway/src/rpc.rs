@@ -5,9 +5,9 @@ use crate::error::RpcError;
 use crate::ids;
 use crate::money;
 use crate::openrpc;
-use crate::payments::{CaptureMethod, Gateway, Merchant, NewPayment, PaymentKey};
+use crate::payments::{now_ms, CaptureMethod, Gateway, Merchant, NewPayment, PaymentKey};
 use crate::state::{AfterExpired, PaymentStatus};
-use crate::store::PaymentFilter;
+use crate::store::{PaymentFilter, RequestClaim};
 use crate::three_ds::messages::BrowserInfo;
 use crate::three_ds::ThreeDsMode;
 use serde::de::DeserializeOwned;
@@ -23,13 +23,97 @@ pub const MAX_HOLD_TTL_SEC: i64 = 30 * 24 * 3600;
 /// Default hold.
 pub const DEFAULT_HOLD_TTL_SEC: i64 = 7 * 24 * 3600;
 
+/// One authenticated request's identity for the replay guard: the digest of its
+/// signature and body ([`crate::auth::AuthHeader::replay_digest`]) and until when it
+/// must be remembered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedRequest {
+    pub digest: String,
+    pub expires_at: i64,
+}
+
 /// Answer a whole request body (already authenticated). `None`: nothing to send (only
 /// notifications).
-pub async fn handle_body(gateway: &Gateway, merchant: &Merchant, body: &[u8]) -> Option<Value> {
+///
+/// A body that moves money without an idempotency key of its own (see
+/// [`moves_money_without_a_key`]) goes through the **replay guard**: it is claimed in
+/// the database under `signed` first; the same signed bytes seen again get the first
+/// answer (or −31011 while the first is still running) instead of acting twice.
+pub async fn handle_body(gateway: &Gateway, merchant: &Merchant, signed: &SignedRequest, body: &[u8]) -> Option<Value> {
     let parsed: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(_) => return Some(error_response(Value::Null, &RpcError::Parse)),
     };
+    if !moves_money_without_a_key(&parsed) {
+        return answer_body(gateway, merchant, parsed).await;
+    }
+    let store = &gateway.store;
+    match store.claim_request(&signed.digest, &merchant.merchant_id, now_ms(), signed.expires_at).await {
+        Ok(RequestClaim::Claimed) => {}
+        Ok(RequestClaim::Answered(stored)) => {
+            tracing::info!(merchant_id = %merchant.merchant_id, "a replayed request answered with its first answer");
+            return match serde_json::from_str::<Option<Value>>(&stored) {
+                Ok(answer) => answer,
+                Err(e) => Some(error_response(Value::Null, &RpcError::Internal(format!("stored answer: {e}")))),
+            };
+        }
+        Ok(RequestClaim::Running) => return in_progress_answer(&parsed),
+        // Without the guard the request could act twice: refuse it rather than risk that.
+        Err(e) => return Some(error_response(Value::Null, &RpcError::Internal(format!("replay guard: {e}")))),
+    }
+    let answer = answer_body(gateway, merchant, parsed).await;
+    let remembered = if did_nothing(answer.as_ref()) {
+        store.forget_request(&signed.digest).await
+    } else {
+        store.answer_request(&signed.digest, &Value::from(answer.clone()).to_string()).await
+    };
+    if let Err(e) = remembered {
+        // The claim stays "running": a repeat gets −31011 until the header goes stale,
+        // never a second run.
+        tracing::error!(error = %e, "storing a guarded request's answer failed");
+    }
+    answer
+}
+
+/// Whether a parsed body holds a call that moves money and has no idempotency key of
+/// its own: `payment.void`, or `payment.capture` without `partner_capture_id`. Reads
+/// and keyed calls (`payment.create`, `payment.refund`, a keyed capture) are not guarded.
+pub fn moves_money_without_a_key(parsed: &Value) -> bool {
+    let unkeyed = |request: &Value| match request.get("method").and_then(Value::as_str) {
+        Some("payment.void") => true,
+        Some("payment.capture") => request.get("params").and_then(|p| p.get("partner_capture_id")).is_none(),
+        _ => false,
+    };
+    match parsed {
+        Value::Array(items) => items.iter().any(unkeyed),
+        other => unkeyed(other),
+    }
+}
+
+/// A single request answered −31011 waited for another operation on its payment and
+/// did nothing: its claim is given up, so that the same bytes may be sent again.
+fn did_nothing(answer: Option<&Value>) -> bool {
+    answer.and_then(|a| a.get("error")).and_then(|e| e.get("code")).and_then(Value::as_i64)
+        == Some(RpcError::InProgress.code())
+}
+
+/// −31011 for every request of a body whose identical twin is still running.
+fn in_progress_answer(parsed: &Value) -> Option<Value> {
+    let one = |request: &Value| {
+        let id = request.get("id")?;
+        let id = if matches!(id, Value::String(_) | Value::Number(_)) { id.clone() } else { Value::Null };
+        Some(error_response(id, &RpcError::InProgress))
+    };
+    match parsed {
+        Value::Array(items) => {
+            let answers: Vec<Value> = items.iter().filter_map(one).collect();
+            (!answers.is_empty()).then_some(Value::Array(answers))
+        }
+        other => one(other),
+    }
+}
+
+async fn answer_body(gateway: &Gateway, merchant: &Merchant, parsed: Value) -> Option<Value> {
     match parsed {
         Value::Array(items) if items.is_empty() => {
             Some(error_response(Value::Null, &RpcError::InvalidRequest("empty batch".into())))
@@ -115,8 +199,12 @@ pub async fn dispatch(
         }
         "payment.capture" => {
             let p: CaptureParams = parse(params)?;
+            if let Some(key) = &p.partner_capture_id {
+                checked_partner_id("partner_capture_id", key)?;
+            }
             let amount = p.amount.as_ref().map(money::partial_amount).transpose()?;
-            gateway.capture(merchant, &p.transaction_id, amount, p.r#final.unwrap_or(true)).await
+            let key = p.partner_capture_id.as_deref();
+            gateway.capture(merchant, &p.transaction_id, amount, p.r#final.unwrap_or(true), key).await
         }
         "payment.void" => {
             let p: TransactionParams = parse(params)?;
@@ -324,6 +412,8 @@ struct CaptureParams {
     amount: Option<Value>,
     #[serde(default)]
     r#final: Option<bool>,
+    #[serde(default)]
+    partner_capture_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
