@@ -96,6 +96,34 @@ pub fn return_signature(secret: &MerchantSecret, transaction_id: &str, status: &
     hex::encode(hmac::sign(&key, &signed_bytes(timestamp_ms, body.as_bytes())).as_ref())
 }
 
+/// How long after its header's timestamp a replayed request is still remembered: the
+/// window, plus a margin for replicas whose clocks differ a little.
+pub const REPLAY_MEMORY_MS: i64 = WINDOW_MS + 60_000;
+
+impl AuthHeader {
+    /// What identifies one signed request for the replay guard: SHA-256 over the
+    /// *parsed* header (service id, timestamp as a number, MAC bytes) and the body. The
+    /// header is not hashed as text because the same signature has many spellings that
+    /// all verify (the MAC in upper-case hex, the timestamp with leading zeros); a replay
+    /// spelled differently must still be the same request.
+    pub fn replay_digest(&self, body: &[u8]) -> String {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        for part in [self.service_id.as_bytes(), self.timestamp_ms.to_string().as_bytes(), &self.mac] {
+            // Length-prefixed, so no two different headers hash alike.
+            ctx.update(&(part.len() as u64).to_be_bytes());
+            ctx.update(part);
+        }
+        ctx.update(body);
+        hex::encode(ctx.finish().as_ref())
+    }
+
+    /// Until when the replay guard must remember this request: after that its
+    /// timestamp is outside every gateway's window, so it cannot be accepted again.
+    pub fn replay_expires_at(&self) -> i64 {
+        self.timestamp_ms.saturating_add(REPLAY_MEMORY_MS)
+    }
+}
+
 /// Verify a whole header against `secret` at `now_ms` (freshness first, then MAC).
 pub fn verify_header(header: &AuthHeader, secret: &MerchantSecret, body: &[u8], now_ms: i64) -> Result<(), AuthError> {
     header.check_fresh(now_ms)?;
@@ -141,6 +169,24 @@ mod tests {
         assert_eq!(verify_header(&header, &secret(), body, NOW + WINDOW_MS), Ok(()));
         assert_eq!(verify_header(&header, &secret(), body, NOW + WINDOW_MS + 1), Err(AuthError::Stale));
         assert_eq!(verify_header(&header, &secret(), body, NOW - WINDOW_MS - 1), Err(AuthError::Stale));
+    }
+
+    #[test]
+    fn the_replay_digest_is_the_same_for_every_spelling_of_one_signature() {
+        let body = br#"{"a":1}"#;
+        let value = sign("svc_abc", &secret(), NOW, body);
+        let header = AuthHeader::parse(&value).unwrap();
+        let (rest, ts) = value.rsplit_once('-').unwrap();
+        let (service, mac) = rest.rsplit_once('-').unwrap();
+        for respelled in [format!("{service}-{}-{ts}", mac.to_uppercase()), format!("{service}-{mac}-000{ts}")] {
+            let other = AuthHeader::parse(&respelled).unwrap();
+            assert_eq!(verify_header(&other, &secret(), body, NOW), Ok(()), "it verifies: {respelled}");
+            assert_eq!(other.replay_digest(body), header.replay_digest(body), "{respelled}");
+        }
+        assert_ne!(header.replay_digest(body), header.replay_digest(br#"{"a":2}"#));
+        let later = AuthHeader::parse(&sign("svc_abc", &secret(), NOW + 1, body)).unwrap();
+        assert_ne!(later.replay_digest(body), header.replay_digest(body));
+        assert_eq!(header.replay_expires_at(), NOW + WINDOW_MS + 60_000);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use crate::secrets::{MerchantSecret, SecretKey};
 use crate::server::App;
 use crate::store::{MerchantRecord, Store};
 use crate::three_ds::directory::Directory;
-use crate::three_ds::ThreeDsConfig;
+use crate::three_ds::{AutoSettings, ThreeDsConfig};
 use crate::vault::VaultRelay;
 use crate::{auth, tls};
 use anyhow::Context;
@@ -59,8 +59,46 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum MerchantCommand {
-    /// Create a merchant; prints its service_id and secret once.
+    /// Create a merchant; prints its service_id and secret once, and its settings.
     Create(MerchantCreateArgs),
+    /// Change a merchant's name or 3-D Secure `auto` settings; prints its settings.
+    /// Serving gateways pick the change up within 30 s.
+    Update(MerchantUpdateArgs),
+    /// Print a merchant's settings (never its secret).
+    Show(MerchantShowArgs),
+}
+
+/// What `three_ds: auto` does for one merchant.
+#[derive(Debug, Args)]
+struct ThreeDsAutoArgs {
+    /// The DS failures that `three_ds: auto` pays through without 3-D Secure: `none`, or
+    /// a comma list of `not_enrolled`, `ds_unavailable`, `ds_timeout`, `trans_status_u`.
+    /// Default at creation: `not_enrolled,ds_unavailable`.
+    #[arg(long, value_name = "LIST")]
+    three_ds_auto_proceed_on: Option<String>,
+    /// `three_ds: auto` authenticates payments from this amount up in this currency
+    /// (minor units), e.g. `USD=5000`; repeatable or comma-separated. Replaces the
+    /// merchant's whole list; `none` clears it. Currencies not named take the gateway's
+    /// `--three-ds-auto-min-amount`.
+    #[arg(long, value_name = "CUR=AMOUNT")]
+    three_ds_auto_min_amount: Vec<String>,
+}
+
+impl ThreeDsAutoArgs {
+    /// `settings` with the flags given applied.
+    fn apply(&self, mut settings: AutoSettings) -> anyhow::Result<AutoSettings> {
+        if let Some(list) = &self.three_ds_auto_proceed_on {
+            settings.proceed_on = AutoSettings::parse_proceed_on(list)?;
+        }
+        if !self.three_ds_auto_min_amount.is_empty() {
+            settings.min_amounts = if self.three_ds_auto_min_amount.iter().all(|e| e.trim() == "none") {
+                Default::default()
+            } else {
+                AutoSettings::parse_min_amounts(&self.three_ds_auto_min_amount)?
+            };
+        }
+        Ok(settings)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -75,6 +113,36 @@ struct MerchantCreateArgs {
     /// The merchant's id at the vault (tokens belong to it); a fresh `m_…` by default.
     #[arg(long)]
     merchant_id: Option<String>,
+    #[command(flatten)]
+    three_ds_auto: ThreeDsAutoArgs,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct MerchantUpdateArgs {
+    #[arg(long, env = "PAYSYS_GATEWAY_DATABASE_URL", default_value = "sqlite:paysys-gateway.db")]
+    database_url: String,
+    /// The merchant to change.
+    #[arg(long)]
+    merchant_id: String,
+    /// A new display name.
+    #[arg(long)]
+    name: Option<String>,
+    #[command(flatten)]
+    three_ds_auto: ThreeDsAutoArgs,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct MerchantShowArgs {
+    #[arg(long, env = "PAYSYS_GATEWAY_DATABASE_URL", default_value = "sqlite:paysys-gateway.db")]
+    database_url: String,
+    #[arg(long)]
+    merchant_id: String,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -146,9 +214,12 @@ struct ServeArgs {
     /// The 3DS Method's budget (EMV: 10 seconds).
     #[arg(long, env = "PAYSYS_GATEWAY_3DS_METHOD_BUDGET_MS", default_value_t = 10_000)]
     three_ds_method_budget_ms: u64,
-    /// `three_ds: auto` authenticates payments from this amount (minor units) up.
-    #[arg(long, env = "PAYSYS_GATEWAY_3DS_AUTO_MIN_AMOUNT", default_value_t = 0)]
-    three_ds_auto_min_amount: i64,
+    /// `three_ds: auto` authenticates payments from this amount up in this currency
+    /// (minor units), e.g. `USD=5000`; repeatable or comma-separated. The default for
+    /// merchants whose own setting does not name the currency; a currency named nowhere
+    /// is authenticated at every amount.
+    #[arg(long, env = "PAYSYS_GATEWAY_3DS_AUTO_MIN_AMOUNT", value_name = "CUR=AMOUNT")]
+    three_ds_auto_min_amount: Vec<String>,
 }
 
 /// Run a parsed command line; the process exit code.
@@ -160,6 +231,8 @@ pub fn main(cli: Cli) -> ExitCode {
         }
         Command::SecretKey { out } => write_secret_key(&out),
         Command::Merchant { command: MerchantCommand::Create(args) } => block_on(create_merchant(args)),
+        Command::Merchant { command: MerchantCommand::Update(args) } => block_on(update_merchant(args)),
+        Command::Merchant { command: MerchantCommand::Show(args) } => block_on(show_merchant(args)),
         Command::Serve(args) => {
             init_logging();
             block_on(serve(*args))
@@ -200,32 +273,75 @@ async fn create_merchant(args: MerchantCreateArgs) -> anyhow::Result<()> {
     let key = SecretKey::from_file(&args.secret_key_file)?;
     let merchant_id = args.merchant_id.unwrap_or_else(ids::new_merchant_id);
     anyhow::ensure!(ids::merchant_id_valid(&merchant_id), "merchant id must be 1-64 characters of A-Za-z0-9_-");
+    let three_ds_auto = args.three_ds_auto.apply(AutoSettings::default())?;
     let store = Store::open(&args.database_url).await.context("opening the database")?;
     store.migrate().await.context("migrating the database")?;
     let service_id = ids::new_service_id();
     let secret = MerchantSecret::generate();
     let record = MerchantRecord {
-        merchant_id: merchant_id.clone(),
+        merchant_id,
         service_id: service_id.clone(),
         name: args.name.clone(),
         secret_sealed: key.seal(&service_id, &secret)?,
         created_at: now_ms(),
+        three_ds_auto,
     };
     store.insert_merchant(&record).await.context("storing the merchant (is the merchant id taken?)")?;
-    if args.json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "merchant_id": merchant_id, "service_id": service_id, "secret": secret.expose_secret(), "name": args.name
-            })
-        );
-    } else {
-        println!("merchant_id: {merchant_id}");
-        println!("service_id:  {service_id}");
+    print_merchant(&record, Some(&secret), args.json);
+    Ok(())
+}
+
+async fn update_merchant(args: MerchantUpdateArgs) -> anyhow::Result<()> {
+    let store = Store::open(&args.database_url).await.context("opening the database")?;
+    store.migrate().await.context("migrating the database")?;
+    let mut record =
+        store.merchant(&args.merchant_id).await?.with_context(|| format!("no merchant {:?}", args.merchant_id))?;
+    if let Some(name) = args.name {
+        record.name = name;
+    }
+    record.three_ds_auto = args.three_ds_auto.apply(record.three_ds_auto)?;
+    anyhow::ensure!(store.update_merchant(&record).await?, "no merchant {:?}", args.merchant_id);
+    print_merchant(&record, None, args.json);
+    Ok(())
+}
+
+async fn show_merchant(args: MerchantShowArgs) -> anyhow::Result<()> {
+    let store = Store::open(&args.database_url).await.context("opening the database")?;
+    store.migrate().await.context("migrating the database")?;
+    let record =
+        store.merchant(&args.merchant_id).await?.with_context(|| format!("no merchant {:?}", args.merchant_id))?;
+    print_merchant(&record, None, args.json);
+    Ok(())
+}
+
+/// A merchant's settings on stdout; the secret only when it was just created.
+fn print_merchant(record: &MerchantRecord, secret: Option<&MerchantSecret>, json: bool) {
+    let settings = &record.three_ds_auto;
+    if json {
+        let mut v = serde_json::json!({
+            "merchant_id": record.merchant_id,
+            "service_id": record.service_id,
+            "name": record.name,
+            "three_ds_auto": settings.to_json(),
+        });
+        if let (Some(secret), Some(obj)) = (secret, v.as_object_mut()) {
+            obj.insert("secret".into(), secret.expose_secret().into());
+        }
+        println!("{v}");
+        return;
+    }
+    println!("merchant_id: {}", record.merchant_id);
+    println!("service_id:  {}", record.service_id);
+    println!("name:        {}", record.name);
+    let proceed_on = if settings.proceed_on.is_empty() { "none".to_owned() } else { settings.proceed_on_text() };
+    println!("three_ds auto proceeds without 3-D Secure on: {proceed_on}");
+    let minimums: Vec<String> = settings.min_amounts.iter().map(|(c, a)| format!("{c}={a}")).collect();
+    let minimums = if minimums.is_empty() { "none (the gateway's default)".to_owned() } else { minimums.join(",") };
+    println!("three_ds auto minimum amounts: {minimums}");
+    if let Some(secret) = secret {
         println!("secret:      {}", secret.expose_secret());
         println!("(the secret is shown only now; the gateway keeps it sealed under its secret key)");
     }
-    Ok(())
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -273,7 +389,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             areq_timeout: Duration::from_millis(args.three_ds_timeout_ms),
             challenge_ttl: Duration::from_secs(args.three_ds_challenge_ttl_sec),
             method_budget: Duration::from_millis(args.three_ds_method_budget_ms),
-            auto_min_amount: args.three_ds_auto_min_amount,
+            auto_min_amounts: AutoSettings::parse_min_amounts(&args.three_ds_auto_min_amount)
+                .context("--three-ds-auto-min-amount")?,
             ..ThreeDsConfig::default()
         },
         token_bins: crate::vault::TokenBins::default(),

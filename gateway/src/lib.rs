@@ -6,10 +6,11 @@
 //! # Layout
 //!
 //! * `main.rs` — the `paysys-gateway` binary: parses flags and calls [`cli::main`].
-//! * [`cli`] — `serve`, `merchant create`, `secret-key`, `sign`.
+//! * [`cli`] — `serve`, `merchant create` / `update` / `show`, `secret-key`, `sign`.
 //! * [`server`] — HTTP(S): `POST /rpc` behind the Auth header, `GET /health`.
 //! * [`auth`] — the Auth header (HMAC-SHA256 over timestamp and raw body, ±300 s).
-//! * [`rpc`] — JSON-RPC 2.0 envelope, batches, named params per method, dispatch.
+//! * [`rpc`] — JSON-RPC 2.0 envelope, batches, named params per method, dispatch, and the
+//!   replay guard for calls that move money without an idempotency key.
 //! * [`openrpc`] — the `rpc.discover` document.
 //! * [`error`] — the API error type and its stable codes, turned into error objects in
 //!   one place.

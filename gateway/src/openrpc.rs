@@ -93,7 +93,8 @@ pub fn document() -> Value {
                       with transaction_id, partner_trans_id, status, ts and signature = hex HMAC-SHA256(secret, \
                       ts + \".\" + transaction_id + \".\" + status)"),
                 param("three_ds", false, json!({"enum": ["auto", "force", "skip"], "default": "auto"}),
-                      "3-D Secure: auto by the gateway's rules (enrolled cards), always, or never"),
+                      "3-D Secure: auto by the merchant's settings (enrolled cards from the currency's \
+                      minimum amount; the DS failures the merchant allows are paid without it), always, or never"),
                 param("three_ds_server_trans_id", false, string(), "from three_ds.prepare, after its 3DS Method"),
                 param("browser", false, json!({"type": "object", "properties": {
                       "accept_header": string(), "user_agent": string(), "language": string(),
@@ -110,14 +111,17 @@ pub fn document() -> Value {
                     payment.create within expires_at.", vec![
                 param("card_token", true, string(), "a vault token of this merchant"),
             ], "Authentication", &[-31002, -31300, -31400]),
-            method("payment.capture", "Capture all or part of a hold.", vec![
+            method("payment.capture", "Capture all or part of a hold. Idempotent on partner_capture_id; \
+                    without one, the same signed request bytes again get the first answer.", vec![
                 tx(),
                 param("amount", false, integer(), "default: all that is held"),
                 param("final", false, json!({"type": "boolean", "default": true}),
                       "release the rest of the hold"),
-            ], "Payment", &[-31002, -31003, -31008, -31011, -31031, -31033]),
-            method("payment.void", "Release a hold.", vec![tx()], "Payment",
-                   &[-31002, -31003, -31007, -31008, -31011]),
+                param("partner_capture_id", false, string(), "the merchant's idempotency key for this capture, \
+                      1-64 characters"),
+            ], "Payment", &[-31002, -31003, -31008, -31010, -31011, -31031, -31033]),
+            method("payment.void", "Release a hold. The same signed request bytes again get the first answer.",
+                   vec![tx()], "Payment", &[-31002, -31003, -31007, -31008, -31011]),
             method("payment.refund", "Refund captured money. Idempotent on partner_refund_id.", vec![
                 tx(),
                 param("amount", true, integer(), "at most captured minus refunded"),

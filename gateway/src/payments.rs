@@ -20,11 +20,13 @@ use crate::state::{
     check_transition, plan_capture, plan_expiry, plan_refund, plan_void, AfterExpired, Amounts, ExpiryPlan,
     PaymentStatus,
 };
-use crate::store::{LedgerRow, PaymentFilter, PaymentRecord, RefundRecord, RefundStatus, Slot, Store};
+use crate::store::{
+    CaptureRecord, CaptureStatus, LedgerRow, PaymentFilter, PaymentRecord, RefundRecord, RefundStatus, Slot, Store,
+};
 use crate::three_ds::authentication::Plan;
 use crate::three_ds::directory::Directory;
 use crate::three_ds::messages::BrowserInfo;
-use crate::three_ds::{ThreeDsConfig, ThreeDsMode};
+use crate::three_ds::{AutoSettings, ThreeDsConfig, ThreeDsMode};
 use crate::vault::{CardVault, RelayAuthorization, RelayOutcome, ThreeDsProof, TokenBins, TokenLookup, TokenRemoval};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -75,6 +77,8 @@ pub struct Merchant {
     pub service_id: String,
     /// The name shown to the cardholder (the AReq's `merchantName`).
     pub name: String,
+    /// What `three_ds: auto` does for this merchant.
+    pub three_ds_auto: AutoSettings,
 }
 
 /// `capture_method`.
@@ -723,14 +727,105 @@ impl Gateway {
 
     // ---- payment.capture / payment.void ----
 
+    /// `payment.capture`; idempotent on `partner_capture_id` when one is given (the
+    /// same key and params answer as the first time; other params → −31010).
     pub async fn capture(
         &self,
         merchant: &Merchant,
         transaction_id: &str,
         amount: Option<i64>,
         final_capture: bool,
+        partner_capture_id: Option<&str>,
     ) -> Result<Value, RpcError> {
         self.find_payment(merchant, &PaymentKey::TransactionId(transaction_id.to_owned())).await?;
+        let Some(key) = partner_capture_id else {
+            return self.capture_hold(transaction_id, amount, final_capture).await.map(|(result, _)| result)?;
+        };
+        let now = now_ms();
+        let digest = digest_hex(
+            json!({"transaction_id": transaction_id, "amount": amount, "final": final_capture,
+                   "partner_capture_id": key})
+            .to_string()
+            .as_bytes(),
+        );
+        let mut record = CaptureRecord {
+            merchant_id: merchant.merchant_id.clone(),
+            partner_capture_id: key.to_owned(),
+            transaction_id: transaction_id.to_owned(),
+            request_digest: digest.clone(),
+            status: CaptureStatus::Running,
+            first_response: None,
+            created_at: now,
+            updated_at: now,
+        };
+        if let Slot::Existing(existing) = self.store.insert_capture(&record).await? {
+            if existing.request_digest != digest {
+                return Err(RpcError::IdempotencyConflict);
+            }
+            // A first call still running holds the payment's lease at most this long.
+            let running_for_ms = self.config.operation_lease_ms() + GatewayConfig::ms(self.config.lease_wait);
+            return match (existing.status, &existing.first_response) {
+                (CaptureStatus::Answered, Some(stored)) => replay(stored),
+                (CaptureStatus::Running, _) if now - existing.updated_at < running_for_ms => Err(RpcError::InProgress),
+                // The first call's outcome was not seen (or its caller died): never send
+                // the capture again; answer with the payment as the acquirer has it.
+                _ => self.capture_outcome_unseen(existing).await,
+            };
+        }
+        let (result, attempt) = match self.capture_hold(transaction_id, amount, final_capture).await {
+            Ok(done) => done,
+            Err(e) => {
+                self.store.delete_capture(&record.merchant_id, key).await?;
+                return Err(e);
+            }
+        };
+        match attempt {
+            CaptureAttempt::NotSent => self.store.delete_capture(&record.merchant_id, key).await?,
+            CaptureAttempt::Unseen => {
+                record.status = CaptureStatus::Unknown;
+                record.updated_at = now_ms();
+                self.store.save_capture(&record).await?;
+            }
+            CaptureAttempt::Answered => {
+                record.status = CaptureStatus::Answered;
+                record.first_response = Some(stored_response(&result));
+                record.updated_at = now_ms();
+                self.store.save_capture(&record).await?;
+            }
+        }
+        result
+    }
+
+    /// A keyed capture whose first call did not see the acquirer's answer: read the
+    /// acquirer's view of the payment, answer with it and keep that as the answer.
+    async fn capture_outcome_unseen(&self, mut record: CaptureRecord) -> Result<Value, RpcError> {
+        let mut p = self.lease(&record.transaction_id).await?;
+        let synced = self.sync_with_acquirer(&mut p).await;
+        p.lease_until = 0;
+        let ledger = match synced {
+            Ok(ledger) => ledger,
+            Err(e) => {
+                self.store.release_lease(&p.transaction_id).await?;
+                return Err(e);
+            }
+        };
+        self.store.save_payment(&p, &ledger, None).await?;
+        let result = Ok(payment_view(&p));
+        record.status = CaptureStatus::Answered;
+        record.first_response = Some(stored_response(&result));
+        record.updated_at = now_ms();
+        self.store.save_capture(&record).await?;
+        result
+    }
+
+    /// Capture from a payment's hold. The outer error: nothing was attempted. The
+    /// inner result is the API answer, with what became of the attempt.
+    async fn capture_hold(
+        &self,
+        transaction_id: &str,
+        amount: Option<i64>,
+        final_capture: bool,
+    ) -> Result<(Result<Value, RpcError>, CaptureAttempt), RpcError> {
         let mut p = self.lease_settled(transaction_id).await?;
         let now = now_ms();
         let amounts = Amounts { amount: p.amount, captured: p.captured_amount, refunded: p.refunded_amount };
@@ -738,27 +833,46 @@ impl Gateway {
             Ok(plan) => plan,
             Err(refused) => {
                 self.store.release_lease(transaction_id).await?;
-                return Err(refused.into());
+                return Ok((Err(refused.into()), CaptureAttempt::Answered));
             }
         };
         let acquirer_ref = p.acquirer_ref.clone().unwrap_or_default();
         let outcome = self.acquirer.capture(&acquirer_ref, plan.amount, plan.close).await;
         let now = now_ms();
         let mut ledger = Vec::new();
-        let result = match outcome {
+        let (result, attempt) = match outcome {
             AcquirerOutcome::Done(_) => {
                 p.captured_amount += plan.amount;
-                transition(&mut p, plan.to, "capture", plan.amount, now, &mut ledger)?;
-                if plan.released > 0 {
-                    ledger.push(ledger_row(&p, "release", plan.to, plan.to, plan.released, now));
+                match transition(&mut p, plan.to, "capture", plan.amount, now, &mut ledger) {
+                    Ok(()) => {
+                        if plan.released > 0 {
+                            ledger.push(ledger_row(&p, "release", plan.to, plan.to, plan.released, now));
+                        }
+                        (Ok(payment_view(&p)), CaptureAttempt::Answered)
+                    }
+                    // Captured at the acquirer but not recordable here: leave the
+                    // payment (and its lease) for the sync rather than forget it.
+                    Err(e) => return Ok((Err(e), CaptureAttempt::Unseen)),
                 }
-                Ok(payment_view(&p))
             }
-            other => self.operation_failed(&mut p, other, &mut ledger).await,
+            other => {
+                let attempt = match &other {
+                    AcquirerOutcome::NotSent(_) => CaptureAttempt::NotSent,
+                    _ => CaptureAttempt::Answered,
+                };
+                let result = self.operation_failed(&mut p, other, &mut ledger).await;
+                // An unknown outcome whose sync failed too: nobody knows yet.
+                let attempt = if p.needs_sync { CaptureAttempt::Unseen } else { attempt };
+                (result, attempt)
+            }
         };
         p.lease_until = 0;
-        self.store.save_payment(&p, &ledger, None).await?;
-        result
+        if let Err(e) = self.store.save_payment(&p, &ledger, None).await {
+            // The capture was sent: its key must not be freed for a second one.
+            let attempt = if attempt == CaptureAttempt::NotSent { attempt } else { CaptureAttempt::Unseen };
+            return Ok((Err(e.into()), attempt));
+        }
+        Ok((result, attempt))
     }
 
     pub async fn void(&self, merchant: &Merchant, transaction_id: &str) -> Result<Value, RpcError> {
@@ -1109,6 +1223,18 @@ impl Gateway {
 fn removal_backoff_ms(failures: i64) -> i64 {
     let exponent = u32::try_from(failures.clamp(0, 12)).unwrap_or(12);
     (1_000i64 << exponent).min(3_600_000)
+}
+
+/// What became of a capture sent (or not) to the acquirer, for its idempotency key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CaptureAttempt {
+    /// Certainly not sent: the key is free again.
+    NotSent,
+    /// Sent, and neither its answer nor the acquirer's view afterwards was seen.
+    Unseen,
+    /// The answer is final (a success, a refusal, or the acquirer's view after an
+    /// unseen answer).
+    Answered,
 }
 
 /// An RRN as the acquirer issues it: 12 digits (a masked one has `*`).

@@ -5,9 +5,9 @@ use crate::error::RpcError;
 use crate::ids;
 use crate::money;
 use crate::openrpc;
-use crate::payments::{CaptureMethod, Gateway, Merchant, NewPayment, PaymentKey};
+use crate::payments::{now_ms, CaptureMethod, Gateway, Merchant, NewPayment, PaymentKey};
 use crate::state::{AfterExpired, PaymentStatus};
-use crate::store::PaymentFilter;
+use crate::store::{PaymentFilter, RequestClaim};
 use crate::three_ds::messages::BrowserInfo;
 use crate::three_ds::ThreeDsMode;
 use serde::de::DeserializeOwned;
@@ -23,13 +23,97 @@ pub const MAX_HOLD_TTL_SEC: i64 = 30 * 24 * 3600;
 /// Default hold.
 pub const DEFAULT_HOLD_TTL_SEC: i64 = 7 * 24 * 3600;
 
+/// One authenticated request's identity for the replay guard: the digest of its
+/// signature and body ([`crate::auth::AuthHeader::replay_digest`]) and until when it
+/// must be remembered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedRequest {
+    pub digest: String,
+    pub expires_at: i64,
+}
+
 /// Answer a whole request body (already authenticated). `None`: nothing to send (only
 /// notifications).
-pub async fn handle_body(gateway: &Gateway, merchant: &Merchant, body: &[u8]) -> Option<Value> {
+///
+/// A body that moves money without an idempotency key of its own (see
+/// [`moves_money_without_a_key`]) goes through the **replay guard**: it is claimed in
+/// the database under `signed` first; the same signed bytes seen again get the first
+/// answer (or −31011 while the first is still running) instead of acting twice.
+pub async fn handle_body(gateway: &Gateway, merchant: &Merchant, signed: &SignedRequest, body: &[u8]) -> Option<Value> {
     let parsed: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(_) => return Some(error_response(Value::Null, &RpcError::Parse)),
     };
+    if !moves_money_without_a_key(&parsed) {
+        return answer_body(gateway, merchant, parsed).await;
+    }
+    let store = &gateway.store;
+    match store.claim_request(&signed.digest, &merchant.merchant_id, now_ms(), signed.expires_at).await {
+        Ok(RequestClaim::Claimed) => {}
+        Ok(RequestClaim::Answered(stored)) => {
+            tracing::info!(merchant_id = %merchant.merchant_id, "a replayed request answered with its first answer");
+            return match serde_json::from_str::<Option<Value>>(&stored) {
+                Ok(answer) => answer,
+                Err(e) => Some(error_response(Value::Null, &RpcError::Internal(format!("stored answer: {e}")))),
+            };
+        }
+        Ok(RequestClaim::Running) => return in_progress_answer(&parsed),
+        // Without the guard the request could act twice: refuse it rather than risk that.
+        Err(e) => return Some(error_response(Value::Null, &RpcError::Internal(format!("replay guard: {e}")))),
+    }
+    let answer = answer_body(gateway, merchant, parsed).await;
+    let remembered = if did_nothing(answer.as_ref()) {
+        store.forget_request(&signed.digest).await
+    } else {
+        store.answer_request(&signed.digest, &Value::from(answer.clone()).to_string()).await
+    };
+    if let Err(e) = remembered {
+        // The claim stays "running": a repeat gets −31011 until the header goes stale,
+        // never a second run.
+        tracing::error!(error = %e, "storing a guarded request's answer failed");
+    }
+    answer
+}
+
+/// Whether a parsed body holds a call that moves money and has no idempotency key of
+/// its own: `payment.void`, or `payment.capture` without `partner_capture_id`. Reads
+/// and keyed calls (`payment.create`, `payment.refund`, a keyed capture) are not guarded.
+pub fn moves_money_without_a_key(parsed: &Value) -> bool {
+    let unkeyed = |request: &Value| match request.get("method").and_then(Value::as_str) {
+        Some("payment.void") => true,
+        Some("payment.capture") => request.get("params").and_then(|p| p.get("partner_capture_id")).is_none(),
+        _ => false,
+    };
+    match parsed {
+        Value::Array(items) => items.iter().any(unkeyed),
+        other => unkeyed(other),
+    }
+}
+
+/// A single request answered −31011 waited for another operation on its payment and
+/// did nothing: its claim is given up, so that the same bytes may be sent again.
+fn did_nothing(answer: Option<&Value>) -> bool {
+    answer.and_then(|a| a.get("error")).and_then(|e| e.get("code")).and_then(Value::as_i64)
+        == Some(RpcError::InProgress.code())
+}
+
+/// −31011 for every request of a body whose identical twin is still running.
+fn in_progress_answer(parsed: &Value) -> Option<Value> {
+    let one = |request: &Value| {
+        let id = request.get("id")?;
+        let id = if matches!(id, Value::String(_) | Value::Number(_)) { id.clone() } else { Value::Null };
+        Some(error_response(id, &RpcError::InProgress))
+    };
+    match parsed {
+        Value::Array(items) => {
+            let answers: Vec<Value> = items.iter().filter_map(one).collect();
+            (!answers.is_empty()).then_some(Value::Array(answers))
+        }
+        other => one(other),
+    }
+}
+
+async fn answer_body(gateway: &Gateway, merchant: &Merchant, parsed: Value) -> Option<Value> {
     match parsed {
         Value::Array(items) if items.is_empty() => {
             Some(error_response(Value::Null, &RpcError::InvalidRequest("empty batch".into())))
@@ -115,8 +199,12 @@ pub async fn dispatch(
         }
         "payment.capture" => {
             let p: CaptureParams = parse(params)?;
+            if let Some(key) = &p.partner_capture_id {
+                checked_partner_id("partner_capture_id", key)?;
+            }
             let amount = p.amount.as_ref().map(money::partial_amount).transpose()?;
-            gateway.capture(merchant, &p.transaction_id, amount, p.r#final.unwrap_or(true)).await
+            let key = p.partner_capture_id.as_deref();
+            gateway.capture(merchant, &p.transaction_id, amount, p.r#final.unwrap_or(true), key).await
         }
         "payment.void" => {
             let p: TransactionParams = parse(params)?;
@@ -124,9 +212,7 @@ pub async fn dispatch(
         }
         "payment.refund" => {
             let p: RefundParams = parse(params)?;
-            if !ids::partner_id_valid(&p.partner_refund_id) {
-                return Err(RpcError::InvalidParams("partner_refund_id must be 1-64 printable characters".into()));
-            }
+            checked_partner_id("partner_refund_id", &p.partner_refund_id)?;
             let amount = money::partial_amount(&p.amount)?;
             gateway.refund(merchant, &p.transaction_id, amount, &p.partner_refund_id).await
         }
@@ -189,6 +275,27 @@ fn parse<T: DeserializeOwned>(params: Map<String, Value>) -> Result<T, RpcError>
         .map_err(|e| RpcError::InvalidParams(redact_digit_runs(&e.to_string())))
 }
 
+/// Refuse a text the merchant gives and the gateway keeps and shows back (an id, a
+/// description, a URL, an IP) when it holds a card number — whole, in groups, or
+/// percent-encoded as a URL would carry it (`4242%204242…`) — so that a careless
+/// merchant's PAN never reaches the database, a log line or a response.
+fn refuse_card_number(name: &str, value: &str) -> Result<(), RpcError> {
+    let decoded = percent_encoding::percent_decode_str(value).decode_utf8_lossy().replace('+', " ");
+    if paysys_cardnum::contains_card_number(value) || paysys_cardnum::contains_card_number(&decoded) {
+        return Err(RpcError::InvalidParams(format!("{name} must not contain a card number")));
+    }
+    Ok(())
+}
+
+/// A merchant's own idempotency key (`partner_trans_id`, `partner_refund_id`,
+/// `partner_capture_id`): its shape, and no card number in it.
+fn checked_partner_id(name: &str, value: &str) -> Result<(), RpcError> {
+    if !ids::partner_id_valid(value) {
+        return Err(RpcError::InvalidParams(format!("{name} must be 1-64 printable characters")));
+    }
+    refuse_card_number(name, value)
+}
+
 fn checked_token(token: &str) -> Result<String, RpcError> {
     if ids::looks_like_token(token) {
         Ok(token.to_owned())
@@ -229,9 +336,7 @@ impl CreateParams {
         let card_token = checked_token(&self.card_token)?;
         let currency = money::currency(&self.currency)?;
         let amount = money::payment_amount(&self.amount, currency)?;
-        if !ids::partner_id_valid(&self.partner_trans_id) {
-            return Err(RpcError::InvalidParams("partner_trans_id must be 1-64 printable characters".into()));
-        }
+        checked_partner_id("partner_trans_id", &self.partner_trans_id)?;
         let capture_method = match self.capture_method.as_deref() {
             None | Some("auto") => CaptureMethod::Auto,
             Some("manual") => CaptureMethod::Manual,
@@ -252,10 +357,8 @@ impl CreateParams {
                     Err(RpcError::InvalidParams(format!("{name} must be at most {max} printable characters")))
                 }
                 // Free text could carry a card number a careless merchant pasted in.
-                Some(s) if name == "description" && paysys_cardnum::contains_card_number(&s) => {
-                    Err(RpcError::InvalidParams("description must not contain a card number".into()))
-                }
-                other => Ok(other),
+                Some(s) => refuse_card_number(name, &s).map(|()| Some(s)),
+                None => Ok(None),
             }
         };
         let three_ds = match self.three_ds.as_deref() {
@@ -309,6 +412,8 @@ struct CaptureParams {
     amount: Option<Value>,
     #[serde(default)]
     r#final: Option<bool>,
+    #[serde(default)]
+    partner_capture_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -462,6 +567,62 @@ mod tests {
         create(json!({"card_token": TOKEN, "amount": 1000, "currency": "USD", "partner_trans_id": "o",
                       "description": "order 2026-11-29 no. 4242 4242 4241"}))
         .unwrap();
+    }
+
+    #[test]
+    fn card_numbers_are_refused_in_every_stored_text() {
+        let base = || json!({"card_token": TOKEN, "amount": 1000, "currency": "USD", "partner_trans_id": "o"});
+        let cards = ["4242424242424242", "4242-4242-4242-4242", "4242 4242 4242 4242"];
+        for (field, template) in [
+            ("partner_trans_id", "order-{}"),
+            ("client_ip", "{}"),
+            ("return_url", "https://shop.example/back?card={}"),
+            ("description", "card {}"),
+        ] {
+            for card in cards {
+                // Ids take no spaces at all: that is refused by shape before any screening.
+                if field == "partner_trans_id" && card.contains(' ') {
+                    continue;
+                }
+                let value = template.replace("{}", card);
+                if field == "client_ip" && value.len() > 45 {
+                    continue;
+                }
+                let mut params = base();
+                params[field] = Value::from(value.clone());
+                let e = create(params).unwrap_err();
+                assert_eq!(e.code(), -32602, "{field}: {value}");
+                assert_eq!(e.to_json()["message"], format!("invalid params: {field} must not contain a card number"));
+                assert!(!format!("{e:?}").contains("4242"), "{e:?}");
+            }
+        }
+        // A URL carries a number in groups percent-encoded, or with `+` for the spaces.
+        for url in [
+            "https://shop.example/back?card=4242%204242%204242%204242",
+            "https://shop.example/back?card=4242+4242+4242+4242",
+            "https://shop.example/back?card=%34%32%34%32424242424242",
+        ] {
+            let mut params = base();
+            params["return_url"] = Value::from(url);
+            assert_eq!(create(params).unwrap_err().code(), -32602, "{url}");
+        }
+        // What these fields usually hold stays allowed.
+        let mut params = base();
+        params["partner_trans_id"] = Value::from("order-2026-11-29-000123");
+        params["client_ip"] = Value::from("2001:db8:85a3::8a2e:370:7334");
+        params["return_url"] = Value::from("https://shop.example/back?order=4242424242424241&ts=1747224000000");
+        create(params).unwrap();
+    }
+
+    #[test]
+    fn partner_ids_of_refunds_and_captures_are_screened() {
+        for id in ["4242424242424242", "rf-4242-4242-4242-4242"] {
+            let e = checked_partner_id("partner_refund_id", id).unwrap_err();
+            assert_eq!(e.code(), -32602);
+            assert_eq!(e.to_json()["message"], "invalid params: partner_refund_id must not contain a card number");
+            assert!(checked_partner_id("partner_capture_id", id).is_err());
+        }
+        checked_partner_id("partner_refund_id", "rf-2026-0001").unwrap();
     }
 
     #[test]

@@ -77,27 +77,29 @@ pub fn router(app: Arc<App>, max_body_bytes: usize) -> Router {
 }
 
 async fn rpc_endpoint(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
-    let merchant = match authenticate(&app, &headers, &body).await {
+    let (merchant, header) = match authenticate(&app, &headers, &body).await {
         Ok(m) => m,
         Err(reason) => {
             tracing::info!(%reason, "request refused: authentication");
             return Json(rpc::unauthorized_response()).into_response();
         }
     };
-    match rpc::handle_body(&app.gateway, &merchant, &body).await {
+    let signed = rpc::SignedRequest { digest: header.replay_digest(&body), expires_at: header.replay_expires_at() };
+    match rpc::handle_body(&app.gateway, &merchant, &signed, &body).await {
         Some(answer) => Json(answer).into_response(),
         None => StatusCode::NO_CONTENT.into_response(),
     }
 }
 
-/// Check the Auth header against the merchant's secret.
-async fn authenticate(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Merchant, AuthError> {
+/// Check the Auth header against the merchant's secret; the merchant and the verified
+/// header.
+async fn authenticate(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<(Merchant, AuthHeader), AuthError> {
     let value = headers.get("auth").ok_or(AuthError::Missing)?.to_str().map_err(|_| AuthError::Malformed)?;
     let header = AuthHeader::parse(value)?;
     header.check_fresh(now_ms())?;
     if let Some(cached) = app.merchants.get(&header.service_id) {
         verify_header(&header, &cached.secret, body, now_ms())?;
-        return Ok(cached.merchant);
+        return Ok((cached.merchant, header));
     }
     let record = app.gateway.store.merchant_by_service_id(&header.service_id).await.map_err(|e| {
         tracing::error!(error = %e, "merchant lookup failed");
@@ -112,7 +114,12 @@ async fn authenticate(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Mer
         tracing::error!(error = %e, service_id = %record.service_id, "merchant secret does not open");
         AuthError::BadSignature
     })?;
-    let merchant = Merchant { merchant_id: record.merchant_id, service_id: record.service_id, name: record.name };
+    let merchant = Merchant {
+        merchant_id: record.merchant_id,
+        service_id: record.service_id,
+        name: record.name,
+        three_ds_auto: record.three_ds_auto,
+    };
     let secret = Arc::new(secret);
     app.merchants.put(CachedMerchant {
         merchant: merchant.clone(),
@@ -120,5 +127,5 @@ async fn authenticate(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Mer
         loaded: std::time::Instant::now(),
     });
     verify_header(&header, &secret, body, now_ms())?;
-    Ok(merchant)
+    Ok((merchant, header))
 }

@@ -19,6 +19,7 @@
 //! result is saved. A crashed holder's lease simply runs out.
 
 use crate::state::PaymentStatus;
+use crate::three_ds::AutoSettings;
 use paysys_sqlite::Args;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{ColumnIndex, Decode, Row, Type};
@@ -71,6 +72,8 @@ pub struct MerchantRecord {
     /// Hex of nonce ‖ AES-256-GCM ciphertext (see `secrets.rs`).
     pub secret_sealed: String,
     pub created_at: i64,
+    /// What `three_ds: auto` does for this merchant.
+    pub three_ds_auto: AutoSettings,
 }
 
 /// A payment row. Amount invariants: `0 ≤ refunded ≤ captured ≤ amount`.
@@ -203,6 +206,58 @@ pub struct LedgerRow {
     pub amount: i64,
     pub currency: String,
     pub refund_id: Option<String>,
+}
+
+/// A signed request claimed by the replay guard, as another caller with the same
+/// signed bytes finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestClaim {
+    /// The claim is this caller's: it runs the request and stores the answer.
+    Claimed,
+    /// The first caller is still running it.
+    Running,
+    /// The first caller's answer (JSON text).
+    Answered(String),
+}
+
+/// `payment.capture` under a `partner_capture_id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaptureRecord {
+    pub merchant_id: String,
+    pub partner_capture_id: String,
+    pub transaction_id: String,
+    /// SHA-256 of the canonical params (idempotency comparison).
+    pub request_digest: String,
+    pub status: CaptureStatus,
+    /// The JSON of the first answer (`{"result":…}` or `{"error":…}`) once `Answered`.
+    pub first_response: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Where a keyed capture is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaptureStatus {
+    /// Just recorded; the first call is running.
+    Running,
+    /// The acquirer's answer was not seen: a repeat reads the acquirer's view, it never
+    /// sends the capture again (captures are not idempotent at the acquirer).
+    Unknown,
+    Answered,
+}
+
+impl CaptureStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaptureStatus::Running => "running",
+            CaptureStatus::Unknown => "unknown",
+            CaptureStatus::Answered => "answered",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CaptureStatus> {
+        [CaptureStatus::Running, CaptureStatus::Unknown, CaptureStatus::Answered].into_iter().find(|c| c.as_str() == s)
+    }
 }
 
 /// Result of inserting a row under an idempotency key.
@@ -364,6 +419,9 @@ const AUTHENTICATION_COLUMNS: &str = "three_ds_server_trans_id, merchant_id, car
 
 const REFUND_COLUMNS: &str = "refund_id, transaction_id, merchant_id, partner_refund_id, request_digest, amount, \
      currency, status, rrn, error_code, first_response, created_at, updated_at";
+
+const CAPTURE_COLUMNS: &str = "merchant_id, partner_capture_id, transaction_id, request_digest, status, \
+     first_response, created_at, updated_at";
 
 const LEDGER_COLUMNS: &str = "seq, transaction_id, at, kind, from_status, to_status, amount, currency, refund_id";
 
@@ -619,18 +677,38 @@ impl Store {
     pub async fn insert_merchant(&self, m: &MerchantRecord) -> Result<(), StoreError> {
         on_pool!(self, |pool| {
             sqlx::query(
-                "INSERT INTO merchants (merchant_id, service_id, name, secret_sealed, created_at) \
-                 VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO merchants (merchant_id, service_id, name, secret_sealed, created_at, \
+                 three_ds_auto_proceed_on, three_ds_auto_min_amounts) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(&m.merchant_id)
             .bind(&m.service_id)
             .bind(&m.name)
             .bind(&m.secret_sealed)
             .bind(m.created_at)
+            .bind(m.three_ds_auto.proceed_on_text())
+            .bind(m.three_ds_auto.min_amounts_json())
             .execute(pool)
             .await?;
         });
         Ok(())
+    }
+
+    /// Change a merchant's name and `three_ds: auto` settings; `false` when there is no
+    /// such merchant.
+    pub async fn update_merchant(&self, m: &MerchantRecord) -> Result<bool, StoreError> {
+        on_pool!(self, |pool| {
+            let done = sqlx::query(
+                "UPDATE merchants SET name = $1, three_ds_auto_proceed_on = $2, three_ds_auto_min_amounts = $3 \
+                 WHERE merchant_id = $4",
+            )
+            .bind(&m.name)
+            .bind(m.three_ds_auto.proceed_on_text())
+            .bind(m.three_ds_auto.min_amounts_json())
+            .bind(&m.merchant_id)
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
     }
 
     pub async fn merchant_by_service_id(&self, service_id: &str) -> Result<Option<MerchantRecord>, StoreError> {
@@ -643,17 +721,25 @@ impl Store {
 
     async fn merchant_where(&self, column: &'static str, value: &str) -> Result<Option<MerchantRecord>, StoreError> {
         let sql = format!(
-            "SELECT merchant_id, service_id, name, secret_sealed, created_at FROM merchants WHERE {column} = $1"
+            "SELECT merchant_id, service_id, name, secret_sealed, created_at, three_ds_auto_proceed_on, \
+             three_ds_auto_min_amounts FROM merchants WHERE {column} = $1"
         );
         on_reader!(self, |pool| {
             let row = sqlx::query(&sql).bind(value).fetch_optional(pool).await?;
             row.map(|r| {
+                let corrupt = |e: crate::three_ds::AutoSettingsError| StoreError::Corrupt(format!("merchant: {e}"));
+                let proceed_on: String = get(&r, "three_ds_auto_proceed_on")?;
+                let min_amounts: String = get(&r, "three_ds_auto_min_amounts")?;
                 Ok(MerchantRecord {
                     merchant_id: get(&r, "merchant_id")?,
                     service_id: get(&r, "service_id")?,
                     name: get(&r, "name")?,
                     secret_sealed: get(&r, "secret_sealed")?,
                     created_at: get(&r, "created_at")?,
+                    three_ds_auto: AutoSettings {
+                        proceed_on: AutoSettings::parse_proceed_on(&proceed_on).map_err(corrupt)?,
+                        min_amounts: AutoSettings::min_amounts_from_json(&min_amounts).map_err(corrupt)?,
+                    },
                 })
             })
             .transpose()
@@ -1153,6 +1239,157 @@ impl Store {
         })
     }
 
+    // ---- the replay guard ----
+
+    /// Claim the signed request `digest` for `merchant_id` until `expires_at`, or find
+    /// who has it. One conditional insert, so of two concurrent identical requests (on
+    /// any replica) exactly one is `Claimed`.
+    pub async fn claim_request(
+        &self,
+        digest: &str,
+        merchant_id: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<RequestClaim, StoreError> {
+        on_pool!(self, |pool| {
+            let inserted = sqlx::query(
+                "INSERT INTO signed_requests (request_digest, merchant_id, response, created_at, expires_at) \
+                 VALUES ($1, $2, NULL, $3, $4) ON CONFLICT (request_digest) DO NOTHING",
+            )
+            .bind(digest)
+            .bind(merchant_id)
+            .bind(now)
+            .bind(expires_at)
+            .execute(pool)
+            .await?;
+            if inserted.rows_affected() == 1 {
+                return Ok(RequestClaim::Claimed);
+            }
+            let row = sqlx::query("SELECT merchant_id, response FROM signed_requests WHERE request_digest = $1")
+                .bind(digest)
+                .fetch_optional(pool)
+                .await?;
+            let Some(row) = row else {
+                // Swept between the two statements: its time is over, so is this one's.
+                return Ok(RequestClaim::Running);
+            };
+            let owner: String = row.try_get("merchant_id")?;
+            if owner != merchant_id {
+                return Err(StoreError::Corrupt("a signed request's digest under another merchant".into()));
+            }
+            let response: Option<String> = row.try_get("response")?;
+            Ok(response.map_or(RequestClaim::Running, RequestClaim::Answered))
+        })
+    }
+
+    /// Store the answer of a claimed request.
+    pub async fn answer_request(&self, digest: &str, response: &str) -> Result<(), StoreError> {
+        on_pool!(self, |pool| {
+            sqlx::query("UPDATE signed_requests SET response = $1 WHERE request_digest = $2")
+                .bind(response)
+                .bind(digest)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Give a claim up (the request did nothing; the same bytes may run again).
+    pub async fn forget_request(&self, digest: &str) -> Result<(), StoreError> {
+        on_pool!(self, |pool| {
+            sqlx::query("DELETE FROM signed_requests WHERE request_digest = $1").bind(digest).execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// Delete the signed requests whose time is over; how many.
+    pub async fn sweep_requests(&self, now: i64) -> Result<u64, StoreError> {
+        on_pool!(self, |pool| {
+            let done =
+                sqlx::query("DELETE FROM signed_requests WHERE expires_at <= $1").bind(now).execute(pool).await?;
+            Ok(done.rows_affected())
+        })
+    }
+
+    // ---- captures under partner_capture_id ----
+
+    /// Insert a keyed capture unless `(merchant_id, partner_capture_id)` is taken: then
+    /// the existing one.
+    pub async fn insert_capture(&self, c: &CaptureRecord) -> Result<Slot<CaptureRecord>, StoreError> {
+        let inserted = on_pool!(self, |pool| {
+            sqlx::query(&format!(
+                "INSERT INTO captures ({CAPTURE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 ON CONFLICT (merchant_id, partner_capture_id) DO NOTHING"
+            ))
+            .bind(&c.merchant_id)
+            .bind(&c.partner_capture_id)
+            .bind(&c.transaction_id)
+            .bind(&c.request_digest)
+            .bind(c.status.as_str())
+            .bind(&c.first_response)
+            .bind(c.created_at)
+            .bind(c.updated_at)
+            .execute(pool)
+            .await?
+            .rows_affected()
+                == 1
+        });
+        if inserted {
+            return Ok(Slot::Inserted);
+        }
+        match self.capture(&c.merchant_id, &c.partner_capture_id).await? {
+            Some(existing) => Ok(Slot::Existing(existing)),
+            None => Err(StoreError::Corrupt("a capture conflicted on its key but cannot be read".into())),
+        }
+    }
+
+    pub async fn capture(
+        &self,
+        merchant_id: &str,
+        partner_capture_id: &str,
+    ) -> Result<Option<CaptureRecord>, StoreError> {
+        let sql = format!("SELECT {CAPTURE_COLUMNS} FROM captures WHERE merchant_id = $1 AND partner_capture_id = $2");
+        on_pool!(self, |pool| {
+            sqlx::query(&sql)
+                .bind(merchant_id)
+                .bind(partner_capture_id)
+                .fetch_optional(pool)
+                .await?
+                .map(|r| capture_from_row(&r))
+                .transpose()
+        })
+    }
+
+    /// Write a keyed capture's status and answer.
+    pub async fn save_capture(&self, c: &CaptureRecord) -> Result<(), StoreError> {
+        on_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE captures SET status = $1, first_response = $2, updated_at = $3 \
+                 WHERE merchant_id = $4 AND partner_capture_id = $5",
+            )
+            .bind(c.status.as_str())
+            .bind(&c.first_response)
+            .bind(c.updated_at)
+            .bind(&c.merchant_id)
+            .bind(&c.partner_capture_id)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Forget a keyed capture that never reached the acquirer (so a retry starts afresh).
+    pub async fn delete_capture(&self, merchant_id: &str, partner_capture_id: &str) -> Result<(), StoreError> {
+        on_pool!(self, |pool| {
+            sqlx::query("DELETE FROM captures WHERE merchant_id = $1 AND partner_capture_id = $2")
+                .bind(merchant_id)
+                .bind(partner_capture_id)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
     // ---- removed tokens ----
 
     pub async fn remove_token(&self, merchant_id: &str, token: &str, now: i64) -> Result<(), StoreError> {
@@ -1399,6 +1636,27 @@ where
         status: RefundStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("refund status {status:?}")))?,
         rrn: get(row, "rrn")?,
         error_code: get(row, "error_code")?,
+        first_response: get(row, "first_response")?,
+        created_at: get(row, "created_at")?,
+        updated_at: get(row, "updated_at")?,
+    })
+}
+
+fn capture_from_row<R>(row: &R) -> Result<CaptureRecord, StoreError>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let status: String = get(row, "status")?;
+    Ok(CaptureRecord {
+        merchant_id: get(row, "merchant_id")?,
+        partner_capture_id: get(row, "partner_capture_id")?,
+        transaction_id: get(row, "transaction_id")?,
+        request_digest: get(row, "request_digest")?,
+        status: CaptureStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("capture status {status:?}")))?,
         first_response: get(row, "first_response")?,
         created_at: get(row, "created_at")?,
         updated_at: get(row, "updated_at")?,

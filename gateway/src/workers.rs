@@ -1,8 +1,9 @@
 //! Background work: hold expiry (applying `after_expired`), expiry of 3-D Secure
 //! challenges not completed in their window, resolution of payments whose
-//! acquirer outcome is unknown (status inquiry; never a second authorization), and
+//! acquirer outcome is unknown (status inquiry; never a second authorization),
 //! retries of refunds in doubt (the acquirer is idempotent on the refund reference),
-//! and deletion in the vault of removed cards whose last open payment has closed.
+//! deletion in the vault of removed cards whose last open payment has closed, and the
+//! sweep of the replay guard's signed requests once they are past the Auth window.
 //!
 //! Jobs are claimed in the database (`FOR UPDATE SKIP LOCKED` on PostgreSQL) with a
 //! lease, so several gateway replicas share the work and a crashed one's jobs return.
@@ -36,6 +37,17 @@ pub async fn run_once(gateway: &Gateway) {
     resolve_unknown_outcomes(gateway).await;
     retry_refunds(gateway).await;
     delete_removed_cards(gateway).await;
+    sweep_signed_requests(gateway).await;
+}
+
+/// Forget guarded requests whose signature is past the Auth window (so the replay
+/// guard's table holds only the last few minutes of requests).
+async fn sweep_signed_requests(gateway: &Gateway) {
+    match gateway.store.sweep_requests(now_ms()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(swept = n, "signed requests past their window forgotten"),
+        Err(e) => tracing::error!(error = %e, "sweeping signed requests failed"),
+    }
 }
 
 fn lease_until(gateway: &Gateway, now: i64) -> i64 {

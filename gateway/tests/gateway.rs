@@ -17,9 +17,9 @@ use paysys_gateway::https::{CallError, HttpsPool};
 use paysys_gateway::payments::{now_ms, Gateway, GatewayConfig};
 use paysys_gateway::secrets::{MerchantSecret, SecretKey};
 use paysys_gateway::server::App;
-use paysys_gateway::store::{MerchantRecord, Store};
+use paysys_gateway::store::{MerchantRecord, RequestClaim, Store};
 use paysys_gateway::three_ds::directory::Directory;
-use paysys_gateway::three_ds::ThreeDsConfig;
+use paysys_gateway::three_ds::{AutoFallback, AutoSettings, ThreeDsConfig};
 use paysys_gateway::vault::{CardVault, RelayOutcome, RelayRequest, TokenLookup, TokenMetadata, TokenRemoval};
 use paysys_vault_client::{ClientTls, HttpVersion};
 use serde_json::{json, Value};
@@ -40,6 +40,10 @@ const DECLINES: [(&str, &str); 5] = [
     ("4000000000000119", "96"),
 ];
 const MERCHANT: &str = "m_test";
+/// Not in an enrolled 3-D Secure range of the sandbox's DS.
+const UZCARD: &str = "8600069195406311";
+/// The sandbox's ACS answers `U` (authentication could not be performed).
+const ACS_U: &str = "4000000000003055";
 
 /// The token the tests use for a card number (never containing it: BIN and last 4 only).
 fn token_for(pan: &str) -> String {
@@ -163,6 +167,16 @@ fn databases() -> Vec<Db> {
 
 impl Harness {
     async fn start(db: Db, acquirer_timeout_ms: u64, slow_card_delay_ms: u64) -> Harness {
+        Harness::start_with(db, acquirer_timeout_ms, slow_card_delay_ms, AutoSettings::default()).await
+    }
+
+    /// A gateway whose merchant has `three_ds_auto` as its 3-D Secure `auto` settings.
+    async fn start_with(
+        db: Db,
+        acquirer_timeout_ms: u64,
+        slow_card_delay_ms: u64,
+        three_ds_auto: AutoSettings,
+    ) -> Harness {
         let dir = std::env::temp_dir().join(format!("paysys-gw-{:016x}", rand::random::<u64>()));
         std::fs::create_dir_all(&dir).unwrap();
         // The sandbox, in-process over real TLS.
@@ -201,11 +215,12 @@ impl Harness {
                 name: "test".into(),
                 secret_sealed: key.seal(&service_id, &secret).unwrap(),
                 created_at: now_ms(),
+                three_ds_auto,
             })
             .await
             .unwrap();
         let mut cards: HashMap<String, String> = HashMap::new();
-        for pan in [VISA, LIMITED, SLOW].into_iter().chain(DECLINES.iter().map(|(p, _)| *p)) {
+        for pan in [VISA, LIMITED, SLOW, UZCARD, ACS_U].into_iter().chain(DECLINES.iter().map(|(p, _)| *p)) {
             cards.insert(token_for(pan), pan.to_owned());
         }
         let timeout = Duration::from_millis(acquirer_timeout_ms);
@@ -267,7 +282,14 @@ impl Harness {
 
     /// A signed single call; the whole response object.
     async fn call(&self, method: &str, params: Value) -> Value {
-        let body = serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})).unwrap();
+        self.call_with_id(method, params, 1).await
+    }
+
+    /// A signed single call with its own request `id` (requests sent at once differ in
+    /// it: identical signed bytes are one request to the replay guard).
+    async fn call_with_id(&self, method: &str, params: Value, id: u64) -> Value {
+        let body =
+            serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})).unwrap();
         let (status, v) = self.post(&body, Some(self.sign(&body))).await;
         assert_eq!(status, 200);
         v
@@ -483,7 +505,7 @@ async fn hold_void(h: &Harness) {
 
 async fn declines(h: &Harness) {
     for (pan, code) in DECLINES {
-        let e = h.err("payment.create", create_params(pan, 1000, &format!("decline-{pan}"), json!({}))).await;
+        let e = h.err("payment.create", create_params(pan, 1000, &format!("decline-{code}"), json!({}))).await;
         assert_eq!(e["code"], -31040, "{pan}: {e}");
         assert_eq!(e["data"]["decline_code"], code, "{pan}");
         let tx = e["data"]["transaction_id"].as_str().unwrap();
@@ -669,11 +691,12 @@ async fn concurrent_captures_never_exceed_the_hold_and_concurrent_creates_author
             h.ok("payment.create", create_params(VISA, 10_000, "conc-1", json!({"capture_method": "manual"}))).await;
         let tx = r["transaction_id"].as_str().unwrap().to_owned();
         let mut tasks = Vec::new();
-        for _ in 0..50 {
+        for i in 0..50 {
             let h = h.clone();
             let tx = tx.clone();
             tasks.push(tokio::spawn(async move {
-                h.call("payment.capture", json!({"transaction_id": tx, "amount": 300, "final": false})).await
+                let params = json!({"transaction_id": tx, "amount": 300, "final": false});
+                h.call_with_id("payment.capture", params, i).await
             }));
         }
         let mut ok = 0;
@@ -721,6 +744,305 @@ async fn concurrent_captures_never_exceed_the_hold_and_concurrent_creates_author
             for pan in [VISA, LIMITED, SLOW] {
                 assert!(!bytes.windows(pan.len()).any(|w| w == pan.as_bytes()), "{pan} in the database");
             }
+        }
+        h.finish().await;
+    }
+}
+
+/// The same signature spelled differently: the MAC in upper-case hex and the timestamp
+/// with leading zeros. Both verify; neither may pass as a new request.
+fn respelled(header: &str) -> [String; 2] {
+    let (rest, ts) = header.rsplit_once('-').unwrap();
+    let (service, mac) = rest.rsplit_once('-').unwrap();
+    [format!("{service}-{}-{ts}", mac.to_uppercase()), format!("{service}-{mac}-00{ts}")]
+}
+
+fn rpc_body(method: &str, params: Value, id: u64) -> Vec<u8> {
+    serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})).unwrap()
+}
+
+#[tokio::test]
+async fn replayed_captures_and_voids_get_the_first_answer_and_move_no_money() {
+    for db in databases() {
+        let h = Arc::new(Harness::start(db, 5_000, 60_000).await);
+        let r =
+            h.ok("payment.create", create_params(VISA, 10_000, "replay-1", json!({"capture_method": "manual"}))).await;
+        let tx = r["transaction_id"].as_str().unwrap().to_owned();
+
+        // A partial capture, then the exact same signed bytes again (a replay by whoever
+        // copied them, or the client's own retry after a lost answer).
+        let body = rpc_body("payment.capture", json!({"transaction_id": tx, "amount": 3000, "final": false}), 41);
+        let header = h.sign(&body);
+        let (_, first) = h.post(&body, Some(header.clone())).await;
+        assert_eq!(first["result"]["captured_amount"], 3000, "{first}");
+        let (_, again) = h.post(&body, Some(header.clone())).await;
+        assert_eq!(again, first, "the retry gets the same JSON");
+        for header in respelled(&header) {
+            let (_, v) = h.post(&body, Some(header.clone())).await;
+            assert_eq!(v, first, "{header}");
+        }
+        assert_eq!(h.sandbox_authorization(&tx).await["captured_amount"], 3000, "captured once");
+        assert_eq!(h.ok("payment.check", json!({"transaction_id": tx})).await["captured_amount"], 3000);
+        assert_eq!(kinds(&h.sandbox_ledger(&tx).await), ["authorization", "capture"]);
+
+        // The same params signed anew are a new request, and act.
+        let (_, v) = h.post(&body, Some(auth::sign(&h.service_id, &h.secret, now_ms() + 1, &body))).await;
+        assert_eq!(v["result"]["captured_amount"], 6000, "{v}");
+
+        // Identical requests at once: one acts, the others get its answer or −31011.
+        let body = rpc_body("payment.capture", json!({"transaction_id": tx, "amount": 1000, "final": false}), 42);
+        let header = h.sign(&body);
+        let tasks: Vec<_> = (0..10)
+            .map(|_| {
+                let (h, body, header) = (h.clone(), body.clone(), header.clone());
+                tokio::spawn(async move { h.post(&body, Some(header)).await.1 })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for t in tasks {
+            let v = t.await.unwrap();
+            if v.get("result").is_some() {
+                answers.push(v);
+            } else {
+                assert_eq!(v["error"]["code"], -31011, "{v}");
+                assert_eq!(v["id"], 42);
+            }
+        }
+        assert!(!answers.is_empty() && answers.iter().all(|a| a == &answers[0]), "{answers:?}");
+        assert_eq!(h.sandbox_authorization(&tx).await["captured_amount"], 7000, "one capture of the ten");
+        let (_, v) = h.post(&body, Some(header)).await;
+        assert_eq!(v, answers[0]);
+
+        // A void replayed answers as the first; the hold is released once.
+        let r =
+            h.ok("payment.create", create_params(VISA, 2_000, "replay-2", json!({"capture_method": "manual"}))).await;
+        let tx = r["transaction_id"].as_str().unwrap().to_owned();
+        let body = rpc_body("payment.void", json!({"transaction_id": tx}), 7);
+        let header = h.sign(&body);
+        let (_, first) = h.post(&body, Some(header.clone())).await;
+        assert_eq!(first["result"]["status"], "voided", "{first}");
+        let (_, again) = h.post(&body, Some(header.clone())).await;
+        assert_eq!(again, first);
+        assert_eq!(kinds(&h.sandbox_ledger(&tx).await), ["authorization", "void"]);
+        // A void of a captured payment is refused; its replay is refused the same way.
+        let captured = h.ok("payment.create", create_params(VISA, 2_000, "replay-3", json!({}))).await;
+        let body = rpc_body("payment.void", json!({"transaction_id": captured["transaction_id"]}), 8);
+        let header = h.sign(&body);
+        let (_, first) = h.post(&body, Some(header.clone())).await;
+        assert_eq!(first["error"]["code"], -31007, "{first}");
+        assert_eq!(h.post(&body, Some(header)).await.1, first);
+
+        // In a batch, and as a notification (no answer, but no second act either).
+        let r =
+            h.ok("payment.create", create_params(VISA, 9_000, "replay-4", json!({"capture_method": "manual"}))).await;
+        let tx = r["transaction_id"].as_str().unwrap().to_owned();
+        let batch = serde_json::to_vec(&json!([
+            {"jsonrpc": "2.0", "id": 1, "method": "payment.capture",
+             "params": {"transaction_id": tx, "amount": 1000, "final": false}},
+            {"jsonrpc": "2.0", "id": 2, "method": "payment.check", "params": {"transaction_id": tx}},
+        ]))
+        .unwrap();
+        let header = h.sign(&batch);
+        let (_, first) = h.post(&batch, Some(header.clone())).await;
+        assert_eq!(first[0]["result"]["captured_amount"], 1000, "{first}");
+        assert_eq!(h.post(&batch, Some(header)).await.1, first);
+        let note = serde_json::to_vec(&json!({"jsonrpc": "2.0", "method": "payment.capture",
+            "params": {"transaction_id": tx, "amount": 1000, "final": false}}))
+        .unwrap();
+        let header = h.sign(&note);
+        for _ in 0..3 {
+            let (status, v) = h.post(&note, Some(header.clone())).await;
+            assert_eq!((status, v), (204, Value::Null));
+        }
+        assert_eq!(h.sandbox_authorization(&tx).await["captured_amount"], 2000, "one capture each");
+
+        // Reads are not remembered: a replayed check reads again.
+        let body = rpc_body("payment.check", json!({"transaction_id": tx}), 9);
+        let header = h.sign(&body);
+        assert_eq!(h.post(&body, Some(header.clone())).await.1["result"]["captured_amount"], 2000);
+        h.ok("payment.capture", json!({"transaction_id": tx, "amount": 500, "final": false})).await;
+        assert_eq!(h.post(&body, Some(header)).await.1["result"]["captured_amount"], 2500);
+
+        let h = Arc::try_unwrap(h).ok().unwrap();
+        h.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn the_replay_guard_forgets_requests_past_the_auth_window() {
+    for db in databases() {
+        let h = Harness::start(db, 5_000, 60_000).await;
+        let store = &h.gateway.store;
+        let now = now_ms();
+        assert_eq!(store.claim_request("d-old", MERCHANT, now, now - 1).await.unwrap(), RequestClaim::Claimed);
+        assert_eq!(store.claim_request("d-new", MERCHANT, now, now + 60_000).await.unwrap(), RequestClaim::Claimed);
+        assert_eq!(store.claim_request("d-new", MERCHANT, now, now + 60_000).await.unwrap(), RequestClaim::Running);
+        store.answer_request("d-new", "{\"result\":1}").await.unwrap();
+        assert_eq!(
+            store.claim_request("d-new", MERCHANT, now, now + 60_000).await.unwrap(),
+            RequestClaim::Answered("{\"result\":1}".into())
+        );
+        paysys_gateway::workers::run_once(&h.gateway).await;
+        assert_eq!(store.sweep_requests(now_ms()).await.unwrap(), 0, "the workers swept the old one");
+        assert_eq!(store.claim_request("d-old", MERCHANT, now, now + 1).await.unwrap(), RequestClaim::Claimed);
+        assert!(matches!(store.claim_request("d-new", MERCHANT, now, now).await.unwrap(), RequestClaim::Answered(_)));
+        h.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn partner_capture_id_is_an_idempotency_key() {
+    for db in databases() {
+        let h = Arc::new(Harness::start(db, 5_000, 60_000).await);
+        let r = h.ok("payment.create", create_params(VISA, 10_000, "key-1", json!({"capture_method": "manual"}))).await;
+        let tx = r["transaction_id"].as_str().unwrap().to_owned();
+        let keyed = |amount: i64, key: &str| json!({"transaction_id": tx, "amount": amount, "final": false, "partner_capture_id": key});
+        let first = h.call("payment.capture", keyed(3000, "cap-1")).await;
+        assert_eq!(first["result"]["captured_amount"], 3000, "{first}");
+        // Signed anew (not the replay guard's business): the key answers as the first time.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        assert_eq!(h.call("payment.capture", keyed(3000, "cap-1")).await, first);
+        assert_eq!(h.sandbox_authorization(&tx).await["captured_amount"], 3000);
+        // The key with other params.
+        assert_eq!(h.err("payment.capture", keyed(2000, "cap-1")).await["code"], -31010);
+        let mut other_final = keyed(3000, "cap-1");
+        other_final["final"] = json!(true);
+        assert_eq!(h.err("payment.capture", other_final).await["code"], -31010);
+        let r = h.ok("payment.create", create_params(VISA, 10_000, "key-2", json!({"capture_method": "manual"}))).await;
+        let other_tx = r["transaction_id"].as_str().unwrap().to_owned();
+        let e = h
+            .err(
+                "payment.capture",
+                json!({"transaction_id": other_tx, "amount": 3000, "final": false, "partner_capture_id": "cap-1"}),
+            )
+            .await;
+        assert_eq!(e["code"], -31010);
+        assert_eq!(h.sandbox_authorization(&other_tx).await["captured_amount"], 0);
+        // A new key captures again.
+        assert_eq!(h.ok("payment.capture", keyed(2000, "cap-2")).await["captured_amount"], 5000);
+
+        // Ten at once with one key: one capture; the rest get its answer or −31011.
+        let tasks: Vec<_> = (0..10)
+            .map(|i| {
+                let (h, params) = (h.clone(), keyed(1000, "cap-3"));
+                tokio::spawn(async move { h.call_with_id("payment.capture", params, i).await })
+            })
+            .collect();
+        let mut results = Vec::new();
+        for t in tasks {
+            let v = t.await.unwrap();
+            match v.get("result") {
+                Some(r) => results.push(r.clone()),
+                None => assert_eq!(v["error"]["code"], -31011, "{v}"),
+            }
+        }
+        assert!(!results.is_empty() && results.iter().all(|r| r == &results[0]), "{results:?}");
+        assert_eq!(h.sandbox_authorization(&tx).await["captured_amount"], 6000, "one capture under cap-3");
+
+        // A refused capture is remembered as refused; an over-capture under a new key
+        // changes nothing at the acquirer.
+        let e = h.err("payment.capture", keyed(9000, "cap-4")).await;
+        assert_eq!(e["code"], -31031);
+        assert_eq!(h.err("payment.capture", keyed(9000, "cap-4")).await, e);
+        assert_eq!(h.sandbox_authorization(&tx).await["captured_amount"], 6000);
+
+        // Keys are screened like every other stored id.
+        for key in ["4242424242424242", "cap-4242-4242-4242-4242", ""] {
+            let e = h.err("payment.capture", keyed(100, key)).await;
+            assert_eq!(e["code"], -32602, "{key:?}: {e}");
+            assert!(!e.to_string().contains("4242"), "{e}");
+        }
+        let e = h
+            .err(
+                "payment.refund",
+                json!({"transaction_id": tx, "amount": 100, "partner_refund_id": "4242424242424242"}),
+            )
+            .await;
+        assert_eq!(e["code"], -32602, "{e}");
+        assert_eq!(e["message"], "invalid params: partner_refund_id must not contain a card number");
+        assert_eq!(h.sandbox_authorization(&tx).await["refunded_amount"], 0);
+        let h = Arc::try_unwrap(h).ok().unwrap();
+        h.finish().await;
+    }
+}
+
+fn payment_in(pan: &str, amount: i64, currency: &str, partner: &str) -> Value {
+    json!({"card_token": token_for(pan), "amount": amount, "currency": currency, "partner_trans_id": partner})
+}
+
+#[tokio::test]
+async fn three_ds_auto_follows_the_merchants_settings() {
+    for db in databases() {
+        // The default: a card the DS does not enroll is paid without 3-D Secure; an
+        // ACS that cannot authenticate (`U`) fails the payment.
+        let h = Harness::start(db, 5_000, 60_000).await;
+        let r = h.ok("payment.create", payment_in(UZCARD, 1500, "USD", "d-uz")).await;
+        assert_eq!(r["status"], "captured", "{r}");
+        let e = h.err("payment.create", payment_in(ACS_U, 1500, "USD", "d-u")).await;
+        assert_eq!((e["code"].as_i64(), e["data"]["trans_status"].as_str()), (Some(-31022), Some("U")), "{e}");
+        h.finish().await;
+
+        // A merchant that allows none: the not-enrolled card fails, and nothing is authorized.
+        let none = AutoSettings { proceed_on: Default::default(), ..AutoSettings::default() };
+        let h = Harness::start_with(db, 5_000, 60_000, none).await;
+        let e = h.err("payment.create", payment_in(UZCARD, 1500, "USD", "n-uz")).await;
+        assert_eq!((e["code"].as_i64(), e["data"]["reason"].as_str()), (Some(-31022), Some("unavailable")), "{e}");
+        let tx = e["data"]["transaction_id"].as_str().unwrap().to_owned();
+        let p = h.ok("payment.check", json!({"transaction_id": tx})).await;
+        assert_eq!(p["status"], "failed");
+        assert!(h.sandbox_ledger(&tx).await.is_empty(), "no authorization at the acquirer");
+        // `skip` is still the merchant's to ask for.
+        let r = h
+            .ok(
+                "payment.create",
+                json!({"card_token": token_for(UZCARD), "amount": 1500, "currency": "USD",
+            "partner_trans_id": "n-uz-skip", "three_ds": "skip"}),
+            )
+            .await;
+        assert_eq!(r["status"], "captured");
+        h.finish().await;
+
+        // A merchant that lets `U` through: paid without 3-D Secure, and the payment says so.
+        let u = AutoSettings {
+            proceed_on: [AutoFallback::NotEnrolled, AutoFallback::TransStatusU].into_iter().collect(),
+            ..AutoSettings::default()
+        };
+        let h = Harness::start_with(db, 5_000, 60_000, u).await;
+        let r = h.ok("payment.create", payment_in(ACS_U, 1500, "USD", "u-u")).await;
+        assert_eq!(r["status"], "captured", "{r}");
+        assert_eq!(
+            (r["three_ds"]["skipped"].as_str(), r["three_ds"]["trans_status"].as_str()),
+            (Some("trans_status_u"), Some("U"))
+        );
+        // ... but `force` still fails it.
+        let e = h
+            .err(
+                "payment.create",
+                json!({"card_token": token_for(ACS_U), "amount": 1500, "currency": "USD",
+            "partner_trans_id": "u-force", "three_ds": "force"}),
+            )
+            .await;
+        assert_eq!(e["code"], -31022);
+        h.finish().await;
+
+        // A minimum per currency: USD below 50.00 skips 3-D Secure; the same amount in
+        // another currency is authenticated.
+        let min = AutoSettings {
+            min_amounts: AutoSettings::parse_min_amounts(&["USD=5000"]).unwrap(),
+            ..AutoSettings::default()
+        };
+        let h = Harness::start_with(db, 5_000, 60_000, min).await;
+        let below = h.ok("payment.create", payment_in(VISA, 4999, "USD", "m-usd-below")).await;
+        assert!(below.get("three_ds").is_none(), "not authenticated: {below}");
+        let at = h.ok("payment.create", payment_in(VISA, 5000, "USD", "m-usd-at")).await;
+        assert_eq!(at["three_ds"]["trans_status"], "Y", "{at}");
+        let eur = h.ok("payment.create", payment_in(VISA, 4999, "EUR", "m-eur")).await;
+        assert_eq!(eur["three_ds"]["trans_status"], "Y", "only USD has a minimum: {eur}");
+        let uzs = h.ok("payment.create", payment_in(VISA, 4999, "UZS", "m-uzs")).await;
+        assert_eq!(uzs["three_ds"]["trans_status"], "Y", "{uzs}");
+        for (r, skipped) in [(&below, true), (&at, false)] {
+            let ledger = h.gateway.store.ledger(r["transaction_id"].as_str().unwrap()).await.unwrap();
+            assert_eq!(ledger.iter().any(|l| l.to_status == "requires_3ds"), !skipped, "{r}");
         }
         h.finish().await;
     }

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use paysys_gateway::secrets::MerchantSecret;
 use serde_json::{json, Value};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -84,7 +84,38 @@ pub struct TestGateway {
     pub db: TestDatabase,
     pub dir: PathBuf,
     pub log_file: PathBuf,
+    options: GatewayOptions,
     child: Child,
+}
+
+/// `paysys-gateway serve` on `db` with `key_file`, next to `vault` and `sandbox`.
+async fn spawn_serve(
+    vault: &TestVault,
+    sandbox: &TestSandbox,
+    db: &TestDatabase,
+    key_file: &Path,
+    options: &GatewayOptions,
+    log_file: &PathBuf,
+) -> (Child, String) {
+    let mut cmd = Command::new(bin_path(GATEWAY_BIN));
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--database-url", &db.url])
+        .arg("--secret-key-file")
+        .arg(key_file)
+        .args(["--vault-url", &vault.url])
+        .arg("--vault-ca")
+        .arg(&vault.pki.ca_cert)
+        .arg("--vault-cert")
+        .arg(&vault.pki.gateway.cert)
+        .arg("--vault-key")
+        .arg(&vault.pki.gateway.key)
+        .args(["--acquirer-url", &sandbox.url])
+        .arg("--acquirer-ca")
+        .arg(&vault.pki.ca_cert)
+        .args(["--acquirer-timeout-ms", &options.acquirer_timeout_ms.to_string()])
+        .args(["--worker-interval-ms", &options.worker_interval_ms.to_string()])
+        .args(&options.extra_args)
+        .env("PAYSYS_LOG", "debug");
+    spawn_listening(cmd, "paysys-gateway listening on ", log_file).await
 }
 
 impl TestGateway {
@@ -107,25 +138,7 @@ impl TestGateway {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let created: Value = serde_json::from_slice(&out.stdout).unwrap();
         let log_file = dir.join("gateway.log");
-        let mut cmd = Command::new(&gateway);
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--database-url", &db.url])
-            .arg("--secret-key-file")
-            .arg(&key_file)
-            .args(["--vault-url", &vault.url])
-            .arg("--vault-ca")
-            .arg(&vault.pki.ca_cert)
-            .arg("--vault-cert")
-            .arg(&vault.pki.gateway.cert)
-            .arg("--vault-key")
-            .arg(&vault.pki.gateway.key)
-            .args(["--acquirer-url", &sandbox.url])
-            .arg("--acquirer-ca")
-            .arg(&vault.pki.ca_cert)
-            .args(["--acquirer-timeout-ms", &options.acquirer_timeout_ms.to_string()])
-            .args(["--worker-interval-ms", &options.worker_interval_ms.to_string()])
-            .args(&options.extra_args)
-            .env("PAYSYS_LOG", "debug");
-        let (child, url) = spawn_listening(cmd, "paysys-gateway listening on ", &log_file).await;
+        let (child, url) = spawn_serve(vault, sandbox, &db, &key_file, &options, &log_file).await;
         TestGateway {
             url,
             service_id: created["service_id"].as_str().unwrap().to_owned(),
@@ -134,8 +147,42 @@ impl TestGateway {
             db,
             dir,
             log_file,
+            options,
             child,
         }
+    }
+
+    /// A second `serve` process on this gateway's database and secret key: a replica
+    /// with its own log file, serving the same merchant.
+    pub async fn start_replica(&self, vault: &TestVault, sandbox: &TestSandbox) -> TestGateway {
+        let log_file = self.dir.join(format!("gateway-replica-{:08x}.log", rand::random::<u32>()));
+        let key_file = self.dir.join("secret.key");
+        let (child, url) = spawn_serve(vault, sandbox, &self.db, &key_file, &self.options, &log_file).await;
+        TestGateway {
+            url,
+            service_id: self.service_id.clone(),
+            secret: self.secret.clone(),
+            merchant_id: self.merchant_id.clone(),
+            // Dropping a PostgreSQL database is the first process's job.
+            db: TestDatabase { url: self.db.url.clone(), admin: None },
+            dir: self.dir.clone(),
+            log_file,
+            options: self.options.clone(),
+            child,
+        }
+    }
+
+    /// Run `paysys-gateway merchant ARGS…` on this gateway's database; its stdout.
+    pub async fn merchant_command(&self, args: &[&str]) -> String {
+        let out = Command::new(bin_path(GATEWAY_BIN))
+            .arg("merchant")
+            .args(args)
+            .args(["--database-url", &self.db.url])
+            .output()
+            .await
+            .unwrap();
+        assert!(out.status.success(), "merchant {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
     }
 
     /// The Auth header for `body` at `ts` (Unix ms).
@@ -189,7 +236,14 @@ impl TestGateway {
 
     /// A signed single call; the whole response object.
     pub async fn call(&self, method: &str, params: Value) -> Value {
-        let body = serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})).unwrap();
+        self.call_with_id(method, params, 1).await
+    }
+
+    /// A signed single call with its own request `id`: requests sent at the same moment
+    /// must differ in something, or the gateway's replay guard takes them for one.
+    pub async fn call_with_id(&self, method: &str, params: Value, id: u64) -> Value {
+        let body =
+            serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})).unwrap();
         let (status, v) = self.post(&body, Some(self.sign(&body))).await;
         assert_eq!(status, 200, "{v}");
         v

@@ -222,10 +222,14 @@ async fn fifty_concurrent_captures_and_fifty_concurrent_creates() {
         let r = s.ok("payment.create", pay(&visa, 100_000, "conc-hold", json!({"capture_method": "manual"}))).await;
         let tx = r["transaction_id"].as_str().unwrap().to_owned();
         let tasks: Vec<_> = (0..50)
-            .map(|_| {
+            .map(|i| {
                 let (s, tx) = (s.clone(), tx.clone());
                 tokio::spawn(async move {
-                    s.call("payment.capture", json!({"transaction_id": tx, "amount": 3_000, "final": false})).await
+                    // Each its own request id: identical signed bytes would be one request.
+                    let params = json!({"transaction_id": tx, "amount": 3_000, "final": false});
+                    let v = s.gateway.call_with_id("payment.capture", params, i).await;
+                    s.seen.lock().unwrap().push_str(&v.to_string());
+                    v
                 })
             })
             .collect();
@@ -257,6 +261,60 @@ async fn fifty_concurrent_captures_and_fifty_concurrent_creates() {
         let kinds = s.ledger_kinds(p["transaction_id"].as_str().unwrap()).await;
         assert_eq!(kinds, ["authorization", "capture"], "exactly one authorization at the sandbox");
         let s = Arc::try_unwrap(s).ok().unwrap();
+        s.assert_no_card_numbers(&[VISA]);
+        s.finish().await;
+    }
+}
+
+fn rpc_body(method: &str, params: Value, id: u64) -> Vec<u8> {
+    serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})).unwrap()
+}
+
+#[tokio::test]
+async fn replays_and_retries_never_move_money_twice() {
+    for backend in backends() {
+        let s = Stack::start(&backend, 5_000, 60_000).await;
+        let visa = s.token(VISA).await;
+        let r = s.ok("payment.create", pay(&visa, 100_000, "replay-hold", json!({"capture_method": "manual"}))).await;
+        let tx = r["transaction_id"].as_str().unwrap().to_owned();
+
+        // A partial capture; the exact same signed bytes again (an attacker who copied
+        // them, or the client retrying after a lost answer) get the first answer.
+        let body = rpc_body("payment.capture", json!({"transaction_id": tx, "amount": 30_000, "final": false}), 5);
+        let header = s.gateway.sign(&body);
+        let (_, first) = s.gateway.post(&body, Some(header.clone())).await;
+        assert_eq!(first["result"]["captured_amount"], 30_000, "{first}");
+        for _ in 0..3 {
+            assert_eq!(s.gateway.post(&body, Some(header.clone())).await.1, first, "the same JSON");
+        }
+        // A second gateway replica on the same database knows the request too.
+        let replica = s.gateway.start_replica(&s.vault, &s.sandbox).await;
+        assert_eq!(replica.post(&body, Some(header.clone())).await.1, first, "the replica answers as the first");
+        assert_eq!(s.acquirer_view(&tx).await["captured_amount"], 30_000, "captured once");
+        assert_eq!(s.ok("payment.check", json!({"transaction_id": tx})).await["captured_amount"], 30_000);
+        assert_eq!(s.ledger_kinds(&tx).await, ["authorization", "capture"]);
+
+        // partner_capture_id: the same key answers as before (on either replica); the
+        // key with another amount is a conflict.
+        let keyed = |amount: i64| json!({"transaction_id": tx, "amount": amount, "final": false, "partner_capture_id": "ship-1"});
+        let first = s.call("payment.capture", keyed(20_000)).await;
+        assert_eq!(first["result"]["captured_amount"], 50_000, "{first}");
+        assert_eq!(replica.call("payment.capture", keyed(20_000)).await, first);
+        assert_eq!(s.err("payment.capture", keyed(25_000)).await["code"], -31010);
+        assert_eq!(replica.call("payment.capture", keyed(25_000)).await["error"]["code"], -31010);
+        assert_eq!(s.acquirer_view(&tx).await["captured_amount"], 50_000);
+
+        // A void replayed, to either replica, gets the first answer.
+        let r = s.ok("payment.create", pay(&visa, 5_000, "replay-void", json!({"capture_method": "manual"}))).await;
+        let void_tx = r["transaction_id"].as_str().unwrap().to_owned();
+        let body = rpc_body("payment.void", json!({"transaction_id": void_tx}), 6);
+        let header = s.gateway.sign(&body);
+        let (_, first) = replica.post(&body, Some(header.clone())).await;
+        assert_eq!(first["result"]["status"], "voided", "{first}");
+        assert_eq!(s.gateway.post(&body, Some(header)).await.1, first);
+        assert_eq!(s.ledger_kinds(&void_tx).await, ["authorization", "void"]);
+
+        replica.finish().await;
         s.assert_no_card_numbers(&[VISA]);
         s.finish().await;
     }

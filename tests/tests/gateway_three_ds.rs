@@ -543,3 +543,66 @@ fn no_card_numbers(s: &Stack, extra: &str) {
     }
     assert!(!log.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_ds_auto_settings_per_merchant_from_the_cli() {
+    for backend in backends() {
+        let s = Stack::start(&backend).await;
+        // The default, as `merchant show` prints it.
+        let shown: Value =
+            serde_json::from_str(&s.gateway.merchant_command(&["show", "--merchant-id", "m_1", "--json"]).await)
+                .unwrap();
+        assert_eq!(
+            shown["three_ds_auto"],
+            json!({"proceed_on": ["not_enrolled", "ds_unavailable"], "min_amounts": {}})
+        );
+        assert!(shown.get("secret").is_none(), "{shown}");
+        // No DS failure may proceed; USD from 50.00 up is authenticated.
+        let updated = s
+            .gateway
+            .merchant_command(&[
+                "update",
+                "--merchant-id",
+                "m_1",
+                "--three-ds-auto-proceed-on",
+                "none",
+                "--three-ds-auto-min-amount",
+                "USD=5000",
+                "--json",
+            ])
+            .await;
+        let updated: Value = serde_json::from_str(&updated).unwrap();
+        assert_eq!(updated["three_ds_auto"], json!({"proceed_on": [], "min_amounts": {"USD": 5000}}));
+        let text = s.gateway.merchant_command(&["show", "--merchant-id", "m_1"]).await;
+        assert!(text.contains("proceeds without 3-D Secure on: none") && text.contains("USD=5000"), "{text}");
+        // Bad settings are refused, and change nothing.
+        for bad in [["--three-ds-auto-proceed-on", "always"], ["--three-ds-auto-min-amount", "USD=-1"]] {
+            let out = tokio::process::Command::new(paysys_tests::bin_path(paysys_tests::GATEWAY_BIN))
+                .args(["merchant", "update", "--merchant-id", "m_1", "--database-url", &s.gateway.db.url])
+                .args(bad)
+                .output()
+                .await
+                .unwrap();
+            assert!(!out.status.success(), "{bad:?}");
+        }
+
+        let auto = json!({"three_ds": "auto", "amount": 6_000});
+        // Not enrolled, and this merchant allows no fallback: the payment fails.
+        let v = s.pay(UZCARD, "cli-uz", auto.clone()).await;
+        assert_eq!(v["error"]["code"], -31022, "{v}");
+        assert_eq!(v["error"]["data"]["reason"], "unavailable");
+        s.saw(&v.to_string());
+        // Below the USD minimum: no 3-D Secure at all, so the not-enrolled card is paid.
+        let v = s.pay(UZCARD, "cli-uz-small", json!({"three_ds": "auto", "amount": 4_000})).await;
+        assert_eq!(result_status(&v), "captured", "{v}");
+        assert!(v["result"].get("three_ds").is_none(), "{v}");
+        // The same amount in EUR is authenticated: the minimum is USD's only.
+        let v = s.pay(FRICTIONLESS, "cli-eur", json!({"three_ds": "auto", "amount": 4_000, "currency": "EUR"})).await;
+        assert_eq!(v["result"]["three_ds"]["trans_status"], "Y", "{v}");
+        let v = s.pay(FRICTIONLESS, "cli-usd", json!({"three_ds": "auto", "amount": 6_000})).await;
+        assert_eq!(v["result"]["three_ds"]["trans_status"], "Y", "{v}");
+        s.saw(&v.to_string());
+        no_card_numbers(&s, "");
+        s.finish().await;
+    }
+}

@@ -8,7 +8,7 @@
 
 use super::directory::{Enrollment, Results};
 use super::messages::{self, AReqParams, AuthenticationResult, BrowserInfo};
-use super::ThreeDsMode;
+use super::{AutoFallback, ThreeDsMode};
 use crate::error::{AuthenticationFailure, AuthenticationFailureKind, RpcError};
 use crate::money;
 use crate::payments::{now_ms, payment_view, rfc3339, stored_response, transition, Gateway, Merchant, NewPayment};
@@ -86,16 +86,25 @@ impl Gateway {
         }
         match req.three_ds {
             ThreeDsMode::Skip => return Ok(Plan::Skip),
-            ThreeDsMode::Auto if req.amount < self.three_ds.auto_min_amount => return Ok(Plan::Skip),
+            ThreeDsMode::Auto if req.amount < self.auto_min_amount(merchant, &req.currency) => return Ok(Plan::Skip),
             ThreeDsMode::Auto | ThreeDsMode::Force => {}
         }
         let bin = self.token_bin(merchant, &req.card_token).await?;
-        Ok(match (self.directory.enrollment(&bin).await, req.three_ds) {
-            (Enrollment::Enrolled { method_url }, _) => Plan::Authenticate { prepared: None, method_url },
-            (Enrollment::Unknown, _) => Plan::Authenticate { prepared: None, method_url: None },
-            (Enrollment::NotEnrolled, ThreeDsMode::Force) => Plan::Unavailable,
-            (Enrollment::NotEnrolled, _) => Plan::Skip,
+        let may_proceed =
+            req.three_ds == ThreeDsMode::Auto && merchant.three_ds_auto.proceeds_on(AutoFallback::NotEnrolled);
+        Ok(match self.directory.enrollment(&bin).await {
+            Enrollment::Enrolled { method_url } => Plan::Authenticate { prepared: None, method_url },
+            Enrollment::Unknown => Plan::Authenticate { prepared: None, method_url: None },
+            Enrollment::NotEnrolled if may_proceed => Plan::Skip,
+            Enrollment::NotEnrolled => Plan::Unavailable,
         })
+    }
+
+    /// `auto` authenticates from this amount of `currency` up: the merchant's own
+    /// minimum for the currency, else the gateway's, else every amount.
+    fn auto_min_amount(&self, merchant: &Merchant, currency: &str) -> i64 {
+        let own = merchant.three_ds_auto.min_amounts.get(currency);
+        own.or_else(|| self.three_ds.auto_min_amounts.get(currency)).copied().unwrap_or(0)
     }
 
     async fn prepared_plan(&self, merchant: &Merchant, req: &NewPayment, id: &str) -> Result<Plan, RpcError> {
@@ -229,6 +238,33 @@ impl Gateway {
         }
         let now = now_ms();
         let mut ledger = Vec::new();
+        let fallback = match &outcome {
+            AresOutcome::NotEnrolled => Some(AutoFallback::NotEnrolled),
+            AresOutcome::Unavailable(_) => Some(AutoFallback::DsUnavailable),
+            AresOutcome::TimedOut(_) => Some(AutoFallback::DsTimeout),
+            AresOutcome::Answered(r) if r.trans_status == "U" => Some(AutoFallback::TransStatusU),
+            AresOutcome::Answered(_) | AresOutcome::UnknownToken => None,
+        };
+        if let Some(fallback) = fallback.filter(|f| mode == ThreeDsMode::Auto && merchant.three_ds_auto.proceeds_on(*f))
+        {
+            // `auto`, and the merchant lets this failure be paid without 3-D Secure (it
+            // keeps the liability); the payment says what happened.
+            tracing::info!(transaction_id = %p.transaction_id, fallback = fallback.as_str(), "paid without 3-D Secure");
+            set_public_three_ds(&mut p, |v| {
+                match &outcome {
+                    AresOutcome::Answered(r) => record_result(v, r),
+                    _ => {
+                        v.insert("trans_status".into(), Value::Null);
+                    }
+                }
+                v.insert("skipped".into(), Value::from(fallback.as_str()));
+            });
+            let amount = p.amount;
+            transition(&mut p, PaymentStatus::Authorizing, "authorizing", amount, now, &mut ledger)?;
+            p.three_ds_expires_at = None;
+            self.store.save_payment(&p, &ledger, None).await?;
+            return self.authorize(&mut p, None).await;
+        }
         match outcome {
             AresOutcome::Answered(r) if r.trans_status == "Y" || r.trans_status == "A" => {
                 self.authorize_authenticated(p, &mut auth, &r, ledger).await.map(|(_, result)| result)?
@@ -268,19 +304,6 @@ impl Gateway {
                 set_public_three_ds(&mut p, |v| record_result(v, &r));
                 let kind = failure_kind(&r.trans_status);
                 self.fail_authentication(&mut p, kind, Some(&r), ledger).await?
-            }
-            AresOutcome::NotEnrolled | AresOutcome::Unavailable(_) if mode == ThreeDsMode::Auto => {
-                // `auto`: a card or DS without 3-D Secure is paid without it (the
-                // merchant keeps the liability), and the payment says so.
-                set_public_three_ds(&mut p, |v| {
-                    v.insert("trans_status".into(), Value::Null);
-                    v.insert("skipped".into(), Value::from("not_available"));
-                });
-                let amount = p.amount;
-                transition(&mut p, PaymentStatus::Authorizing, "authorizing", amount, now, &mut ledger)?;
-                p.three_ds_expires_at = None;
-                self.store.save_payment(&p, &ledger, None).await?;
-                self.authorize(&mut p, None).await
             }
             AresOutcome::NotEnrolled | AresOutcome::Unavailable(_) => {
                 self.fail_authentication(&mut p, AuthenticationFailureKind::Unavailable, None, ledger).await?
