@@ -11,6 +11,8 @@
 //!   `nonce || ciphertext || tag` format with length checks before any slicing.
 //! * `derived.rs` — HKDF-SHA256 purpose keys from the root key ([`FingerprintKey`],
 //!   [`AuditKey`], [`GrantKey`]) and the HKDF/HMAC primitives they use.
+//! * `signing.rs` — [`CheckpointSigningKey`]: Ed25519 (ring) over an HKDF seed from the root
+//!   key, for signed audit checkpoints; [`CheckpointVerifyingKey`] is its public half.
 //! * `kcv.rs` — [`Kcv`], the X9.24-style key check value shown in status output.
 //! * `custodian.rs` — [`CustodianShare`]: the root key split M-of-N for its custodians
 //!   ([`RootKey::split`], [`RootKey::combine`]), the shares' text form with vault, ceremony
@@ -25,7 +27,7 @@
 //! # Rules this crate keeps
 //!
 //! * **Operations, not bytes.** Callers hold handles and ask for `seal`, `open`, `wrap`,
-//!   `mac`; key bytes leave the crate only wrapped. The single exception is
+//!   `mac`, `sign`; key bytes leave the crate only wrapped (a public key is not secret). The single exception is
 //!   [`RootKey::to_dev_key_hex`], for the dev-mode key file. Custodian shares leave it as
 //!   [`CustodianShare::to_text`]; fewer than the threshold reveal nothing about the key.
 //! * **Key types and custodian shares are not `Clone`**, their `Debug` prints version and
@@ -49,12 +51,16 @@ mod hierarchy;
 mod kcv;
 mod material;
 mod shamir;
+mod signing;
 
 pub use custodian::{CustodianShare, MIN_CUSTODIAN_THRESHOLD};
 pub use derived::{AuditKey, FingerprintKey, GrantKey};
 pub use error::{KeyError, ShareError};
 pub use hierarchy::{Dek, Kek, RootKey};
 pub use kcv::Kcv;
+pub use signing::{
+    CheckpointSigningKey, CheckpointVerifyingKey, CHECKPOINT_PUBLIC_KEY_LEN, CHECKPOINT_SIGNATURE_LEN,
+};
 
 /// The most seals one [`Dek`] should ever do: with random 96-bit nonces, NIST SP 800-38D
 /// §8.3 limits a key to 2^32 invocations so the chance of a nonce collision stays below 2^-32.
