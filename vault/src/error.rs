@@ -93,6 +93,11 @@ pub enum ApiError {
     ForceRequiresApproval,
     /// Another key change got there first; look at the state and try again.
     KeyChangeConflict,
+    /// The stored chain head does not match the record at its `seq`: the vault refuses to
+    /// sign a checkpoint of it (run `audit verify`).
+    AuditChainBroken,
+    /// The checkpoint could not be appended to the checkpoint file; it was not handed out.
+    CheckpointUnavailable,
 }
 
 impl ApiError {
@@ -137,6 +142,8 @@ impl ApiError {
             ApiError::ReencryptionRunning => (StatusCode::CONFLICT, "reencryption_running"),
             ApiError::ForceRequiresApproval => (StatusCode::CONFLICT, "force_requires_approval"),
             ApiError::KeyChangeConflict => (StatusCode::CONFLICT, "key_change_conflict"),
+            ApiError::AuditChainBroken => (StatusCode::CONFLICT, "audit_chain_broken"),
+            ApiError::CheckpointUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "checkpoint_unavailable"),
         }
     }
 
@@ -190,6 +197,10 @@ impl ApiError {
                 "force is accepted only for a destroy that a second officer approves".into()
             }
             ApiError::KeyChangeConflict => "another key change happened at the same time; try again".into(),
+            ApiError::AuditChainBroken => {
+                "the audit chain head does not match its record; no checkpoint was signed (run audit verify)".into()
+            }
+            ApiError::CheckpointUnavailable => "the checkpoint could not be written to the checkpoint file".into(),
         }
     }
 }

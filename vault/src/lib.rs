@@ -18,10 +18,13 @@
 //! * [`lifecycle`] — custodian unseal, rotation, re-encryption, retirement, dual control.
 //! * [`committer`] — group commit of writes with their audit records.
 //! * [`audit`] — the HMAC chain over audit records.
+//! * [`checkpoint`] — signed checkpoints of the chain head, appended to a file outside the
+//!   database, and `audit verify --checkpoint`'s comparison of them with the database.
 //! * [`store`] — persistence behind one trait: SQLite (default) and PostgreSQL.
 
 pub mod api;
 pub mod audit;
+pub mod checkpoint;
 pub mod card;
 pub mod cli;
 pub mod committer;

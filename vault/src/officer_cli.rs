@@ -284,3 +284,19 @@ async fn jobs(officer: &OfficerArgs, watch: bool) -> anyhow::Result<ExitCode> {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
+
+/// `paysys-vault audit checkpoint`: `POST /v1/audit/checkpoint`, the checkpoint printed as
+/// one JSON line (append it to a file of your own if the vault has no checkpoint file).
+pub(crate) async fn audit_checkpoint(officer: OfficerArgs) -> anyhow::Result<ExitCode> {
+    let response = connect(&officer).await?.call("POST", "/v1/audit/checkpoint", None).await?;
+    if response.status != 200 {
+        return Ok(refused(&response));
+    }
+    println!("{}", response.body);
+    eprintln!(
+        "checkpoint of seq {} signed with {}",
+        response.body["seq"],
+        response.body["key_id"].as_str().unwrap_or("?")
+    );
+    Ok(ExitCode::SUCCESS)
+}

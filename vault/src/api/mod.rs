@@ -2,9 +2,9 @@
 //!
 //! * `tokens.rs` — tokenize, read metadata, delete (crypto-shred).
 //! * `relay.rs` — send a request with a token's card data to an allow-listed destination.
-//! * `sys.rs` — health, status, seal and unseal.
 //! * `sys.rs` — health, status, seal and unseal (custodian shares, or the dev key).
 //! * `keys.rs` — key lifecycle for officers: versions, requests, approvals, jobs.
+//! * `audit.rs` — chain verification, record export, signed checkpoints.
 //!
 //! Each handler decides by policy, does its work, and appends its audit record in the
 //! same commit as its writes; reads append a record too.
@@ -47,6 +47,8 @@ pub struct Vault {
     pub cvc_claims: CvcClaims,
     /// Key-lifecycle configuration and the custodian unseal in progress.
     pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
+    /// Where signed audit checkpoints go (`--audit-checkpoint-file`).
+    pub checkpoints: Arc<crate::checkpoint::CheckpointSink>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -67,6 +69,8 @@ pub fn router(vault: Arc<Vault>, max_body_bytes: usize) -> Router {
         .route("/v1/sys/seal", post(sys::seal))
         .route("/v1/audit/verify", get(audit::verify))
         .route("/v1/audit/records", get(audit::records))
+        .route("/v1/audit/checkpoint", post(audit::checkpoint))
+        .route("/v1/audit/checkpoints", get(audit::remembered_checkpoints))
         .route("/v1/sys/seal-status", get(sys::seal_status))
         .route("/v1/keys", get(keys::list_keys))
         .route("/v1/keys/jobs", get(keys::list_jobs))
