@@ -543,3 +543,164 @@ pub async fn verify_checkpoints(
 fn newest_of<'a>(lost: &[(&'a (i64, Vec<u8>), &'a Signed)]) -> Option<(i64, &'a Signed)> {
     lost.iter().max_by_key(|(k, s)| (k.0, s.at_ms)).map(|(k, s)| (k.0, *s))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keyring() -> Keyring {
+        let (root, stored) = Keyring::generate(0).unwrap();
+        Keyring::unseal(root, &stored).unwrap()
+    }
+
+    fn trusted(keyring: &Keyring) -> CheckpointVerifyingKey {
+        keyring.checkpoint_key().verifying_key().clone()
+    }
+
+    fn mac(n: u8) -> Vec<u8> {
+        vec![n; 32]
+    }
+
+    #[test]
+    fn a_signed_line_checks_and_any_edit_is_refused() {
+        let vault = keyring();
+        let key = trusted(&vault);
+        let checkpoint = Checkpoint::sign(&vault, 42, &mac(7), 1_780_000_000_123, CheckpointReason::Periodic).unwrap();
+        let line = checkpoint.to_line();
+        assert!(!line.contains('\n'));
+        assert_eq!(Checkpoint::check(&line, &key), Ok(checkpoint.clone()));
+        assert_eq!(checkpoint.format, CHECKPOINT_FORMAT);
+        assert_eq!(checkpoint.vault, vault.root_kcv());
+        assert_eq!(checkpoint.key_id, key.key_id());
+
+        let edits: [(&str, fn(&mut Checkpoint)); 6] = [
+            ("seq", |c| c.seq += 1),
+            ("head_mac", |c| c.head_mac = hex::encode(mac(8))),
+            ("at", |c| c.at = "2030-01-01T00:00:00Z".into()),
+            ("reason", |c| c.reason = "on_demand".into()),
+            ("vault", |c| c.vault = "000000".into()),
+            ("signature", |c| c.signature = c.signature.replace('a', "b").replace('1', "2")),
+        ];
+        for (what, edit) in edits {
+            let mut edited = checkpoint.clone();
+            edit(&mut edited);
+            assert_eq!(Checkpoint::check(&edited.to_line(), &key), Err(CheckpointRefusal::BadSignature), "{what}");
+        }
+
+        // Signed by another vault (or a key made up by a forger): the line's own key is not trusted.
+        let other = keyring();
+        let forged = Checkpoint::sign(&other, 42, &mac(7), 1_780_000_000_123, CheckpointReason::Periodic).unwrap();
+        assert_eq!(Checkpoint::check(&forged.to_line(), &key), Err(CheckpointRefusal::ForeignKey));
+        // …nor does claiming the vault's key over the other key's signature help.
+        let mut claimed = forged.clone();
+        claimed.public_key = key.to_hex();
+        claimed.key_id = key.key_id();
+        assert_eq!(Checkpoint::check(&claimed.to_line(), &key), Err(CheckpointRefusal::BadSignature));
+
+        let mut wrong_id = checkpoint.clone();
+        wrong_id.key_id = "ed25519:0000000000000000".into();
+        let mut format = checkpoint.clone();
+        format.format = "paysys.audit.checkpoint.v2".into();
+        let mut negative = checkpoint.clone();
+        negative.seq = -1;
+        let extra = line.replacen('{', "{\"note\":\"x\",", 1);
+        for (what, text) in [
+            ("not json", "hello".to_owned()),
+            ("truncated", line[..line.len() - 2].to_owned()),
+            ("unknown field", extra),
+            ("key id of another key", wrong_id.to_line()),
+            ("another format", format.to_line()),
+            ("negative seq", negative.to_line()),
+        ] {
+            assert_eq!(Checkpoint::check(&text, &key), Err(CheckpointRefusal::Malformed), "{what}");
+        }
+    }
+
+    /// An in-memory database: record MACs by seq, and remembered checkpoints.
+    #[derive(Debug, Default)]
+    struct Memory {
+        records: BTreeMap<i64, Vec<u8>>,
+        remembered: BTreeSet<(i64, Vec<u8>)>,
+    }
+
+    #[async_trait]
+    impl AuditEvidence for Memory {
+        async fn record_macs(&mut self, after_seq: i64, limit: i64) -> anyhow::Result<Vec<(i64, Vec<u8>)>> {
+            let n = usize::try_from(limit).unwrap();
+            Ok(self.records.range(after_seq + 1..).take(n).map(|(s, m)| (*s, m.clone())).collect())
+        }
+
+        async fn remembered_checkpoints(&mut self, after_seq: i64, limit: i64) -> anyhow::Result<Vec<(i64, Vec<u8>)>> {
+            let n = usize::try_from(limit).unwrap();
+            Ok(self.remembered.iter().filter(|(s, _)| *s > after_seq).take(n).cloned().collect())
+        }
+    }
+
+    fn lines(vault: &Keyring, heads: &[(i64, u8)]) -> Vec<(String, String)> {
+        heads
+            .iter()
+            .enumerate()
+            .map(|(i, (seq, m))| {
+                let c = Checkpoint::sign(vault, *seq, &mac(*m), 1_780_000_000_000 + *seq, CheckpointReason::Periodic)
+                    .unwrap();
+                (format!("f:{}", i + 1), c.to_line())
+            })
+            .collect()
+    }
+
+    fn codes(report: &CheckpointReport) -> Vec<&'static str> {
+        report.findings.iter().map(|f| f.code).collect()
+    }
+
+    #[tokio::test]
+    async fn checkpoints_are_matched_or_named_truncated_or_rolled_back() {
+        let vault = keyring();
+        let key = trusted(&vault);
+        let mut db = Memory::default();
+        for seq in 1..=10 {
+            db.records.insert(seq, mac(u8::try_from(seq).unwrap()));
+        }
+        let signed = lines(&vault, &[(3, 3), (7, 7), (10, 10)]);
+        db.remembered.extend([(3, mac(3)), (7, mac(7)), (10, mac(10))]);
+
+        let report = verify_checkpoints(&signed, &key, 10, &mut db).await.unwrap();
+        assert_eq!((report.lines, report.valid, report.matched), (3, 3, 3));
+        assert_eq!(report.newest_matched.as_ref().map(|(s, _)| *s), Some(10));
+        assert!(report.findings.is_empty(), "{report:?}");
+
+        // Truncated: records 8..10 deleted, head moved back to 7; the database remembers seq 10.
+        let mut truncated = Memory { records: db.records.clone(), remembered: db.remembered.clone() };
+        truncated.records.retain(|s, _| *s <= 7);
+        let report = verify_checkpoints(&signed, &key, 7, &mut truncated).await.unwrap();
+        assert_eq!(codes(&report), ["audit_truncated"], "{report:?}");
+        assert_eq!(report.findings[0].at_line, "f:3");
+        assert_eq!(report.matched, 2);
+        // …and written again past it: seq 10 now has another MAC.
+        for seq in 8..=12 {
+            truncated.records.insert(seq, mac(100 + u8::try_from(seq).unwrap()));
+        }
+        let report = verify_checkpoints(&signed, &key, 12, &mut truncated).await.unwrap();
+        assert_eq!(codes(&report), ["audit_truncated"], "{report:?}");
+        assert!(report.findings[0].message.contains("another MAC"), "{report:?}");
+
+        // Rolled back: an older copy that never saw the checkpoint of seq 10 (nor seq 7).
+        let mut restored = Memory::default();
+        for seq in 1..=5 {
+            restored.records.insert(seq, mac(u8::try_from(seq).unwrap()));
+        }
+        restored.remembered.insert((3, mac(3)));
+        let report = verify_checkpoints(&signed, &key, 5, &mut restored).await.unwrap();
+        assert_eq!(codes(&report), ["audit_rolled_back"], "{report:?}");
+        assert!(report.findings[0].message.contains("2 checkpoint(s) (seq 7 to 10"), "{report:?}");
+
+        // A forged line is a finding of its own and proves nothing about the database.
+        let mut with_forgery = signed.clone();
+        let mut forged: Checkpoint = serde_json::from_str(&signed[2].1).unwrap();
+        forged.seq = 99;
+        with_forgery.push(("f:4".into(), forged.to_line()));
+        with_forgery.push(("f:5".into(), String::new()));
+        let report = verify_checkpoints(&with_forgery, &key, 10, &mut db).await.unwrap();
+        assert_eq!(codes(&report), ["checkpoint_signature_invalid"], "{report:?}");
+        assert_eq!((report.lines, report.valid, report.matched), (4, 3, 3));
+    }
+}
