@@ -58,9 +58,7 @@ pub use derived::{AuditKey, FingerprintKey, GrantKey};
 pub use error::{KeyError, ShareError};
 pub use hierarchy::{Dek, Kek, RootKey};
 pub use kcv::Kcv;
-pub use signing::{
-    CheckpointSigningKey, CheckpointVerifyingKey, CHECKPOINT_PUBLIC_KEY_LEN, CHECKPOINT_SIGNATURE_LEN,
-};
+pub use signing::{CheckpointSigningKey, CheckpointVerifyingKey, CHECKPOINT_PUBLIC_KEY_LEN, CHECKPOINT_SIGNATURE_LEN};
 
 /// The most seals one [`Dek`] should ever do: with random 96-bit nonces, NIST SP 800-38D
 /// §8.3 limits a key to 2^32 invocations so the chance of a nonce collision stays below 2^-32.

@@ -107,7 +107,15 @@ impl CheckpointRefusal {
 
 /// Unambiguous encoding: the tag, then each field length-prefixed (u64 BE), `seq` as 8
 /// bytes BE and the head MAC as its raw bytes.
-fn signed_bytes(vault: &str, key_id: &str, public_key: &str, seq: i64, head_mac: &[u8], at: &str, reason: &str) -> Vec<u8> {
+fn signed_bytes(
+    vault: &str,
+    key_id: &str,
+    public_key: &str,
+    seq: i64,
+    head_mac: &[u8],
+    at: &str,
+    reason: &str,
+) -> Vec<u8> {
     fn put(out: &mut Vec<u8>, field: &[u8]) {
         out.extend_from_slice(&(field.len() as u64).to_be_bytes());
         out.extend_from_slice(field);
@@ -231,7 +239,9 @@ pub struct CheckpointSink {
     /// (on-demand checkpoints are then only returned and remembered in the database).
     file: Option<Arc<Mutex<std::fs::File>>>,
     path: Option<PathBuf>,
-    last: Mutex<Option<(i64, Vec<u8>)>>,
+    /// The head this process last signed. Held for the whole of [`CheckpointSink::emit`], so
+    /// the timer, an officer and the shutdown never sign the same head twice between them.
+    last: tokio::sync::Mutex<Option<(i64, Vec<u8>)>>,
 }
 
 impl CheckpointSink {
@@ -244,7 +254,7 @@ impl CheckpointSink {
         Ok(CheckpointSink {
             file: Some(Arc::new(Mutex::new(file))),
             path: Some(path.to_owned()),
-            last: Mutex::new(None),
+            last: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -268,12 +278,10 @@ impl CheckpointSink {
         reason: CheckpointReason,
         only_if_moved: bool,
     ) -> Result<Option<Checkpoint>, CheckpointError> {
+        let mut last = self.last.lock().await;
         let (seq, head_mac) = store.audit_head().await?;
-        if only_if_moved {
-            let last = self.last.lock().map(|l| l.clone()).unwrap_or_default();
-            if seq == 0 || last.as_ref() == Some(&(seq, head_mac.clone())) {
-                return Ok(None);
-            }
+        if only_if_moved && (seq == 0 || last.as_ref() == Some(&(seq, head_mac.clone()))) {
+            return Ok(None);
         }
         // Vouch only for a head whose record is there and is genuine: a head row moved by
         // hand must not get a signature.
@@ -307,9 +315,7 @@ impl CheckpointSink {
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))??;
         }
-        if let Ok(mut last) = self.last.lock() {
-            *last = Some((seq, head_mac));
-        }
+        *last = Some((seq, head_mac));
         tracing::info!(seq, key_id = %checkpoint.key_id, reason = reason.as_str(), "audit checkpoint signed");
         Ok(Some(checkpoint))
     }
@@ -322,7 +328,8 @@ pub async fn run_periodic_checkpoints(
     sink: Arc<CheckpointSink>,
     every: Duration,
 ) {
-    let mut tick = tokio::time::interval(every);
+    // The first tick one interval after start, not at once: a restart is not news.
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
@@ -486,7 +493,8 @@ pub async fn verify_checkpoints(
     }
 
     // Which of the lost checkpoints the database remembers.
-    let (low, high) = (lost.iter().map(|(k, _)| k.0).min().unwrap_or(0), lost.iter().map(|(k, _)| k.0).max().unwrap_or(0));
+    let (low, high) =
+        (lost.iter().map(|(k, _)| k.0).min().unwrap_or(0), lost.iter().map(|(k, _)| k.0).max().unwrap_or(0));
     let mut remembered: BTreeSet<(i64, Vec<u8>)> = BTreeSet::new();
     let mut after = low - 1;
     loop {
@@ -528,8 +536,9 @@ pub async fn verify_checkpoints(
             code: "audit_rolled_back",
             at_line: s.line.clone(),
             message: format!(
-                "the database is older than {} checkpoint(s) (seq {} to {seq}, the newest signed {}): it has \
-                 never seen them and its chain head is at seq {head_seq}. An older copy of the database was restored.",
+                "the database is older than {} checkpoint(s) (seq {} to {seq}); the newest, seq {seq} signed {}: \
+                 the database has never seen it and its chain head is at seq {head_seq}. An older copy of the \
+                 database was restored.",
                 rolled_back.len(),
                 rolled_back.iter().map(|(k, _)| k.0).min().unwrap_or(seq),
                 s.at

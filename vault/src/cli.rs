@@ -1,15 +1,15 @@
 //! The `paysys-vault` commands and their configuration (flags or environment).
 
 use crate::api::{self, now_ms, Vault};
+use crate::checkpoint::{
+    run_periodic_checkpoints, verify_checkpoints, AuditEvidence, CheckpointReason, CheckpointReport, CheckpointSink,
+    StoreEvidence,
+};
 use crate::committer::Committer;
 use crate::keyring::{KeyState, Keyring};
 use crate::lifecycle::{self, meta, Lifecycle, LifecycleConfig};
 use crate::relay::{RelayClient, RelayConfig};
 use crate::store::{self, AuditEvent, StoreError};
-use crate::checkpoint::{
-    run_periodic_checkpoints, verify_checkpoints, AuditEvidence, CheckpointReason, CheckpointReport, CheckpointSink,
-    StoreEvidence,
-};
 use crate::{audit::ChainSigner, server, tls};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -559,7 +559,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 Duration::from_secs(args.audit_checkpoint_interval_secs.max(1)),
             ));
         }
-        None => tracing::warn!("no --audit-checkpoint-file: the audit log's head is not checkpointed outside the database"),
+        None => {
+            tracing::warn!("no --audit-checkpoint-file: the audit log's head is not checkpointed outside the database")
+        }
     }
     tokio::spawn(sweep_cvcs(store, Duration::from_secs(args.cvc_sweep_secs.max(1))));
     tokio::spawn(lifecycle::run_key_sync(vault.clone(), Duration::from_secs(args.key_sync_secs.max(1))));
@@ -573,7 +575,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("paysys-vault listening on https://{addr}");
     std::io::stdout().flush()?;
     tracing::info!(%addr, "serving the vault API over mTLS");
-    server::serve_mtls(listener, tls_config, api::router(vault.clone(), args.max_body_bytes), shutdown_signal()).await?;
+    server::serve_mtls(listener, tls_config, api::router(vault.clone(), args.max_body_bytes), shutdown_signal())
+        .await?;
     // The records since the last tick get their checkpoint too.
     if let (true, Some(keyring)) = (checkpoints.has_file(), vault.keys.get()) {
         if let Err(e) = checkpoints.emit(vault.store.as_ref(), &keyring, CheckpointReason::Shutdown, true).await {

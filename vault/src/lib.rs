@@ -24,8 +24,8 @@
 
 pub mod api;
 pub mod audit;
-pub mod checkpoint;
 pub mod card;
+pub mod checkpoint;
 pub mod cli;
 pub mod committer;
 pub mod error;

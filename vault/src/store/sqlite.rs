@@ -13,8 +13,8 @@ use super::rows::{
     CARD_COLUMNS, CVC_COLUMNS, JOB_COLUMNS, KEY_COLUMNS, REQUEST_COLUMNS,
 };
 use super::{
-    AuditEvent, AuditRecord, AuditSigner, CardRecord, CheckpointRow, Counts, CvcRecord, DekUsage, KeyChange, KeyRequest, ReencryptJob,
-    Store, StoreError, StoredKey, WriteUnit,
+    AuditEvent, AuditRecord, AuditSigner, CardRecord, CheckpointRow, Counts, CvcRecord, DekUsage, KeyChange,
+    KeyRequest, ReencryptJob, Store, StoreError, StoredKey, WriteUnit,
 };
 use async_trait::async_trait;
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
