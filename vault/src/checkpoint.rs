@@ -582,7 +582,8 @@ mod tests {
         assert_eq!(checkpoint.vault, vault.root_kcv());
         assert_eq!(checkpoint.key_id, key.key_id());
 
-        let edits: [(&str, fn(&mut Checkpoint)); 6] = [
+        type Edit = fn(&mut Checkpoint);
+        let edits: [(&str, Edit); 6] = [
             ("seq", |c| c.seq += 1),
             ("head_mac", |c| c.head_mac = hex::encode(mac(8))),
             ("at", |c| c.at = "2030-01-01T00:00:00Z".into()),
