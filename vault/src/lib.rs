@@ -4,7 +4,8 @@
 //!
 //! * `main.rs` — the `paysys-vault` binary: parses flags and calls into this library.
 //! * [`cli`] — the commands (`init`, `serve`, …) and their configuration.
-//! * `officer_cli.rs` — `operator …` and `keys …`: officer clients of the API over mTLS.
+//! * `officer_cli.rs` — `operator …`, `keys …` and `audit checkpoint`: officer clients of
+//!   the API over mTLS.
 //! * [`server`] — the mTLS accept loop (rustls, client certificates required).
 //! * [`tls`] — server TLS configuration and the [`tls::Principal`] from a client certificate.
 //! * [`api`] — HTTP handlers: tokens (`api/tokens.rs`), relay (`api/relay.rs`), sys

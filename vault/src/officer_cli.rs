@@ -1,4 +1,5 @@
-//! `paysys-vault operator …` and `paysys-vault keys …`: an officer's client of the vault
+//! `paysys-vault operator …`, `paysys-vault keys …` and `paysys-vault audit checkpoint`:
+//! an officer's client of the vault
 //! API over mTLS. Every command is one or a few calls to the officer API, so anything
 //! here can also be scripted against the API directly.
 
