@@ -1,7 +1,6 @@
 //! `paysys-vault operator …`, `paysys-vault keys …` and `paysys-vault audit checkpoint`:
-//! an officer's client of the vault
-//! API over mTLS. Every command is one or a few calls to the officer API, so anything
-//! here can also be scripted against the API directly.
+//! an officer's client of the vault API over mTLS. Every command is one or a few calls to
+//! the officer API, so anything here can also be scripted against the API directly.
 
 use crate::cli::{KeysCommand, OfficerArgs, OperatorCommand};
 use anyhow::Context;
