@@ -480,7 +480,9 @@ pub async fn verify_checkpoints(
     let mut lost: Vec<(&(i64, Vec<u8>), &Signed)> = Vec::new();
     for (key, s) in &signed {
         let (seq, _) = key;
-        if *seq <= head_seq && found.get(seq) == Some(&s.head_mac) {
+        // Seq 0 is the empty log, whose "MAC" is 32 zero bytes.
+        let genuine = if *seq == 0 { s.head_mac == [0u8; 32] } else { found.get(seq) == Some(&s.head_mac) };
+        if *seq <= head_seq && genuine {
             report.matched += 1;
             // `signed` is in seq order, so the last match is the newest.
             report.newest_matched = Some((*seq, s.at.clone()));
