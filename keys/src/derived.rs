@@ -316,7 +316,7 @@ mod tests {
     #[test]
     fn derived_keys_are_hkdf_of_the_root_with_their_label() {
         let root = KeyMaterial::zeroed();
-        for info in [INFO_FINGERPRINT, INFO_AUDIT, INFO_GRANT, INFO_KEK_WRAP] {
+        for info in [INFO_FINGERPRINT, INFO_AUDIT, INFO_GRANT, INFO_KEK_WRAP, crate::signing::INFO_CHECKPOINT] {
             let mut expected = [0u8; 32];
             hkdf_sha256(b"", &[0u8; 32], info, &mut expected).unwrap();
             assert_eq!(derive_key(&root, info).unwrap().expose_secret(), &expected);

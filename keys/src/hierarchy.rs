@@ -13,6 +13,7 @@ use crate::aead::{self, PURPOSE_DATA, PURPOSE_DEK_WRAP, PURPOSE_KEK_WRAP, PURPOS
 use crate::custodian::{self, CustodianShare};
 use crate::derived::{self, AuditKey, FingerprintKey, GrantKey, INFO_KEK_WRAP};
 use crate::material::{KeyMaterial, KEY_LEN};
+use crate::signing::CheckpointSigningKey;
 use crate::{Kcv, KeyError};
 
 /// The top of the hierarchy. Exists only in the memory of an unsealed vault. It is used
@@ -157,6 +158,12 @@ impl RootKey {
     /// The grant signing key (HKDF-SHA256, info `paysys/v1/grant`).
     pub fn derive_grant_key(&self) -> Result<GrantKey, KeyError> {
         GrantKey::derive(&self.key)
+    }
+
+    /// The audit checkpoint signing key (Ed25519 over the HKDF-SHA256 seed with info
+    /// `paysys/v1/audit-checkpoint`).
+    pub fn derive_checkpoint_key(&self) -> Result<CheckpointSigningKey, KeyError> {
+        CheckpointSigningKey::derive(&self.key)
     }
 }
 
@@ -307,6 +314,7 @@ mod tests {
         let fingerprint_bytes = crate::derived::derive_key(&root.key, crate::derived::INFO_FINGERPRINT).unwrap();
         let audit_bytes = crate::derived::derive_key(&root.key, crate::derived::INFO_AUDIT).unwrap();
         let grant_bytes = crate::derived::derive_key(&root.key, crate::derived::INFO_GRANT).unwrap();
+        let checkpoint_seed = crate::derived::derive_key(&root.key, crate::signing::INFO_CHECKPOINT).unwrap();
         let cases = [
             (format!("{root:?}|{root:#?}"), key_hex(&root.key), root.kcv),
             (format!("{kek:?}|{kek:#?}"), key_hex(&kek.key), kek.kcv),
@@ -324,6 +332,14 @@ mod tests {
                 (format!("{k:?}|{k:#?}"), key_hex(&grant_bytes), k.kcv())
             },
         ];
+        // The checkpoint key shows its (public) key id, never its seed.
+        let checkpoint = root.derive_checkpoint_key().unwrap();
+        let debug = format!("{checkpoint:?}|{checkpoint:#?}");
+        assert!(debug.contains(&checkpoint.verifying_key().key_id()), "{debug}");
+        for window in key_hex(&checkpoint_seed).as_bytes().chunks(8) {
+            let window = std::str::from_utf8(window).unwrap();
+            assert!(!debug.to_lowercase().contains(window), "{debug} contains seed bytes {window}");
+        }
         for (debug, hex_key, kcv) in cases {
             assert!(debug.contains("kcv"), "{debug}");
             assert!(debug.contains(&kcv.to_hex()), "{debug}");

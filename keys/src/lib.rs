@@ -12,6 +12,8 @@
 //! * `derived.rs` — HKDF-SHA256 purpose keys from the root key ([`FingerprintKey`],
 //!   [`AuditKey`], [`GrantKey`], and the KEK-wrapping key inside [`RootKey`]) and the
 //!   HKDF/HMAC primitives they use. The root key is only ever an HKDF input.
+//! * `signing.rs` — [`CheckpointSigningKey`]: Ed25519 (ring) over an HKDF seed from the root
+//!   key, for signed audit checkpoints; [`CheckpointVerifyingKey`] is its public half.
 //! * `kcv.rs` — [`Kcv`], the key check value shown in status output: truncated
 //!   HMAC-SHA256 of a label, not AES of a zero block (which is AES-GCM's hash key H).
 //! * `custodian.rs` — [`CustodianShare`]: the root key split M-of-N for its custodians
@@ -29,7 +31,7 @@
 //! # Rules this crate keeps
 //!
 //! * **Operations, not bytes.** Callers hold handles and ask for `seal`, `open`, `wrap`,
-//!   `mac`; key bytes leave the crate only wrapped. The single exception is
+//!   `mac`, `sign`; key bytes leave the crate only wrapped (a public key is not secret). The single exception is
 //!   [`RootKey::to_dev_key_hex`], for the dev-mode key file. Custodian shares leave it as
 //!   [`CustodianShare::to_text`]; fewer than the threshold reveal nothing about the key.
 //! * **Key types and custodian shares are not `Clone`**, their `Debug` prints version and
@@ -53,12 +55,14 @@ mod hierarchy;
 mod kcv;
 mod material;
 mod shamir;
+mod signing;
 
 pub use custodian::{CustodianShare, MIN_CUSTODIAN_THRESHOLD};
 pub use derived::{AuditKey, FingerprintKey, GrantKey};
 pub use error::{KeyError, ShareError};
 pub use hierarchy::{Dek, Kek, RootKey};
 pub use kcv::Kcv;
+pub use signing::{CheckpointSigningKey, CheckpointVerifyingKey, CHECKPOINT_PUBLIC_KEY_LEN, CHECKPOINT_SIGNATURE_LEN};
 
 /// The most seals one [`Dek`] should ever do: with random 96-bit nonces, NIST SP 800-38D
 /// §8.3 limits a key to 2^32 invocations so the chance of a nonce collision stays below 2^-32.

@@ -1,7 +1,9 @@
 //! The public API as the vault uses it: round trips, tampering, context binding, versions,
 //! and what `Debug`/`Display` may show.
 
-use paysys_keys::{AuditKey, Dek, FingerprintKey, GrantKey, Kcv, Kek, KeyError, RootKey};
+use paysys_keys::{
+    AuditKey, CheckpointSigningKey, CheckpointVerifyingKey, Dek, FingerprintKey, GrantKey, Kcv, Kek, KeyError, RootKey,
+};
 
 const CRYPTO_MESSAGE: &str = "cryptographic operation failed";
 
@@ -31,6 +33,8 @@ fn all_key_types_are_send_and_sync() {
     assert_send_sync::<FingerprintKey>();
     assert_send_sync::<AuditKey>();
     assert_send_sync::<GrantKey>();
+    assert_send_sync::<CheckpointSigningKey>();
+    assert_send_sync::<CheckpointVerifyingKey>();
     assert_send_sync::<Kcv>();
     assert_send_sync::<KeyError>();
 }
@@ -335,4 +339,29 @@ fn error_display_is_fixed_and_detail_free() {
     // Usable as a boxed std error (anyhow / thiserror `#[from]`).
     let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(KeyError::Crypto);
     assert_eq!(boxed.to_string(), CRYPTO_MESSAGE);
+}
+
+/// A checkpoint signed under one root key verifies with that vault's public key only, the
+/// same after every unseal (the key is derived, not stored), and not after any change.
+#[test]
+fn checkpoint_signatures_round_trip_under_the_vaults_public_key_only() {
+    let root = RootKey::generate().unwrap();
+    let again = RootKey::from_dev_key_hex(&root.to_dev_key_hex()).unwrap();
+    let other = RootKey::generate().unwrap();
+    let key = root.derive_checkpoint_key().unwrap();
+    let public = key.verifying_key().clone();
+    assert_eq!(again.derive_checkpoint_key().unwrap().verifying_key(), &public, "same root, same key");
+    assert_ne!(other.derive_checkpoint_key().unwrap().verifying_key(), &public);
+
+    let message = b"paysys/audit-checkpoint/v1 seq=42";
+    let signature = key.sign(message).unwrap();
+    assert_eq!(signature.len(), 64);
+    assert!(public.verify(message, &signature));
+    assert!(!public.verify(b"paysys/audit-checkpoint/v1 seq=43", &signature), "edited message");
+    let forged = other.derive_checkpoint_key().unwrap().sign(message).unwrap();
+    assert!(!public.verify(message, &forged), "another vault's signature");
+    // Not an HMAC: the audit key's MAC of the message is no signature.
+    assert!(!public.verify(message, &[root.derive_audit_key().unwrap().mac(message), [0; 32]].concat()));
+    let debug = format!("{key:?}");
+    assert!(debug.starts_with("CheckpointSigningKey") && debug.contains(&public.key_id()), "{debug}");
 }

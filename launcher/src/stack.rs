@@ -46,6 +46,10 @@ pub struct VaultService {
     pub policy: PathBuf,
     /// DEV ONLY: the root key file it was unsealed with.
     pub dev_root_key_file: PathBuf,
+    /// Where it appends signed audit checkpoints (`audit verify --checkpoint` reads it).
+    /// Absent in a `stack.json` written before checkpoints existed.
+    #[serde(default)]
+    pub audit_checkpoint_file: PathBuf,
     /// Its process id.
     pub pid: u32,
 }
@@ -141,6 +145,7 @@ mod tests {
                 database_url: "sqlite:/abs/.paysys/vault.db".to_owned(),
                 policy: dir.join("policy.toml"),
                 dev_root_key_file: dir.join("vault-root.key"),
+                audit_checkpoint_file: dir.join("vault-audit-checkpoints.jsonl"),
                 pid: 1234,
             },
             sandbox: SandboxService {

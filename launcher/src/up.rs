@@ -5,7 +5,8 @@
 //! 3. `paysys-vault init` with a dev root key file (`DIR/vault-root.key`); a vault that
 //!    is already initialized is reused;
 //! 4. `paysys-vault serve`, unsealed from that file, as a child process from its own
-//!    binary; its logs are forwarded with a `[vault]` prefix;
+//!    binary, appending signed audit checkpoints to `DIR/vault-audit-checkpoints.jsonl`;
+//!    its logs are forwarded with a `[vault]` prefix;
 //! 5. `DIR/stack.json` once every service is listening;
 //! 6. in the foreground until Ctrl-C, SIGTERM or SIGHUP, or until a service dies; then
 //!    the services are stopped with SIGTERM and `stack.json` is removed.
@@ -45,6 +46,8 @@ pub const DEFAULT_DIR: &str = ".paysys";
 pub const DEFAULT_VAULT_PORT: u16 = 8443;
 /// The dev root key file, in the stack's directory.
 pub const DEV_ROOT_KEY_FILE: &str = "vault-root.key";
+/// The vault's signed audit checkpoints (one JSON line each), in the stack's directory.
+pub const AUDIT_CHECKPOINT_FILE: &str = "vault-audit-checkpoints.jsonl";
 /// The policy file, in the stack's directory.
 pub const POLICY_FILE: &str = "policy.toml";
 /// Exit code of `paysys-vault init` when the key store already exists.
@@ -251,6 +254,7 @@ pub async fn start_stack(options: &UpOptions) -> anyhow::Result<RunningStack> {
             database_url,
             policy: dir.join(POLICY_FILE),
             dev_root_key_file: dir.join(DEV_ROOT_KEY_FILE),
+            audit_checkpoint_file: dir.join(AUDIT_CHECKPOINT_FILE),
             pid: vault.pid(),
         },
         sandbox: SandboxService { url: sandbox_url, database_url: sandbox_database_url, pid: sandbox.pid() },
@@ -290,7 +294,8 @@ pub async fn start_dev_vault(
         .args(["--tls-key".as_ref(), pki.vault_server.key.as_os_str()])
         .args(["--client-ca".as_ref(), pki.ca_cert.as_os_str()])
         .args(["--policy".as_ref(), policy.as_os_str()])
-        .args(["--dev".as_ref(), "--dev-root-key-file".as_ref(), root_key_file.as_os_str()]);
+        .args(["--dev".as_ref(), "--dev-root-key-file".as_ref(), root_key_file.as_os_str()])
+        .args(["--audit-checkpoint-file".as_ref(), dir.join(AUDIT_CHECKPOINT_FILE).as_os_str()]);
     if let Some(sandbox_url) = sandbox_url {
         vault = vault.args(["--relay-ca".as_ref(), pki.ca_cert.as_os_str()]);
         for name in SANDBOX_DESTINATIONS {
@@ -652,6 +657,8 @@ esac
         assert_eq!(Path::new(flag("--client-ca")), stack.pki.ca_cert);
         assert_eq!(Path::new(flag("--policy")), stack.vault.policy);
         assert_eq!(Path::new(flag("--dev-root-key-file")), stack.vault.dev_root_key_file);
+        assert_eq!(Path::new(flag("--audit-checkpoint-file")), stack.vault.audit_checkpoint_file);
+        assert_eq!(stack.vault.audit_checkpoint_file, dir.join("vault-audit-checkpoints.jsonl"));
         assert!(args.contains(&"--dev"));
         assert_eq!(Path::new(flag("--relay-ca")), stack.pki.ca_cert);
         let destinations: Vec<&str> = args.windows(2).filter(|w| w[0] == "--destination-url").map(|w| w[1]).collect();

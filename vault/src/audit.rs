@@ -66,6 +66,8 @@ pub struct ChainBreak {
 pub struct ChainReport {
     pub ok: bool,
     pub records: i64,
+    /// The chain head's `seq` as stored (what checkpoints are compared with).
+    pub head_seq: i64,
     pub first_break: Option<ChainBreak>,
 }
 
@@ -110,7 +112,7 @@ impl<'a> ChainVerifier<'a> {
         if self.first_break.is_none() && (head_seq != self.expected_seq - 1 || head_mac != self.prev_mac.as_slice()) {
             self.first_break = Some(ChainBreak { seq: self.expected_seq, reason: "head_mismatch" });
         }
-        ChainReport { ok: self.first_break.is_none(), records: self.records, first_break: self.first_break }
+        ChainReport { ok: self.first_break.is_none(), records: self.records, head_seq, first_break: self.first_break }
     }
 }
 

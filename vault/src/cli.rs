@@ -1,6 +1,10 @@
 //! The `paysys-vault` commands and their configuration (flags or environment).
 
 use crate::api::{self, now_ms, Vault};
+use crate::checkpoint::{
+    run_periodic_checkpoints, verify_checkpoints, AuditEvidence, CheckpointReason, CheckpointReport, CheckpointSink,
+    StoreEvidence,
+};
 use crate::committer::Committer;
 use crate::keyring::{KeyState, Keyring};
 use crate::lifecycle::{self, meta, Lifecycle, LifecycleConfig, ShareChecks};
@@ -11,7 +15,7 @@ use crate::store::{self, AuditEvent, StoreError};
 use crate::{audit::ChainSigner, server, tls};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use paysys_keys::RootKey;
+use paysys_keys::{CheckpointVerifyingKey, RootKey};
 use paysys_policies::Policy;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -148,9 +152,25 @@ enum PolicyCommand {
 }
 
 #[derive(Debug, Subcommand)]
-enum AuditCommand {
-    /// Verify the HMAC chain: OK, or the first broken link.
-    Verify(AuditSource),
+pub(crate) enum AuditCommand {
+    /// Verify the HMAC chain: OK, or the first broken link; with `--checkpoint`, also
+    /// compare signed checkpoints with the database (truncation, rollback, forged lines).
+    Verify {
+        #[command(flatten)]
+        source: AuditSource,
+        /// A checkpoint file (`--audit-checkpoint-file` of `serve`, or lines saved from
+        /// `audit checkpoint`); repeatable.
+        #[arg(long = "checkpoint", value_name = "FILE")]
+        checkpoints: Vec<PathBuf>,
+        /// The vault's checkpoint public key (64 hex, from `GET /v1/sys/status`), if you
+        /// keep it yourself; else it is taken from the vault's status (or derived from the
+        /// dev root key file).
+        #[arg(long, requires = "checkpoints")]
+        public_key: Option<String>,
+    },
+    /// Sign the audit chain head now: the vault appends the checkpoint to its checkpoint
+    /// file and it is printed as one JSON line (officer API over mTLS).
+    Checkpoint(OfficerArgs),
     /// Write audit records as JSON lines (for a SIEM).
     Export {
         #[command(flatten)]
@@ -164,7 +184,7 @@ enum AuditCommand {
 /// Where the audit log is read from: the officer API over mTLS (production), or the
 /// database directly with the dev root key file (development only).
 #[derive(Debug, Args)]
-struct AuditSource {
+pub(crate) struct AuditSource {
     /// The vault's URL, e.g. `https://127.0.0.1:8443` (officer API).
     #[arg(long, env = "PAYSYS_VAULT_URL", conflicts_with = "database_url")]
     vault_url: Option<String>,
@@ -290,6 +310,15 @@ struct ServeArgs {
     /// How often the keyring is checked against the store (key changes by other replicas).
     #[arg(long, default_value_t = 2)]
     key_sync_secs: u64,
+    /// Append a signed checkpoint of the audit chain head to this file (one JSON line each,
+    /// opened with O_APPEND; ship it to a SIEM): every `--audit-checkpoint-interval-secs`
+    /// when the head has moved, on `audit checkpoint`, and at shutdown. Without it only
+    /// on-demand checkpoints exist.
+    #[arg(long, env = "PAYSYS_VAULT_AUDIT_CHECKPOINT_FILE")]
+    audit_checkpoint_file: Option<PathBuf>,
+    /// How often the chain head is checkpointed (only when it has moved).
+    #[arg(long, default_value_t = 60)]
+    audit_checkpoint_interval_secs: u64,
 }
 
 fn parse_destination_url(text: &str) -> Result<(String, String), String> {
@@ -315,7 +344,10 @@ pub fn main(cli: Cli) -> ExitCode {
             Command::Init(args) => init(args).await,
             Command::Serve(args) => serve(*args).await.map(|()| ExitCode::SUCCESS),
             Command::Policy(PolicyCommand::Check { file }) => policy_check(&file),
-            Command::Audit(AuditCommand::Verify(source)) => audit_verify(source).await,
+            Command::Audit(AuditCommand::Verify { source, checkpoints, public_key }) => {
+                audit_verify(source, checkpoints, public_key).await
+            }
+            Command::Audit(AuditCommand::Checkpoint(officer)) => crate::officer_cli::audit_checkpoint(officer).await,
             Command::Audit(AuditCommand::Export { source, since }) => audit_export(source, since).await,
             Command::Operator(command) => crate::officer_cli::operator(command).await,
             Command::Keys(command) => crate::officer_cli::keys(command).await,
@@ -529,6 +561,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("vault started sealed");
     }
 
+    let checkpoints = Arc::new(
+        CheckpointSink::open(args.audit_checkpoint_file.as_deref())
+            .with_context(|| format!("opening the audit checkpoint file {:?}", args.audit_checkpoint_file))?,
+    );
     let committer = Committer::start(store.clone(), keys.clone());
     let vault = Arc::new(Vault {
         store: store.clone(),
@@ -543,11 +579,26 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             per_second: args.removal_rate_per_sec,
             burst: args.removal_burst,
         }),
+        checkpoints: checkpoints.clone(),
     });
     if !vault.keys.is_sealed() {
         // Unsealed from the dev key file: a vault initialized before key format 2 moves to it now.
         if let Err(e) = lifecycle::migrate_key_format(&vault).await {
             tracing::error!(code = e.code(), "key format migration failed; the vault serves with format-1 keys");
+        }
+    }
+    match checkpoints.path() {
+        Some(path) => {
+            tracing::info!(file = %path.display(), every_secs = args.audit_checkpoint_interval_secs, "audit checkpoints on");
+            tokio::spawn(run_periodic_checkpoints(
+                store.clone(),
+                vault.keys.clone(),
+                checkpoints.clone(),
+                Duration::from_secs(args.audit_checkpoint_interval_secs.max(1)),
+            ));
+        }
+        None => {
+            tracing::warn!("no --audit-checkpoint-file: the audit log's head is not checkpointed outside the database")
         }
     }
     tokio::spawn(sweep_cvcs(store, Duration::from_secs(args.cvc_sweep_secs.max(1))));
@@ -567,7 +618,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("paysys-vault listening on https://{addr}");
     std::io::stdout().flush()?;
     tracing::info!(%addr, "serving the vault API over mTLS");
-    server::serve_mtls(listener, tls_config, api::router(vault, args.max_body_bytes), shutdown_signal()).await?;
+    server::serve_mtls(listener, tls_config, api::router(vault.clone(), args.max_body_bytes), shutdown_signal())
+        .await?;
+    // The records since the last tick get their checkpoint too.
+    if let (true, Some(keyring)) = (checkpoints.has_file(), vault.keys.get()) {
+        if let Err(e) = checkpoints.emit(vault.store.as_ref(), &keyring, CheckpointReason::Shutdown, true).await {
+            tracing::error!(error = %e, "shutdown audit checkpoint failed");
+        }
+    }
     tracing::info!("shut down");
     Ok(())
 }
@@ -676,8 +734,9 @@ async fn officer_connection(source: &AuditSource) -> anyhow::Result<paysys_vault
     Ok(tls.connect(url).await?)
 }
 
-/// Open the database and derive the audit key from the dev root key file.
-async fn offline_audit(source: &AuditSource) -> anyhow::Result<Option<(Arc<dyn store::Store>, paysys_keys::AuditKey)>> {
+/// Open the database and read the dev root key file (the audit and checkpoint keys are
+/// derived from it).
+async fn offline_audit(source: &AuditSource) -> anyhow::Result<Option<(Arc<dyn store::Store>, RootKey)>> {
     let (Some(url), Some(key_file)) = (&source.database_url, &source.dev_root_key_file) else {
         return Ok(None);
     };
@@ -686,31 +745,155 @@ async fn offline_audit(source: &AuditSource) -> anyhow::Result<Option<(Arc<dyn s
     );
     let root = RootKey::from_dev_key_hex(&hex).context("the dev root key file is malformed")?;
     let store = store::open(url).await.context("opening the database")?;
-    Ok(Some((store, root.derive_audit_key()?)))
+    Ok(Some((store, root)))
 }
 
-async fn audit_verify(source: AuditSource) -> anyhow::Result<ExitCode> {
-    let report = if let Some((store, key)) = offline_audit(&source).await? {
-        serde_json::to_value(crate::audit::verify_chain(store.as_ref(), &key).await?)?
-    } else {
-        let response = officer_connection(&source).await?.call("GET", "/v1/audit/verify", None).await?;
+/// Every line of the checkpoint files, named `FILE:LINE`.
+fn read_checkpoint_lines(files: &[PathBuf]) -> anyhow::Result<Vec<(String, String)>> {
+    let mut lines = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        for (n, line) in text.lines().enumerate() {
+            lines.push((format!("{}:{}", file.display(), n + 1), line.to_owned()));
+        }
+    }
+    Ok(lines)
+}
+
+/// [`AuditEvidence`] over the officer API (`GET /v1/audit/records`, `GET /v1/audit/checkpoints`).
+struct ApiEvidence(paysys_vault_client::VaultConnection);
+
+impl std::fmt::Debug for ApiEvidence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiEvidence")
+    }
+}
+
+impl ApiEvidence {
+    /// `(seq, hex field)` of each element of `list` in the answer to `GET path`.
+    async fn seq_and_mac(&mut self, path: &str, list: &str, field: &str) -> anyhow::Result<Vec<(i64, Vec<u8>)>> {
+        let response = self.0.call("GET", path, None).await?;
         anyhow::ensure!(response.status == 200, "the vault answered {}: {}", response.status, response.body);
-        response.body
+        let mut out = Vec::new();
+        for item in response.body[list].as_array().into_iter().flatten() {
+            let seq = item["seq"].as_i64().context("a row without seq")?;
+            let mac = hex::decode(item[field].as_str().unwrap_or_default()).context("a MAC that is not hex")?;
+            out.push((seq, mac));
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait::async_trait]
+impl AuditEvidence for ApiEvidence {
+    async fn record_macs(&mut self, after_seq: i64, limit: i64) -> anyhow::Result<Vec<(i64, Vec<u8>)>> {
+        self.seq_and_mac(&format!("/v1/audit/records?after_seq={after_seq}&limit={limit}"), "records", "mac").await
+    }
+
+    async fn remembered_checkpoints(&mut self, after_seq: i64, limit: i64) -> anyhow::Result<Vec<(i64, Vec<u8>)>> {
+        let path = format!("/v1/audit/checkpoints?after_seq={after_seq}&limit={limit}");
+        self.seq_and_mac(&path, "checkpoints", "head_mac").await
+    }
+}
+
+fn parse_public_key(text: &str) -> anyhow::Result<CheckpointVerifyingKey> {
+    CheckpointVerifyingKey::from_hex(text).map_err(|_| anyhow::anyhow!("--public-key must be 64 hex characters"))
+}
+
+async fn audit_verify(
+    source: AuditSource,
+    checkpoint_files: Vec<PathBuf>,
+    public_key: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let pinned = public_key.as_deref().map(parse_public_key).transpose()?;
+    let lines = read_checkpoint_lines(&checkpoint_files)?;
+    let (report, checkpoints) = if let Some((store, root)) = offline_audit(&source).await? {
+        let chain = crate::audit::verify_chain(store.as_ref(), &root.derive_audit_key()?).await?;
+        let checkpoints = if checkpoint_files.is_empty() {
+            None
+        } else {
+            let derived = root.derive_checkpoint_key()?.verifying_key().clone();
+            if let Some(pinned) = &pinned {
+                anyhow::ensure!(
+                    pinned == &derived,
+                    "--public-key is not this vault's checkpoint key (the root key gives {})",
+                    derived.key_id()
+                );
+            }
+            let mut evidence = StoreEvidence(store.as_ref());
+            Some(verify_checkpoints(&lines, &derived, chain.head_seq, &mut evidence).await?)
+        };
+        (serde_json::to_value(chain)?, checkpoints)
+    } else {
+        let mut conn = officer_connection(&source).await?;
+        let response = conn.call("GET", "/v1/audit/verify", None).await?;
+        anyhow::ensure!(response.status == 200, "the vault answered {}: {}", response.status, response.body);
+        let chain = response.body;
+        let checkpoints = if checkpoint_files.is_empty() {
+            None
+        } else {
+            let trusted = match pinned {
+                Some(key) => key,
+                None => {
+                    let status = conn.call("GET", "/v1/sys/status", None).await?;
+                    anyhow::ensure!(
+                        status.status == 200,
+                        "reading the vault's checkpoint key from /v1/sys/status failed ({}): give --public-key",
+                        status.status
+                    );
+                    parse_public_key(status.body["audit_checkpoint_key"]["public_key"].as_str().unwrap_or_default())
+                        .context("the vault's status has no checkpoint key")?
+                }
+            };
+            let head_seq = chain["head_seq"].as_i64().context("the vault's verify report has no head_seq")?;
+            let mut evidence = ApiEvidence(conn);
+            Some(verify_checkpoints(&lines, &trusted, head_seq, &mut evidence).await?)
+        };
+        (chain, checkpoints)
     };
     let ok = report.get("ok").and_then(serde_json::Value::as_bool).unwrap_or(false);
     let records = report.get("records").cloned().unwrap_or_default();
     if ok {
         println!("audit chain OK: {records} records");
-        Ok(ExitCode::SUCCESS)
     } else {
         println!("audit chain BROKEN after verifying {records} records: first break {}", report["first_break"]);
-        Ok(ExitCode::from(1))
     }
+    let findings = checkpoints.as_ref().map_or(0, print_checkpoint_report);
+    Ok(if ok && findings == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Most refused lines printed one by one; the rest are counted.
+const MAX_PRINTED_FINDINGS: usize = 20;
+
+/// Print the checkpoint comparison; the number of findings.
+fn print_checkpoint_report(report: &CheckpointReport) -> usize {
+    let newest = match &report.newest_matched {
+        Some((seq, at)) => format!("; newest matching: seq {seq}, signed {at}"),
+        None => String::new(),
+    };
+    println!(
+        "checkpoints: {} lines, {} signed by this vault, {} match the database{newest}",
+        report.lines, report.valid, report.matched
+    );
+    if report.findings.is_empty() {
+        if report.valid == 0 {
+            println!("checkpoints: none to compare (no valid line)");
+        } else {
+            println!("checkpoints OK");
+        }
+    }
+    for finding in report.findings.iter().take(MAX_PRINTED_FINDINGS) {
+        println!("FINDING {} at {}: {}", finding.code, finding.at_line, finding.message);
+    }
+    if report.findings.len() > MAX_PRINTED_FINDINGS {
+        println!("… and {} more findings", report.findings.len() - MAX_PRINTED_FINDINGS);
+    }
+    report.findings.len()
 }
 
 async fn audit_export(source: AuditSource, since: Option<String>) -> anyhow::Result<ExitCode> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    if let Some((store, _key)) = offline_audit(&source).await? {
+    if let Some((store, _root)) = offline_audit(&source).await? {
         let since_ms = match &since {
             Some(t) => parse_rfc3339_ms(t)?,
             None => i64::MIN,

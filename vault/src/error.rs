@@ -107,6 +107,11 @@ pub enum ApiError {
     TtlInvalid,
     /// Too many requests of this kind for this merchant; try again later.
     RateLimited,
+    /// The stored chain head does not match the record at its `seq`: the vault refuses to
+    /// sign a checkpoint of it (run `audit verify`).
+    AuditChainBroken,
+    /// The checkpoint could not be appended to the checkpoint file; it was not handed out.
+    CheckpointUnavailable,
 }
 
 impl ApiError {
@@ -156,6 +161,8 @@ impl ApiError {
             ApiError::KeyChangeConflict => (StatusCode::CONFLICT, "key_change_conflict"),
             ApiError::TtlInvalid => (StatusCode::UNPROCESSABLE_ENTITY, "ttl_sec_invalid"),
             ApiError::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::AuditChainBroken => (StatusCode::CONFLICT, "audit_chain_broken"),
+            ApiError::CheckpointUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "checkpoint_unavailable"),
         }
     }
 
@@ -222,6 +229,10 @@ impl ApiError {
                 format!("ttl_sec must be a whole number of seconds from 1 to {}", crate::api::MAX_TOKEN_TTL_SECS)
             }
             ApiError::RateLimited => "too many removals for this merchant; try again later".into(),
+            ApiError::AuditChainBroken => {
+                "the audit chain head does not match its record; no checkpoint was signed (run audit verify)".into()
+            }
+            ApiError::CheckpointUnavailable => "the checkpoint could not be written to the checkpoint file".into(),
         }
     }
 }

@@ -4,7 +4,7 @@
 //! from the root key; sealing drops it (every key type zeroizes on drop).
 
 use crate::store::{KeyFormat, KeyKind, StoredKey};
-use paysys_keys::{AuditKey, Dek, FingerprintKey, Kek, KeyError, RootKey};
+use paysys_keys::{AuditKey, CheckpointSigningKey, Dek, FingerprintKey, Kek, KeyError, RootKey};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -69,6 +69,7 @@ pub struct Keyring {
     flushed: Arc<Mutex<BTreeMap<u32, u64>>>,
     fingerprint: FingerprintKey,
     audit: AuditKey,
+    checkpoint: CheckpointSigningKey,
     generation: Generation,
 }
 
@@ -184,6 +185,7 @@ impl Keyring {
         let active_kek = active_kek.ok_or(UnsealError::Inconsistent("no active KEK"))?;
         let fingerprint = root.derive_fingerprint_key()?;
         let audit = root.derive_audit_key()?;
+        let checkpoint = root.derive_checkpoint_key()?;
         let flushed = previous.map(|p| p.flushed.clone()).unwrap_or_default();
         Ok(Keyring {
             root,
@@ -194,6 +196,7 @@ impl Keyring {
             flushed,
             fingerprint,
             audit,
+            checkpoint,
             generation: generation_of(stored),
         })
     }
@@ -230,6 +233,11 @@ impl Keyring {
 
     pub fn audit_key(&self) -> &AuditKey {
         &self.audit
+    }
+
+    /// Signs audit checkpoints (Ed25519); its public half is in `GET /v1/sys/status`.
+    pub fn checkpoint_key(&self) -> &CheckpointSigningKey {
+        &self.checkpoint
     }
 
     pub fn root_kcv(&self) -> String {

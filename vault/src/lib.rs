@@ -4,7 +4,8 @@
 //!
 //! * `main.rs` — the `paysys-vault` binary: parses flags and calls into this library.
 //! * [`cli`] — the commands (`init`, `serve`, …) and their configuration.
-//! * `officer_cli.rs` — `operator …` and `keys …`: officer clients of the API over mTLS.
+//! * `officer_cli.rs` — `operator …`, `keys …` and `audit checkpoint`: officer clients of
+//!   the API over mTLS.
 //! * [`server`] — the mTLS accept loop (rustls, client certificates required).
 //! * [`tls`] — server TLS configuration and the [`tls::Principal`] from a client certificate.
 //! * [`api`] — HTTP handlers: tokens (`api/tokens.rs`), relay (`api/relay.rs`), sys
@@ -20,11 +21,14 @@
 //! * [`retention`] — the sweeper that deletes cards whose token expired, in audited batches.
 //! * [`rate_limit`] — the per-merchant token bucket of the gateway's narrow token removal.
 //! * [`audit`] — the HMAC chain over audit records.
+//! * [`checkpoint`] — signed checkpoints of the chain head, appended to a file outside the
+//!   database, and `audit verify --checkpoint`'s comparison of them with the database.
 //! * [`store`] — persistence behind one trait: SQLite (default) and PostgreSQL.
 
 pub mod api;
 pub mod audit;
 pub mod card;
+pub mod checkpoint;
 pub mod cli;
 pub mod committer;
 pub mod error;

@@ -1,6 +1,6 @@
-//! `paysys-vault operator …` and `paysys-vault keys …`: an officer's client of the vault
-//! API over mTLS. Every command is one or a few calls to the officer API, so anything
-//! here can also be scripted against the API directly.
+//! `paysys-vault operator …`, `paysys-vault keys …` and `paysys-vault audit checkpoint`:
+//! an officer's client of the vault API over mTLS. Every command is one or a few calls to
+//! the officer API, so anything here can also be scripted against the API directly.
 
 use crate::cli::{KeysCommand, OfficerArgs, OperatorCommand};
 use anyhow::Context;
@@ -287,4 +287,20 @@ async fn jobs(officer: &OfficerArgs, watch: bool) -> anyhow::Result<ExitCode> {
         // Each poll is an audited request: once a second is plenty for a progress bar.
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// `paysys-vault audit checkpoint`: `POST /v1/audit/checkpoint`, the checkpoint printed as
+/// one JSON line (append it to a file of your own if the vault has no checkpoint file).
+pub(crate) async fn audit_checkpoint(officer: OfficerArgs) -> anyhow::Result<ExitCode> {
+    let response = connect(&officer).await?.call("POST", "/v1/audit/checkpoint", None).await?;
+    if response.status != 200 {
+        return Ok(refused(&response));
+    }
+    println!("{}", response.body);
+    eprintln!(
+        "checkpoint of seq {} signed with {}",
+        response.body["seq"],
+        response.body["key_id"].as_str().unwrap_or("?")
+    );
+    Ok(ExitCode::SUCCESS)
 }

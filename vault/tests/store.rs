@@ -9,7 +9,8 @@
 
 use paysys_vault::store::{
     self, AuditEvent, AuditRecord, AuditSigner, CardRecord, CardWrite, Counts, CvcRecord, DekUsage, ExpiredCard,
-    KeyChange, KeyFormat, KeyKind, KeyRequest, ReencryptBatch, RequestDecision, Store, StoreError, StoredKey, WriteUnit,
+    KeyChange, KeyFormat, KeyKind, KeyRequest, ReencryptBatch, RequestDecision, Store, StoreError, StoredKey,
+    WriteUnit,
 };
 use sqlx::Connection;
 use std::collections::hash_map::DefaultHasher;

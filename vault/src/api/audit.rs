@@ -1,7 +1,9 @@
-//! `GET /v1/audit/verify` and `GET /v1/audit/records` (policy operation `audit.read`).
+//! `GET /v1/audit/verify`, `GET /v1/audit/records`, `POST /v1/audit/checkpoint` and
+//! `GET /v1/audit/checkpoints` (policy operation `audit.read`).
 
-use super::{RequestContext, RequestId, Vault};
+use super::{rfc3339, RequestContext, RequestId, Vault};
 use crate::audit::{record_json, verify_chain, ChainReport};
+use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointReason};
 use crate::error::ApiError;
 use crate::tls::Principal;
 use axum::extract::{Query, State};
@@ -75,4 +77,78 @@ pub async fn records(
     let records: Vec<Value> = page.iter().filter(|r| r.event.at >= since_ms).map(record_json).collect();
     vault.commit(Vec::new(), ctx.event("allow", "ok", None, None, None)).await?;
     Ok(Json(json!({ "records": records, "next_after_seq": next_after_seq })))
+}
+
+/// `POST /v1/audit/checkpoint`: sign the chain head now, append it to the checkpoint file
+/// (when the vault has one) and return it. Audited with outcome `ok seq=N`.
+pub async fn checkpoint(
+    State(vault): State<Arc<Vault>>,
+    Extension(principal): Extension<Principal>,
+    Extension(request_id): Extension<RequestId>,
+) -> Result<Json<Checkpoint>, ApiError> {
+    let ctx = RequestContext { principal, request_id, operation: Operation::AuditRead };
+    let keyring = vault.keyring()?;
+    if !vault.may_attempt(&ctx) {
+        return Err(vault.refuse(&ctx, ApiError::Forbidden, None, None).await);
+    }
+    let emitted = vault.checkpoints.emit(vault.store.as_ref(), &keyring, CheckpointReason::OnDemand, false).await;
+    let checkpoint = match emitted {
+        Ok(Some(checkpoint)) => checkpoint,
+        Ok(None) => return Err(ApiError::Internal("no checkpoint was signed".into())),
+        Err(e) => {
+            let error = match e {
+                CheckpointError::Sealed => ApiError::Sealed,
+                CheckpointError::HeadMismatch(seq) => {
+                    tracing::error!(seq, "audit chain head does not match its record: checkpoint refused");
+                    ApiError::AuditChainBroken
+                }
+                CheckpointError::Sink(io) => {
+                    tracing::error!(error = %io, "could not append to the checkpoint file");
+                    ApiError::CheckpointUnavailable
+                }
+                other => ApiError::Internal(other.to_string()),
+            };
+            return Err(vault.refuse(&ctx, error, None, None).await);
+        }
+    };
+    let outcome = format!("ok seq={}", checkpoint.seq);
+    vault.commit(Vec::new(), ctx.event("allow", &outcome, None, None, None)).await?;
+    Ok(Json(checkpoint))
+}
+
+/// `GET /v1/audit/checkpoints` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointsQuery {
+    /// Only checkpoints of a `seq` after this one (for paging).
+    #[serde(default)]
+    after_seq: i64,
+    #[serde(default = "default_limit")]
+    limit: i64,
+}
+
+/// `GET /v1/audit/checkpoints`: the checkpoints this database remembers signing, by `seq`
+/// (`audit verify --checkpoint` uses them to tell a truncation from a rollback).
+pub async fn remembered_checkpoints(
+    State(vault): State<Arc<Vault>>,
+    Extension(principal): Extension<Principal>,
+    Extension(request_id): Extension<RequestId>,
+    query: Result<Query<CheckpointsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = RequestContext { principal, request_id, operation: Operation::AuditRead };
+    vault.keyring()?;
+    if !vault.may_attempt(&ctx) {
+        return Err(vault.refuse(&ctx, ApiError::Forbidden, None, None).await);
+    }
+    let Query(q) = query.map_err(|e| ApiError::InvalidRequest(crate::card::redact_digit_runs(&e.body_text())))?;
+    let limit = q.limit.clamp(1, MAX_EXPORT_PAGE);
+    let rows = vault.store.recorded_checkpoints(q.after_seq.max(0), limit).await?;
+    let next_after_seq =
+        if i64::try_from(rows.len()).unwrap_or(i64::MAX) >= limit { rows.last().map(|r| r.seq) } else { None };
+    let checkpoints: Vec<Value> = rows
+        .iter()
+        .map(|r| json!({ "seq": r.seq, "head_mac": hex::encode(&r.head_mac), "at": rfc3339(r.at), "key_id": r.key_id }))
+        .collect();
+    vault.commit(Vec::new(), ctx.event("allow", "ok", None, None, None)).await?;
+    Ok(Json(json!({ "checkpoints": checkpoints, "next_after_seq": next_after_seq })))
 }

@@ -3,9 +3,9 @@
 //! * `tokens.rs` — tokenize (with an optional expiry), read metadata, delete
 //!   (crypto-shred), and the gateway's narrow removal on behalf of a merchant.
 //! * `relay.rs` — send a request with a token's card data to an allow-listed destination.
-//! * `sys.rs` — health, status, seal and unseal.
 //! * `sys.rs` — health, status, seal and unseal (custodian shares, or the dev key).
 //! * `keys.rs` — key lifecycle for officers: versions, requests, approvals, jobs.
+//! * `audit.rs` — chain verification, record export, signed checkpoints.
 //!
 //! Each handler decides by policy, does its work, and appends its audit record in the
 //! same commit as its writes; reads append a record too.
@@ -51,6 +51,8 @@ pub struct Vault {
     pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
     /// How fast `tokens.remove_for_merchant` may delete each merchant's tokens.
     pub removal_limit: crate::rate_limit::MerchantRateLimiter,
+    /// Where signed audit checkpoints go (`--audit-checkpoint-file`).
+    pub checkpoints: Arc<crate::checkpoint::CheckpointSink>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -72,6 +74,8 @@ pub fn router(vault: Arc<Vault>, max_body_bytes: usize) -> Router {
         .route("/v1/sys/seal", post(sys::seal))
         .route("/v1/audit/verify", get(audit::verify))
         .route("/v1/audit/records", get(audit::records))
+        .route("/v1/audit/checkpoint", post(audit::checkpoint))
+        .route("/v1/audit/checkpoints", get(audit::remembered_checkpoints))
         .route("/v1/sys/seal-status", get(sys::seal_status))
         .route("/v1/keys", get(keys::list_keys))
         .route("/v1/keys/jobs", get(keys::list_jobs))

@@ -69,6 +69,11 @@ pub async fn status(
     Ok(Json(json!({
         "sealed": keyring.is_none(),
         "root_kcv": keyring.as_ref().map(|k| k.root_kcv()),
+        // What an auditor needs to check checkpoints, and nothing secret: the public key.
+        "audit_checkpoint_key": keyring.as_ref().map(|k| {
+            let public = k.checkpoint_key().verifying_key();
+            json!({ "algorithm": "Ed25519", "key_id": public.key_id(), "public_key": public.to_hex() })
+        }),
         "keys": key_rows,
         "counts": { "cards": counts.cards, "cvcs": counts.cvcs, "audit_records": counts.audit_records },
     })))

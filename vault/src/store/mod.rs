@@ -174,6 +174,21 @@ pub struct AuditRecord {
     pub mac: Vec<u8>,
 }
 
+/// A signed checkpoint as the database remembers it (migration 0004). Not the security
+/// control (the signed line outside the database is): it lets `audit verify --checkpoint`
+/// tell a truncated log from a restored older database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointRow {
+    /// The chain head the checkpoint signed: its `seq`…
+    pub seq: i64,
+    /// …and the MAC of the record at that `seq`.
+    pub head_mac: Vec<u8>,
+    /// When it was signed (Unix ms).
+    pub at: i64,
+    /// The signing key's id (`ed25519:…`).
+    pub key_id: String,
+}
+
 /// Computes the chain MAC of a record. Implemented by the vault's audit module with
 /// the audit key from `paysys-keys`; the store calls it inside the write transaction,
 /// after it has locked the chain head, so the chain stays linear under concurrency.
@@ -390,6 +405,13 @@ pub trait Store: Send + Sync + 'static {
     async fn audit_head(&self) -> Result<(i64, Vec<u8>), StoreError>;
 
     async fn counts(&self) -> Result<Counts, StoreError>;
+
+    /// Remember a checkpoint the vault has signed; recording the same (`seq`, `head_mac`)
+    /// again (another replica, a retry) changes nothing.
+    async fn record_checkpoint(&self, checkpoint: &CheckpointRow) -> Result<(), StoreError>;
+
+    /// Remembered checkpoints with `seq > after_seq`, ascending by `seq`, at most `limit`.
+    async fn recorded_checkpoints(&self, after_seq: i64, limit: i64) -> Result<Vec<CheckpointRow>, StoreError>;
 
     /// Like [`Store::insert_initial_keys`], also storing the vault's public facts
     /// (`vault_meta`: root KCV, unseal mode and threshold) in the same transaction.

@@ -13,8 +13,8 @@ use super::rows::{
     CARD_COLUMNS, CVC_COLUMNS, JOB_COLUMNS, KEY_COLUMNS, REQUEST_COLUMNS,
 };
 use super::{
-    AuditEvent, AuditRecord, AuditSigner, CardRecord, Counts, CvcRecord, DekUsage, ExpiredCard, ExpiryAudit, KeyChange,
-    KeyRequest, ReencryptJob, Store, StoreError, StoredKey, WriteUnit,
+    AuditEvent, AuditRecord, AuditSigner, CardRecord, CheckpointRow, Counts, CvcRecord, DekUsage, ExpiredCard,
+    ExpiryAudit, KeyChange, KeyRequest, ReencryptJob, Store, StoreError, StoredKey, WriteUnit,
 };
 use async_trait::async_trait;
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
@@ -328,6 +328,32 @@ impl Store for SqliteStore {
 
     async fn audit_head(&self) -> Result<(i64, Vec<u8>), StoreError> {
         Ok(sqlx::query_as("SELECT seq, mac FROM audit_head WHERE id = 1").fetch_one(&self.db.reader).await?)
+    }
+
+    async fn record_checkpoint(&self, checkpoint: &CheckpointRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_checkpoints (seq, head_mac, at, key_id) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (seq, head_mac) DO NOTHING",
+        )
+        .bind(checkpoint.seq)
+        .bind(checkpoint.head_mac.as_slice())
+        .bind(checkpoint.at)
+        .bind(checkpoint.key_id.as_str())
+        .execute(&self.db.writer)
+        .await
+        .map_err(write_error)?;
+        Ok(())
+    }
+
+    async fn recorded_checkpoints(&self, after_seq: i64, limit: i64) -> Result<Vec<CheckpointRow>, StoreError> {
+        let rows: Vec<(i64, Vec<u8>, i64, String)> = sqlx::query_as(
+            "SELECT seq, head_mac, at, key_id FROM audit_checkpoints WHERE seq > ? ORDER BY seq, at LIMIT ?",
+        )
+        .bind(after_seq)
+        .bind(limit.max(0))
+        .fetch_all(&self.db.reader)
+        .await?;
+        Ok(rows.into_iter().map(|(seq, head_mac, at, key_id)| CheckpointRow { seq, head_mac, at, key_id }).collect())
     }
 
     async fn counts(&self) -> Result<Counts, StoreError> {
