@@ -338,16 +338,15 @@ fn verify_crl(
     client_cas: &[CertificateDer<'static>],
     numbers: &HashMap<Vec<u8>, BigUint>,
 ) -> Result<VerifiedCrl, ClientAuthError> {
-    let (rest, crl) = x509_parser::parse_x509_crl(der.as_ref())
-        .map_err(|e| ClientAuthError::MalformedCrl(e.to_string()))?;
+    let (rest, crl) =
+        x509_parser::parse_x509_crl(der.as_ref()).map_err(|e| ClientAuthError::MalformedCrl(e.to_string()))?;
     if !rest.is_empty() {
         return Err(ClientAuthError::MalformedCrl("trailing bytes after the CRL".to_owned()));
     }
     let issuer = crl.issuer().as_raw();
     let signed_by_a_client_ca = client_cas.iter().any(|ca| {
-        x509_parser::parse_x509_certificate(ca.as_ref()).is_ok_and(|(_, ca)| {
-            ca.subject().as_raw() == issuer && crl.verify_signature(ca.public_key()).is_ok()
-        })
+        x509_parser::parse_x509_certificate(ca.as_ref())
+            .is_ok_and(|(_, ca)| ca.subject().as_raw() == issuer && crl.verify_signature(ca.public_key()).is_ok())
     });
     if !signed_by_a_client_ca {
         let issuer_known = client_cas.iter().any(|ca| {
@@ -381,7 +380,8 @@ fn summarize(crls: &[VerifiedCrl]) -> CrlSummary {
         crls: crls.len(),
         revoked: crls.iter().map(|crl| crl.revoked).sum(),
         number: crls.iter().map(|crl| crl.number.clone()).max().unwrap_or_default(),
-        next_update: next_update.and_then(|time| time.to_datetime().format(&time::format_description::well_known::Rfc3339).ok()),
+        next_update: next_update
+            .and_then(|time| time.to_datetime().format(&time::format_description::well_known::Rfc3339).ok()),
         overdue,
     }
 }
@@ -403,4 +403,182 @@ fn file_stamp(path: &Path) -> Option<(SystemTime, u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     let metadata = std::fs::metadata(path).ok()?;
     Some((metadata.modified().ok()?, metadata.len(), metadata.ino()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType, ExtendedKeyUsagePurpose, IsCa,
+        KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, SerialNumber,
+    };
+
+    struct Ca {
+        cert: rcgen::Certificate,
+        key: KeyPair,
+    }
+
+    fn ca(name: &str) -> Ca {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        Ca { cert: params.self_signed(&key).unwrap(), key }
+    }
+
+    fn client(ca: &Ca, serial: u8) -> CertificateDer<'static> {
+        let mut params = CertificateParams::new(vec![]).unwrap();
+        params.serial_number = Some(SerialNumber::from_slice(&[serial]));
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        let key = KeyPair::generate().unwrap();
+        params.signed_by(&key, &ca.cert, &ca.key).unwrap().der().clone()
+    }
+
+    fn crl(ca: &Ca, number: u8, revoked: &[u8]) -> String {
+        let now = time::OffsetDateTime::now_utc();
+        CertificateRevocationListParams {
+            this_update: now,
+            next_update: now + time::Duration::days(1),
+            crl_number: SerialNumber::from_slice(&[number]),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|serial| RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(&[*serial]),
+                    revocation_time: now,
+                    reason_code: None,
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        }
+        .signed_by(&ca.cert, &ca.key)
+        .unwrap()
+        .pem()
+        .unwrap()
+    }
+
+    /// A scratch directory with `ca.pem` and, when given, `crl.pem`.
+    fn files(ca: &Ca, crl_pem: Option<&str>) -> (PathBuf, PathBuf, PathBuf) {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("paysys-server-crl-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (ca_file, crl_file) = (dir.join("ca.pem"), dir.join("crl.pem"));
+        std::fs::write(&ca_file, ca.cert.pem()).unwrap();
+        if let Some(pem) = crl_pem {
+            std::fs::write(&crl_file, pem).unwrap();
+        }
+        (dir, ca_file, crl_file)
+    }
+
+    fn accepts(verifier: &ReloadableCrlVerifier, cert: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+        verifier.verify_client_cert(cert, &[], UnixTime::now()).map(|_| ())
+    }
+
+    fn revoked(verifier: &ReloadableCrlVerifier, cert: &CertificateDer<'_>) -> bool {
+        matches!(accepts(verifier, cert), Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked)))
+    }
+
+    #[test]
+    fn a_revoked_certificate_is_refused_and_the_others_pass() {
+        let ca = ca("Test CA");
+        let (good, bad) = (client(&ca, 1), client(&ca, 2));
+        let (dir, ca_file, crl_file) = files(&ca, Some(&crl(&ca, 1, &[2])));
+        let verifier = ReloadableCrlVerifier::new(&ca_file, Some(&crl_file)).unwrap();
+        accepts(&verifier, &good).unwrap();
+        assert!(revoked(&verifier, &bad));
+        assert!(verifier.still_trusted(&[good]) && !verifier.still_trusted(&[bad]));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_newer_crl_is_installed_on_reload_and_announced() {
+        let ca = ca("Test CA");
+        let (first, second) = (client(&ca, 1), client(&ca, 2));
+        let (dir, ca_file, crl_file) = files(&ca, Some(&crl(&ca, 1, &[])));
+        let verifier = ReloadableCrlVerifier::new(&ca_file, Some(&crl_file)).unwrap();
+        let mut reloads = verifier.subscribe();
+        accepts(&verifier, &second).unwrap();
+
+        std::fs::write(&crl_file, crl(&ca, 2, &[2])).unwrap();
+        let summary = verifier.reload().unwrap().unwrap();
+        assert_eq!((summary.crls, summary.revoked, summary.number, summary.overdue), (1, 1, 2u8.into(), false));
+        assert!(reloads.has_changed().unwrap());
+        reloads.mark_unchanged();
+        assert!(revoked(&verifier, &second));
+        accepts(&verifier, &first).unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_crl_that_fails_to_load_keeps_the_previous_one() {
+        let ca = ca("Test CA");
+        // Same name as ours, another key: its CRL names our CA but is not signed by it.
+        let impostor = self::ca("Test CA");
+        let stranger = self::ca("Someone Else");
+        let (good, bad) = (client(&ca, 1), client(&ca, 2));
+        let (dir, ca_file, crl_file) = files(&ca, Some(&crl(&ca, 5, &[2])));
+        let verifier = ReloadableCrlVerifier::new(&ca_file, Some(&crl_file)).unwrap();
+        let reloads = verifier.subscribe();
+
+        let attempts: [(&str, Option<String>); 6] = [
+            ("garbage", Some("-----BEGIN X509 CRL-----\nnot base64 at all!\n-----END X509 CRL-----\n".into())),
+            ("no CRL block", Some(String::new())),
+            ("another CA's CRL", Some(crl(&stranger, 9, &[]))),
+            ("a forged CRL under our CA's name", Some(crl(&impostor, 9, &[]))),
+            ("an older CRL", Some(crl(&ca, 4, &[]))),
+            ("no file", None),
+        ];
+        for (what, contents) in attempts {
+            match contents {
+                Some(pem) => std::fs::write(&crl_file, pem).unwrap(),
+                None => std::fs::remove_file(&crl_file).unwrap(),
+            }
+            let refused = verifier.reload().unwrap_err();
+            let expected = match what {
+                "another CA's CRL" => matches!(refused, ClientAuthError::CrlFromUnknownIssuer),
+                "a forged CRL under our CA's name" => matches!(refused, ClientAuthError::CrlSignatureInvalid),
+                "an older CRL" => matches!(refused, ClientAuthError::CrlRollback { .. }),
+                "no CRL block" => matches!(refused, ClientAuthError::NoCrl { .. }),
+                "no file" => matches!(refused, ClientAuthError::Read { .. }),
+                _ => matches!(refused, ClientAuthError::Pem { .. } | ClientAuthError::MalformedCrl(_)),
+            };
+            assert!(expected, "{what}: {refused:?}");
+            // Still the CRL of number 5: the revoked certificate stays refused.
+            assert!(revoked(&verifier, &bad), "{what}");
+            accepts(&verifier, &good).unwrap();
+        }
+        assert!(!reloads.has_changed().unwrap(), "no failed load is announced");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_crl_that_does_not_load_at_start_is_an_error() {
+        let ca = ca("Test CA");
+        let stranger = self::ca("Someone Else");
+        let (dir, ca_file, crl_file) = files(&ca, Some(&crl(&stranger, 1, &[])));
+        assert!(matches!(
+            ReloadableCrlVerifier::new(&ca_file, Some(&crl_file)),
+            Err(ClientAuthError::CrlFromUnknownIssuer)
+        ));
+        std::fs::remove_file(&crl_file).unwrap();
+        assert!(matches!(ReloadableCrlVerifier::new(&ca_file, Some(&crl_file)), Err(ClientAuthError::Read { .. })));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_client_of_a_ca_without_a_crl_in_the_file_is_refused() {
+        // Two client CAs, a CRL from one: the other's clients have no known status.
+        let (ours, theirs) = (ca("Test CA"), ca("Second CA"));
+        let (dir, ca_file, crl_file) = files(&ours, Some(&crl(&ours, 1, &[])));
+        std::fs::write(&ca_file, format!("{}{}", ours.cert.pem(), theirs.cert.pem())).unwrap();
+        let verifier = ReloadableCrlVerifier::new(&ca_file, Some(&crl_file)).unwrap();
+        accepts(&verifier, &client(&ours, 1)).unwrap();
+        assert!(accepts(&verifier, &client(&theirs, 1)).is_err());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

@@ -198,7 +198,11 @@ struct InFlight(Arc<Activity>);
 
 impl Activity {
     fn new() -> Arc<Activity> {
-        Arc::new(Activity { in_flight: AtomicUsize::new(0), idle_since: Mutex::new(Instant::now()), changed: Notify::new() })
+        Arc::new(Activity {
+            in_flight: AtomicUsize::new(0),
+            idle_since: Mutex::new(Instant::now()),
+            changed: Notify::new(),
+        })
     }
 
     fn begin(self: &Arc<Self>) -> InFlight {
@@ -323,15 +327,13 @@ mod tests {
     ) -> SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = Router::new()
-            .route("/", get(|Extension(who): Extension<&'static str>| async move { who }))
-            .route(
-                "/slow",
-                get(|| async {
-                    tokio::time::sleep(Duration::from_secs(5)).await;
-                    "late"
-                }),
-            );
+        let app = Router::new().route("/", get(|Extension(who): Extension<&'static str>| async move { who })).route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                "late"
+            }),
+        );
         let options = ServeOptions { limits, client_certificates: None };
         tokio::spawn(serve_with(listener, None, app, admit, options, std::future::pending()));
         addr
