@@ -212,6 +212,14 @@ struct ServeArgs {
     /// CA whose client certificates are accepted (the PaySys CA).
     #[arg(long, env = "PAYSYS_VAULT_CLIENT_CA")]
     client_ca: PathBuf,
+    /// CRL(s) of the client CA (PEM): revoked client certificates fail the handshake,
+    /// and open connections using them are closed. Reloaded when the file changes
+    /// (checked every 2 s) and on SIGHUP; a CRL that does not load keeps the previous
+    /// one. Must load at start.
+    #[arg(long, env = "PAYSYS_VAULT_CLIENT_CRL")]
+    client_crl: Option<PathBuf>,
+    #[command(flatten)]
+    transport: paysys_server::TransportFlags,
     /// Policy file (TOML). Required unless `--dev`, which uses the built-in dev policy.
     #[arg(long, env = "PAYSYS_VAULT_POLICY")]
     policy: Option<PathBuf>,
@@ -483,7 +491,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.cvc_ttl_secs <= MAX_CVC_TTL_SECS, "--cvc-ttl-secs may be at most {MAX_CVC_TTL_SECS}");
     let policy = load_policy(&args)?;
     let relay = relay_client(&args)?;
-    let tls_config = tls::server_config(&args.tls_cert, &args.tls_key, &args.client_ca)?;
+    let (tls_config, client_certificates) =
+        tls::server_config(&args.tls_cert, &args.tls_key, &args.client_ca, args.client_crl.as_deref())?;
     let store = store::open(&args.database_url).await.context("opening the database")?;
     store.migrate().await.context("migrating the database")?;
 
@@ -524,7 +533,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("paysys-vault listening on https://{addr}");
     std::io::stdout().flush()?;
     tracing::info!(%addr, "serving the vault API over mTLS");
-    server::serve_mtls(listener, tls_config, api::router(vault, args.max_body_bytes), shutdown_signal()).await?;
+    tokio::spawn(client_certificates.clone().watch_crl(paysys_server::client_auth::CRL_POLL_INTERVAL));
+    let options =
+        paysys_server::ServeOptions { limits: args.transport.limits(), client_certificates: Some(client_certificates) };
+    server::serve_mtls(listener, tls_config, api::router(vault, args.max_body_bytes), options, shutdown_signal())
+        .await?;
     tracing::info!("shut down");
     Ok(())
 }
