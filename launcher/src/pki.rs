@@ -23,7 +23,9 @@
 //! ```
 //!
 //! [`init_dev_pki`] writes the certificate files of the dev stack once and reuses them
-//! on every later run, so clients configured with them keep working.
+//! on every later run, so clients configured with them keep working; with them an empty
+//! CRL (`crl.pem`), which [`revoke_certificate`] extends: each revocation re-issues it,
+//! signed by the CA, with the next CRL number.
 
 use crate::files::{self, PRIVATE, PUBLIC};
 use anyhow::Context;

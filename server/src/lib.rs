@@ -176,6 +176,10 @@ impl Recheck {
     /// Completes once the chain no longer verifies after a CRL reload.
     async fn revoked(self) {
         let mut reloads = self.verifier.subscribe();
+        // A reload between the handshake and the subscription above would go unseen.
+        if !self.verifier.still_trusted(&self.chain) {
+            return;
+        }
         while reloads.changed().await.is_ok() {
             if !self.verifier.still_trusted(&self.chain) {
                 return;

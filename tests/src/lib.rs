@@ -440,7 +440,8 @@ impl TestVault {
 
     /// Send `signal` (`HUP`, `TERM`, …) to the newest serve process.
     pub async fn signal(&self, signal: &str) {
-        let status = Command::new("kill").args([&format!("-{signal}"), &self.pid().to_string()]).status().await.unwrap();
+        let status =
+            Command::new("kill").args([&format!("-{signal}"), &self.pid().to_string()]).status().await.unwrap();
         assert!(status.success(), "kill -{signal}");
     }
 

@@ -54,8 +54,7 @@ async fn slow_loris_connections_do_not_starve_a_normal_client_and_are_closed_by_
     let addr = gateway.url.strip_prefix("http://").unwrap().to_owned();
 
     let attack_started = Instant::now();
-    let slow: Vec<_> =
-        (0..SLOW_CONNECTIONS).map(|i| tokio::spawn(slow_loris(addr.clone(), i % 2 == 1))).collect();
+    let slow: Vec<_> = (0..SLOW_CONNECTIONS).map(|i| tokio::spawn(slow_loris(addr.clone(), i % 2 == 1))).collect();
     // Let every slow connection reach the gateway before the normal client comes.
     tokio::time::sleep(Duration::from_millis(500)).await;
 

@@ -117,7 +117,9 @@ async fn revoked_gateway_and_merchant_certificates_are_refused_at_the_handshake_
             &pki.other_merchant,
             "POST",
             "/v1/tokens",
-            Some(serde_json::json!({"merchant_id": "m_2", "pan": "4242424242424242", "exp_month": 12, "exp_year": 2031})),
+            Some(
+                serde_json::json!({"merchant_id": "m_2", "pan": "4242424242424242", "exp_month": 12, "exp_year": 2031}),
+            ),
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
@@ -153,7 +155,10 @@ async fn a_crl_that_fails_to_verify_keeps_the_previous_one() {
         std::fs::write(&pki.crl, contents).unwrap();
         vault.signal("HUP").await;
         wait_for_log(&vault, "CRL not reloaded", n + 1).await;
-        assert!(matches!(attempt(&vault.url, &gateway_tls).await, Outcome::Refused(_)), "{what} un-revoked the gateway");
+        assert!(
+            matches!(attempt(&vault.url, &gateway_tls).await, Outcome::Refused(_)),
+            "{what} un-revoked the gateway"
+        );
         assert_served(&vault, &pki.merchant).await;
     }
     let log = vault.log_text();
@@ -168,11 +173,23 @@ async fn certificates_that_name_no_principal_are_refused_at_admission_with_nothi
     let ca = vault.pki.ca();
     let crafted = IssueRequest::client_with_names;
     let cases = [
-        ("two URI SANs", crafted(&["spiffe://paysys/gateway", "spiffe://paysys/officer/alice"], &[], None), "more than one URI SAN"),
-        ("a URI that is not spiffe://paysys/", IssueRequest::client("https://paysys.example/gateway"), "not a spiffe://paysys/ identity"),
+        (
+            "two URI SANs",
+            crafted(&["spiffe://paysys/gateway", "spiffe://paysys/officer/alice"], &[], None),
+            "more than one URI SAN",
+        ),
+        (
+            "a URI that is not spiffe://paysys/",
+            IssueRequest::client("https://paysys.example/gateway"),
+            "not a spiffe://paysys/ identity",
+        ),
         ("a DNS SAN only", crafted(&[], &["gateway.paysys.internal"], Some("spiffe://paysys/gateway")), "no URI SAN"),
         ("a common name only", crafted(&[], &[], Some("spiffe://paysys/gateway")), "no URI SAN"),
-        ("no extended key usage", IssueRequest::client("spiffe://paysys/gateway").without_extended_key_usage(), "lacks the clientAuth"),
+        (
+            "no extended key usage",
+            IssueRequest::client("spiffe://paysys/gateway").without_extended_key_usage(),
+            "lacks the clientAuth",
+        ),
     ];
     let audited_before = audit_count(&vault).await;
     for (n, (what, request, reason)) in cases.iter().enumerate() {
@@ -182,7 +199,9 @@ async fn certificates_that_name_no_principal_are_refused_at_admission_with_nothi
         ca.issue(request).unwrap().write(&cert, &key).unwrap();
         let tls = ClientTls::new(&vault.pki.ca_cert, Some((&cert, &key)), HttpVersion::Http1).unwrap();
         match attempt(&vault.url, &tls).await {
-            Outcome::Refused(e) => assert!(!e.contains("alert"), "{what}: refused by a TLS alert, not at admission: {e}"),
+            Outcome::Refused(e) => {
+                assert!(!e.contains("alert"), "{what}: refused by a TLS alert, not at admission: {e}")
+            }
             Outcome::Served(status) => panic!("{what}: served {status}"),
         }
         // The handshake completed (no "TLS handshake refused"); admission said why not.
