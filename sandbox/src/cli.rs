@@ -28,7 +28,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the acquirer, issuer, 3-D Secure DS and ACS over HTTPS.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print the test-card table.
     Cards,
 }
@@ -91,7 +91,7 @@ pub fn main(cli: Cli) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(serve(args)) {
+            match runtime.block_on(serve(*args)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("paysys-sandbox: {e:#}");

@@ -26,12 +26,15 @@ async fn slow_loris(addr: String, trickle: bool) -> Duration {
         .unwrap();
     let (mut reader, mut writer) = tcp.into_split();
     let trickler = tokio::spawn(async move {
-        while trickle {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            if writer.write_all(b"x").await.is_err() {
-                break;
+        if trickle {
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                if writer.write_all(b"x").await.is_err() {
+                    break;
+                }
             }
         }
+        // Keep the write half open: dropping it would send FIN, which is not slow-loris.
         std::future::pending::<()>().await;
     });
     let mut sink = Vec::new();

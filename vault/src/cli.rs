@@ -36,7 +36,7 @@ enum Command {
     /// Create the key store: root key, first KEK and DEK (only wrapped keys are stored).
     Init(InitArgs),
     /// Serve the internal API over mTLS.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Policy files.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -304,7 +304,7 @@ pub fn main(cli: Cli) -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Init(args) => init(args).await,
-            Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Serve(args) => serve(*args).await.map(|()| ExitCode::SUCCESS),
             Command::Policy(PolicyCommand::Check { file }) => policy_check(&file),
             Command::Audit(AuditCommand::Verify(source)) => audit_verify(source).await,
             Command::Audit(AuditCommand::Export { source, since }) => audit_export(source, since).await,
