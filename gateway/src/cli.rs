@@ -197,6 +197,8 @@ struct ServeArgs {
     /// Largest request body accepted.
     #[arg(long, default_value_t = 64 * 1024)]
     max_body_bytes: usize,
+    #[command(flatten)]
+    transport: paysys_server::TransportFlags,
     /// The gateway's URL as browsers and the 3-D Secure ACS reach it (challenge links,
     /// CRes and RReq endpoints); default: the listen address.
     #[arg(long, env = "PAYSYS_GATEWAY_PUBLIC_URL")]
@@ -411,7 +413,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     writeln!(stdout, "paysys-gateway listening on {scheme}://{addr}").context("writing to stdout")?;
     stdout.flush().context("writing to stdout")?;
     drop(stdout);
-    crate::run(listener, server_tls, app, args.max_body_bytes, shutdown_signal()).await.context("serving")?;
+    let limits = args.transport.limits();
+    crate::run_with(listener, server_tls, app, args.max_body_bytes, limits, shutdown_signal())
+        .await
+        .context("serving")?;
     let _ = stop_tx.send(true);
     let _ = workers.await;
     tracing::info!("stopped");

@@ -4,13 +4,18 @@
 //! so the caller can resolve it the safe way (status inquiry, idempotent reference).
 
 use paysys_vault_client::{ClientTls, VaultConnection, VaultResponse};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
 /// How long connecting (TCP + TLS handshake) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Idle connections kept per pool.
 const MAX_IDLE: usize = 64;
+/// How long a connection may sit idle in the pool and still be reused. PaySys servers
+/// close an HTTP/1.1 connection after 10 s without a request (their header-read
+/// timeout, `paysys_server::limits::HEADER_READ_TIMEOUT`); reusing one just as the
+/// server closes it would make a call *uncertain*, so the pool lets go well before.
+const POOL_IDLE_LIMIT: Duration = Duration::from_secs(4);
 
 /// Why a call has no answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -28,7 +33,8 @@ pub enum CallError {
 pub struct HttpsPool {
     tls: ClientTls,
     base_url: String,
-    idle: Mutex<Vec<VaultConnection>>,
+    /// Idle connections, each with when it became idle.
+    idle: Mutex<Vec<(VaultConnection, Instant)>>,
 }
 
 impl HttpsPool {
@@ -37,8 +43,16 @@ impl HttpsPool {
     }
 
     async fn connection(&self) -> Result<(VaultConnection, bool), CallError> {
-        if let Some(conn) = self.idle.lock().await.pop() {
-            return Ok((conn, true));
+        {
+            let mut idle = self.idle.lock().await;
+            // The newest are at the end: once one is too old, so are all before it.
+            while let Some((conn, since)) = idle.pop() {
+                if since.elapsed() >= POOL_IDLE_LIMIT {
+                    idle.clear();
+                } else if !conn.is_closed() {
+                    return Ok((conn, true));
+                }
+            }
         }
         match tokio::time::timeout(CONNECT_TIMEOUT, self.tls.connect(&self.base_url)).await {
             Ok(Ok(conn)) => Ok((conn, false)),
@@ -70,7 +84,7 @@ impl HttpsPool {
                 Ok(Ok(response)) => {
                     let mut idle = self.idle.lock().await;
                     if idle.len() < MAX_IDLE {
-                        idle.push(conn);
+                        idle.push((conn, Instant::now()));
                     }
                     return Ok(response);
                 }

@@ -59,5 +59,20 @@ pub async fn run(
     max_body_bytes: usize,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    paysys_server::serve(listener, tls, server::router(app, max_body_bytes), paysys_server::admit_all, shutdown).await
+    run_with(listener, tls, app, max_body_bytes, paysys_server::TransportLimits::default(), shutdown).await
+}
+
+/// [`run`] under `limits` (the `serve` flags' header, request and idle timeouts and
+/// connection cap).
+pub async fn run_with(
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    app: Arc<server::App>,
+    max_body_bytes: usize,
+    limits: paysys_server::TransportLimits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let options = paysys_server::ServeOptions { limits, client_certificates: None };
+    let router = server::router(app, max_body_bytes);
+    paysys_server::serve_with(listener, tls, router, paysys_server::admit_all, options, shutdown).await
 }

@@ -183,7 +183,8 @@ impl Harness {
         let ca = CertificateAuthority::generate("Gateway Test CA").unwrap();
         std::fs::write(dir.join("ca.pem"), ca.cert_pem()).unwrap();
         ca.issue(&IssueRequest::server()).unwrap().write(&dir.join("sb.pem"), &dir.join("sb.key")).unwrap();
-        let sandbox_tls = paysys_sandbox::tls::server_config(&dir.join("sb.pem"), &dir.join("sb.key"), None).unwrap();
+        let sandbox_tls =
+            paysys_sandbox::tls::server_config(&dir.join("sb.pem"), &dir.join("sb.key"), None, None).unwrap().0;
         let store = paysys_sandbox::store::Store::open("sqlite::memory:").await.unwrap();
         store.migrate().await.unwrap();
         let network =

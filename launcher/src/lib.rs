@@ -10,8 +10,10 @@
 //! * [`pki`]: [`CertificateAuthority`](pki::CertificateAuthority) issues server and
 //!   client certificates (and, for negative tests, expired, wrong-usage and
 //!   foreign-CA ones) from an [`IssueRequest`](pki::IssueRequest);
-//!   [`init_dev_pki`](pki::init_dev_pki) writes the stack's certificate files once and
-//!   reuses them afterwards.
+//!   [`init_dev_pki`](pki::init_dev_pki) writes the stack's certificate files (and an
+//!   empty CRL) once and reuses them afterwards;
+//!   [`revoke_certificate`](pki::revoke_certificate) (`paysys pki revoke NAME`) adds a
+//!   certificate to the CRL.
 //! * [`services`]: [`ServiceCommand`](services::ServiceCommand) /
 //!   [`spawn_service`](services::spawn_service) start a service binary, wait for its
 //!   `… listening on <url>` line and forward its logs; a

@@ -73,6 +73,16 @@ enum PkiCommand {
         #[arg(long, default_value = DEFAULT_MERCHANT_ID)]
         merchant_id: String,
     },
+    /// Revoke the dev certificate NAME (`gateway`, `merchant-m_dev`, `officer-alice`, …:
+    /// DIR/pki/NAME.pem): add it to DIR/pki/crl.pem, re-issued with the next CRL number.
+    /// A running vault picks the CRL up within seconds (or at once on SIGHUP).
+    Revoke {
+        /// The certificate's file name in DIR/pki, without `.pem`.
+        name: String,
+        /// The stack's directory.
+        #[arg(long, default_value = DEFAULT_DIR)]
+        dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -116,6 +126,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let pki = paysys::pki::init_dev_pki(&dir, &merchant_id)?;
             eprintln!("DEV PKI: the CA's private key is on disk ({}); not for production.", pki.ca_key().display());
             println!("{}", serde_json::to_string_pretty(&pki)?);
+            Ok(())
+        }
+        Command::Pki(PkiCommand::Revoke { name, dir }) => {
+            let revocation = paysys::pki::revoke_certificate(&dir.join("pki"), &name)?;
+            eprintln!(
+                "revoked {} (serial {}); {} is CRL number {} with {} revoked; services reload it within seconds, or send them SIGHUP",
+                revocation.certificate.display(),
+                revocation.serial,
+                revocation.crl.display(),
+                revocation.crl_number,
+                revocation.revoked_count
+            );
+            println!("{}", serde_json::to_string_pretty(&revocation)?);
             Ok(())
         }
     }

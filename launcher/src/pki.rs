@@ -23,14 +23,16 @@
 //! ```
 //!
 //! [`init_dev_pki`] writes the certificate files of the dev stack once and reuses them
-//! on every later run, so clients configured with them keep working.
+//! on every later run, so clients configured with them keep working; with them an empty
+//! CRL (`crl.pem`), which [`revoke_certificate`] extends: each revocation re-issues it,
+//! signed by the CA, with the next CRL number.
 
 use crate::files::{self, PRIVATE, PUBLIC};
 use anyhow::Context;
 use rand::RngCore;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, Ia5String, IsCa, KeyPair,
-    KeyUsagePurpose, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, Ia5String, IsCa, KeyPair, KeyUsagePurpose, RevokedCertParams, SanType, SerialNumber,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -54,6 +56,11 @@ const CA_VALIDITY: Duration = Duration::days(3650);
 /// Certificates start slightly in the past so that a peer whose clock is a little
 /// behind still accepts them.
 const BACKDATE: Duration = Duration::minutes(5);
+/// How long a CRL says it is current (its next update); `paysys up` re-issues an
+/// overdue one, `paysys pki revoke` issues a fresh one.
+pub const CRL_VALIDITY: Duration = Duration::days(30);
+/// The CRL of a PKI directory: services take it with `--client-crl`.
+pub const CRL_FILE: &str = "crl.pem";
 /// Longest common name X.509 allows (`ub-common-name`).
 const MAX_COMMON_NAME: usize = 64;
 
@@ -89,6 +96,9 @@ pub enum PkiError {
     /// The CA key is not the key of the CA certificate (its key identifier differs).
     #[error("the CA key does not belong to the CA certificate")]
     CaKeyMismatch,
+    /// A CRL (or a certificate to revoke) could not be parsed, or is not this CA's.
+    #[error("{0}")]
+    Crl(String),
     /// A certificate or key file could not be read.
     #[error("reading {}: {source}", path.display())]
     Read {
@@ -175,7 +185,15 @@ fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), PkiError> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Role {
     Server,
-    Client { principal: String },
+    Client {
+        principal: String,
+    },
+    /// Exactly these names, unchecked (negative tests).
+    Crafted {
+        uris: Vec<String>,
+        dns_names: Vec<String>,
+        common_name: Option<String>,
+    },
 }
 
 /// What to issue: a server certificate ([`server`](Self::server)) or a client
@@ -186,18 +204,49 @@ pub struct IssueRequest {
     role: Role,
     expired: bool,
     client_auth: bool,
+    extended_key_usage: bool,
 }
 
 impl IssueRequest {
     /// A server certificate: SAN DNS `localhost` and IP `127.0.0.1`, EKU serverAuth.
     pub fn server() -> Self {
-        IssueRequest { role: Role::Server, expired: false, client_auth: false }
+        IssueRequest { role: Role::Server, expired: false, client_auth: false, extended_key_usage: true }
     }
 
     /// A client certificate for `principal` (its URI SAN, e.g.
     /// `spiffe://paysys/gateway`), EKU clientAuth.
     pub fn client(principal: impl Into<String>) -> Self {
-        IssueRequest { role: Role::Client { principal: principal.into() }, expired: false, client_auth: true }
+        IssueRequest {
+            role: Role::Client { principal: principal.into() },
+            expired: false,
+            client_auth: true,
+            extended_key_usage: true,
+        }
+    }
+
+    /// FOR NEGATIVE TESTS: a clientAuth certificate with exactly these URI SANs, DNS
+    /// SANs and subject common name, none of them checked — two URIs, a URI that is not
+    /// a PaySys principal, DNS names only, a common name only.
+    pub fn client_with_names(uris: &[&str], dns_names: &[&str], common_name: Option<&str>) -> Self {
+        let owned = |names: &[&str]| names.iter().map(|name| (*name).to_owned()).collect();
+        IssueRequest {
+            role: Role::Crafted {
+                uris: owned(uris),
+                dns_names: owned(dns_names),
+                common_name: common_name.map(str::to_owned),
+            },
+            expired: false,
+            client_auth: true,
+            extended_key_usage: true,
+        }
+    }
+
+    /// FOR NEGATIVE TESTS: no extended key usage extension at all. Path validation
+    /// (webpki) accepts such a certificate for client authentication; the vault's
+    /// admission requires the clientAuth usage explicitly.
+    pub fn without_extended_key_usage(mut self) -> Self {
+        self.extended_key_usage = false;
+        self
     }
 
     /// FOR NEGATIVE TESTS: valid from 30 days ago until yesterday.
@@ -248,6 +297,25 @@ impl IssueRequest {
                     vec![ExtendedKeyUsagePurpose::ServerAuth]
                 };
             }
+            Role::Crafted { uris, dns_names, common_name } => {
+                if let Some(common_name) = common_name {
+                    name.push(DnType::CommonName, common_name.as_str());
+                }
+                for uri in uris {
+                    params.subject_alt_names.push(SanType::URI(ia5(uri)?));
+                }
+                for dns in dns_names {
+                    params.subject_alt_names.push(SanType::DnsName(ia5(dns)?));
+                }
+                params.extended_key_usages = if self.client_auth {
+                    vec![ExtendedKeyUsagePurpose::ClientAuth]
+                } else {
+                    vec![ExtendedKeyUsagePurpose::ServerAuth]
+                };
+            }
+        }
+        if !self.extended_key_usage {
+            params.extended_key_usages.clear();
         }
         params.distinguished_name = name;
         if self.expired {
@@ -372,6 +440,159 @@ impl CertificateAuthority {
         let cert = params.signed_by(&key, &self.issuer, &self.key).map_err(PkiError::Generate)?;
         Ok(IssuedCertificate { cert_pem: cert.pem(), key: PrivateKeyPem(key.serialize_pem()) })
     }
+
+    /// A CRL (PEM) signed by this CA: number `number`, listing `revoked`, current from
+    /// now until [`CRL_VALIDITY`] from now.
+    pub fn issue_crl(&self, number: u64, revoked: &[RevokedSerial]) -> Result<String, PkiError> {
+        let now = OffsetDateTime::now_utc();
+        let params = CertificateRevocationListParams {
+            this_update: now - BACKDATE,
+            next_update: now + CRL_VALIDITY,
+            crl_number: SerialNumber::from(number),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|entry| RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(&entry.serial),
+                    revocation_time: entry.revoked_at,
+                    reason_code: None,
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: self.issuer.params().key_identifier_method.clone(),
+        };
+        let crl = params.signed_by(&self.issuer, &self.key).map_err(PkiError::Generate)?;
+        crl.pem().map_err(PkiError::Generate)
+    }
+
+    /// What a CRL issued by this CA says; refused if it is not signed by this CA.
+    pub fn read_crl(&self, crl_pem: &str) -> Result<CrlContents, PkiError> {
+        let bad = |reason: &str| PkiError::Crl(format!("the CRL {reason}"));
+        let (_, pem) = x509_parser::pem::parse_x509_pem(crl_pem.as_bytes()).map_err(|_| bad("is not PEM"))?;
+        let (_, crl) = x509_parser::parse_x509_crl(&pem.contents).map_err(|_| bad("is malformed"))?;
+        let (_, ca_pem) = x509_parser::pem::parse_x509_pem(self.cert_pem.as_bytes())
+            .map_err(|_| PkiError::Crl("the CA certificate is not PEM".into()))?;
+        let ca = ca_pem.parse_x509().map_err(|_| PkiError::Crl("the CA certificate is malformed".into()))?;
+        if crl.issuer() != ca.subject() || crl.verify_signature(ca.public_key()).is_err() {
+            return Err(bad("is not signed by this CA"));
+        }
+        let number = match crl.crl_number().map(|n| n.to_u64_digits()) {
+            Some(digits) if digits.len() <= 1 => digits.first().copied().unwrap_or(0),
+            _ => return Err(bad("has no CRL number, or one beyond 64 bits")),
+        };
+        let revoked = crl
+            .iter_revoked_certificates()
+            .map(|entry| RevokedSerial {
+                serial: entry.raw_serial().to_vec(),
+                revoked_at: entry.revocation_date.to_datetime(),
+            })
+            .collect();
+        let next_update = crl.next_update().map(|time| time.to_datetime());
+        Ok(CrlContents { number, revoked, next_update })
+    }
+
+    /// The serial number of `cert_pem`, a certificate this CA issued; refused if another
+    /// CA issued it, or if it is a CA certificate.
+    pub fn serial_of(&self, cert_pem: &str) -> Result<Vec<u8>, PkiError> {
+        let bad = |reason: &str| PkiError::Crl(format!("the certificate {reason}"));
+        let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).map_err(|_| bad("is not PEM"))?;
+        let cert = pem.parse_x509().map_err(|_| bad("is malformed"))?;
+        let (_, ca_pem) = x509_parser::pem::parse_x509_pem(self.cert_pem.as_bytes())
+            .map_err(|_| PkiError::Crl("the CA certificate is not PEM".into()))?;
+        let ca = ca_pem.parse_x509().map_err(|_| PkiError::Crl("the CA certificate is malformed".into()))?;
+        if cert.is_ca() {
+            return Err(bad("is a CA certificate: revoking it is re-creating the PKI"));
+        }
+        if cert.issuer() != ca.subject() || cert.verify_signature(Some(ca.public_key())).is_err() {
+            return Err(bad("was not issued by this CA"));
+        }
+        Ok(cert.raw_serial().to_vec())
+    }
+}
+
+/// One entry of a CRL: a revoked certificate's serial number and when it was revoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedSerial {
+    /// The serial number (big-endian bytes, as in the certificate).
+    pub serial: Vec<u8>,
+    /// When it was revoked.
+    pub revoked_at: OffsetDateTime,
+}
+
+/// What a CRL says ([`CertificateAuthority::read_crl`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlContents {
+    /// The CRL number: each CRL the CA issues has a higher one.
+    pub number: u64,
+    /// The revoked certificates.
+    pub revoked: Vec<RevokedSerial>,
+    /// When the next CRL is due.
+    pub next_update: Option<OffsetDateTime>,
+}
+
+/// What [`revoke_certificate`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Revocation {
+    /// The certificate revoked (`NAME.pem` in the PKI directory).
+    pub certificate: PathBuf,
+    /// Its serial number, hex.
+    pub serial: String,
+    /// False when it was already on the CRL (the CRL is re-issued all the same).
+    pub newly_revoked: bool,
+    /// The CRL file written.
+    pub crl: PathBuf,
+    /// The new CRL's number.
+    pub crl_number: u64,
+    /// Certificates on the new CRL.
+    pub revoked_count: usize,
+}
+
+/// Revoke certificate `name` (the file `NAME.pem` in `pki_dir`, e.g. `gateway`,
+/// `merchant-m_dev`, `officer-alice`) of the CA in `pki_dir` (`ca.pem`, `ca.key`):
+/// its serial number is added to `pki_dir/crl.pem`, which is re-issued with the next
+/// CRL number and a fresh next-update date. Services started with `--client-crl` on that
+/// file refuse the certificate within seconds, without a restart.
+pub fn revoke_certificate(pki_dir: &Path, name: &str) -> anyhow::Result<Revocation> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~');
+    anyhow::ensure!(
+        !name.is_empty() && name.chars().all(allowed) && !name.starts_with('.') && name != "ca",
+        "invalid certificate name {name:?}: give the name of a certificate file in {} without `.pem` \
+         (e.g. gateway, merchant-m_dev, officer-alice)",
+        pki_dir.display()
+    );
+    let certificate = pki_dir.join(format!("{name}.pem"));
+    let cert_pem = std::fs::read_to_string(&certificate)
+        .with_context(|| format!("reading the certificate to revoke, {}", certificate.display()))?;
+    let ca = CertificateAuthority::read_files(&pki_dir.join("ca.pem"), &pki_dir.join("ca.key"))
+        .with_context(|| format!("loading the CA of {}", pki_dir.display()))?;
+    let serial = ca.serial_of(&cert_pem).with_context(|| certificate.display().to_string())?;
+    let crl = pki_dir.join(CRL_FILE);
+    let mut contents = read_crl_file(&ca, &crl)?;
+    let newly_revoked = !contents.revoked.iter().any(|entry| entry.serial == serial);
+    if newly_revoked {
+        contents.revoked.push(RevokedSerial { serial: serial.clone(), revoked_at: OffsetDateTime::now_utc() });
+    }
+    let crl_number = contents.number + 1;
+    write_file(&crl, &ca.issue_crl(crl_number, &contents.revoked)?, PUBLIC)?;
+    Ok(Revocation {
+        certificate,
+        serial: hex::encode(serial),
+        newly_revoked,
+        crl,
+        crl_number,
+        revoked_count: contents.revoked.len(),
+    })
+}
+
+/// The CRL in `path`, or an empty list numbered 0 if there is none yet.
+fn read_crl_file(ca: &CertificateAuthority, path: &Path) -> anyhow::Result<CrlContents> {
+    match std::fs::read_to_string(path) {
+        Ok(pem) => Ok(ca.read_crl(&pem).with_context(|| path.display().to_string())?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(CrlContents { number: 0, revoked: Vec::new(), next_update: None })
+        }
+        Err(e) => Err(anyhow::Error::new(e).context(format!("reading {}", path.display()))),
+    }
 }
 
 /// A server certificate and key on disk.
@@ -423,6 +644,10 @@ pub struct DevPki {
     pub merchant: MerchantCertFiles,
     /// The sandbox's server certificate.
     pub sandbox_server: ServerCertFiles,
+    /// The CA's certificate revocation list (`crl.pem`), given to the vault with
+    /// `--client-crl`; `paysys pki revoke NAME` adds to it.
+    #[serde(default)]
+    pub crl: PathBuf,
 }
 
 impl DevPki {
@@ -467,6 +692,21 @@ impl LazyCa<'_> {
     }
 }
 
+/// Whether the CRL at `path` is missing, or past its next update (so a vault would warn
+/// about it): then [`init_dev_pki`] issues it again with the same entries.
+fn crl_needs_issuing(path: &Path) -> anyhow::Result<bool> {
+    let pem = match std::fs::read_to_string(path) {
+        Ok(pem) => pem,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("reading {}", path.display()))),
+    };
+    // Only the date is read here; the CRL is verified against the CA before reuse.
+    let next_update = x509_parser::pem::parse_x509_pem(pem.as_bytes())
+        .ok()
+        .and_then(|(_, pem)| x509_parser::parse_x509_crl(&pem.contents).ok().and_then(|(_, crl)| crl.next_update()));
+    Ok(next_update.is_none_or(|time| time.to_datetime() <= OffsetDateTime::now_utc()))
+}
+
 /// Create the dev PKI under `dir/pki/`, or reuse it.
 ///
 /// If `dir/pki/ca.pem` does not exist, a new CA is made and every certificate is issued
@@ -477,7 +717,8 @@ impl LazyCa<'_> {
 ///
 /// Files: `ca.pem` + `ca.key`; server certificates `vault.pem`, `sandbox.pem`; client
 /// certificates `gateway.pem`, `officer-alice.pem`, `officer-bob.pem`,
-/// `merchant-<id>.pem`; each with its `.key` (mode 0600). The directory is 0700.
+/// `merchant-<id>.pem`; each with its `.key` (mode 0600); the CA's CRL `crl.pem`
+/// (empty at first; re-issued when past its next update). The directory is 0700.
 pub fn init_dev_pki(dir: &Path, merchant_id: &str) -> anyhow::Result<DevPki> {
     validate_merchant_id(merchant_id)?;
     let dir = std::path::absolute(dir).with_context(|| format!("resolving {}", dir.display()))?;
@@ -519,7 +760,18 @@ pub fn init_dev_pki(dir: &Path, merchant_id: &str) -> anyhow::Result<DevPki> {
     let (cert, key) = ensure(&format!("merchant-{merchant_id}"), IssueRequest::client(principal.clone()))?;
     let merchant = MerchantCertFiles { id: merchant_id.to_owned(), principal, cert, key };
 
-    Ok(DevPki { ca_cert, vault_server, gateway, officers, merchant, sandbox_server })
+    let crl = pki_dir.join(CRL_FILE);
+    if fresh || crl_needs_issuing(&crl)? {
+        let ca = ca.get()?;
+        let previous = if fresh {
+            CrlContents { number: 0, revoked: Vec::new(), next_update: None }
+        } else {
+            read_crl_file(ca, &crl)?
+        };
+        write_file(&crl, &ca.issue_crl(previous.number + 1, &previous.revoked)?, PUBLIC)?;
+    }
+
+    Ok(DevPki { ca_cert, vault_server, gateway, officers, merchant, sandbox_server, crl })
 }
 
 #[cfg(test)]
@@ -728,6 +980,116 @@ mod tests {
             assert_eq!(mode(&key), 0o600, "{}", key.display());
         }
         assert_eq!(mode(&pki.ca_cert), 0o644);
+
+        // An empty CRL, signed by the CA, number 1, current for CRL_VALIDITY.
+        assert_eq!(pki.crl, pki_dir.join("crl.pem"));
+        assert_eq!(mode(&pki.crl), 0o644);
+        let ca = CertificateAuthority::read_files(&pki.ca_cert, &pki.ca_key()).unwrap();
+        let crl = ca.read_crl(&read(&pki.crl)).unwrap();
+        assert_eq!((crl.number, crl.revoked.len()), (1, 0));
+        assert!(crl.next_update.unwrap() > OffsetDateTime::now_utc() + CRL_VALIDITY - Duration::hours(1));
+    }
+
+    #[test]
+    fn revoking_adds_the_serial_to_a_crl_signed_by_the_ca_with_the_next_number() {
+        let tmp = TempDir::new("pki-revoke");
+        let pki = init_dev_pki(&tmp.0, "m_dev").unwrap();
+        let pki_dir = tmp.0.join("pki");
+        let ca = CertificateAuthority::read_files(&pki.ca_cert, &pki.ca_key()).unwrap();
+        let gateway_serial = ca.serial_of(&read(&pki.gateway.cert)).unwrap();
+        let merchant_serial = ca.serial_of(&read(&pki.merchant.cert)).unwrap();
+
+        let first = revoke_certificate(&pki_dir, "gateway").unwrap();
+        assert_eq!((first.crl_number, first.revoked_count, first.newly_revoked), (2, 1, true));
+        assert_eq!(first.serial, hex::encode(&gateway_serial));
+        assert_eq!(first.crl, pki.crl);
+        let second = revoke_certificate(&pki_dir, "merchant-m_dev").unwrap();
+        assert_eq!((second.crl_number, second.revoked_count), (3, 2));
+        let again = revoke_certificate(&pki_dir, "gateway").unwrap();
+        assert_eq!((again.crl_number, again.revoked_count, again.newly_revoked), (4, 2, false));
+
+        let crl = ca.read_crl(&read(&pki.crl)).unwrap();
+        assert_eq!(crl.number, 4);
+        let serials: Vec<_> = crl.revoked.iter().map(|entry| entry.serial.clone()).collect();
+        assert_eq!(serials, [gateway_serial, merchant_serial]);
+        // A later `paysys up` keeps the CRL as it is.
+        init_dev_pki(&tmp.0, "m_dev").unwrap();
+        assert_eq!(ca.read_crl(&read(&pki.crl)).unwrap().number, 4);
+    }
+
+    #[test]
+    fn revoking_refuses_what_is_not_one_of_the_cas_leaf_certificates() {
+        let tmp = TempDir::new("pki-revoke-bad");
+        let pki = init_dev_pki(&tmp.0, "m_dev").unwrap();
+        let pki_dir = tmp.0.join("pki");
+        let stranger = CertificateAuthority::generate("Someone Else").unwrap();
+        stranger
+            .issue(&IssueRequest::client("spiffe://paysys/gateway"))
+            .unwrap()
+            .write(&pki_dir.join("foreign.pem"), &pki_dir.join("foreign.key"))
+            .unwrap();
+        for name in ["", "ca", "../gateway", "pki/gateway", ".hidden", "missing", "foreign"] {
+            assert!(revoke_certificate(&pki_dir, name).is_err(), "{name:?}");
+        }
+        // A CRL that is not the CA's is not extended (nor silently replaced).
+        std::fs::write(&pki.crl, stranger.issue_crl(7, &[]).unwrap()).unwrap();
+        let refused = revoke_certificate(&pki_dir, "gateway").unwrap_err();
+        assert!(format!("{refused:#}").contains("not signed by this CA"), "{refused:#}");
+    }
+
+    #[test]
+    fn an_overdue_crl_is_reissued_with_its_entries() {
+        let tmp = TempDir::new("pki-crl-overdue");
+        let pki = init_dev_pki(&tmp.0, "m_dev").unwrap();
+        revoke_certificate(&tmp.0.join("pki"), "officer-bob").unwrap();
+        let ca = CertificateAuthority::read_files(&pki.ca_cert, &pki.ca_key()).unwrap();
+        let current = ca.read_crl(&read(&pki.crl)).unwrap();
+        // A CRL whose next update has passed, as a long-lived dev directory would have.
+        let stale = CertificateRevocationListParams {
+            this_update: OffsetDateTime::now_utc() - Duration::days(60),
+            next_update: OffsetDateTime::now_utc() - Duration::days(30),
+            crl_number: SerialNumber::from(current.number),
+            issuing_distribution_point: None,
+            revoked_certs: vec![],
+            key_identifier_method: ca.issuer.params().key_identifier_method.clone(),
+        };
+        let stale = stale.signed_by(&ca.issuer, &ca.key).unwrap().pem().unwrap();
+        std::fs::write(&pki.crl, &stale).unwrap();
+        assert!(crl_needs_issuing(&pki.crl).unwrap());
+        init_dev_pki(&tmp.0, "m_dev").unwrap();
+        let reissued = ca.read_crl(&read(&pki.crl)).unwrap();
+        assert_eq!(reissued.number, current.number + 1);
+        assert!(reissued.next_update.unwrap() > OffsetDateTime::now_utc());
+    }
+
+    #[test]
+    fn crafted_client_certificates_carry_exactly_the_names_asked_for() {
+        let ca = CertificateAuthority::generate("Test CA").unwrap();
+        let two = ca
+            .issue(&IssueRequest::client_with_names(
+                &["spiffe://paysys/gateway", "spiffe://paysys/merchant/m_1"],
+                &[],
+                None,
+            ))
+            .unwrap();
+        let pem_two = pem(two.cert_pem());
+        assert_eq!(uris(&pem_two.parse_x509().unwrap()), ["spiffe://paysys/gateway", "spiffe://paysys/merchant/m_1"]);
+
+        let dns = ca.issue(&IssueRequest::client_with_names(&[], &["gateway.paysys"], None)).unwrap();
+        let pem_dns = pem(dns.cert_pem());
+        let cert = pem_dns.parse_x509().unwrap();
+        let san = cert.subject_alternative_name().unwrap().unwrap();
+        assert_eq!(san.value.general_names, [GeneralName::DNSName("gateway.paysys")]);
+
+        let cn = ca.issue(&IssueRequest::client_with_names(&[], &[], Some("spiffe://paysys/gateway"))).unwrap();
+        let pem_cn = pem(cn.cert_pem());
+        let cert = pem_cn.parse_x509().unwrap();
+        assert!(cert.subject_alternative_name().unwrap().is_none());
+        assert!(cert.extended_key_usage().unwrap().unwrap().value.client_auth);
+
+        let no_eku = ca.issue(&IssueRequest::client("spiffe://paysys/gateway").without_extended_key_usage()).unwrap();
+        let pem_no_eku = pem(no_eku.cert_pem());
+        assert!(pem_no_eku.parse_x509().unwrap().extended_key_usage().unwrap().is_none());
     }
 
     #[test]

@@ -176,6 +176,7 @@ mod tests {
                     key: pki.join("merchant-m_dev.key"),
                 },
                 sandbox_server: ServerCertFiles { cert: pki.join("sandbox.pem"), key: pki.join("sandbox.key") },
+                crl: pki.join("crl.pem"),
             },
         }
     }
@@ -211,6 +212,7 @@ mod tests {
         assert_eq!(pki["merchant"]["id"], "m_dev");
         assert_eq!(pki["merchant"]["principal"], "spiffe://paysys/merchant/m_dev");
         assert_eq!(pki["sandbox_server"]["cert"], "/abs/.paysys/pki/sandbox.pem");
+        assert_eq!(pki["crl"], "/abs/.paysys/pki/crl.pem");
         assert!(pki.get("ca_key").is_none(), "the CA key path stays out of stack.json");
     }
 

@@ -5,8 +5,10 @@
 //! 3. `paysys-vault init` with a dev root key file (`DIR/vault-root.key`); a vault that
 //!    is already initialized is reused;
 //! 4. `paysys-vault serve`, unsealed from that file, as a child process from its own
-//!    binary, appending signed audit checkpoints to `DIR/vault-audit-checkpoints.jsonl`;
-//!    its logs are forwarded with a `[vault]` prefix;
+//!    binary, checking client certificates against the dev CRL (`--client-crl
+//!    DIR/pki/crl.pem`, which `paysys pki revoke NAME` extends) and appending signed audit
+//!    checkpoints to `DIR/vault-audit-checkpoints.jsonl`; its logs are forwarded with a
+//!    `[vault]` prefix;
 //! 5. `DIR/stack.json` once every service is listening;
 //! 6. in the foreground until Ctrl-C, SIGTERM or SIGHUP, or until a service dies; then
 //!    the services are stopped with SIGTERM and `stack.json` is removed.
@@ -296,6 +298,10 @@ pub async fn start_dev_vault(
         .args(["--policy".as_ref(), policy.as_os_str()])
         .args(["--dev".as_ref(), "--dev-root-key-file".as_ref(), root_key_file.as_os_str()])
         .args(["--audit-checkpoint-file".as_ref(), dir.join(AUDIT_CHECKPOINT_FILE).as_os_str()]);
+    // A `DevPki` read from an older stack.json has no CRL.
+    if !pki.crl.as_os_str().is_empty() {
+        vault = vault.args(["--client-crl".as_ref(), pki.crl.as_os_str()]);
+    }
     if let Some(sandbox_url) = sandbox_url {
         vault = vault.args(["--relay-ca".as_ref(), pki.ca_cert.as_os_str()]);
         for name in SANDBOX_DESTINATIONS {

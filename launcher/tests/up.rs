@@ -97,6 +97,33 @@ async fn up_starts_a_usable_stack_and_stops_cleanly_on_sigterm() {
     assert_eq!(checked["result"]["transaction_id"], paid["result"]["transaction_id"], "{checked}");
     assert!(!paid.to_string().contains("4242424242424242"));
 
+    // `paysys pki revoke`: the running vault picks the CRL up by itself and refuses bob's
+    // officer certificate at the handshake; the merchant is unaffected; no restart.
+    let bob = &stack.pki.officers["bob"];
+    let bob_tls = ClientTls::new(&stack.pki.ca_cert, Some((&bob.cert, &bob.key)), HttpVersion::Http1).unwrap();
+    let health = |tls: ClientTls, url: String| async move {
+        match tls.connect(&url).await {
+            Ok(mut conn) => conn.call("GET", "/v1/sys/health", None).await.map(|r| r.status).ok(),
+            Err(_) => None,
+        }
+    };
+    assert_eq!(health(bob_tls.clone(), stack.vault.url.clone()).await, Some(200));
+    let revoked = std::process::Command::new(env!("CARGO_BIN_EXE_paysys"))
+        .args(["pki", "revoke", "officer-bob", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(revoked.status.success(), "paysys pki revoke: {}", String::from_utf8_lossy(&revoked.stderr));
+    let revocation: serde_json::Value = serde_json::from_slice(&revoked.stdout).unwrap();
+    assert_eq!((revocation["crl_number"].as_u64(), revocation["revoked_count"].as_u64()), (Some(2), Some(1)));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while health(bob_tls.clone(), stack.vault.url.clone()).await.is_some() {
+        assert!(Instant::now() < deadline, "the vault still serves bob 10 s after `paysys pki revoke`");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(health(tls.clone(), stack.vault.url.clone()).await, Some(200), "the merchant is still served");
+    assert!(Path::new(&format!("/proc/{}", stack.vault.pid)).exists(), "the same vault process");
+
     // SIGTERM: services stopped, stack.json gone, exit 0.
     let pid = child.id().unwrap();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap().success());

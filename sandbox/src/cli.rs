@@ -28,7 +28,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the acquirer, issuer, 3-D Secure DS and ACS over HTTPS.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print the test-card table.
     Cards,
 }
@@ -47,6 +47,12 @@ struct ServeArgs {
     /// Require client certificates issued by this CA (mTLS). Without it, plain TLS.
     #[arg(long, env = "PAYSYS_SANDBOX_CLIENT_CA")]
     client_ca: Option<PathBuf>,
+    /// CRL(s) of the client CA (PEM, needs --client-ca): revoked client certificates
+    /// fail the handshake. Reloaded on change (checked every 2 s) and on SIGHUP.
+    #[arg(long, env = "PAYSYS_SANDBOX_CLIENT_CRL", requires = "client_ca")]
+    client_crl: Option<PathBuf>,
+    #[command(flatten)]
+    transport: paysys_server::TransportFlags,
     /// `sqlite::memory:` (state lost on exit), `sqlite:PATH`, or `postgres://…`.
     #[arg(long, env = "PAYSYS_SANDBOX_DATABASE_URL", default_value = "sqlite::memory:")]
     database_url: String,
@@ -85,7 +91,7 @@ pub fn main(cli: Cli) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(serve(args)) {
+            match runtime.block_on(serve(*args)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("paysys-sandbox: {e:#}");
@@ -104,7 +110,12 @@ fn init_logging() {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let tls = tls::server_config(&args.tls_cert, &args.tls_key, args.client_ca.as_deref())?;
+    let (tls, client_certificates) =
+        tls::server_config(&args.tls_cert, &args.tls_key, args.client_ca.as_deref(), args.client_crl.as_deref())?;
+    if let Some(verifier) = &client_certificates {
+        tokio::spawn(verifier.clone().watch_crl(paysys_server::client_auth::CRL_POLL_INTERVAL));
+    }
+    let options = paysys_server::ServeOptions { limits: args.transport.limits(), client_certificates };
     let store = Store::open(&args.database_url).await.context("opening the database")?;
     store.migrate().await.context("migrating the database")?;
     let network = Arc::new(Network { store, auth_delay: Duration::from_millis(args.auth_delay_ms) });
@@ -131,7 +142,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     writeln!(stdout, "paysys-sandbox listening on https://{addr}").context("writing to stdout")?;
     stdout.flush().context("writing to stdout")?;
     drop(stdout);
-    crate::run_with(listener, tls, three_ds, args.max_body_bytes, shutdown_signal()).await.context("serving")?;
+    crate::run_with(listener, tls, three_ds, args.max_body_bytes, options, shutdown_signal())
+        .await
+        .context("serving")?;
     tracing::info!("stopped");
     Ok(())
 }

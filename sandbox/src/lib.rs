@@ -51,21 +51,23 @@ pub async fn run(
     let port = listener.local_addr()?.port();
     let three_ds = threeds::ThreeDs::new(network, &threeds::ThreeDsConfig::for_port(port))
         .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
-    run_with(listener, tls, three_ds, max_body_bytes, shutdown).await
+    run_with(listener, tls, three_ds, max_body_bytes, paysys_server::ServeOptions::default(), shutdown).await
 }
 
 /// Serve the whole API (acquirer, issuer, DS, ACS) on `listener` until `shutdown`
-/// completes; challenges nobody finishes are ended in the background meanwhile.
+/// completes, under `options` (transport limits; the CRL verifier when clients are
+/// checked against one); challenges nobody finishes are ended in the background meanwhile.
 pub async fn run_with(
     listener: tokio::net::TcpListener,
     tls: Arc<rustls::ServerConfig>,
     three_ds: Arc<threeds::ThreeDs>,
     max_body_bytes: usize,
+    options: paysys_server::ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let app = api::router(three_ds.clone(), max_body_bytes);
     tokio::select! {
-        served = paysys_server::serve(listener, Some(tls), app, paysys_server::admit_all, shutdown) => served,
+        served = paysys_server::serve_with(listener, Some(tls), app, paysys_server::admit_all, options, shutdown) => served,
         () = threeds::acs::expire_challenges(three_ds) => Ok(()),
     }
 }

@@ -88,7 +88,7 @@ pub struct TestPki {
     pub merchant: Identity,
     /// Merchant `m_2`.
     pub other_merchant: Identity,
-    /// A principal the default policy does not know.
+    /// A PaySys principal the default policy does not know.
     pub stranger: Identity,
     /// A client certificate from another CA.
     pub foreign: Identity,
@@ -102,6 +102,9 @@ pub struct TestPki {
     pub foreign_server: Identity,
     /// The vault's client certificate for relay destinations that want mTLS.
     pub relay_client: Identity,
+    /// The CA's CRL (`crl.pem`, empty at first): every test vault runs with
+    /// `--client-crl` on it; [`TestPki::revoke`] extends it.
+    pub crl: PathBuf,
 }
 
 impl TestPki {
@@ -129,7 +132,7 @@ impl TestPki {
             carol: client("carol", "spiffe://paysys/officer/carol"),
             merchant: client("merchant-m_1", "spiffe://paysys/merchant/m_1"),
             other_merchant: client("merchant-m_2", "spiffe://paysys/merchant/m_2"),
-            stranger: client("stranger", "spiffe://elsewhere/someone"),
+            stranger: client("stranger", "spiffe://paysys/stranger/someone"),
             foreign: issue(
                 &other_ca,
                 "foreign",
@@ -151,7 +154,24 @@ impl TestPki {
             sandbox_server: issue(&ca, "sandbox", IssueRequest::server(), ""),
             foreign_server: issue(&other_ca, "foreign-server", IssueRequest::server(), ""),
             relay_client: client("relay-client", "spiffe://paysys/vault"),
+            crl: {
+                let crl = dir.join(paysys::pki::CRL_FILE);
+                std::fs::write(&crl, ca.issue_crl(1, &[]).unwrap()).unwrap();
+                crl
+            },
         }
+    }
+
+    /// `paysys pki revoke NAME` on this PKI (`gateway`, `merchant-m_1`, `relay-client`,
+    /// …): the certificate's serial goes onto [`TestPki::crl`], re-issued with the next
+    /// CRL number.
+    pub fn revoke(&self, name: &str) -> paysys::pki::Revocation {
+        paysys::pki::revoke_certificate(&self.dir, name).unwrap()
+    }
+
+    /// The CA, to issue certificates a test crafts itself.
+    pub fn ca(&self) -> CertificateAuthority {
+        CertificateAuthority::read_files(&self.ca_cert, &self.dir.join("ca.key")).unwrap()
     }
 }
 
@@ -421,6 +441,8 @@ impl TestVault {
             .arg(&self.pki.server_key)
             .arg("--client-ca")
             .arg(&self.pki.ca_cert)
+            .arg("--client-crl")
+            .arg(&self.pki.crl)
             .args(&options.extra_args)
             .env("PAYSYS_LOG", "debug")
             .stdout(Stdio::piped())
@@ -490,6 +512,18 @@ impl TestVault {
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
+    }
+
+    /// The newest serve process's pid (for signals: `kill -HUP` reloads the CRL).
+    pub fn pid(&self) -> u32 {
+        self.children.last().and_then(Child::id).expect("a running vault")
+    }
+
+    /// Send `signal` (`HUP`, `TERM`, …) to the newest serve process.
+    pub async fn signal(&self, signal: &str) {
+        let status =
+            Command::new("kill").args([&format!("-{signal}"), &self.pid().to_string()]).status().await.unwrap();
+        assert!(status.success(), "kill -{signal}");
     }
 
     /// Stop every serve process (SIGKILL; [`TestVault::terminate`] stops cleanly).

@@ -183,7 +183,9 @@ async fn default_policy_matrix_over_mtls() {
     let records = records.body["records"].as_array().unwrap().clone();
     let denied = records.iter().filter(|r| r["decision"] == "deny").count();
     assert!(denied >= 14, "denied records: {denied}");
-    assert!(records.iter().any(|r| r["principal"] == "spiffe://elsewhere/someone" && r["outcome"] == "forbidden"));
+    assert!(records
+        .iter()
+        .any(|r| r["principal"] == "spiffe://paysys/stranger/someone" && r["outcome"] == "forbidden"));
     vault.finish().await;
 }
 

@@ -235,6 +235,14 @@ struct ServeArgs {
     /// CA whose client certificates are accepted (the PaySys CA).
     #[arg(long, env = "PAYSYS_VAULT_CLIENT_CA")]
     client_ca: PathBuf,
+    /// CRL(s) of the client CA (PEM): revoked client certificates fail the handshake,
+    /// and open connections using them are closed. Reloaded when the file changes
+    /// (checked every 2 s) and on SIGHUP; a CRL that does not load keeps the previous
+    /// one. Must load at start.
+    #[arg(long, env = "PAYSYS_VAULT_CLIENT_CRL")]
+    client_crl: Option<PathBuf>,
+    #[command(flatten)]
+    transport: paysys_server::TransportFlags,
     /// Policy file (TOML). Required unless `--dev`, which uses the built-in dev policy.
     #[arg(long, env = "PAYSYS_VAULT_POLICY")]
     policy: Option<PathBuf>,
@@ -540,7 +548,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     let policy = load_policy(&args)?;
     let relay = relay_client(&args)?;
-    let tls_config = tls::server_config(&args.tls_cert, &args.tls_key, &args.client_ca)?;
+    let (tls_config, client_certificates) =
+        tls::server_config(&args.tls_cert, &args.tls_key, &args.client_ca, args.client_crl.as_deref())?;
     let store = store::open(&args.database_url).await.context("opening the database")?;
     // Before anything is written (migrations included): the mode the vault was
     // initialized in decides whether this command line may serve it.
@@ -618,8 +627,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("paysys-vault listening on https://{addr}");
     std::io::stdout().flush()?;
     tracing::info!(%addr, "serving the vault API over mTLS");
-    server::serve_mtls(listener, tls_config, api::router(vault.clone(), args.max_body_bytes), shutdown_signal())
-        .await?;
+    tokio::spawn(client_certificates.clone().watch_crl(paysys_server::client_auth::CRL_POLL_INTERVAL));
+    let options =
+        paysys_server::ServeOptions { limits: args.transport.limits(), client_certificates: Some(client_certificates) };
+    server::serve_mtls(
+        listener,
+        tls_config,
+        api::router(vault.clone(), args.max_body_bytes),
+        options,
+        shutdown_signal(),
+    )
+    .await?;
     // The records since the last tick get their checkpoint too.
     if let (true, Some(keyring)) = (checkpoints.has_file(), vault.keys.get()) {
         if let Err(e) = checkpoints.emit(vault.store.as_ref(), &keyring, CheckpointReason::Shutdown, true).await {

@@ -154,6 +154,14 @@ pub struct VaultConnection {
 }
 
 impl VaultConnection {
+    /// Whether the connection is gone (the server closed it, say): not worth reusing.
+    pub fn is_closed(&self) -> bool {
+        match &self.sender {
+            Sender::Http1(s) => s.is_closed(),
+            Sender::Http2(s) => s.is_closed(),
+        }
+    }
+
     /// Send a JSON request (`body` already serialized, or `None`) and read the response.
     pub async fn call_raw(
         &mut self,

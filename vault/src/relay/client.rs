@@ -31,8 +31,10 @@ use zeroize::Zeroizing;
 
 /// Idle pooled connections kept per destination.
 const POOL_MAX_IDLE_PER_HOST: usize = 256;
-/// How long an idle pooled connection is kept.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long an idle pooled connection is kept: less than the 10 s after which a PaySys
+/// server (the sandbox) closes an idle HTTP/1.1 connection, so a relay is not sent on a
+/// connection the destination is closing at that moment.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// How the relay client is set up (`paysys-vault serve --relay-*`).
 #[derive(Debug, Clone)]
