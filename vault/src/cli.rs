@@ -582,7 +582,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         policy: Arc::new(policy),
         cvc_ttl_ms: i64::try_from(args.cvc_ttl_secs * 1000).unwrap_or(600_000),
         relay,
-        cvc_claims: api::CvcClaims::default(),
         lifecycle: Arc::new(Lifecycle::new(lifecycle_config(&args))),
         removal_limit: MerchantRateLimiter::new(RateLimit {
             per_second: args.removal_rate_per_sec,

@@ -133,6 +133,7 @@ store_tests! {
     committed_cards_and_cvcs_can_be_found,
     fingerprint_lookup_returns_the_merchants_oldest_card,
     a_cvc_is_taken_once,
+    replicas_taking_one_cvc_together_get_it_once,
     a_relayed_cvc_is_deleted_with_its_audit_record,
     an_expired_cvc_is_not_returned,
     sweep_deletes_only_expired_cvcs,
@@ -375,6 +376,29 @@ async fn a_cvc_is_taken_once(db: &TestDb) {
     assert_eq!(store.take_cvc("tok_a", now).await.unwrap(), None);
     assert_eq!(store.take_cvc("tok_unknown", now).await.unwrap(), None);
     assert!(store.find_card("tok_a").await.unwrap().is_some(), "taking the CVC keeps the card");
+}
+
+/// The relay claims a CVC with `take_cvc` before it sends: of many relays of one token
+/// racing in several processes on one database, exactly one may get it.
+async fn replicas_taking_one_cvc_together_get_it_once(db: &TestDb) {
+    let stores = [db.open().await, db.open().await, db.open().await];
+    for round in 0..5 {
+        let token = format!("tok_race{round}");
+        let writes =
+            vec![CardWrite::InsertCard(card(&token, "m1", "fp", 1)), CardWrite::InsertCvc(cvc(&token, i64::MAX))];
+        stores[0].commit(&[unit(writes)], &TestSigner).await.unwrap();
+        let mut tasks = tokio::task::JoinSet::new();
+        for t in 0..12 {
+            let store = stores[t % 3].clone();
+            let token = token.clone();
+            tasks.spawn(async move { store.take_cvc(&token, 0).await.unwrap().is_some() });
+        }
+        let mut winners = 0;
+        while let Some(won) = tasks.join_next().await {
+            winners += usize::from(won.unwrap());
+        }
+        assert_eq!(winners, 1, "round {round}: the CVC was handed out {winners} times");
+    }
 }
 
 async fn a_relayed_cvc_is_deleted_with_its_audit_record(db: &TestDb) {

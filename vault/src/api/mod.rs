@@ -16,7 +16,6 @@ mod relay;
 mod sys;
 mod tokens;
 
-pub use relay::CvcClaims;
 pub use tokens::MAX_TOKEN_TTL_SECS;
 
 use crate::card::redact_digit_runs;
@@ -45,8 +44,6 @@ pub struct Vault {
     /// The relay's HTTPS client; `None` when the vault was started without `--relay-ca`
     /// (every relay then answers `relay_unreachable`).
     pub relay: Option<crate::relay::RelayClient>,
-    /// CVCs a relay in this process is using right now (see [`CvcClaims`]).
-    pub cvc_claims: CvcClaims,
     /// Key-lifecycle configuration and the custodian unseal in progress.
     pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
     /// How fast `tokens.remove_for_merchant` may delete each merchant's tokens.

@@ -12,18 +12,18 @@
 //! looked up — then the token and its merchant (`token_not_found` for a token the caller
 //! may not see). Only then is the card opened, and only the fields the template places.
 //!
-//! **Audit before send.** The relay commits a `sending` audit record — and the CVC's
-//! deletion, in the same transaction — before any byte leaves, then sends and records the
-//! outcome in a task the request does not own: a caller that hangs up (HTTP/1 EOF, an
-//! HTTP/2 reset, its own timeout) cannot stop the outcome being recorded, and the CVC can
-//! never be sent twice. Within one process, [`CvcClaims`] makes a concurrent relay of the
-//! same token send `null` instead of a second copy while the first is committing.
+//! **Audit before send.** The relay claims the CVC (deleting it in the store, atomically,
+//! so exactly one relay of a token ever gets it, across replicas too) and commits a
+//! `sending` audit record before any byte leaves, then sends and records the outcome in a
+//! task the request does not own: a caller that hangs up (HTTP/1 EOF, an HTTP/2 reset, its
+//! own timeout) cannot stop the outcome being recorded, and the CVC can never be sent
+//! twice.
 
 use super::{denial_error, now_ms, JsonBody, RequestContext, RequestId, Vault};
 use crate::card::merchant_id_valid;
 use crate::error::ApiError;
 use crate::relay::{mask, template, CardData, RelayMethod};
-use crate::store::{CardRecord, CardWrite, CvcRecord};
+use crate::store::CardRecord;
 use crate::tls::Principal;
 use crate::token::looks_like_token;
 use axum::extract::State;
@@ -32,8 +32,7 @@ use paysys_cardnum::redact_digit_runs;
 use paysys_policies::{CardField, CheckedValues, Decision, Operation, RelayTemplate, TemplateRefusal};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use zeroize::Zeroizing;
 
 /// `POST /v1/relay` body. Unknown fields are refused.
@@ -63,31 +62,6 @@ fn read_request(body: Map<String, Value>) -> Result<RelayRequest, ApiError> {
     }
     serde_json::from_value(Value::Object(body))
         .map_err(|e| ApiError::InvalidRequest(redact_digit_runs(&e.to_string(), 12)))
-}
-
-/// Tokens whose CVC a relay in this process is sending right now. A second relay of
-/// the same token meanwhile sends `null`, as it would once the first has committed.
-#[derive(Debug, Default)]
-pub struct CvcClaims(Mutex<HashSet<String>>);
-
-/// A claim on a token's CVC, released when dropped.
-#[derive(Debug)]
-struct CvcClaim<'a> {
-    claims: &'a CvcClaims,
-    token: String,
-}
-
-impl CvcClaims {
-    fn claim(&self, token: &str) -> Option<CvcClaim<'_>> {
-        let mut held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        held.insert(token.to_owned()).then(|| CvcClaim { claims: self, token: token.to_owned() })
-    }
-}
-
-impl Drop for CvcClaim<'_> {
-    fn drop(&mut self) {
-        self.claims.0.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.token);
-    }
 }
 
 /// A template name fit for the audit log (it is caller input).
@@ -182,23 +156,22 @@ pub async fn relay(
         .map_err(|_| ApiError::Internal("opening card data failed".into()))?;
     let (number, holder) = split_payload(&payload)?;
     let fields = &template.card_fields;
-    let mut used_cvc: Option<CvcRecord> = None;
     let mut cvc = None;
-    let claim = if fields.contains(&CardField::Cvc) {
-        let claim = vault.cvc_claims.claim(&card.token);
-        if claim.is_some() {
-            if let Some(record) = vault.store.find_cvc(&card.token, now_ms()).await? {
+    if fields.contains(&CardField::Cvc) {
+        // Claimed in the store, atomically (`DELETE … RETURNING`): of two relays of the
+        // same token, in this process or in another replica, exactly one gets the CVC and
+        // the other sends `null`. A read first, so relaying a token whose CVC is long gone
+        // (every payment after the first) costs no write.
+        let now = now_ms();
+        if vault.store.find_cvc(&card.token, now).await?.is_some() {
+            if let Some(record) = vault.store.take_cvc(&card.token, now).await? {
                 let plain = dek_for(&keyring, record.dek_version)?
                     .open(&record.ciphertext, &[card.token.as_bytes(), card.merchant_id.as_bytes(), b"cvc"])
                     .map_err(|_| ApiError::Internal("opening the CVC failed".into()))?;
                 cvc = Some(Zeroizing::new(String::from_utf8_lossy(&plain).into_owned()));
-                used_cvc = Some(record);
             }
         }
-        claim
-    } else {
-        None
-    };
+    }
     let card_data = CardData {
         number,
         exp_month: card.exp_month,
@@ -209,10 +182,9 @@ pub async fn relay(
     let body = template::fill(&template, &card.merchant_id, &values, &card_data)
         .map_err(|_| ApiError::Internal("serializing the relay body failed".into()))?;
 
-    // Audit before send: the `sending` record and the CVC's deletion commit together
-    // before any byte leaves. No record, no relay.
-    let writes: Vec<CardWrite> =
-        used_cvc.iter().map(|r| CardWrite::DeleteCvc { token: r.token.clone(), expires_at: r.expires_at }).collect();
+    // Audit before send: the `sending` record commits before any byte leaves (the CVC,
+    // if any, is already claimed). No record, no relay: the CVC is then lost rather
+    // than ever sent unaudited.
     let key_version = Some(card.dek_version);
     let sending = ctx.event(
         "allow",
@@ -221,9 +193,7 @@ pub async fn relay(
         Some(&card.token),
         key_version,
     );
-    vault.commit(writes, sending).await?;
-    // The CVC is gone from the store now; a concurrent relay finds none.
-    drop(claim);
+    vault.commit(Vec::new(), sending).await?;
 
     let send = SendAndRecord {
         vault: Arc::clone(&vault),
@@ -414,16 +384,5 @@ mod tests {
         assert_eq!((pan.as_str(), holder.as_deref().map(String::as_str)), ("4242424242424242", Some("A HOLDER")));
         assert!(split_payload(&[20, b'4']).is_err());
         assert!(split_payload(&[]).is_err());
-    }
-
-    #[test]
-    fn claims_are_exclusive_until_dropped() {
-        let claims = CvcClaims::default();
-        let first = claims.claim("tok_a");
-        assert!(first.is_some());
-        assert!(claims.claim("tok_a").is_none());
-        assert!(claims.claim("tok_b").is_some());
-        drop(first);
-        assert!(claims.claim("tok_a").is_some());
     }
 }
