@@ -29,7 +29,7 @@ use crate::token::looks_like_token;
 use axum::extract::State;
 use axum::{Extension, Json};
 use paysys_cardnum::redact_digit_runs;
-use paysys_policies::{CardField, CheckedValues, Decision, Operation, RelayTemplate, TemplateRefusal};
+use paysys_policies::{CardField, CheckedValues, Decision, Destination, Operation, RelayTemplate, TemplateRefusal};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -133,16 +133,13 @@ pub async fn relay(
         Ok(req) => req,
         Err(e) => return Err(refuse(&vault, &ctx, e, None, None).await),
     };
-    let (template, values, timeout) = match check_request(&vault, &ctx, &req) {
+    let (destination, template, values, timeout) = match check_request(&vault, &ctx, &req) {
         Ok(v) => v,
         Err(e) => return Err(refuse(&vault, &ctx, e, Some(&req), None).await),
     };
     let card = match find_card(&vault, &ctx, &req).await {
         Ok(card) => card,
         Err(e) => return Err(refuse(&vault, &ctx, e, Some(&req), None).await),
-    };
-    let Some(destination) = vault.policy.destinations().find(|d| d.name == template.destination).cloned() else {
-        return Err(ApiError::Internal("a template without its destination".into()));
     };
     if vault.relay.is_none() {
         tracing::warn!("relay requested but the vault was started without --relay-ca");
@@ -179,7 +176,7 @@ pub async fn relay(
         cvc,
         holder: if fields.contains(&CardField::Holder) { holder } else { None },
     };
-    let body = template::fill(&template, &card.merchant_id, &values, &card_data)
+    let body = template::fill(template, &card.merchant_id, &values, &card_data)
         .map_err(|_| ApiError::Internal("serializing the relay body failed".into()))?;
 
     // Audit before send: the `sending` record commits before any byte leaves (the CVC,
@@ -249,10 +246,10 @@ impl SendAndRecord {
         let Some(client) = vault.relay.as_ref() else {
             return Err(ApiError::RelayUnreachable);
         };
-        let result = client.send(method, &url, body, timeout).await;
+        let result = client.send(method, &url, body, timeout).await.map_err(ApiError::from);
         let (code, status) = match &result {
             Ok(response) => ("ok", Some(response.status)),
-            Err(e) => (relay_error_code(e), None),
+            Err(e) => (e.code(), None),
         };
         let event =
             ctx.event("allow", &outcome(code, &template_name, status), Some(&merchant_id), Some(&token), key_version);
@@ -266,7 +263,7 @@ impl SendAndRecord {
                 tracing::error!(error = %e, template = %name, "could not record a relay's outcome");
             }
         });
-        let response = result.map_err(ApiError::from)?;
+        let response = result?;
         let cvc_text = card.cvc.as_ref().map(|c| c.as_str());
         let masked = mask::mask_body(&response.body, &card.number, cvc_text);
         Ok(Json(json!({
@@ -277,22 +274,14 @@ impl SendAndRecord {
     }
 }
 
-/// The stable code a relay error becomes, without logging it twice.
-fn relay_error_code(e: &crate::relay::RelayError) -> &'static str {
-    match e {
-        crate::relay::RelayError::Timeout => "relay_timeout",
-        crate::relay::RelayError::Unreachable(_) => "relay_unreachable",
-        crate::relay::RelayError::ResponseTooLarge => "relay_response_too_large",
-    }
-}
-
 /// Checks that need no token: the template for this principal, the values against it,
-/// the timeout. Returns the template, the checked values, the timeout.
-fn check_request(
-    vault: &Vault,
+/// the timeout. Returns the template's destination, the template (both borrowed from the
+/// policy), the checked values, the timeout.
+fn check_request<'v>(
+    vault: &'v Vault,
     ctx: &RequestContext,
     req: &RelayRequest,
-) -> Result<(RelayTemplate, CheckedValues, std::time::Duration), ApiError> {
+) -> Result<(&'v Destination, &'v RelayTemplate, CheckedValues, std::time::Duration), ApiError> {
     if !merchant_id_valid(&req.merchant_id) {
         return Err(ApiError::MerchantIdInvalid);
     }
@@ -300,6 +289,10 @@ fn check_request(
         TemplateRefusal::Unknown => ApiError::RelayTemplateUnknown,
         TemplateRefusal::DestinationNotAllowed => ApiError::RelayDestinationNotAllowed,
     })?;
+    let destination = vault
+        .policy
+        .relay_destination(ctx.principal.as_str(), &template.destination)
+        .ok_or_else(|| ApiError::Internal("a template without its destination".into()))?;
     let values = template.check_values(&req.values)?;
     if req.timeout_ms == Some(0) {
         return Err(ApiError::InvalidRequest("timeout_ms must be at least 1".into()));
@@ -308,7 +301,7 @@ fn check_request(
         Some(client) => client.timeout_for(req.timeout_ms),
         None => std::time::Duration::ZERO,
     };
-    Ok((template.clone(), values, timeout))
+    Ok((destination, template, values, timeout))
 }
 
 /// The token's card if this caller may relay it for the merchant it named. Another
