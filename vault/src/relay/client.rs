@@ -312,15 +312,8 @@ impl RelayClient {
                 if body.len() + data.len() > self.max_response_bytes {
                     return Err(RelayError::ResponseTooLarge);
                 }
-                if body.len() + data.len() > body.capacity() {
-                    // Grow by hand: `Vec` would move the bytes and free the old buffer
-                    // unzeroized, and the answer may hold card data until it is masked.
-                    let wanted = (body.len() + data.len()).max(body.capacity() * 2).min(self.max_response_bytes);
-                    let mut bigger = Zeroizing::new(Vec::with_capacity(wanted));
-                    bigger.extend_from_slice(&body);
-                    body = bigger;
-                }
-                body.extend_from_slice(&data);
+                // The answer may hold card data until it is masked.
+                super::buffer::append(&mut body, &data, self.max_response_bytes);
             }
         }
         Ok(RelayResponse { status, content_type, body })

@@ -7,11 +7,14 @@
 //! * [`template`] — the policy's templates filled on the parsed JSON tree (card data at
 //!   the places the policy chose, the caller's checked values by name), never by
 //!   splicing text.
+//! * [`buffer`] — zeroizing buffers that grow without leaving copies behind, for the
+//!   filled body and the answer.
 //! * [`mask`] — what comes back is masked: card numbers to BIN+last4, the CVC removed.
 //!
 //! The HTTP handler (`api/relay.rs`) decides by policy, picks the template, and records
 //! the relay in the audit log before anything is sent.
 
+pub mod buffer;
 pub mod client;
 pub mod mask;
 pub mod template;

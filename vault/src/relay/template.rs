@@ -6,6 +6,7 @@
 //! full of quotes included) can change the structure of the request, and the caller
 //! decides nothing about where card data goes.
 
+use super::buffer::ZeroizingWriter;
 use paysys_policies::{CardField, CardPlaceholder, CheckedValues, RelayTemplate, Slot};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
@@ -103,6 +104,10 @@ impl Serialize for Filled<'_> {
     }
 }
 
+/// The first allocation of a filled body: an authorization fits, an AReq with a long
+/// user agent grows once or twice.
+const FIRST_CAPACITY: usize = 2048;
+
 /// Serialize `template`'s body with the card data, the token's merchant and the caller's
 /// checked values in place of its placeholders. `None` for a template without a body.
 pub fn fill(
@@ -114,12 +119,11 @@ pub fn fill(
     let Some(body) = &template.body else {
         return Ok(None);
     };
-    // Sized up front (template, values and the longest card data) so the buffer holding
-    // card data is never reallocated, which would leave unzeroized copies behind.
-    let estimate = serde_json::to_vec(body)?.len() + serde_json::to_vec(values.as_map())?.len() + 512;
-    let mut out = Zeroizing::new(Vec::with_capacity(estimate));
+    // Written through a zeroizing writer: the body holds card data, and a buffer that
+    // outgrows its first allocation must not leave that one behind unwiped.
+    let mut out = Zeroizing::new(Vec::with_capacity(FIRST_CAPACITY));
     let fill = Fill { card, merchant_id, values };
-    serde_json::to_writer(&mut *out, &Filled { value: body, fill: &fill })?;
+    serde_json::to_writer(ZeroizingWriter(&mut out), &Filled { value: body, fill: &fill })?;
     Ok(Some(out))
 }
 
