@@ -15,14 +15,6 @@ pub(super) struct Segment<'a> {
     pub cvcs: Vec<&'a CvcRecord>,
     /// Tokens whose card and CVC rows are deleted.
     pub deletes: Vec<&'a str>,
-    /// (token, expires_at) of CVCs used by a relay.
-    pub cvc_deletes: Vec<(&'a str, i64)>,
-}
-
-impl Segment<'_> {
-    fn has_deletes(&self) -> bool {
-        !(self.deletes.is_empty() && self.cvc_deletes.is_empty())
-    }
 }
 
 /// Split the writes of `units` into segments, in batch order.
@@ -32,22 +24,21 @@ pub(super) fn segments(units: &[WriteUnit]) -> Vec<Segment<'_>> {
     for write in units.iter().flat_map(|u| &u.writes) {
         match write {
             CardWrite::InsertCard(card) => {
-                if current.has_deletes() {
+                if !current.deletes.is_empty() {
                     out.push(std::mem::take(&mut current));
                 }
                 current.cards.push(card);
             }
             CardWrite::InsertCvc(cvc) => {
-                if current.has_deletes() {
+                if !current.deletes.is_empty() {
                     out.push(std::mem::take(&mut current));
                 }
                 current.cvcs.push(cvc);
             }
             CardWrite::DeleteCard { token } => current.deletes.push(token),
-            CardWrite::DeleteCvc { token, expires_at } => current.cvc_deletes.push((token, *expires_at)),
         }
     }
-    if !(current.cards.is_empty() && current.cvcs.is_empty() && !current.has_deletes()) {
+    if !(current.cards.is_empty() && current.cvcs.is_empty() && current.deletes.is_empty()) {
         out.push(current);
     }
     out

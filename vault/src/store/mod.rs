@@ -207,12 +207,6 @@ pub enum CardWrite {
     DeleteCard {
         token: String,
     },
-    /// Delete the CVC of `token` that a relay has just used (single use), but only the
-    /// one the relay read (`expires_at` matches): a CVC stored again meanwhile stays.
-    DeleteCvc {
-        token: String,
-        expires_at: i64,
-    },
 }
 
 /// One request's writes plus the audit event that describes it: both land in the same
@@ -385,8 +379,8 @@ pub trait Store: Send + Sync + 'static {
     /// Delete and return the CVC of `token` if it has not expired at `now` (single use).
     async fn take_cvc(&self, token: &str, now: i64) -> Result<Option<CvcRecord>, StoreError>;
     /// The CVC of `token` if it has not expired at `now`, without deleting it. The relay
-    /// reads it this way and deletes it with [`CardWrite::DeleteCvc`] in the same
-    /// transaction as its audit record.
+    /// looks with this first, so a token without a CVC costs it no write, then claims the
+    /// CVC with [`take_cvc`](Store::take_cvc).
     async fn find_cvc(&self, token: &str, now: i64) -> Result<Option<CvcRecord>, StoreError>;
     /// Delete CVCs whose `expires_at <= now`; returns how many were deleted.
     async fn sweep_expired_cvcs(&self, now: i64) -> Result<u64, StoreError>;

@@ -157,14 +157,6 @@ async fn apply_segment(tx: &mut Transaction<'static, Postgres>, segment: &Segmen
             sqlx::query(sql).bind(segment.deletes.as_slice()).execute(&mut **tx).await.map_err(write_error)?;
         }
     }
-    if !segment.cvc_deletes.is_empty() {
-        sqlx::query("DELETE FROM cvcs WHERE (token, expires_at) IN (SELECT * FROM UNNEST($1::text[], $2::bigint[]))")
-            .bind(segment.cvc_deletes.iter().map(|(t, _)| *t).collect::<Vec<_>>())
-            .bind(segment.cvc_deletes.iter().map(|(_, e)| *e).collect::<Vec<_>>())
-            .execute(&mut **tx)
-            .await
-            .map_err(write_error)?;
-    }
     Ok(())
 }
 

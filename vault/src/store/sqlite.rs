@@ -172,14 +172,6 @@ async fn apply_segment(tx: &mut Transaction<'static, Sqlite>, segment: &Segment<
     for chunk in chunks(&segment.deletes) {
         delete_cards(tx, chunk).await?;
     }
-    for (token, expires_at) in &segment.cvc_deletes {
-        sqlx::query("DELETE FROM cvcs WHERE token = ? AND expires_at = ?")
-            .bind(*token)
-            .bind(*expires_at)
-            .execute(&mut **tx)
-            .await
-            .map_err(write_error)?;
-    }
     Ok(())
 }
 
