@@ -1349,7 +1349,7 @@ impl Store {
         partner_capture_id: &str,
     ) -> Result<Option<CaptureRecord>, StoreError> {
         let sql = format!("SELECT {CAPTURE_COLUMNS} FROM captures WHERE merchant_id = $1 AND partner_capture_id = $2");
-        on_pool!(self, |pool| {
+        on_reader!(self, |pool| {
             sqlx::query(&sql)
                 .bind(merchant_id)
                 .bind(partner_capture_id)
