@@ -7,7 +7,8 @@
 //!
 //! * `main.rs` — the `paysys-gateway` binary: parses flags and calls [`cli::main`].
 //! * [`cli`] — `serve`, `merchant create` / `update` / `show`, `secret-key`, `sign`.
-//! * [`server`] — HTTP(S): `POST /rpc` behind the Auth header, `GET /health`.
+//! * [`server`] — HTTP(S): `POST /rpc` behind the Auth header, `GET /health`, and the
+//!   3-D Secure pages under `/3ds/`.
 //! * [`auth`] — the Auth header (HMAC-SHA256 over timestamp and raw body, ±300 s).
 //! * [`rpc`] — JSON-RPC 2.0 envelope, batches, named params per method, dispatch, and the
 //!   replay guard for calls that move money without an idempotency key.
@@ -18,11 +19,17 @@
 //!   checks, uncertain-outcome resolution, hold expiry, cards.
 //! * [`state`] — the payment state machine and the amount rules, pure.
 //! * [`money`] — currencies, ISO 4217 minor units, amount limits.
-//! * [`store`] — SQLite or PostgreSQL; all SQL is here.
-//! * [`vault`] — the vault seam ([`vault::CardVault`]): relay and token metadata over mTLS.
+//! * [`store`] — the persistence module: SQLite or PostgreSQL, chosen by URL; all of the
+//!   gateway's SQL is in it.
+//! * [`three_ds`] — 3-D Secure 2, the gateway as 3DS Server: the AReq through the vault
+//!   relay, the DS's card ranges and results over TLS, challenge and 3DS Method pages,
+//!   the CRes/RReq endpoints, and each merchant's `auto` settings.
+//! * [`vault`] — the vault seam ([`vault::CardVault`]): relay, token metadata and the
+//!   narrow token removal, over mTLS.
 //! * [`acquirer`] — the acquirer seam ([`acquirer::Acquirer`]) and its HTTPS client.
 //! * [`https`] — a small pool of kept-alive HTTPS connections with deadlines.
-//! * [`workers`] — hold expiry, resolution by inquiry, refund retries.
+//! * [`workers`] — hold expiry, 3-D Secure challenge expiry, resolution by inquiry,
+//!   refund retries, deletion of removed cards in the vault, the replay guard's sweep.
 //! * [`secrets`] — merchant secrets sealed (AES-256-GCM) under the gateway's key.
 //! * [`ids`], [`tls`].
 

@@ -1,4 +1,4 @@
-//! The payment state machine (ARCHITECTURE.md), as pure functions:
+//! The payment state machine (see "States" in `gateway/README.md`), as pure functions:
 //!
 //! ```text
 //! created → requires_3ds → authorizing → authorized (hold) → partially_captured | captured

@@ -36,8 +36,11 @@
 //!   [`CustodianShare::to_text`]; fewer than the threshold reveal nothing about the key.
 //! * **Key types and custodian shares are not `Clone`**, their `Debug` prints version and
 //!   KCV only (a share: index and check value), and their bytes are wiped on drop. Cipher,
-//!   HMAC and digest states are built per operation because neither aes-gcm 0.10 nor ring
-//!   wipes its internal state on drop.
+//!   HMAC, signing and digest states are built per operation, so expanded key forms live
+//!   only for the call: the AES-GCM cipher's AES key schedule and GHASH key wipe themselves
+//!   on drop (the `zeroize` features of `aes`, `aes-gcm`, `ghash` and `polyval`; see
+//!   `Cargo.toml` and the workspace's), while ring's HMAC keys, Ed25519 key pairs and
+//!   digest contexts do not wipe theirs, so they are never kept.
 //! * **AAD always binds context**, so a ciphertext or wrapped key moved to another row,
 //!   token, or version fails to open.
 //! * **Failures carry no detail**: every seal/open/wrap/unwrap failure is [`KeyError::Crypto`].

@@ -18,7 +18,10 @@
 //!   [`spawn_service`](services::spawn_service) start a service binary, wait for its
 //!   `… listening on <url>` line and forward its logs; a
 //!   [`ServiceProcess`](services::ServiceProcess) is stopped with SIGTERM, and killed if
-//!   dropped. Also used by the end-to-end tests and benchmarks.
+//!   dropped. `paysys up` starts every service with it, and so do the benchmarks, through
+//!   [`up`] ([`start_stack`](up::start_stack), [`start_dev_vault`](up::start_dev_vault)).
+//!   The end-to-end tests do not use it: their own harness starts the services, and takes
+//!   only certificates from [`pki`].
 //! * [`stack`]: [`Stack`](stack::Stack), the `stack.json` that `paysys up` writes for
 //!   scripts, tests and benchmarks (URLs, pids, certificate paths).
 //! * [`rpc`]: `paysys rpc`, a signed JSON-RPC call to the stack's gateway as the dev

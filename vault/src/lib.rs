@@ -3,13 +3,17 @@
 //! # Layout
 //!
 //! * `main.rs` — the `paysys-vault` binary: parses flags and calls into this library.
-//! * [`cli`] — the commands (`init`, `serve`, …) and their configuration.
+//! * [`cli`] — the commands (`init`, `serve`, `policy check`, `audit …`) and their
+//!   configuration. `serve` ends in the library `run` the binary calls, which serves the
+//!   API on a bound listener until shutdown.
 //! * `officer_cli.rs` — `operator …`, `keys …` and `audit checkpoint`: officer clients of
 //!   the API over mTLS.
-//! * [`server`] — the mTLS accept loop (rustls, client certificates required).
+//! * [`server`] — the vault's side of the accept loop it shares with the other services
+//!   ([`paysys_server`]): TLS with a client certificate always, and a connection whose
+//!   certificate names no principal closed before any request is read.
 //! * [`tls`] — server TLS configuration and the [`tls::Principal`] from a client certificate.
 //! * [`api`] — HTTP handlers: tokens (`api/tokens.rs`), relay (`api/relay.rs`), sys
-//!   (`api/sys.rs`) and audit (`api/audit.rs`).
+//!   (`api/sys.rs`), key lifecycle (`api/keys.rs`) and audit (`api/audit.rs`).
 //! * [`relay`] — the relay to allow-listed destinations: pooled HTTPS client, JSON-safe
 //!   placeholder substitution, masking of the answer.
 //! * [`error`] — the API error type and its stable codes, turned into responses in one place.

@@ -1,15 +1,27 @@
-//! Client side of the PaySys vault API: an mTLS connection that keeps its session
-//! alive (HTTP/1.1 keep-alive or one HTTP/2 connection), and the JSON calls over it.
+//! The PaySys HTTPS client: a generic JSON client over one kept-alive TLS connection
+//! (HTTP/1.1 keep-alive, or one HTTP/2 connection), with an optional client certificate
+//! for mTLS. Nothing in it is specific to one API: it sends a method, a path and a JSON
+//! body, and returns the status and the JSON answer.
 //!
 //! # Layout
 //!
-//! * [`ClientTls`] — the TLS configuration: PaySys CA as the only root, an optional
-//!   client certificate (the caller's identity), ring as the crypto provider.
-//! * [`VaultConnection`] — one live connection; [`VaultConnection::call`] sends a
-//!   request and returns status and JSON body.
+//! * [`ClientTls`] — the TLS configuration: the given CA as the only root (no system
+//!   roots), an optional client certificate (the caller's identity, its principal at the
+//!   vault), ring as the crypto provider.
+//! * [`VaultConnection`] — one live connection; [`VaultConnection::call`] sends a JSON
+//!   request and returns a [`VaultResponse`]: status, JSON body and the stable error code
+//!   of an error answer.
 //!
-//! The gateway, the end-to-end tests and the benchmarks use this crate. Responses
-//! from the vault never contain a card number, so neither does anything here.
+//! # Who uses it
+//!
+//! The gateway, for the vault (relay, token metadata, token removal) and for the acquirer
+//! and the 3-D Secure directory server, through its connection pool; the vault's officer
+//! commands (`operator`, `keys`, `audit`); the end-to-end tests and the benchmarks.
+//!
+//! It is the one crate the gateway and the vault both link, so wire types the two share
+//! belong here: the gateway must not depend on the vault's crates, which can decrypt card
+//! data. Answers from the vault never contain a card number, so neither does anything
+//! here.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
