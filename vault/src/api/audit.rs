@@ -22,10 +22,7 @@ pub async fn verify(
     Extension(request_id): Extension<RequestId>,
 ) -> Result<Json<ChainReport>, ApiError> {
     let ctx = RequestContext { principal, request_id, operation: Operation::AuditRead };
-    let keyring = vault.keyring()?;
-    if !vault.may_attempt(&ctx) {
-        return Err(vault.refuse(&ctx, ApiError::Forbidden, None, None).await);
-    }
+    let keyring = vault.admit(&ctx).await?;
     let report = verify_chain(vault.store.as_ref(), keyring.audit_key()).await?;
     let outcome = if report.ok { "ok" } else { "chain_broken" };
     vault.commit(Vec::new(), ctx.event("allow", outcome, None, None, None)).await?;
@@ -57,10 +54,7 @@ pub async fn records(
     query: Result<Query<RecordsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let ctx = RequestContext { principal, request_id, operation: Operation::AuditRead };
-    vault.keyring()?;
-    if !vault.may_attempt(&ctx) {
-        return Err(vault.refuse(&ctx, ApiError::Forbidden, None, None).await);
-    }
+    vault.admit(&ctx).await?;
     let Query(q) = query.map_err(|e| ApiError::InvalidRequest(crate::card::redact_digit_runs(&e.body_text())))?;
     let since_ms = match &q.since {
         None => i64::MIN,
@@ -87,10 +81,7 @@ pub async fn checkpoint(
     Extension(request_id): Extension<RequestId>,
 ) -> Result<Json<Checkpoint>, ApiError> {
     let ctx = RequestContext { principal, request_id, operation: Operation::AuditRead };
-    let keyring = vault.keyring()?;
-    if !vault.may_attempt(&ctx) {
-        return Err(vault.refuse(&ctx, ApiError::Forbidden, None, None).await);
-    }
+    let keyring = vault.admit(&ctx).await?;
     let emitted = vault.checkpoints.emit(vault.store.as_ref(), &keyring, CheckpointReason::OnDemand, false).await;
     let checkpoint = match emitted {
         Ok(Some(checkpoint)) => checkpoint,
@@ -136,10 +127,7 @@ pub async fn remembered_checkpoints(
     query: Result<Query<CheckpointsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let ctx = RequestContext { principal, request_id, operation: Operation::AuditRead };
-    vault.keyring()?;
-    if !vault.may_attempt(&ctx) {
-        return Err(vault.refuse(&ctx, ApiError::Forbidden, None, None).await);
-    }
+    vault.admit(&ctx).await?;
     let Query(q) = query.map_err(|e| ApiError::InvalidRequest(crate::card::redact_digit_runs(&e.body_text())))?;
     let limit = q.limit.clamp(1, MAX_EXPORT_PAGE);
     let rows = vault.store.recorded_checkpoints(q.after_seq.max(0), limit).await?;

@@ -27,17 +27,6 @@ use std::sync::Arc;
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
-/// Policy check for a read-only officer endpoint; audited when unsealed.
-async fn allow_status(vault: &Vault, ctx: &RequestContext) -> Result<(), ApiError> {
-    if !vault.may_attempt(ctx) {
-        if vault.keys.is_sealed() {
-            return Err(ApiError::Forbidden);
-        }
-        return Err(vault.refuse(ctx, ApiError::Forbidden, None, None).await);
-    }
-    Ok(())
-}
-
 async fn audit_ok(vault: &Vault, ctx: &RequestContext) -> Result<(), ApiError> {
     if !vault.keys.is_sealed() {
         vault.commit(Vec::new(), ctx.event("allow", "ok", None, None, None)).await?;
@@ -51,7 +40,7 @@ pub async fn list_keys(
     Extension(request_id): Extension<RequestId>,
 ) -> Result<Json<Value>, ApiError> {
     let ctx = RequestContext { principal, request_id, operation: Operation::KeysStatus };
-    allow_status(&vault, &ctx).await?;
+    vault.admit_status(&ctx).await?;
     flush_seal_counts(&vault).await;
     let keys = vault.store.load_keys().await?;
     let usage = vault.store.dek_usage().await?;
@@ -140,7 +129,7 @@ pub async fn list_jobs(
     Extension(request_id): Extension<RequestId>,
 ) -> Result<Json<Value>, ApiError> {
     let ctx = RequestContext { principal, request_id, operation: Operation::KeysStatus };
-    allow_status(&vault, &ctx).await?;
+    vault.admit_status(&ctx).await?;
     let jobs = vault.store.reencrypt_jobs().await?;
     let usage = vault.store.dek_usage().await?;
     let rows: Vec<Value> = jobs
@@ -182,7 +171,7 @@ pub async fn list_requests(
     Extension(request_id): Extension<RequestId>,
 ) -> Result<Json<Value>, ApiError> {
     let ctx = RequestContext { principal, request_id, operation: Operation::KeysStatus };
-    allow_status(&vault, &ctx).await?;
+    vault.admit_status(&ctx).await?;
     let requests = vault.store.key_requests(100).await?;
     audit_ok(&vault, &ctx).await?;
     Ok(Json(json!({ "requests": requests.iter().map(request_json).collect::<Vec<_>>() })))
@@ -195,7 +184,7 @@ pub async fn get_request(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let ctx = RequestContext { principal, request_id, operation: Operation::KeysStatus };
-    allow_status(&vault, &ctx).await?;
+    vault.admit_status(&ctx).await?;
     let request = vault.store.key_request(&id).await?.ok_or(ApiError::RequestNotFound)?;
     audit_ok(&vault, &ctx).await?;
     Ok(Json(request_json(&request)))
@@ -368,10 +357,7 @@ pub async fn verify_records(
     Extension(request_id): Extension<RequestId>,
 ) -> Result<Json<Value>, ApiError> {
     let ctx = RequestContext { principal, request_id, operation: Operation::KeysStatus };
-    let keyring = vault.keyring()?;
-    if !vault.may_attempt(&ctx) {
-        return Err(vault.refuse(&ctx, ApiError::Forbidden, None, None).await);
-    }
+    let keyring = vault.admit(&ctx).await?;
     let mut by_version = serde_json::Map::new();
     let (mut opened, mut failed) = (0i64, 0i64);
     for usage in vault.store.dek_usage().await? {

@@ -206,6 +206,31 @@ impl Vault {
         self.keys.get().ok_or(ApiError::Sealed)
     }
 
+    /// The unsealed keys for a request its principal may attempt at all. While sealed:
+    /// `vault_sealed` (there is no audit key to record anything with). A principal the
+    /// policy never gives this operation: `forbidden`, audited. Every handler that
+    /// needs the keys opens with this.
+    pub async fn admit(&self, ctx: &RequestContext) -> Result<Arc<Keyring>, ApiError> {
+        let keyring = self.keyring()?;
+        if !self.may_attempt(ctx) {
+            return Err(self.refuse(ctx, ApiError::Forbidden, None, None).await);
+        }
+        Ok(keyring)
+    }
+
+    /// The policy check of a read-only officer endpoint, which also answers while
+    /// sealed: `forbidden` if the policy never gives the principal this operation,
+    /// audited when the vault is unsealed.
+    pub async fn admit_status(&self, ctx: &RequestContext) -> Result<(), ApiError> {
+        if !self.may_attempt(ctx) {
+            if self.keys.is_sealed() {
+                return Err(ApiError::Forbidden);
+            }
+            return Err(self.refuse(ctx, ApiError::Forbidden, None, None).await);
+        }
+        Ok(())
+    }
+
     /// Does the policy give this principal this operation at all (for some merchant)?
     /// Checked before anything else so a principal without the operation always gets
     /// `forbidden`, whatever it asks about.

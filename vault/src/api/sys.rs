@@ -27,12 +27,7 @@ pub async fn status(
     Extension(request_id): Extension<RequestId>,
 ) -> Result<Json<Value>, ApiError> {
     let ctx = RequestContext { principal, request_id, operation: Operation::KeysStatus };
-    if !vault.may_attempt(&ctx) {
-        if vault.keys.is_sealed() {
-            return Err(ApiError::Forbidden);
-        }
-        return Err(vault.refuse(&ctx, ApiError::Forbidden, None, None).await);
-    }
+    vault.admit_status(&ctx).await?;
     let keys = vault.store.load_keys().await?;
     let counts = vault.store.counts().await?;
     let keyring = vault.keys.get();
@@ -211,10 +206,7 @@ pub async fn seal(
     Extension(request_id): Extension<RequestId>,
 ) -> Result<Json<Value>, ApiError> {
     let ctx = RequestContext { principal, request_id, operation: Operation::SysSeal };
-    vault.keyring()?;
-    if !vault.may_attempt(&ctx) {
-        return Err(vault.refuse(&ctx, ApiError::Forbidden, None, None).await);
-    }
+    vault.admit(&ctx).await?;
     let event = ctx.event("allow", "ok", None, None, None);
     vault.commit(Vec::new(), event).await?;
     vault.keys.seal();

@@ -115,10 +115,7 @@ pub async fn create_token(
     body: Result<JsonBody<CreateTokenRequest>, ApiError>,
 ) -> Result<(StatusCode, Json<TokenMetadata>), ApiError> {
     let ctx = RequestContext { principal, request_id, operation: Operation::TokensCreate };
-    let keyring = vault.keyring()?;
-    if !vault.may_attempt(&ctx) {
-        return Err(vault.refuse(&ctx, ApiError::Forbidden, None, None).await);
-    }
+    let keyring = vault.admit(&ctx).await?;
     let JsonBody(req) = match body {
         Ok(b) => b,
         Err(e) => return Err(vault.refuse(&ctx, e, None, None).await),
@@ -238,10 +235,7 @@ fn seal_cvc(
 /// Look a token up for `ctx`, applying the policy. A token of another merchant is
 /// reported exactly like a missing one.
 async fn find_visible_card(vault: &Vault, ctx: &RequestContext, token: &str) -> Result<CardRecord, ApiError> {
-    vault.keyring()?;
-    if !vault.may_attempt(ctx) {
-        return Err(vault.refuse(ctx, ApiError::Forbidden, None, None).await);
-    }
+    vault.admit(ctx).await?;
     if !looks_like_token(token) {
         return Err(vault.refuse(ctx, ApiError::TokenNotFound, None, None).await);
     }
@@ -302,10 +296,7 @@ pub async fn remove_token_for_merchant(
     body: Result<JsonBody<RemoveForMerchantRequest>, ApiError>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let ctx = RequestContext { principal, request_id, operation: Operation::TokensRemoveForMerchant };
-    vault.keyring()?;
-    if !vault.may_attempt(&ctx) {
-        return Err(vault.refuse(&ctx, ApiError::Forbidden, None, None).await);
-    }
+    vault.admit(&ctx).await?;
     let JsonBody(req) = match body {
         Ok(b) => b,
         Err(e) => return Err(vault.refuse(&ctx, e, None, None).await),

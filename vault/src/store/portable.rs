@@ -2,8 +2,8 @@
 //!
 //! Statements are portable SQL with `$n` placeholders (sqlx binds them by number on
 //! SQLite as on PostgreSQL), `const`s put together at compile time, and run on the
-//! backend the URL named through [`on_reader!`] and [`on_writer!`] (a statement on its
-//! own) or [`on_tx!`] (a statement inside a [`Tx`]). What truly differs stays in the
+//! backend the URL named through `on_reader!` and `on_writer!` (a statement on its
+//! own) or `on_tx!` (a statement inside a [`Tx`]). What truly differs stays in the
 //! backend files and is reached through [`Tx`]: how a write transaction takes its lock
 //! and reads the audit chain head, how a batch is written (SQLite: multi-row statements
 //! in chunks; PostgreSQL: `UNNEST`), how expired cards are claimed (`SKIP LOCKED`), and
