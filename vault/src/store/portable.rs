@@ -2,12 +2,12 @@
 //!
 //! Statements are portable SQL with `$n` placeholders (sqlx binds them by number on
 //! SQLite as on PostgreSQL), `const`s put together at compile time, and run on the
-//! backend the URL named through `on_reader!` and `on_writer!` (a statement on its
-//! own) or `on_tx!` (a statement inside a [`Tx`]). What truly differs stays in the
-//! backend files and is reached through [`Tx`]: how a write transaction takes its lock
-//! and reads the audit chain head, how a batch is written (SQLite: multi-row statements
-//! in chunks; PostgreSQL: `UNNEST`), how expired cards are claimed (`SKIP LOCKED`), and
-//! how a read snapshot begins.
+//! backend the URL named through `on_pool!` (a statement on its own) or `on_tx!` (a
+//! statement inside a [`Tx`]). What truly differs stays in the backend files and is
+//! reached through [`Tx`]: how a write transaction takes its lock and reads the audit
+//! chain head, how a batch is written (SQLite: multi-row statements in chunks;
+//! PostgreSQL: `UNNEST`), how expired cards are claimed (`SKIP LOCKED`), and how a read
+//! snapshot begins.
 
 use super::group_commit::{chain_records, segments, write_error};
 use super::postgres::{self, PostgresStore};
@@ -101,30 +101,15 @@ const FINISH_JOB: &str = "UPDATE reencrypt_jobs SET state = $1, error = $2, fini
 // arms must give the body the same type, and a `?` or `return` in the body returns from
 // the function the macro is written in.
 
-/// Run `$body` with `$pool` the pool plain reads use: SQLite's read-only connections
-/// (WAL lets them read beside the writer), PostgreSQL's pool.
-macro_rules! on_reader {
-    ($store:expr, |$pool:ident| $body:expr) => {
+/// Run `$body` with `$pool` one of the store's pools: `reader` for plain reads (SQLite:
+/// the read-only connections, which WAL lets read beside the writer) or `writer` for a
+/// write statement on its own (SQLite: the one writer connection). PostgreSQL has one
+/// pool for both.
+macro_rules! on_pool {
+    ($store:expr, $sqlite_pool:ident, |$pool:ident| $body:expr) => {
         match &$store.backend {
             Backend::Sqlite(db) => {
-                let $pool = &db.db.reader;
-                $body
-            }
-            Backend::Postgres(db) => {
-                let $pool = &db.pool;
-                $body
-            }
-        }
-    };
-}
-
-/// Run the single write statement `$body` with `$pool` the pool writes use: SQLite's
-/// one writer connection, PostgreSQL's pool.
-macro_rules! on_writer {
-    ($store:expr, |$pool:ident| $body:expr) => {
-        match &$store.backend {
-            Backend::Sqlite(db) => {
-                let $pool = &db.db.writer;
+                let $pool = &db.db.$sqlite_pool;
                 $body
             }
             Backend::Postgres(db) => {
@@ -306,7 +291,7 @@ impl Store for SqlStore {
     }
 
     async fn load_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
-        on_reader!(self, |pool| {
+        on_pool!(self, reader, |pool| {
             let rows = sqlx::query(LOAD_KEYS).fetch_all(pool).await?;
             Ok(rows.iter().map(key_from_row).collect::<Result<_, _>>()?)
         })
@@ -322,7 +307,7 @@ impl Store for SqlStore {
     }
 
     async fn find_card_at(&self, token: &str, now: i64) -> Result<Option<CardRecord>, StoreError> {
-        on_reader!(self, |pool| {
+        on_pool!(self, reader, |pool| {
             let row = sqlx::query(FIND_CARD).bind(token).bind(now).fetch_optional(pool).await?;
             Ok(row.as_ref().map(card_from_row).transpose()?)
         })
@@ -335,7 +320,7 @@ impl Store for SqlStore {
         now: i64,
         lives_until: Option<i64>,
     ) -> Result<Option<CardRecord>, StoreError> {
-        on_reader!(self, |pool| {
+        on_pool!(self, reader, |pool| {
             let row = sqlx::query(FIND_CARD_BY_FINGERPRINT)
                 .bind(merchant_id)
                 .bind(fingerprint)
@@ -372,7 +357,7 @@ impl Store for SqlStore {
     async fn take_cvc(&self, token: &str, now: i64) -> Result<Option<CvcRecord>, StoreError> {
         // An expired CVC is deleted too (it must not linger), but not returned. Two
         // concurrent takers cannot both get it: the second DELETE finds no row.
-        let cvc = on_writer!(self, |pool| {
+        let cvc = on_pool!(self, writer, |pool| {
             let row = sqlx::query(TAKE_CVC).bind(token).fetch_optional(pool).await?;
             row.as_ref().map(cvc_from_row).transpose()?
         });
@@ -380,14 +365,14 @@ impl Store for SqlStore {
     }
 
     async fn find_cvc(&self, token: &str, now: i64) -> Result<Option<CvcRecord>, StoreError> {
-        on_reader!(self, |pool| {
+        on_pool!(self, reader, |pool| {
             let row = sqlx::query(FIND_CVC).bind(token).bind(now).fetch_optional(pool).await?;
             Ok(row.as_ref().map(cvc_from_row).transpose()?)
         })
     }
 
     async fn sweep_expired_cvcs(&self, now: i64) -> Result<u64, StoreError> {
-        on_writer!(self, |pool| Ok(sqlx::query(SWEEP_CVCS).bind(now).execute(pool).await?.rows_affected()))
+        on_pool!(self, writer, |pool| Ok(sqlx::query(SWEEP_CVCS).bind(now).execute(pool).await?.rows_affected()))
     }
 
     async fn commit(&self, units: &[WriteUnit], signer: &dyn AuditSigner) -> Result<(), StoreError> {
@@ -409,18 +394,18 @@ impl Store for SqlStore {
     }
 
     async fn audit_records(&self, after_seq: i64, limit: i64) -> Result<Vec<AuditRecord>, StoreError> {
-        on_reader!(self, |pool| {
+        on_pool!(self, reader, |pool| {
             let rows = sqlx::query(AUDIT_RECORDS).bind(after_seq).bind(limit.max(0)).fetch_all(pool).await?;
             Ok(rows.iter().map(audit_from_row).collect::<Result<_, _>>()?)
         })
     }
 
     async fn audit_head(&self) -> Result<(i64, Vec<u8>), StoreError> {
-        on_reader!(self, |pool| Ok(sqlx::query_as(AUDIT_HEAD).fetch_one(pool).await?))
+        on_pool!(self, reader, |pool| Ok(sqlx::query_as(AUDIT_HEAD).fetch_one(pool).await?))
     }
 
     async fn record_checkpoint(&self, checkpoint: &CheckpointRow) -> Result<(), StoreError> {
-        on_writer!(self, |pool| {
+        on_pool!(self, writer, |pool| {
             sqlx::query(RECORD_CHECKPOINT)
                 .bind(checkpoint.seq)
                 .bind(checkpoint.head_mac.as_slice())
@@ -434,7 +419,7 @@ impl Store for SqlStore {
     }
 
     async fn recorded_checkpoints(&self, after_seq: i64, limit: i64) -> Result<Vec<CheckpointRow>, StoreError> {
-        let rows: Vec<(i64, Vec<u8>, i64, String)> = on_reader!(self, |pool| {
+        let rows: Vec<(i64, Vec<u8>, i64, String)> = on_pool!(self, reader, |pool| {
             sqlx::query_as(RECORDED_CHECKPOINTS).bind(after_seq).bind(limit.max(0)).fetch_all(pool).await?
         });
         Ok(rows.into_iter().map(|(seq, head_mac, at, key_id)| CheckpointRow { seq, head_mac, at, key_id }).collect())
@@ -474,7 +459,7 @@ impl Store for SqlStore {
     }
 
     async fn meta(&self) -> Result<Vec<(String, String)>, StoreError> {
-        on_reader!(self, |pool| Ok(sqlx::query_as(META).fetch_all(pool).await?))
+        on_pool!(self, reader, |pool| Ok(sqlx::query_as(META).fetch_all(pool).await?))
     }
 
     async fn apply_key_change(
@@ -587,21 +572,21 @@ impl Store for SqlStore {
     }
 
     async fn key_request(&self, id: &str) -> Result<Option<KeyRequest>, StoreError> {
-        on_reader!(self, |pool| {
+        on_pool!(self, reader, |pool| {
             let row = sqlx::query(KEY_REQUEST).bind(id).fetch_optional(pool).await?;
             Ok(row.as_ref().map(request_from_row).transpose()?)
         })
     }
 
     async fn key_requests(&self, limit: i64) -> Result<Vec<KeyRequest>, StoreError> {
-        on_reader!(self, |pool| {
+        on_pool!(self, reader, |pool| {
             let rows = sqlx::query(KEY_REQUESTS).bind(limit.max(0)).fetch_all(pool).await?;
             Ok(rows.iter().map(request_from_row).collect::<Result<_, _>>()?)
         })
     }
 
     async fn reencrypt_jobs(&self) -> Result<Vec<ReencryptJob>, StoreError> {
-        on_reader!(self, |pool| {
+        on_pool!(self, reader, |pool| {
             let rows = sqlx::query(REENCRYPT_JOBS).fetch_all(pool).await?;
             Ok(rows.iter().map(job_from_row).collect::<Result<_, _>>()?)
         })
@@ -613,7 +598,7 @@ impl Store for SqlStore {
         after_token: &str,
         limit: i64,
     ) -> Result<Vec<CardRecord>, StoreError> {
-        on_reader!(self, |pool| {
+        on_pool!(self, reader, |pool| {
             let rows = sqlx::query(CARDS_FOR_REENCRYPT)
                 .bind(version)
                 .bind(after_token)
@@ -625,14 +610,15 @@ impl Store for SqlStore {
     }
 
     async fn cvcs_for_reencrypt(&self, version: i64, limit: i64) -> Result<Vec<(CvcRecord, String)>, StoreError> {
-        on_reader!(self, |pool| {
+        on_pool!(self, reader, |pool| {
             let rows = sqlx::query(CVCS_FOR_REENCRYPT).bind(version).bind(limit.max(0)).fetch_all(pool).await?;
             rows.iter().map(|r| Ok((cvc_from_row(r)?, r.try_get::<String, _>(4)?))).collect()
         })
     }
 
     async fn dek_usage(&self) -> Result<Vec<DekUsage>, StoreError> {
-        let rows: Vec<(i64, i64, i64)> = on_reader!(self, |pool| sqlx::query_as(DEK_USAGE).fetch_all(pool).await?);
+        let rows: Vec<(i64, i64, i64)> =
+            on_pool!(self, reader, |pool| sqlx::query_as(DEK_USAGE).fetch_all(pool).await?);
         Ok(rows.into_iter().map(|(version, cards, cvcs)| DekUsage { version, cards, cvcs }).collect())
     }
 
@@ -652,6 +638,6 @@ impl Store for SqlStore {
     }
 
     async fn seal_counts(&self) -> Result<Vec<(i64, i64)>, StoreError> {
-        on_reader!(self, |pool| Ok(sqlx::query_as(SEAL_COUNTS).fetch_all(pool).await?))
+        on_pool!(self, reader, |pool| Ok(sqlx::query_as(SEAL_COUNTS).fetch_all(pool).await?))
     }
 }
