@@ -116,14 +116,8 @@ pub async fn create_token(
 ) -> Result<(StatusCode, Json<TokenMetadata>), ApiError> {
     let ctx = RequestContext { principal, request_id, operation: Operation::TokensCreate };
     let keyring = vault.admit(&ctx).await?;
-    let JsonBody(req) = match body {
-        Ok(b) => b,
-        Err(e) => return Err(vault.refuse(&ctx, e, None, None).await),
-    };
+    let req = read_merchant_request(&vault, &ctx, body, |req| &req.merchant_id).await?;
     let merchant = req.merchant_id.as_str();
-    if !merchant_id_valid(merchant) {
-        return Err(vault.refuse(&ctx, ApiError::MerchantIdInvalid, None, None).await);
-    }
     if let Decision::Deny(reason) = vault.decide(&ctx, Some(merchant)) {
         // A merchant tokenizing for another merchant is simply forbidden.
         let _ = reason;
@@ -232,6 +226,24 @@ fn seal_cvc(
     })
 }
 
+/// The body of a request made for the merchant it names: one that does not parse, or
+/// names a malformed merchant id, is refused (audited).
+async fn read_merchant_request<T>(
+    vault: &Vault,
+    ctx: &RequestContext,
+    body: Result<JsonBody<T>, ApiError>,
+    merchant_id: fn(&T) -> &String,
+) -> Result<T, ApiError> {
+    let JsonBody(req) = match body {
+        Ok(b) => b,
+        Err(e) => return Err(vault.refuse(ctx, e, None, None).await),
+    };
+    if !merchant_id_valid(merchant_id(&req)) {
+        return Err(vault.refuse(ctx, ApiError::MerchantIdInvalid, None, None).await);
+    }
+    Ok(req)
+}
+
 /// Look a token up for `ctx`, applying the policy. A token of another merchant is
 /// reported exactly like a missing one.
 async fn find_visible_card(vault: &Vault, ctx: &RequestContext, token: &str) -> Result<CardRecord, ApiError> {
@@ -297,14 +309,8 @@ pub async fn remove_token_for_merchant(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let ctx = RequestContext { principal, request_id, operation: Operation::TokensRemoveForMerchant };
     vault.admit(&ctx).await?;
-    let JsonBody(req) = match body {
-        Ok(b) => b,
-        Err(e) => return Err(vault.refuse(&ctx, e, None, None).await),
-    };
+    let req = read_merchant_request(&vault, &ctx, body, |req| &req.merchant_id).await?;
     let merchant = req.merchant_id.as_str();
-    if !merchant_id_valid(merchant) {
-        return Err(vault.refuse(&ctx, ApiError::MerchantIdInvalid, None, None).await);
-    }
     if let Decision::Deny(reason) = vault.decide(&ctx, Some(merchant)) {
         let error = denial_error(&reason);
         return Err(vault.refuse(&ctx, error, Some(merchant), None).await);
