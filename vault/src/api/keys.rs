@@ -10,15 +10,14 @@
 //! * `POST /v1/keys/verify-records` — opens every stored record under its DEK inside the
 //!   vault and reports only counts: the integrity check after a re-encryption.
 
-use super::{now_ms, rfc3339, JsonBody, RequestContext, RequestId, Vault};
+use super::{now_ms, rfc3339, Caller, JsonBody, RequestContext, Vault};
 use crate::error::ApiError;
 use crate::keyring::state;
 use crate::lifecycle::{commit_and_refresh, flush_seal_counts, new_request_id, plan_action, KeyAction};
 use crate::store::{KeyChange, KeyKind, KeyRequest, ReencryptJob, RequestDecision};
-use crate::tls::Principal;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::{Extension, Json};
+use axum::Json;
 use paysys_policies::Operation;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -34,12 +33,8 @@ async fn audit_ok(vault: &Vault, ctx: &RequestContext) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub async fn list_keys(
-    State(vault): State<Arc<Vault>>,
-    Extension(principal): Extension<Principal>,
-    Extension(request_id): Extension<RequestId>,
-) -> Result<Json<Value>, ApiError> {
-    let ctx = RequestContext { principal, request_id, operation: Operation::KeysStatus };
+pub async fn list_keys(State(vault): State<Arc<Vault>>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    let ctx = caller.context(Operation::KeysStatus);
     vault.admit_status(&ctx).await?;
     flush_seal_counts(&vault).await;
     let keys = vault.store.load_keys().await?;
@@ -123,12 +118,8 @@ pub fn job_json(job: &ReencryptJob) -> Value {
     })
 }
 
-pub async fn list_jobs(
-    State(vault): State<Arc<Vault>>,
-    Extension(principal): Extension<Principal>,
-    Extension(request_id): Extension<RequestId>,
-) -> Result<Json<Value>, ApiError> {
-    let ctx = RequestContext { principal, request_id, operation: Operation::KeysStatus };
+pub async fn list_jobs(State(vault): State<Arc<Vault>>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    let ctx = caller.context(Operation::KeysStatus);
     vault.admit_status(&ctx).await?;
     let jobs = vault.store.reencrypt_jobs().await?;
     let usage = vault.store.dek_usage().await?;
@@ -165,12 +156,8 @@ fn request_json(r: &KeyRequest) -> Value {
     })
 }
 
-pub async fn list_requests(
-    State(vault): State<Arc<Vault>>,
-    Extension(principal): Extension<Principal>,
-    Extension(request_id): Extension<RequestId>,
-) -> Result<Json<Value>, ApiError> {
-    let ctx = RequestContext { principal, request_id, operation: Operation::KeysStatus };
+pub async fn list_requests(State(vault): State<Arc<Vault>>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    let ctx = caller.context(Operation::KeysStatus);
     vault.admit_status(&ctx).await?;
     let requests = vault.store.key_requests(100).await?;
     audit_ok(&vault, &ctx).await?;
@@ -179,11 +166,10 @@ pub async fn list_requests(
 
 pub async fn get_request(
     State(vault): State<Arc<Vault>>,
-    Extension(principal): Extension<Principal>,
-    Extension(request_id): Extension<RequestId>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = RequestContext { principal, request_id, operation: Operation::KeysStatus };
+    let ctx = caller.context(Operation::KeysStatus);
     vault.admit_status(&ctx).await?;
     let request = vault.store.key_request(&id).await?.ok_or(ApiError::RequestNotFound)?;
     audit_ok(&vault, &ctx).await?;
@@ -220,14 +206,13 @@ fn request_event(
 
 pub async fn create_request(
     State(vault): State<Arc<Vault>>,
-    Extension(principal): Extension<Principal>,
-    Extension(request_id): Extension<RequestId>,
+    caller: Caller,
     body: Result<JsonBody<CreateKeyRequest>, ApiError>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let keyring = vault.keyring()?;
     let JsonBody(req) = body?;
     let action = KeyAction::parse(&req.action, req.kind.as_deref(), req.version, req.force)?;
-    let ctx = RequestContext { principal, request_id, operation: action.operation() };
+    let ctx = caller.context(action.operation());
     if !vault.may_attempt(&ctx) {
         return Err(vault.refuse(&ctx, ApiError::Forbidden, None, None).await);
     }
@@ -278,11 +263,10 @@ pub async fn create_request(
 
 pub async fn approve_request(
     State(vault): State<Arc<Vault>>,
-    Extension(principal): Extension<Principal>,
-    Extension(request_id): Extension<RequestId>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = RequestContext { principal, request_id, operation: Operation::KeysApprove };
+    let ctx = caller.context(Operation::KeysApprove);
     let keyring = vault.keyring()?;
     if !vault.may_attempt(&ctx) {
         return Err(vault.refuse(&ctx, ApiError::Forbidden, None, Some(&id)).await);
@@ -351,12 +335,8 @@ pub async fn approve_request(
 const VERIFY_PAGE: i64 = 1_000;
 
 /// Open every card and CVC under its DEK, inside the vault; report counts only.
-pub async fn verify_records(
-    State(vault): State<Arc<Vault>>,
-    Extension(principal): Extension<Principal>,
-    Extension(request_id): Extension<RequestId>,
-) -> Result<Json<Value>, ApiError> {
-    let ctx = RequestContext { principal, request_id, operation: Operation::KeysStatus };
+pub async fn verify_records(State(vault): State<Arc<Vault>>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    let ctx = caller.context(Operation::KeysStatus);
     let keyring = vault.admit(&ctx).await?;
     let mut by_version = serde_json::Map::new();
     let (mut opened, mut failed) = (0i64, 0i64);

@@ -25,10 +25,12 @@ use crate::keyring::{KeyState, Keyring};
 use crate::store::{AuditEvent, CardWrite, Store, WriteUnit};
 use crate::tls::Principal;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::rejection::ExtensionRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::HeaderValue;
 use axum::routing::{get, post};
-use axum::Router;
+use axum::{Extension, Router};
 use paysys_policies::{Decision, DenyReason, Operation, Policy};
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
@@ -197,6 +199,33 @@ impl RequestContext {
             outcome: outcome.to_owned(),
             key_version,
         }
+    }
+}
+
+/// Who makes a request: the principal its client certificate names and the id
+/// `attach_request_id` gave it, taken from the request's extensions (a missing one is
+/// axum's `Extension` rejection). Every handler takes one and makes it a
+/// [`RequestContext`] for its operation.
+#[derive(Debug)]
+pub struct Caller {
+    pub principal: Principal,
+    pub request_id: RequestId,
+}
+
+impl Caller {
+    /// This caller's request as `operation`.
+    pub fn context(self, operation: Operation) -> RequestContext {
+        RequestContext { principal: self.principal, request_id: self.request_id, operation }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ExtensionRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Extension(principal) = Extension::<Principal>::from_request_parts(parts, state).await?;
+        let Extension(request_id) = Extension::<RequestId>::from_request_parts(parts, state).await?;
+        Ok(Caller { principal, request_id })
     }
 }
 
