@@ -150,7 +150,7 @@ enum Backend {
 
 /// A transaction on either backend, from [`SqlStore::begin_write`] or
 /// [`SqlStore::begin_snapshot`]. Dropped without [`Tx::commit`], it rolls back.
-pub(super) enum Tx {
+enum Tx {
     Sqlite(Transaction<'static, Sqlite>),
     Postgres(Transaction<'static, Postgres>),
 }
