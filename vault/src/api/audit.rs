@@ -1,13 +1,12 @@
 //! `GET /v1/audit/verify`, `GET /v1/audit/records`, `POST /v1/audit/checkpoint` and
 //! `GET /v1/audit/checkpoints` (policy operation `audit.read`).
 
-use super::{rfc3339, RequestContext, RequestId, Vault};
+use super::{rfc3339, Caller, Vault};
 use crate::audit::{record_json, verify_chain, ChainReport};
 use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointReason};
 use crate::error::ApiError;
-use crate::tls::Principal;
 use axum::extract::{Query, State};
-use axum::{Extension, Json};
+use axum::Json;
 use paysys_policies::Operation;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -16,16 +15,9 @@ use std::sync::Arc;
 /// Most records one export page returns.
 const MAX_EXPORT_PAGE: i64 = 5_000;
 
-pub async fn verify(
-    State(vault): State<Arc<Vault>>,
-    Extension(principal): Extension<Principal>,
-    Extension(request_id): Extension<RequestId>,
-) -> Result<Json<ChainReport>, ApiError> {
-    let ctx = RequestContext { principal, request_id, operation: Operation::AuditRead };
-    let keyring = vault.keyring()?;
-    if !vault.may_attempt(&ctx) {
-        return Err(vault.refuse(&ctx, ApiError::Forbidden, None, None).await);
-    }
+pub async fn verify(State(vault): State<Arc<Vault>>, caller: Caller) -> Result<Json<ChainReport>, ApiError> {
+    let ctx = caller.context(Operation::AuditRead);
+    let keyring = vault.admit(&ctx).await?;
     let report = verify_chain(vault.store.as_ref(), keyring.audit_key()).await?;
     let outcome = if report.ok { "ok" } else { "chain_broken" };
     vault.commit(Vec::new(), ctx.event("allow", outcome, None, None, None)).await?;
@@ -52,15 +44,11 @@ fn default_limit() -> i64 {
 
 pub async fn records(
     State(vault): State<Arc<Vault>>,
-    Extension(principal): Extension<Principal>,
-    Extension(request_id): Extension<RequestId>,
+    caller: Caller,
     query: Result<Query<RecordsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = RequestContext { principal, request_id, operation: Operation::AuditRead };
-    vault.keyring()?;
-    if !vault.may_attempt(&ctx) {
-        return Err(vault.refuse(&ctx, ApiError::Forbidden, None, None).await);
-    }
+    let ctx = caller.context(Operation::AuditRead);
+    vault.admit(&ctx).await?;
     let Query(q) = query.map_err(|e| ApiError::InvalidRequest(crate::card::redact_digit_runs(&e.body_text())))?;
     let since_ms = match &q.since {
         None => i64::MIN,
@@ -81,16 +69,9 @@ pub async fn records(
 
 /// `POST /v1/audit/checkpoint`: sign the chain head now, append it to the checkpoint file
 /// (when the vault has one) and return it. Audited with outcome `ok seq=N`.
-pub async fn checkpoint(
-    State(vault): State<Arc<Vault>>,
-    Extension(principal): Extension<Principal>,
-    Extension(request_id): Extension<RequestId>,
-) -> Result<Json<Checkpoint>, ApiError> {
-    let ctx = RequestContext { principal, request_id, operation: Operation::AuditRead };
-    let keyring = vault.keyring()?;
-    if !vault.may_attempt(&ctx) {
-        return Err(vault.refuse(&ctx, ApiError::Forbidden, None, None).await);
-    }
+pub async fn checkpoint(State(vault): State<Arc<Vault>>, caller: Caller) -> Result<Json<Checkpoint>, ApiError> {
+    let ctx = caller.context(Operation::AuditRead);
+    let keyring = vault.admit(&ctx).await?;
     let emitted = vault.checkpoints.emit(vault.store.as_ref(), &keyring, CheckpointReason::OnDemand, false).await;
     let checkpoint = match emitted {
         Ok(Some(checkpoint)) => checkpoint,
@@ -131,15 +112,11 @@ pub struct CheckpointsQuery {
 /// (`audit verify --checkpoint` uses them to tell a truncation from a rollback).
 pub async fn remembered_checkpoints(
     State(vault): State<Arc<Vault>>,
-    Extension(principal): Extension<Principal>,
-    Extension(request_id): Extension<RequestId>,
+    caller: Caller,
     query: Result<Query<CheckpointsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = RequestContext { principal, request_id, operation: Operation::AuditRead };
-    vault.keyring()?;
-    if !vault.may_attempt(&ctx) {
-        return Err(vault.refuse(&ctx, ApiError::Forbidden, None, None).await);
-    }
+    let ctx = caller.context(Operation::AuditRead);
+    vault.admit(&ctx).await?;
     let Query(q) = query.map_err(|e| ApiError::InvalidRequest(crate::card::redact_digit_runs(&e.body_text())))?;
     let limit = q.limit.clamp(1, MAX_EXPORT_PAGE);
     let rows = vault.store.recorded_checkpoints(q.after_seq.max(0), limit).await?;

@@ -10,15 +10,14 @@
 //! * `POST /v1/keys/verify-records` — opens every stored record under its DEK inside the
 //!   vault and reports only counts: the integrity check after a re-encryption.
 
-use super::{now_ms, rfc3339, JsonBody, RequestContext, RequestId, Vault};
+use super::{now_ms, rfc3339, Caller, JsonBody, RequestContext, Vault};
 use crate::error::ApiError;
 use crate::keyring::state;
 use crate::lifecycle::{commit_and_refresh, flush_seal_counts, new_request_id, plan_action, KeyAction};
 use crate::store::{KeyChange, KeyKind, KeyRequest, ReencryptJob, RequestDecision};
-use crate::tls::Principal;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::{Extension, Json};
+use axum::Json;
 use paysys_policies::Operation;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -27,17 +26,6 @@ use std::sync::Arc;
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
-/// Policy check for a read-only officer endpoint; audited when unsealed.
-async fn allow_status(vault: &Vault, ctx: &RequestContext) -> Result<(), ApiError> {
-    if !vault.may_attempt(ctx) {
-        if vault.keys.is_sealed() {
-            return Err(ApiError::Forbidden);
-        }
-        return Err(vault.refuse(ctx, ApiError::Forbidden, None, None).await);
-    }
-    Ok(())
-}
-
 async fn audit_ok(vault: &Vault, ctx: &RequestContext) -> Result<(), ApiError> {
     if !vault.keys.is_sealed() {
         vault.commit(Vec::new(), ctx.event("allow", "ok", None, None, None)).await?;
@@ -45,13 +33,9 @@ async fn audit_ok(vault: &Vault, ctx: &RequestContext) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub async fn list_keys(
-    State(vault): State<Arc<Vault>>,
-    Extension(principal): Extension<Principal>,
-    Extension(request_id): Extension<RequestId>,
-) -> Result<Json<Value>, ApiError> {
-    let ctx = RequestContext { principal, request_id, operation: Operation::KeysStatus };
-    allow_status(&vault, &ctx).await?;
+pub async fn list_keys(State(vault): State<Arc<Vault>>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    let ctx = caller.context(Operation::KeysStatus);
+    vault.admit_status(&ctx).await?;
     flush_seal_counts(&vault).await;
     let keys = vault.store.load_keys().await?;
     let usage = vault.store.dek_usage().await?;
@@ -134,13 +118,9 @@ pub fn job_json(job: &ReencryptJob) -> Value {
     })
 }
 
-pub async fn list_jobs(
-    State(vault): State<Arc<Vault>>,
-    Extension(principal): Extension<Principal>,
-    Extension(request_id): Extension<RequestId>,
-) -> Result<Json<Value>, ApiError> {
-    let ctx = RequestContext { principal, request_id, operation: Operation::KeysStatus };
-    allow_status(&vault, &ctx).await?;
+pub async fn list_jobs(State(vault): State<Arc<Vault>>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    let ctx = caller.context(Operation::KeysStatus);
+    vault.admit_status(&ctx).await?;
     let jobs = vault.store.reencrypt_jobs().await?;
     let usage = vault.store.dek_usage().await?;
     let rows: Vec<Value> = jobs
@@ -176,13 +156,9 @@ fn request_json(r: &KeyRequest) -> Value {
     })
 }
 
-pub async fn list_requests(
-    State(vault): State<Arc<Vault>>,
-    Extension(principal): Extension<Principal>,
-    Extension(request_id): Extension<RequestId>,
-) -> Result<Json<Value>, ApiError> {
-    let ctx = RequestContext { principal, request_id, operation: Operation::KeysStatus };
-    allow_status(&vault, &ctx).await?;
+pub async fn list_requests(State(vault): State<Arc<Vault>>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    let ctx = caller.context(Operation::KeysStatus);
+    vault.admit_status(&ctx).await?;
     let requests = vault.store.key_requests(100).await?;
     audit_ok(&vault, &ctx).await?;
     Ok(Json(json!({ "requests": requests.iter().map(request_json).collect::<Vec<_>>() })))
@@ -190,12 +166,11 @@ pub async fn list_requests(
 
 pub async fn get_request(
     State(vault): State<Arc<Vault>>,
-    Extension(principal): Extension<Principal>,
-    Extension(request_id): Extension<RequestId>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = RequestContext { principal, request_id, operation: Operation::KeysStatus };
-    allow_status(&vault, &ctx).await?;
+    let ctx = caller.context(Operation::KeysStatus);
+    vault.admit_status(&ctx).await?;
     let request = vault.store.key_request(&id).await?.ok_or(ApiError::RequestNotFound)?;
     audit_ok(&vault, &ctx).await?;
     Ok(Json(request_json(&request)))
@@ -231,14 +206,13 @@ fn request_event(
 
 pub async fn create_request(
     State(vault): State<Arc<Vault>>,
-    Extension(principal): Extension<Principal>,
-    Extension(request_id): Extension<RequestId>,
+    caller: Caller,
     body: Result<JsonBody<CreateKeyRequest>, ApiError>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let keyring = vault.keyring()?;
     let JsonBody(req) = body?;
     let action = KeyAction::parse(&req.action, req.kind.as_deref(), req.version, req.force)?;
-    let ctx = RequestContext { principal, request_id, operation: action.operation() };
+    let ctx = caller.context(action.operation());
     if !vault.may_attempt(&ctx) {
         return Err(vault.refuse(&ctx, ApiError::Forbidden, None, None).await);
     }
@@ -289,11 +263,10 @@ pub async fn create_request(
 
 pub async fn approve_request(
     State(vault): State<Arc<Vault>>,
-    Extension(principal): Extension<Principal>,
-    Extension(request_id): Extension<RequestId>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = RequestContext { principal, request_id, operation: Operation::KeysApprove };
+    let ctx = caller.context(Operation::KeysApprove);
     let keyring = vault.keyring()?;
     if !vault.may_attempt(&ctx) {
         return Err(vault.refuse(&ctx, ApiError::Forbidden, None, Some(&id)).await);
@@ -362,16 +335,9 @@ pub async fn approve_request(
 const VERIFY_PAGE: i64 = 1_000;
 
 /// Open every card and CVC under its DEK, inside the vault; report counts only.
-pub async fn verify_records(
-    State(vault): State<Arc<Vault>>,
-    Extension(principal): Extension<Principal>,
-    Extension(request_id): Extension<RequestId>,
-) -> Result<Json<Value>, ApiError> {
-    let ctx = RequestContext { principal, request_id, operation: Operation::KeysStatus };
-    let keyring = vault.keyring()?;
-    if !vault.may_attempt(&ctx) {
-        return Err(vault.refuse(&ctx, ApiError::Forbidden, None, None).await);
-    }
+pub async fn verify_records(State(vault): State<Arc<Vault>>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    let ctx = caller.context(Operation::KeysStatus);
+    let keyring = vault.admit(&ctx).await?;
     let mut by_version = serde_json::Map::new();
     let (mut opened, mut failed) = (0i64, 0i64);
     for usage in vault.store.dek_usage().await? {

@@ -25,10 +25,12 @@ use crate::keyring::{KeyState, Keyring};
 use crate::store::{AuditEvent, CardWrite, Store, WriteUnit};
 use crate::tls::Principal;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::rejection::ExtensionRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::HeaderValue;
 use axum::routing::{get, post};
-use axum::Router;
+use axum::{Extension, Router};
 use paysys_policies::{Decision, DenyReason, Operation, Policy};
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
@@ -200,10 +202,62 @@ impl RequestContext {
     }
 }
 
+/// Who makes a request: the principal its client certificate names and the id
+/// `attach_request_id` gave it, taken from the request's extensions (a missing one is
+/// axum's `Extension` rejection). Every handler takes one and makes it a
+/// [`RequestContext`] for its operation.
+#[derive(Debug)]
+pub struct Caller {
+    pub principal: Principal,
+    pub request_id: RequestId,
+}
+
+impl Caller {
+    /// This caller's request as `operation`.
+    pub fn context(self, operation: Operation) -> RequestContext {
+        RequestContext { principal: self.principal, request_id: self.request_id, operation }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ExtensionRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Extension(principal) = Extension::<Principal>::from_request_parts(parts, state).await?;
+        let Extension(request_id) = Extension::<RequestId>::from_request_parts(parts, state).await?;
+        Ok(Caller { principal, request_id })
+    }
+}
+
 impl Vault {
     /// The unsealed keys, or `vault_sealed`.
     pub fn keyring(&self) -> Result<Arc<Keyring>, ApiError> {
         self.keys.get().ok_or(ApiError::Sealed)
+    }
+
+    /// The unsealed keys for a request its principal may attempt at all. While sealed:
+    /// `vault_sealed` (there is no audit key to record anything with). A principal the
+    /// policy never gives this operation: `forbidden`, audited. Every handler that
+    /// needs the keys opens with this.
+    pub async fn admit(&self, ctx: &RequestContext) -> Result<Arc<Keyring>, ApiError> {
+        let keyring = self.keyring()?;
+        if !self.may_attempt(ctx) {
+            return Err(self.refuse(ctx, ApiError::Forbidden, None, None).await);
+        }
+        Ok(keyring)
+    }
+
+    /// The policy check of a read-only officer endpoint, which also answers while
+    /// sealed: `forbidden` if the policy never gives the principal this operation,
+    /// audited when the vault is unsealed.
+    pub async fn admit_status(&self, ctx: &RequestContext) -> Result<(), ApiError> {
+        if !self.may_attempt(ctx) {
+            if self.keys.is_sealed() {
+                return Err(ApiError::Forbidden);
+            }
+            return Err(self.refuse(ctx, ApiError::Forbidden, None, None).await);
+        }
+        Ok(())
     }
 
     /// Does the policy give this principal this operation at all (for some merchant)?

@@ -19,15 +19,14 @@
 //! own timeout) cannot stop the outcome being recorded, and the CVC can never be sent
 //! twice.
 
-use super::{denial_error, now_ms, JsonBody, RequestContext, RequestId, Vault};
+use super::{denial_error, now_ms, Caller, JsonBody, RequestContext, Vault};
 use crate::card::merchant_id_valid;
 use crate::error::ApiError;
 use crate::relay::{mask, template, CardData, RelayMethod};
 use crate::store::CardRecord;
-use crate::tls::Principal;
 use crate::token::looks_like_token;
 use axum::extract::State;
-use axum::{Extension, Json};
+use axum::Json;
 use paysys_cardnum::redact_digit_runs;
 use paysys_policies::{CardField, CheckedValues, Decision, Destination, Operation, RelayTemplate, TemplateRefusal};
 use serde::Deserialize;
@@ -120,11 +119,10 @@ async fn refuse(
 
 pub async fn relay(
     State(vault): State<Arc<Vault>>,
-    Extension(principal): Extension<Principal>,
-    Extension(request_id): Extension<RequestId>,
+    caller: Caller,
     body: Result<JsonBody<Map<String, Value>>, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = RequestContext { principal, request_id, operation: Operation::Relay };
+    let ctx = caller.context(Operation::Relay);
     let keyring = vault.keyring()?;
     if !vault.may_attempt(&ctx) {
         return Err(refuse(&vault, &ctx, ApiError::Forbidden, None, None).await);

@@ -1,13 +1,12 @@
 //! `GET /v1/sys/health`, `GET /v1/sys/status`, `GET /v1/sys/seal-status`, `POST /v1/sys/unseal`,
 //! `POST /v1/sys/seal`.
 
-use super::{rfc3339, JsonBody, RequestContext, RequestId, Vault};
+use super::{rfc3339, Caller, JsonBody, Vault};
 use crate::error::ApiError;
 use crate::keyring::{Keyring, UnsealError};
 use crate::lifecycle::{self, meta, ShareChecks, ShareOutcome};
-use crate::tls::Principal;
 use axum::extract::State;
-use axum::{Extension, Json};
+use axum::Json;
 use paysys_keys::RootKey;
 use paysys_policies::Operation;
 use secrecy::{ExposeSecret, SecretString};
@@ -21,18 +20,9 @@ pub async fn health(State(vault): State<Arc<Vault>>) -> Json<Value> {
 }
 
 /// Seal state, key versions with KCVs, and record counts (`keys.status`).
-pub async fn status(
-    State(vault): State<Arc<Vault>>,
-    Extension(principal): Extension<Principal>,
-    Extension(request_id): Extension<RequestId>,
-) -> Result<Json<Value>, ApiError> {
-    let ctx = RequestContext { principal, request_id, operation: Operation::KeysStatus };
-    if !vault.may_attempt(&ctx) {
-        if vault.keys.is_sealed() {
-            return Err(ApiError::Forbidden);
-        }
-        return Err(vault.refuse(&ctx, ApiError::Forbidden, None, None).await);
-    }
+pub async fn status(State(vault): State<Arc<Vault>>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    let ctx = caller.context(Operation::KeysStatus);
+    vault.admit_status(&ctx).await?;
     let keys = vault.store.load_keys().await?;
     let counts = vault.store.counts().await?;
     let keyring = vault.keys.get();
@@ -92,11 +82,10 @@ pub struct UnsealRequest {
 
 pub async fn unseal(
     State(vault): State<Arc<Vault>>,
-    Extension(principal): Extension<Principal>,
-    Extension(request_id): Extension<RequestId>,
+    caller: Caller,
     body: Result<JsonBody<UnsealRequest>, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = RequestContext { principal, request_id, operation: Operation::SysSeal };
+    let ctx = caller.context(Operation::SysSeal);
     if !vault.may_attempt(&ctx) {
         return Err(ApiError::Forbidden);
     }
@@ -180,12 +169,8 @@ pub async fn unseal(
 
 /// `GET /v1/sys/seal-status`: sealed?, unseal progress and threshold (`sys.seal`).
 /// Answers while sealed too (it is what custodians look at), so it is not audited then.
-pub async fn seal_status(
-    State(vault): State<Arc<Vault>>,
-    Extension(principal): Extension<Principal>,
-    Extension(request_id): Extension<RequestId>,
-) -> Result<Json<Value>, ApiError> {
-    let ctx = RequestContext { principal, request_id, operation: Operation::SysSeal };
+pub async fn seal_status(State(vault): State<Arc<Vault>>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    let ctx = caller.context(Operation::SysSeal);
     if !vault.may_attempt(&ctx) {
         return Err(ApiError::Forbidden);
     }
@@ -205,16 +190,9 @@ pub async fn seal_status(
     })))
 }
 
-pub async fn seal(
-    State(vault): State<Arc<Vault>>,
-    Extension(principal): Extension<Principal>,
-    Extension(request_id): Extension<RequestId>,
-) -> Result<Json<Value>, ApiError> {
-    let ctx = RequestContext { principal, request_id, operation: Operation::SysSeal };
-    vault.keyring()?;
-    if !vault.may_attempt(&ctx) {
-        return Err(vault.refuse(&ctx, ApiError::Forbidden, None, None).await);
-    }
+pub async fn seal(State(vault): State<Arc<Vault>>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    let ctx = caller.context(Operation::SysSeal);
+    vault.admit(&ctx).await?;
     let event = ctx.event("allow", "ok", None, None, None);
     vault.commit(Vec::new(), event).await?;
     vault.keys.seal();

@@ -7,16 +7,15 @@
 //! parse at the card-data boundary. Past it the token reads as not found everywhere
 //! ([`crate::store::Store::find_card`]) and the sweeper ([`crate::retention`]) deletes it.
 
-use super::{denial_error, now_ms, rfc3339, JsonBody, RequestContext, RequestId, Vault};
+use super::{denial_error, now_ms, rfc3339, Caller, JsonBody, RequestContext, Vault};
 use crate::card::{check_cvc, check_expiry, check_holder_name, merchant_id_valid, Pan};
 use crate::committer::CommitError;
 use crate::error::ApiError;
 use crate::store::{CardRecord, CardWrite, CvcRecord, StoreError};
-use crate::tls::Principal;
 use crate::token::{generate_token, looks_like_token, TokenFormat};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::{Extension, Json};
+use axum::Json;
 use paysys_policies::{Decision, Operation};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -110,23 +109,13 @@ fn this_month() -> (i32, u8) {
 
 pub async fn create_token(
     State(vault): State<Arc<Vault>>,
-    Extension(principal): Extension<Principal>,
-    Extension(request_id): Extension<RequestId>,
+    caller: Caller,
     body: Result<JsonBody<CreateTokenRequest>, ApiError>,
 ) -> Result<(StatusCode, Json<TokenMetadata>), ApiError> {
-    let ctx = RequestContext { principal, request_id, operation: Operation::TokensCreate };
-    let keyring = vault.keyring()?;
-    if !vault.may_attempt(&ctx) {
-        return Err(vault.refuse(&ctx, ApiError::Forbidden, None, None).await);
-    }
-    let JsonBody(req) = match body {
-        Ok(b) => b,
-        Err(e) => return Err(vault.refuse(&ctx, e, None, None).await),
-    };
+    let ctx = caller.context(Operation::TokensCreate);
+    let keyring = vault.admit(&ctx).await?;
+    let req = read_merchant_request(&vault, &ctx, body, |req| &req.merchant_id).await?;
     let merchant = req.merchant_id.as_str();
-    if !merchant_id_valid(merchant) {
-        return Err(vault.refuse(&ctx, ApiError::MerchantIdInvalid, None, None).await);
-    }
     if let Decision::Deny(reason) = vault.decide(&ctx, Some(merchant)) {
         // A merchant tokenizing for another merchant is simply forbidden.
         let _ = reason;
@@ -235,13 +224,28 @@ fn seal_cvc(
     })
 }
 
+/// The body of a request made for the merchant it names: one that does not parse, or
+/// names a malformed merchant id, is refused (audited).
+async fn read_merchant_request<T>(
+    vault: &Vault,
+    ctx: &RequestContext,
+    body: Result<JsonBody<T>, ApiError>,
+    merchant_id: fn(&T) -> &String,
+) -> Result<T, ApiError> {
+    let JsonBody(req) = match body {
+        Ok(b) => b,
+        Err(e) => return Err(vault.refuse(ctx, e, None, None).await),
+    };
+    if !merchant_id_valid(merchant_id(&req)) {
+        return Err(vault.refuse(ctx, ApiError::MerchantIdInvalid, None, None).await);
+    }
+    Ok(req)
+}
+
 /// Look a token up for `ctx`, applying the policy. A token of another merchant is
 /// reported exactly like a missing one.
 async fn find_visible_card(vault: &Vault, ctx: &RequestContext, token: &str) -> Result<CardRecord, ApiError> {
-    vault.keyring()?;
-    if !vault.may_attempt(ctx) {
-        return Err(vault.refuse(ctx, ApiError::Forbidden, None, None).await);
-    }
+    vault.admit(ctx).await?;
     if !looks_like_token(token) {
         return Err(vault.refuse(ctx, ApiError::TokenNotFound, None, None).await);
     }
@@ -258,11 +262,10 @@ async fn find_visible_card(vault: &Vault, ctx: &RequestContext, token: &str) -> 
 
 pub async fn get_token(
     State(vault): State<Arc<Vault>>,
-    Extension(principal): Extension<Principal>,
-    Extension(request_id): Extension<RequestId>,
+    caller: Caller,
     Path(token): Path<String>,
 ) -> Result<Json<TokenMetadata>, ApiError> {
-    let ctx = RequestContext { principal, request_id, operation: Operation::TokensRead };
+    let ctx = caller.context(Operation::TokensRead);
     let card = find_visible_card(&vault, &ctx, &token).await?;
     let event = ctx.event("allow", "ok", Some(&card.merchant_id), Some(&card.token), Some(card.dek_version));
     vault.commit(Vec::new(), event).await?;
@@ -271,11 +274,10 @@ pub async fn get_token(
 
 pub async fn delete_token(
     State(vault): State<Arc<Vault>>,
-    Extension(principal): Extension<Principal>,
-    Extension(request_id): Extension<RequestId>,
+    caller: Caller,
     Path(token): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let ctx = RequestContext { principal, request_id, operation: Operation::TokensDelete };
+    let ctx = caller.context(Operation::TokensDelete);
     let card = find_visible_card(&vault, &ctx, &token).await?;
     let event = ctx.event("allow", "ok", Some(&card.merchant_id), Some(&card.token), Some(card.dek_version));
     vault.commit(vec![CardWrite::DeleteCard { token: card.token.clone() }], event).await?;
@@ -296,24 +298,14 @@ pub struct RemoveForMerchantRequest {
 /// refused or not, is audited.
 pub async fn remove_token_for_merchant(
     State(vault): State<Arc<Vault>>,
-    Extension(principal): Extension<Principal>,
-    Extension(request_id): Extension<RequestId>,
+    caller: Caller,
     Path(token): Path<String>,
     body: Result<JsonBody<RemoveForMerchantRequest>, ApiError>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let ctx = RequestContext { principal, request_id, operation: Operation::TokensRemoveForMerchant };
-    vault.keyring()?;
-    if !vault.may_attempt(&ctx) {
-        return Err(vault.refuse(&ctx, ApiError::Forbidden, None, None).await);
-    }
-    let JsonBody(req) = match body {
-        Ok(b) => b,
-        Err(e) => return Err(vault.refuse(&ctx, e, None, None).await),
-    };
+    let ctx = caller.context(Operation::TokensRemoveForMerchant);
+    vault.admit(&ctx).await?;
+    let req = read_merchant_request(&vault, &ctx, body, |req| &req.merchant_id).await?;
     let merchant = req.merchant_id.as_str();
-    if !merchant_id_valid(merchant) {
-        return Err(vault.refuse(&ctx, ApiError::MerchantIdInvalid, None, None).await);
-    }
     if let Decision::Deny(reason) = vault.decide(&ctx, Some(merchant)) {
         let error = denial_error(&reason);
         return Err(vault.refuse(&ctx, error, Some(merchant), None).await);

@@ -71,12 +71,14 @@ pub(super) fn write_error(err: sqlx::Error) -> StoreError {
     }
 }
 
-/// Row counts of the multi-row statements used for a batch of `n` rows: few distinct
-/// statement shapes, so prepared statements are cached and reused across commits.
+/// Row counts of the multi-row statements a batch is cut into (SQLite): few distinct
+/// statement shapes, so each is built once and its prepared statement reused.
+pub(super) const CHUNK_LENGTHS: [usize; 5] = [256, 64, 16, 4, 1];
+
+/// The chunk lengths, from [`CHUNK_LENGTHS`], of a batch of `n` rows.
 pub(super) fn chunk_lengths(mut n: usize) -> impl Iterator<Item = usize> {
-    const SIZES: [usize; 5] = [256, 64, 16, 4, 1];
     std::iter::from_fn(move || {
-        let size = SIZES.into_iter().find(|s| *s <= n)?;
+        let size = CHUNK_LENGTHS.into_iter().find(|s| *s <= n)?;
         n -= size;
         Some(size)
     })

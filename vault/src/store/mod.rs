@@ -1,17 +1,17 @@
-//! Persistence for the vault, behind one trait. SQL lives only in this module's
-//! backends (`sqlite.rs`, `postgres.rs`); handlers never write SQL.
+//! Persistence for the vault, behind one trait. SQL lives only in this module; handlers
+//! never write SQL. The statements both databases run are written once
+//! (`portable.rs`); the backends (`sqlite.rs`, `postgres.rs`) keep only what truly
+//! differs: locking, batch writes, the expiry sweep.
 //!
 //! Times are Unix milliseconds (`i64`) so both backends store them the same way.
 //! Nothing here ever holds a plaintext card number or CVC: card data arrives already
 //! sealed by a DEK (`ciphertext`), with only the non-sensitive metadata in clear.
 
 mod group_commit;
+mod portable;
 mod postgres;
 mod rows;
 mod sqlite;
-
-pub use postgres::PostgresStore;
-pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -453,11 +453,5 @@ pub trait Store: Send + Sync + 'static {
 /// Open the store named by `url`: `sqlite:PATH` (created if missing, WAL) or
 /// `postgres://…`. Does not migrate; call [`Store::migrate`].
 pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
-    if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::open(url).await?))
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PostgresStore::open(url).await?))
-    } else {
-        Err(StoreError::UnsupportedUrl)
-    }
+    Ok(Arc::new(portable::SqlStore::open(url).await?))
 }

@@ -1,16 +1,60 @@
 //! Column lists and row decoding shared by both backends: the two schemas have the same
 //! columns in the same order, only the SQL types differ.
 
-use super::{AuditEvent, AuditRecord, CardRecord, CvcRecord, KeyFormat, KeyKind, KeyRequest, ReencryptJob, StoredKey};
+use super::{
+    AuditEvent, AuditRecord, CardRecord, CvcRecord, ExpiredCard, KeyFormat, KeyKind, KeyRequest, ReencryptJob,
+    StoredKey,
+};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
-pub(super) const KEY_COLUMNS: &str = "kind, version, wrapped_by, wrapped, kcv, state, created_at, format";
-pub(super) const CARD_COLUMNS: &str =
-    "token, merchant_id, fingerprint, brand, bin, last4, exp_month, exp_year, dek_version, ciphertext, created_at, \
-     expires_at";
-pub(super) const CVC_COLUMNS: &str = "token, dek_version, ciphertext, expires_at";
-pub(super) const AUDIT_COLUMNS: &str =
-    "seq, at, request_id, principal, operation, merchant_id, token, decision, outcome, key_version, prev_mac, mac";
+// The column lists are macros, not `const`s, so that the statements naming them are
+// put together by `concat!` at compile time: no statement is formatted per call.
+
+/// The columns of a `keys` row, in [`key_from_row`]'s order.
+macro_rules! key_columns {
+    () => {
+        "kind, version, wrapped_by, wrapped, kcv, state, created_at, format"
+    };
+}
+
+/// The columns of a `cards` row, in [`card_from_row`]'s order.
+macro_rules! card_columns {
+    () => {
+        "token, merchant_id, fingerprint, brand, bin, last4, exp_month, exp_year, dek_version, ciphertext, \
+         created_at, expires_at"
+    };
+}
+
+/// The columns of a `cvcs` row, in [`cvc_from_row`]'s order.
+macro_rules! cvc_columns {
+    () => {
+        "token, dek_version, ciphertext, expires_at"
+    };
+}
+
+/// The columns of an `audit_log` row, in [`audit_from_row`]'s order.
+macro_rules! audit_columns {
+    () => {
+        "seq, at, request_id, principal, operation, merchant_id, token, decision, outcome, key_version, prev_mac, mac"
+    };
+}
+
+/// The columns of a `key_requests` row, in [`request_from_row`]'s order.
+macro_rules! request_columns {
+    () => {
+        "id, action, kind, version, force, requested_by, requested_at, expires_at, state, approved_by, decided_at, \
+         result"
+    };
+}
+
+/// The columns of a `reencrypt_jobs` row, in [`job_from_row`]'s order.
+macro_rules! job_columns {
+    () => {
+        "id, from_version, to_version, state, total, done, cursor, created_at, updated_at, finished_at, error"
+    };
+}
+
+pub(super) use {audit_columns, card_columns, cvc_columns, job_columns, key_columns, request_columns};
 
 /// Decode column `i` of `row`.
 fn col<'r, R, T>(row: &'r R, i: usize) -> Result<T, sqlx::Error>
@@ -44,7 +88,7 @@ fn key_format(value: i64) -> Result<KeyFormat, sqlx::Error> {
     }
 }
 
-/// A `keys` row selected with [`KEY_COLUMNS`].
+/// A `keys` row selected with [`key_columns!`].
 pub(super) fn key_from_row<'r, R>(row: &'r R) -> Result<StoredKey, sqlx::Error>
 where
     R: Row,
@@ -65,7 +109,7 @@ where
     })
 }
 
-/// A `cards` row selected with [`CARD_COLUMNS`].
+/// A `cards` row selected with [`card_columns!`].
 pub(super) fn card_from_row<'r, R>(row: &'r R) -> Result<CardRecord, sqlx::Error>
 where
     R: Row,
@@ -92,7 +136,7 @@ where
     })
 }
 
-/// A `cvcs` row selected with [`CVC_COLUMNS`].
+/// A `cvcs` row selected with [`cvc_columns!`].
 pub(super) fn cvc_from_row<'r, R>(row: &'r R) -> Result<CvcRecord, sqlx::Error>
 where
     R: Row,
@@ -104,7 +148,7 @@ where
     Ok(CvcRecord { token: col(row, 0)?, dek_version: col(row, 1)?, ciphertext: col(row, 2)?, expires_at: col(row, 3)? })
 }
 
-/// An `audit_log` row selected with [`AUDIT_COLUMNS`].
+/// An `audit_log` row selected with [`audit_columns!`].
 pub(super) fn audit_from_row<'r, R>(row: &'r R) -> Result<AuditRecord, sqlx::Error>
 where
     R: Row,
@@ -133,12 +177,7 @@ where
     })
 }
 
-pub(super) const REQUEST_COLUMNS: &str =
-    "id, action, kind, version, force, requested_by, requested_at, expires_at, state, approved_by, decided_at, result";
-pub(super) const JOB_COLUMNS: &str =
-    "id, from_version, to_version, state, total, done, cursor, created_at, updated_at, finished_at, error";
-
-/// A `key_requests` row selected with [`REQUEST_COLUMNS`].
+/// A `key_requests` row selected with [`request_columns!`].
 pub(super) fn request_from_row<'r, R>(row: &'r R) -> Result<KeyRequest, sqlx::Error>
 where
     R: Row,
@@ -165,7 +204,7 @@ where
     })
 }
 
-/// A `reencrypt_jobs` row selected with [`JOB_COLUMNS`].
+/// A `reencrypt_jobs` row selected with [`job_columns!`].
 pub(super) fn job_from_row<'r, R>(row: &'r R) -> Result<ReencryptJob, sqlx::Error>
 where
     R: Row,
@@ -188,4 +227,13 @@ where
         finished_at: col(row, 9)?,
         error: col(row, 10)?,
     })
+}
+
+/// The columns of a swept card, as both backends select them: `token, merchant_id,
+/// dek_version, expires_at`.
+pub(super) type ExpiredRow = (String, String, i64, i64);
+
+/// The [`ExpiredCard`] of an [`ExpiredRow`].
+pub(super) fn expired_card((token, merchant_id, dek_version, expires_at): ExpiredRow) -> ExpiredCard {
+    ExpiredCard { token, merchant_id, dek_version, expires_at }
 }
