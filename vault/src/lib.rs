@@ -6,7 +6,9 @@
 //! * [`cli`] — the commands (`init`, `serve`, …) and their configuration.
 //! * `officer_cli.rs` — `operator …`, `keys …` and `audit checkpoint`: officer clients of
 //!   the API over mTLS.
-//! * [`server`] — the mTLS accept loop (rustls, client certificates required).
+//! * [`server`] — [`run`]: the API on a bound listener over the shared mTLS accept loop
+//!   (a connection whose certificate names no principal is closed), and the background
+//!   tasks a serving vault starts.
 //! * [`tls`] — server TLS configuration and the [`tls::Principal`] from a client certificate.
 //! * [`api`] — HTTP handlers: tokens (`api/tokens.rs`), relay (`api/relay.rs`), sys
 //!   (`api/sys.rs`) and audit (`api/audit.rs`).
@@ -18,7 +20,8 @@
 //! * [`keyring`] — the unsealed key hierarchy and the sealed/unsealed switch.
 //! * [`lifecycle`] — custodian unseal, rotation, re-encryption, retirement, dual control.
 //! * [`committer`] — group commit of writes with their audit records.
-//! * [`retention`] — the sweeper that deletes cards whose token expired, in audited batches.
+//! * [`retention`] — the sweepers that delete cards whose token expired, in audited
+//!   batches, and CVCs past their TTL.
 //! * [`rate_limit`] — the per-merchant token bucket of the gateway's narrow token removal.
 //! * [`audit`] — the HMAC chain over audit records.
 //! * [`checkpoint`] — signed checkpoints of the chain head, appended to a file outside the
@@ -42,3 +45,5 @@ pub mod server;
 pub mod store;
 pub mod tls;
 pub mod token;
+
+pub use server::run;
