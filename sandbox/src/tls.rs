@@ -31,7 +31,11 @@ pub fn server_config(
         return Ok((Arc::new(config), None));
     };
     let verifier = ReloadableCrlVerifier::new(ca, client_crl).context("loading the client CA and CRL")?;
-    let config = paysys_server::client_auth::mtls_server_config(verifier.clone(), read_certificates(cert)?, read_private_key(key)?)
-        .context("loading the sandbox's server certificate")?;
+    let config = paysys_server::client_auth::mtls_server_config(
+        verifier.clone(),
+        read_certificates(cert)?,
+        read_private_key(key)?,
+    )
+    .context("loading the sandbox's server certificate")?;
     Ok((config, Some(verifier)))
 }

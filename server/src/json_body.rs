@@ -166,7 +166,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_over_the_limit_is_body_too_large() {
-        assert_eq!(answer_to(r#"{"amount": 1, "padding": "................................................"}"#).await, "TooLarge");
+        assert_eq!(
+            answer_to(r#"{"amount": 1, "padding": "................................................"}"#).await,
+            "TooLarge"
+        );
     }
 
     #[tokio::test]
@@ -219,7 +222,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_service_extractor_answers_with_the_service_error() {
-        let app = Router::new().route("/", post(|ServiceJson(payment): ServiceJson<Payment>| async move { format!("{payment:?}") }));
+        let app = Router::new()
+            .route("/", post(|ServiceJson(payment): ServiceJson<Payment>| async move { format!("{payment:?}") }));
         let response = app.oneshot(Request::post("/").body(Body::from("{")).unwrap()).await.unwrap();
         let bytes = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
         assert!(String::from_utf8(bytes.to_vec()).unwrap().starts_with("Json(\"EOF while parsing"));
