@@ -109,3 +109,67 @@ pub async fn serve_mtls(
     };
     paysys_server::serve_with(listener, Some(tls), app, admit, options, shutdown).await
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::checkpoint::CheckpointSink;
+    use crate::committer::Committer;
+    use crate::keyring::KeyState;
+    use crate::lifecycle::{Lifecycle, LifecycleConfig};
+    use crate::rate_limit::{MerchantRateLimiter, RateLimit};
+    use paysys::pki::{CertificateAuthority, IssueRequest};
+    use paysys_policies::Policy;
+    use paysys_vault_client::{ClientTls, HttpVersion};
+
+    #[tokio::test]
+    async fn run_serves_the_api_in_process_over_mtls_until_shutdown() {
+        let dir = std::env::temp_dir().join(format!("paysys-vault-run-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = CertificateAuthority::generate("Test CA").unwrap();
+        ca.write(&dir.join("ca.pem"), &dir.join("ca.key")).unwrap();
+        ca.issue(&IssueRequest::server()).unwrap().write(&dir.join("vault.pem"), &dir.join("vault.key")).unwrap();
+        let client = ca.issue(&IssueRequest::client("spiffe://paysys/gateway")).unwrap();
+        client.write(&dir.join("gateway.pem"), &dir.join("gateway.key")).unwrap();
+
+        let tls = crate::tls::server_config(&dir.join("vault.pem"), &dir.join("vault.key"), &dir.join("ca.pem"), None)
+            .unwrap();
+        let store = crate::store::open(&format!("sqlite:{}", dir.join("vault.db").display())).await.unwrap();
+        store.migrate().await.unwrap();
+        let keys = Arc::new(KeyState::default());
+        let vault = Arc::new(Vault {
+            committer: Committer::start(store.clone(), keys.clone()),
+            store,
+            keys,
+            policy: Arc::new(Policy::from_toml(paysys_policies::DEV_POLICY).unwrap()),
+            cvc_ttl_ms: 600_000,
+            relay: None,
+            lifecycle: Arc::new(Lifecycle::new(LifecycleConfig::default())),
+            removal_limit: MerchantRateLimiter::new(RateLimit { per_second: 1.0, burst: 1 }),
+            checkpoints: Arc::new(CheckpointSink::open(None).unwrap()),
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("https://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(run(listener, tls, vault, 16 * 1024, TransportLimits::default(), async {
+            let _ = stopped.await;
+        }));
+
+        let client_tls = ClientTls::new(
+            &dir.join("ca.pem"),
+            Some((&dir.join("gateway.pem"), &dir.join("gateway.key"))),
+            HttpVersion::Http1,
+        )
+        .unwrap();
+        let mut connection = client_tls.connect(&url).await.unwrap();
+        let health = connection.call("GET", "/v1/sys/health", None).await.unwrap();
+        assert_eq!(health.status, 200);
+        assert_eq!(health.body, serde_json::json!({ "status": "ok", "sealed": true }));
+
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), served).await.unwrap().unwrap().unwrap();
+        assert!(client_tls.connect(&url).await.is_err(), "the listener is closed once run returns");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
