@@ -13,6 +13,8 @@ use crate::vault::VaultRelay;
 use crate::{auth, tls};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use paysys_server::logging::init_logging;
+use paysys_server::shutdown::shutdown_signal;
 use paysys_vault_client::{ClientTls, HttpVersion};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -253,13 +255,6 @@ fn block_on(f: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow:
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?.block_on(f)
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PAYSYS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
-}
-
 fn write_secret_key(out: &Path) -> anyhow::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -347,7 +342,7 @@ fn print_merchant(record: &MerchantRecord, secret: Option<&MerchantSecret>, json
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    tls::install_crypto_provider();
+    paysys_server::tls_files::install_crypto_provider();
     let server_tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(tls::server_config(cert, key)?),
         _ => {
@@ -421,28 +416,4 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let _ = workers.await;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
-    }
 }

@@ -149,19 +149,7 @@ pub enum PaymentKey {
     PartnerTransId(String),
 }
 
-/// Current time in Unix milliseconds.
-pub fn now_ms() -> i64 {
-    let now = time::OffsetDateTime::now_utc();
-    i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
-}
-
-/// RFC 3339 text for a Unix-millisecond time.
-pub fn rfc3339(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default()
-}
+pub use paysys_server::clock::{now_ms, rfc3339};
 
 pub(crate) fn ledger_row(
     p: &PaymentRecord,

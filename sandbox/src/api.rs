@@ -32,11 +32,12 @@ use crate::error::{redact_digit_runs, ApiError};
 use crate::ids;
 use crate::issuer::{self, Authorization, Balance, DeclineCode, Refund, ThreeDsClaim};
 use crate::store::{Applied, AuthorizeOutcome, LedgerEntry, LedgerFilter, NewAuthorization, Store};
-use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use paysys_server::clock::{now_ms, rfc3339, unix_ms};
+use paysys_server::json_body::{read_json_body, EmptyBody, JsonBodyRejection};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::sync::Arc;
@@ -77,8 +78,9 @@ pub fn router(three_ds: Arc<crate::threeds::ThreeDs>, max_body_bytes: usize) -> 
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
 }
 
-/// JSON body extractor: every failure gets a stable code, digit runs in parser messages
-/// are redacted, and an empty body reads as `{}` (capture and void need none).
+/// JSON body extractor ([`paysys_server::json_body`]): every failure gets a stable code,
+/// digit runs in parser messages are redacted, and an empty body reads as `{}` (capture
+/// and void need none).
 #[derive(Debug)]
 pub struct JsonBody<T>(pub T);
 
@@ -90,21 +92,23 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::BodyTooLarge
-            } else {
-                ApiError::InvalidRequest("the request body could not be read".into())
-            }
-        })?;
-        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
-        serde_json::from_slice(bytes).map(JsonBody).map_err(|e| {
-            let message = redact_digit_runs(&e.to_string());
-            match e.classify() {
-                serde_json::error::Category::Data => ApiError::InvalidRequest(message),
-                _ => ApiError::InvalidJson(message),
-            }
-        })
+        read_json_body(req, state, EmptyBody::EmptyObject).await.map(JsonBody)
+    }
+}
+
+impl JsonBodyRejection for ApiError {
+    const REDACT_DIGIT_RUNS_FROM: usize = crate::error::REDACT_DIGIT_RUNS_FROM;
+
+    fn body_too_large() -> Self {
+        ApiError::BodyTooLarge
+    }
+
+    fn invalid_request(message: String) -> Self {
+        ApiError::InvalidRequest(message)
+    }
+
+    fn invalid_json(message: String) -> Self {
+        ApiError::InvalidJson(message)
     }
 }
 
@@ -610,20 +614,4 @@ fn check_reference(reference: &str) -> Result<(), ApiError> {
     } else {
         Err(ApiError::InvalidReference)
     }
-}
-
-fn unix_ms(t: time::OffsetDateTime) -> i64 {
-    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
-}
-
-fn now_ms() -> i64 {
-    unix_ms(time::OffsetDateTime::now_utc())
-}
-
-/// RFC 3339 text of a Unix-millisecond time.
-fn rfc3339(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default()
 }

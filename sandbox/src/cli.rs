@@ -7,6 +7,8 @@ use crate::threeds::{ThreeDs, ThreeDsConfig};
 use crate::tls;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use paysys_server::logging::init_logging;
+use paysys_server::shutdown::shutdown_signal;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -102,13 +104,6 @@ pub fn main(cli: Cli) -> ExitCode {
     }
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PAYSYS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
-}
-
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (tls, client_certificates) =
         tls::server_config(&args.tls_cert, &args.tls_key, args.client_ca.as_deref(), args.client_crl.as_deref())?;
@@ -147,30 +142,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("serving")?;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
-    }
 }
 
 fn print_cards() {

@@ -137,8 +137,11 @@ impl IntoResponse for ApiError {
 /// included) with `[digits]`: parser messages may quote a value, and that value may be
 /// a card number ([`paysys_cardnum::redact_digit_runs`]).
 pub fn redact_digit_runs(text: &str) -> String {
-    paysys_cardnum::redact_digit_runs(text, 8)
+    paysys_cardnum::redact_digit_runs(text, REDACT_DIGIT_RUNS_FROM)
 }
+
+/// The shortest run of digits [`redact_digit_runs`] cuts.
+pub const REDACT_DIGIT_RUNS_FROM: usize = 8;
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,9 @@
-//! The accept loop of the vault, the gateway and the sandbox: one place for how a
-//! PaySys service takes a connection.
+//! The skeleton the vault, the gateway and the sandbox share: how a PaySys service
+//! takes a connection (the accept loop below), and the start-up and request plumbing
+//! that would otherwise be copied into each (TLS files, logging, shutdown, the clock,
+//! JSON bodies).
+//!
+//! The accept loop:
 //!
 //! * TLS when a [`ServerConfig`] is given (rustls checks the client certificate when
 //!   the configuration asks for one), plain HTTP otherwise (the gateway behind a
@@ -23,9 +27,21 @@
 //! * [`limits`] — [`TransportLimits`], their documented defaults and the `serve` flags.
 //! * [`client_auth`] — [`ReloadableCrlVerifier`]: client CA + CRL, reloaded on change or
 //!   `SIGHUP`; [`client_auth::mtls_server_config`].
+//! * [`tls_files`] — the ring crypto provider; a certificate chain and a private key
+//!   read from PEM files.
+//! * [`logging`] — `tracing` to stderr under `PAYSYS_LOG`.
+//! * [`shutdown`] — the Ctrl-C / SIGTERM future every `serve` stops on.
+//! * [`clock`] — Unix milliseconds and RFC 3339, as records and answers carry time.
+//! * [`json_body`] — a JSON request body read under the service's own error codes,
+//!   card numbers redacted from parser messages, the raw body wiped.
 
 pub mod client_auth;
+pub mod clock;
+pub mod json_body;
 pub mod limits;
+pub mod logging;
+pub mod shutdown;
+pub mod tls_files;
 
 pub use client_auth::ReloadableCrlVerifier;
 pub use limits::{TransportFlags, TransportLimits};

@@ -211,8 +211,11 @@ pub fn merchant_id_valid(id: &str) -> bool {
 /// that may echo client input (for example a JSON parser's message) before it reaches a
 /// response or a log line.
 pub fn redact_digit_runs(text: &str) -> String {
-    paysys_cardnum::redact_digit_runs(text, 12)
+    paysys_cardnum::redact_digit_runs(text, REDACT_DIGIT_RUNS_FROM)
 }
+
+/// The shortest run of digits [`redact_digit_runs`] cuts.
+pub const REDACT_DIGIT_RUNS_FROM: usize = 12;
 
 /// Mask every digit run in `text` that could be a card number to BIN + last four
 /// (`424242******4242`), keeping everything else as it was:

@@ -203,9 +203,7 @@ impl Checkpoint {
 
     /// `at` in Unix milliseconds (0 if it does not parse; only used for ordering messages).
     fn at_ms(&self) -> i64 {
-        time::OffsetDateTime::parse(&self.at, &time::format_description::well_known::Rfc3339)
-            .map(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX))
-            .unwrap_or(0)
+        paysys_server::clock::parse_rfc3339_ms(&self.at).unwrap_or(0)
     }
 }
 

@@ -1,22 +1,22 @@
 //! The `paysys-vault` commands and their configuration (flags or environment).
 
-use crate::api::{self, now_ms, Vault};
-use crate::checkpoint::{
-    run_periodic_checkpoints, verify_checkpoints, AuditEvidence, CheckpointReason, CheckpointReport, CheckpointSink,
-    StoreEvidence,
-};
+use crate::api::{now_ms, Vault};
+use crate::checkpoint::{verify_checkpoints, AuditEvidence, CheckpointReport, CheckpointSink, StoreEvidence};
 use crate::committer::Committer;
 use crate::keyring::{KeyState, Keyring};
 use crate::lifecycle::{self, meta, Lifecycle, LifecycleConfig, ShareChecks};
 use crate::rate_limit::{MerchantRateLimiter, RateLimit};
 use crate::relay::{RelayClient, RelayConfig};
-use crate::retention::{self, SweepConfig};
+use crate::retention::SweepConfig;
+use crate::server::{self, BackgroundSchedule};
 use crate::store::{self, AuditEvent, StoreError};
-use crate::{audit::ChainSigner, server, tls};
+use crate::{audit::ChainSigner, tls};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use paysys_keys::{CheckpointVerifyingKey, RootKey};
 use paysys_policies::Policy;
+use paysys_server::logging::init_logging;
+use paysys_server::shutdown::shutdown_signal;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -373,13 +373,6 @@ pub fn main(cli: Cli) -> ExitCode {
     }
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PAYSYS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
-}
-
 const DEV_BANNER: &str = "\
 *****************************************************************
 *  DEVELOPMENT MODE: the vault's root key is in a file on disk.  *
@@ -548,12 +541,29 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     let policy = load_policy(&args)?;
     let relay = relay_client(&args)?;
-    let (tls_config, client_certificates) =
-        tls::server_config(&args.tls_cert, &args.tls_key, &args.client_ca, args.client_crl.as_deref())?;
+    let tls = tls::server_config(&args.tls_cert, &args.tls_key, &args.client_ca, args.client_crl.as_deref())?;
+    let vault = open_vault(&args, policy, relay).await?;
+    server::spawn_background_tasks(&vault, &background_schedule(&args));
+
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    // The one line on stdout: launchers and tests wait for it.
+    println!("paysys-vault listening on https://{addr}");
+    std::io::stdout().flush()?;
+    server::run(listener, tls, vault, args.max_body_bytes, args.transport.limits(), shutdown_signal()).await?;
+    tracing::info!("shut down");
+    Ok(())
+}
+
+/// The vault `serve` runs: the database opened (after the unseal-mode check) and
+/// migrated, unsealed at once from the dev root key file if one is given, the
+/// checkpoint file opened, the committer started.
+async fn open_vault(args: &ServeArgs, policy: Policy, relay: Option<RelayClient>) -> anyhow::Result<Arc<Vault>> {
     let store = store::open(&args.database_url).await.context("opening the database")?;
     // Before anything is written (migrations included): the mode the vault was
     // initialized in decides whether this command line may serve it.
-    check_unseal_mode(store.as_ref(), &args).await?;
+    check_unseal_mode(store.as_ref(), args).await?;
     store.migrate().await.context("migrating the database")?;
 
     let keys = Arc::new(KeyState::default());
@@ -576,18 +586,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     let committer = Committer::start(store.clone(), keys.clone());
     let vault = Arc::new(Vault {
-        store: store.clone(),
+        store,
         keys,
         committer,
         policy: Arc::new(policy),
         cvc_ttl_ms: i64::try_from(args.cvc_ttl_secs * 1000).unwrap_or(600_000),
         relay,
-        lifecycle: Arc::new(Lifecycle::new(lifecycle_config(&args))),
+        lifecycle: Arc::new(Lifecycle::new(lifecycle_config(args))),
         removal_limit: MerchantRateLimiter::new(RateLimit {
             per_second: args.removal_rate_per_sec,
             burst: args.removal_burst,
         }),
-        checkpoints: checkpoints.clone(),
+        checkpoints,
     });
     if !vault.keys.is_sealed() {
         // Unsealed from the dev key file: a vault initialized before key format 2 moves to it now.
@@ -595,56 +605,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tracing::error!(code = e.code(), "key format migration failed; the vault serves with format-1 keys");
         }
     }
-    match checkpoints.path() {
-        Some(path) => {
-            tracing::info!(file = %path.display(), every_secs = args.audit_checkpoint_interval_secs, "audit checkpoints on");
-            tokio::spawn(run_periodic_checkpoints(
-                store.clone(),
-                vault.keys.clone(),
-                checkpoints.clone(),
-                Duration::from_secs(args.audit_checkpoint_interval_secs.max(1)),
-            ));
-        }
-        None => {
-            tracing::warn!("no --audit-checkpoint-file: the audit log's head is not checkpointed outside the database")
-        }
-    }
-    tokio::spawn(sweep_cvcs(store, Duration::from_secs(args.cvc_sweep_secs.max(1))));
-    let sweep = SweepConfig {
-        interval: Duration::from_secs(args.token_sweep_secs.max(1)),
-        batch: i64::from(args.token_sweep_batch.max(1)),
-    };
-    tokio::spawn(retention::run_token_sweeper(vault.clone(), sweep));
-    tokio::spawn(lifecycle::run_key_sync(vault.clone(), Duration::from_secs(args.key_sync_secs.max(1))));
-    // Resumes a job a killed process left running, as soon as the vault is unsealed.
-    tokio::spawn(lifecycle::run_reencryption(vault.clone()));
+    Ok(vault)
+}
 
-    let listener =
-        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
-    let addr = listener.local_addr()?;
-    // The one line on stdout: launchers and tests wait for it.
-    println!("paysys-vault listening on https://{addr}");
-    std::io::stdout().flush()?;
-    tracing::info!(%addr, "serving the vault API over mTLS");
-    tokio::spawn(client_certificates.clone().watch_crl(paysys_server::client_auth::CRL_POLL_INTERVAL));
-    let options =
-        paysys_server::ServeOptions { limits: args.transport.limits(), client_certificates: Some(client_certificates) };
-    server::serve_mtls(
-        listener,
-        tls_config,
-        api::router(vault.clone(), args.max_body_bytes),
-        options,
-        shutdown_signal(),
-    )
-    .await?;
-    // The records since the last tick get their checkpoint too.
-    if let (true, Some(keyring)) = (checkpoints.has_file(), vault.keys.get()) {
-        if let Err(e) = checkpoints.emit(vault.store.as_ref(), &keyring, CheckpointReason::Shutdown, true).await {
-            tracing::error!(error = %e, "shutdown audit checkpoint failed");
-        }
+fn background_schedule(args: &ServeArgs) -> BackgroundSchedule {
+    BackgroundSchedule {
+        cvc_sweep: Duration::from_secs(args.cvc_sweep_secs.max(1)),
+        token_sweep: SweepConfig {
+            interval: Duration::from_secs(args.token_sweep_secs.max(1)),
+            batch: i64::from(args.token_sweep_batch.max(1)),
+        },
+        key_sync: Duration::from_secs(args.key_sync_secs.max(1)),
+        audit_checkpoint: Duration::from_secs(args.audit_checkpoint_interval_secs.max(1)),
     }
-    tracing::info!("shut down");
-    Ok(())
 }
 
 /// Exit code of `serve` when `--dev` meets a vault initialized with custodian shares.
@@ -692,36 +665,6 @@ fn lifecycle_config(args: &ServeArgs) -> LifecycleConfig {
         request_ttl_ms: i64::try_from(args.key_request_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
         reencrypt_batch: i64::from(args.reencrypt_batch.max(1)),
         reencrypt_pause: Duration::from_millis(args.reencrypt_pause_ms),
-    }
-}
-
-/// Delete CVCs past their TTL, forever.
-async fn sweep_cvcs(store: Arc<dyn store::Store>, every: Duration) {
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tick.tick().await;
-        match store.sweep_expired_cvcs(now_ms()).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(deleted = n, "expired CVCs swept"),
-            Err(e) => tracing::warn!(error = %e, "CVC sweep failed"),
-        }
-    }
-}
-
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {},
-        () = term => {},
     }
 }
 
@@ -952,7 +895,6 @@ async fn audit_export(source: AuditSource, since: Option<String>) -> anyhow::Res
 }
 
 fn parse_rfc3339_ms(text: &str) -> anyhow::Result<i64> {
-    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .with_context(|| format!("--since {text}: expected an RFC 3339 time such as 2026-11-28T00:00:00Z"))?;
-    Ok(i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX))
+    paysys_server::clock::parse_rfc3339_ms(text)
+        .with_context(|| format!("--since {text}: expected an RFC 3339 time such as 2026-11-28T00:00:00Z"))
 }

@@ -4,13 +4,13 @@
 //!
 //! * `main.rs` — the `paysys-vault` binary: parses flags and calls into this library.
 //! * [`cli`] — the commands (`init`, `serve`, `policy check`, `audit …`) and their
-//!   configuration. `serve` ends in the library `run` the binary calls, which serves the
-//!   API on a bound listener until shutdown.
+//!   configuration. `serve` loads the configuration and ends in the library [`run`], which
+//!   serves the API on a bound listener until shutdown.
 //! * `officer_cli.rs` — `operator …`, `keys …` and `audit checkpoint`: officer clients of
 //!   the API over mTLS.
-//! * [`server`] — the vault's side of the accept loop it shares with the other services
-//!   ([`paysys_server`]): TLS with a client certificate always, and a connection whose
-//!   certificate names no principal closed before any request is read.
+//! * [`server`] — [`run`]: the API on a bound listener over the shared mTLS accept loop
+//!   (a connection whose certificate names no principal is closed), and the background
+//!   tasks a serving vault starts.
 //! * [`tls`] — server TLS configuration and the [`tls::Principal`] from a client certificate.
 //! * [`api`] — HTTP handlers: tokens (`api/tokens.rs`), relay (`api/relay.rs`), sys
 //!   (`api/sys.rs`), key lifecycle (`api/keys.rs`) and audit (`api/audit.rs`).
@@ -22,7 +22,8 @@
 //! * [`keyring`] — the unsealed key hierarchy and the sealed/unsealed switch.
 //! * [`lifecycle`] — custodian unseal, rotation, re-encryption, retirement, dual control.
 //! * [`committer`] — group commit of writes with their audit records.
-//! * [`retention`] — the sweeper that deletes cards whose token expired, in audited batches.
+//! * [`retention`] — the sweepers that delete cards whose token expired, in audited
+//!   batches, and CVCs past their TTL.
 //! * [`rate_limit`] — the per-merchant token bucket of the gateway's narrow token removal.
 //! * [`audit`] — the HMAC chain over audit records.
 //! * [`checkpoint`] — signed checkpoints of the chain head, appended to a file outside the
@@ -46,3 +47,5 @@ pub mod server;
 pub mod store;
 pub mod tls;
 pub mod token;
+
+pub use server::run;

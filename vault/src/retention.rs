@@ -1,4 +1,5 @@
-//! Retention (PCI DSS 3.2.1): the sweeper that deletes cards whose token expired.
+//! Retention (PCI DSS 3.2.1 and 3.3.1): the sweepers that delete cards whose token
+//! expired and CVCs past their single-use TTL.
 //!
 //! An expired token already reads as not found everywhere; the sweeper removes what is
 //! left of it — the card row with its ciphertext, and any CVC (crypto-shred) — in
@@ -17,7 +18,7 @@
 
 use crate::api::{now_ms, Vault};
 use crate::audit::ChainSigner;
-use crate::store::{AuditEvent, ExpiredCard, StoreError};
+use crate::store::{AuditEvent, ExpiredCard, Store, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,6 +41,20 @@ pub struct SweepConfig {
 pub struct SweepReport {
     pub deleted: usize,
     pub batches: usize,
+}
+
+/// Delete CVCs past their TTL every `every`, forever. An expired CVC is never returned
+/// anyway; this removes its ciphertext.
+pub async fn run_cvc_sweeper(store: Arc<dyn Store>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        match store.sweep_expired_cvcs(now_ms()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "expired CVCs swept"),
+            Err(e) => tracing::warn!(error = %e, "CVC sweep failed"),
+        }
+    }
 }
 
 /// Sweep every `config.interval`, forever.

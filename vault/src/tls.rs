@@ -6,9 +6,10 @@
 //! becomes the request's [`Principal`].
 
 use anyhow::Context;
+use paysys_server::tls_files::{install_crypto_provider, read_certificates, read_private_key};
 use paysys_server::ReloadableCrlVerifier;
 use rustls::ServerConfig;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::CertificateDer;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -25,44 +26,31 @@ impl Principal {
     }
 }
 
-/// Install ring as rustls's process-wide crypto provider (PaySys builds rustls with
-/// ring only). Safe to call more than once.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-pub(crate) fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let pem = std::fs::read(path).with_context(|| format!("reading certificate {}", path.display()))?;
-    let certs = rustls_pemfile::certs(&mut pem.as_slice())
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("parsing certificate {}", path.display()))?;
-    anyhow::ensure!(!certs.is_empty(), "no certificate in {}", path.display());
-    Ok(certs)
-}
-
-pub(crate) fn read_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
-    let pem = std::fs::read(path).with_context(|| format!("reading key {}", path.display()))?;
-    rustls_pemfile::private_key(&mut pem.as_slice())
-        .with_context(|| format!("parsing key {}", path.display()))?
-        .with_context(|| format!("no private key in {}", path.display()))
+/// The vault's server TLS: the configuration the accept loop hands to rustls, and the
+/// client-certificate verifier inside it, which [`crate::server::run`] keeps watching the
+/// CRL file with and asks again about open connections when the CRL changes.
+#[derive(Debug, Clone)]
+pub struct VaultTls {
+    /// Our certificate, client certificates required, HTTP/2 and HTTP/1.1 by ALPN.
+    pub config: Arc<ServerConfig>,
+    /// The client CA and CRL check inside `config`.
+    pub client_certificates: Arc<ReloadableCrlVerifier>,
 }
 
 /// The server configuration: our certificate, client certificates required and
 /// verified against `client_ca` and, when given, the CRL in `client_crl`; HTTP/2 and
-/// HTTP/1.1 by ALPN. The verifier is returned too: the caller watches the CRL file with
-/// it ([`ReloadableCrlVerifier::watch_crl`]) and hands it to the accept loop.
-pub fn server_config(
-    cert: &Path,
-    key: &Path,
-    client_ca: &Path,
-    client_crl: Option<&Path>,
-) -> anyhow::Result<(Arc<ServerConfig>, Arc<ReloadableCrlVerifier>)> {
+/// HTTP/1.1 by ALPN.
+pub fn server_config(cert: &Path, key: &Path, client_ca: &Path, client_crl: Option<&Path>) -> anyhow::Result<VaultTls> {
     install_crypto_provider();
     // Refuses a CA file without certificates: anonymous clients are never allowed.
     let verifier = ReloadableCrlVerifier::new(client_ca, client_crl).context("loading the client CA and CRL")?;
-    let config = paysys_server::client_auth::mtls_server_config(verifier.clone(), read_certs(cert)?, read_key(key)?)
-        .context("loading the vault's server certificate")?;
-    Ok((config, verifier))
+    let config = paysys_server::client_auth::mtls_server_config(
+        verifier.clone(),
+        read_certificates(cert)?,
+        read_private_key(key)?,
+    )
+    .context("loading the vault's server certificate")?;
+    Ok(VaultTls { config, client_certificates: verifier })
 }
 
 /// Why a verified client certificate names no principal. The connection is closed

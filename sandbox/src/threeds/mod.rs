@@ -37,6 +37,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use messages::Erro;
+use paysys_server::clock::now_ms;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -174,9 +175,4 @@ impl IntoResponse for AcsError {
             }
         }
     }
-}
-
-/// Unix milliseconds now.
-fn now_ms() -> i64 {
-    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }

@@ -77,7 +77,7 @@ impl OutboundClient {
     /// HTTPS servers must chain to a CA in the PEM bundle `ca` (none: `https://` fails).
     pub fn new(ca: Option<&Path>) -> anyhow::Result<OutboundClient> {
         use anyhow::Context as _;
-        crate::tls::install_crypto_provider();
+        paysys_server::tls_files::install_crypto_provider();
         let mut roots = RootCertStore::empty();
         if let Some(ca) = ca {
             let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;

@@ -77,7 +77,7 @@ fn read_pem(path: &Path) -> Result<Vec<u8>, ClientError> {
 impl ClientTls {
     /// Trust only `ca` and present the certificate `cert` with `key` (PEM files).
     pub fn new(ca: &Path, identity: Option<(&Path, &Path)>, version: HttpVersion) -> Result<ClientTls, ClientError> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        paysys_server::tls_files::install_crypto_provider();
         let mut roots = RootCertStore::empty();
         for cert in rustls_pemfile::certs(&mut read_pem(ca)?.as_slice()) {
             let cert = cert.map_err(|e| ClientError::Credentials(format!("{}: {e}", ca.display())))?;

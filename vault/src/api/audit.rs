@@ -52,9 +52,8 @@ pub async fn records(
     let Query(q) = query.map_err(|e| ApiError::InvalidRequest(crate::card::redact_digit_runs(&e.body_text())))?;
     let since_ms = match &q.since {
         None => i64::MIN,
-        Some(text) => time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-            .map(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX))
-            .map_err(|_| ApiError::InvalidRequest("since must be an RFC 3339 time".into()))?,
+        Some(text) => paysys_server::clock::parse_rfc3339_ms(text)
+            .ok_or_else(|| ApiError::InvalidRequest("since must be an RFC 3339 time".into()))?,
     };
     let limit = q.limit.clamp(1, MAX_EXPORT_PAGE);
     let page = vault.store.audit_records(q.after_seq.max(0), limit).await?;

@@ -18,13 +18,11 @@ mod tokens;
 
 pub use tokens::MAX_TOKEN_TTL_SECS;
 
-use crate::card::redact_digit_runs;
 use crate::committer::{CommitError, Committer};
 use crate::error::ApiError;
 use crate::keyring::{KeyState, Keyring};
 use crate::store::{AuditEvent, CardWrite, Store, WriteUnit};
 use crate::tls::Principal;
-use axum::body::Bytes;
 use axum::extract::rejection::ExtensionRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -32,6 +30,7 @@ use axum::http::HeaderValue;
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use paysys_policies::{Decision, DenyReason, Operation, Policy};
+use paysys_server::json_body::{read_json_body, EmptyBody, JsonBodyRejection};
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 
@@ -119,8 +118,8 @@ fn new_request_id() -> String {
     format!("req_{n:032x}")
 }
 
-/// JSON body extractor that maps every failure to a stable code and never echoes
-/// card-number-like digit runs from the parser's message.
+/// JSON body extractor ([`paysys_server::json_body`]): every failure gets a stable code,
+/// card-number-like digit runs are cut from the parser's message, the raw body is wiped.
 #[derive(Debug)]
 pub struct JsonBody<T>(pub T);
 
@@ -132,43 +131,27 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::BodyTooLarge
-            } else {
-                ApiError::InvalidRequest("the request body could not be read".into())
-            }
-        })?;
-        let parsed = serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
-            let message = redact_digit_runs(&e.to_string());
-            match e.classify() {
-                serde_json::error::Category::Data => ApiError::InvalidRequest(message),
-                _ => ApiError::InvalidJson(message),
-            }
-        });
-        // The raw body may hold a PAN or CVC (the parsed copies are in zeroizing
-        // wrappers): wipe it when this is its only owner. A body that arrived in one
-        // frame can still share hyper's read buffer, which the next read overwrites.
-        if let Ok(mut unique) = bytes.try_into_mut() {
-            zeroize::Zeroize::zeroize(&mut unique[..]);
-        }
-        parsed
+        read_json_body(req, state, EmptyBody::Refused).await.map(JsonBody)
     }
 }
 
-/// Current time in Unix milliseconds.
-pub fn now_ms() -> i64 {
-    let now = time::OffsetDateTime::now_utc();
-    i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+impl JsonBodyRejection for ApiError {
+    const REDACT_DIGIT_RUNS_FROM: usize = crate::card::REDACT_DIGIT_RUNS_FROM;
+
+    fn body_too_large() -> Self {
+        ApiError::BodyTooLarge
+    }
+
+    fn invalid_request(message: String) -> Self {
+        ApiError::InvalidRequest(message)
+    }
+
+    fn invalid_json(message: String) -> Self {
+        ApiError::InvalidJson(message)
+    }
 }
 
-/// RFC 3339 text for a Unix-millisecond time.
-pub fn rfc3339(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default()
-}
+pub use paysys_server::clock::{now_ms, rfc3339};
 
 /// One request's context for policy and audit.
 #[derive(Debug)]

@@ -240,15 +240,16 @@ impl RelayClient {
     /// Build the client: the relay CA is the only trust anchor, HTTP/1.1 only.
     pub fn new(config: &RelayConfig) -> anyhow::Result<RelayClient> {
         use anyhow::Context as _;
-        crate::tls::install_crypto_provider();
+        use paysys_server::tls_files::{install_crypto_provider, read_certificates, read_private_key};
+        install_crypto_provider();
         let mut roots = RootCertStore::empty();
-        for ca in crate::tls::read_certs(&config.ca)? {
+        for ca in read_certificates(&config.ca)? {
             roots.add(ca).with_context(|| format!("adding a relay CA from {}", config.ca.display()))?;
         }
         let builder = ClientConfig::builder().with_root_certificates(roots);
         let mut tls = match &config.client_identity {
             Some((cert, key)) => builder
-                .with_client_auth_cert(crate::tls::read_certs(cert)?, crate::tls::read_key(key)?)
+                .with_client_auth_cert(read_certificates(cert)?, read_private_key(key)?)
                 .context("loading the relay client certificate")?,
             None => builder.with_no_client_auth(),
         };
