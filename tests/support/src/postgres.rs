@@ -47,7 +47,8 @@ impl PostgresDatabase {
     /// server that went away leaves nothing to clean).
     pub async fn drop_database(&self) {
         if let Ok(mut admin) = sqlx::PgConnection::connect(&self.admin_url).await {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut admin).await;
+            let _ =
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut admin).await;
             let _ = admin.close().await;
         }
     }

@@ -22,8 +22,7 @@ pub async fn spawn_listening(mut cmd: Command, prefix: &str, log_file: &Path) ->
     cmd.stdout(Stdio::piped()).stderr(Stdio::from(log)).kill_on_drop(true);
     let mut child = cmd.spawn().unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let url =
-        listening_url(&mut stdout, prefix, || std::fs::read_to_string(log_file).unwrap_or_default()).await;
+    let url = listening_url(&mut stdout, prefix, || std::fs::read_to_string(log_file).unwrap_or_default()).await;
     (child, url)
 }
 
