@@ -8,14 +8,18 @@
 //!   officers, two merchants) plus the bad ones the TLS tests need.
 //! * [`Backend`] / [`backends`] — SQLite always, PostgreSQL when configured.
 //! * [`TestVault`] — a running vault process with its log captured to a file.
-//! * [`gateway`] — the gateway process next to a [`TestVault`] and a [`TestSandbox`],
-//!   and a signed JSON-RPC client.
+//! * [`gateway`] — the gateway process next to a [`TestVault`] and a [`TestSandbox`];
+//!   it dereferences to its merchant's signed JSON-RPC client.
 //! * [`TestSandbox`] — a running sandbox card network (the relay's destination), the
 //!   real sandbox code built as this package's `paysys-e2e-sandbox` binary.
 //!
 //! The vault, sandbox and gateway run as this package's own `paysys-e2e-*` binaries
 //! (each exactly the service's `main`): cargo builds a package's binaries before its
 //! integration tests, so a stale binary is never tested.
+//!
+//! What every test crate needs, not only this one (the PostgreSQL database per test,
+//! waiting for a process's listening line, the signed JSON-RPC client, the test cards,
+//! database dumps) lives in `paysys-test-support` (`tests/support`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
