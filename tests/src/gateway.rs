@@ -74,7 +74,7 @@ async fn spawn_serve(
     db: &TestDatabase,
     key_file: &Path,
     options: &GatewayOptions,
-    log_file: &PathBuf,
+    log_file: &Path,
 ) -> (Child, String) {
     let mut cmd = Command::new(bin_path(GATEWAY_BIN));
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--database-url", &db.url])
