@@ -8,8 +8,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use paysys::pki::{CertificateAuthority, IssueRequest};
 use paysys_gateway::acquirer::SandboxAcquirer;
 use paysys_gateway::auth;
@@ -21,29 +19,20 @@ use paysys_gateway::store::{MerchantRecord, RequestClaim, Store};
 use paysys_gateway::three_ds::directory::Directory;
 use paysys_gateway::three_ds::{AutoFallback, AutoSettings, ThreeDsConfig};
 use paysys_gateway::vault::{CardVault, RelayOutcome, RelayRequest, TokenLookup, TokenMetadata, TokenRemoval};
+use paysys_test_support::cards::{self, DECLINES, LIMITED, SLOW, UZCARD, VISA};
+use paysys_test_support::dump::database_dump;
+use paysys_test_support::postgres::{self, PostgresDatabase};
+use paysys_test_support::rpc::RpcClient;
 use paysys_vault_client::{ClientTls, HttpVersion};
 use serde_json::{json, Value};
-use sqlx::Connection;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-const VISA: &str = "4242424242424242";
-const LIMITED: &str = "4000000000009995";
-const SLOW: &str = "4000000000000259";
-const DECLINES: [(&str, &str); 5] = [
-    ("4000000000000002", "05"),
-    ("4000000000009979", "43"),
-    ("4000000000000069", "54"),
-    ("4000000000000127", "N7"),
-    ("4000000000000119", "96"),
-];
 const MERCHANT: &str = "m_test";
-/// Not in an enrolled 3-D Secure range of the sandbox's DS.
-const UZCARD: &str = "8600069195406311";
 /// The sandbox's ACS answers `U` (authentication could not be performed).
-const ACS_U: &str = "4000000000003055";
+const ACS_U: &str = cards::UNAVAILABLE;
 
 /// The token the tests use for a card number (never containing it: BIN and last 4 only).
 fn token_for(pan: &str) -> String {
@@ -129,24 +118,25 @@ impl CardVault for DirectRelay {
     }
 }
 
+/// The gateway served in-process; it dereferences to its merchant's signed JSON-RPC
+/// client (`h.ok(…)`, `h.post(…)`, `h.sign(…)`, `h.service_id`).
 struct Harness {
     gateway: Arc<Gateway>,
-    url: String,
-    service_id: String,
+    rpc: RpcClient,
+    /// The merchant's secret (`rpc.secret` is its text), for tests that sign by hand.
     secret: MerchantSecret,
     sandbox: HttpsPool,
     dir: PathBuf,
-    db_path: Option<PathBuf>,
-    pg: Option<(String, String)>,
+    db_url: String,
+    pg: Option<PostgresDatabase>,
 }
 
-async fn pg_database() -> Option<(String, String, String)> {
-    let admin = std::env::var("PAYSYS_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty())?;
-    let name = format!("paysys_gw_{:016x}", rand::random::<u64>());
-    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
-    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap().to_owned();
-    Some((admin, name.clone(), format!("{base}/{name}")))
+impl std::ops::Deref for Harness {
+    type Target = RpcClient;
+
+    fn deref(&self) -> &RpcClient {
+        &self.rpc
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -157,7 +147,7 @@ enum Db {
 
 fn databases() -> Vec<Db> {
     let mut all = vec![Db::Sqlite];
-    if std::env::var("PAYSYS_TEST_POSTGRES_URL").is_ok_and(|u| !u.is_empty()) {
+    if postgres::admin_url().is_some() {
         all.push(Db::Postgres);
     } else {
         eprintln!("PAYSYS_TEST_POSTGRES_URL not set: PostgreSQL variants skipped");
@@ -177,8 +167,7 @@ impl Harness {
         slow_card_delay_ms: u64,
         three_ds_auto: AutoSettings,
     ) -> Harness {
-        let dir = std::env::temp_dir().join(format!("paysys-gw-{:016x}", rand::random::<u64>()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = paysys_test_support::scratch_dir("gw");
         // The sandbox, in-process over real TLS.
         let ca = CertificateAuthority::generate("Gateway Test CA").unwrap();
         std::fs::write(dir.join("ca.pem"), ca.cert_pem()).unwrap();
@@ -194,14 +183,11 @@ impl Harness {
         tokio::spawn(paysys_sandbox::run(listener, sandbox_tls, network, 16 * 1024, std::future::pending()));
         let client_tls = || ClientTls::new(&dir.join("ca.pem"), None, HttpVersion::Http1).unwrap();
 
-        let (db_url, db_path, pg) = match db {
-            Db::Sqlite => {
-                let path = dir.join("gateway.db");
-                (format!("sqlite:{}", path.display()), Some(path), None)
-            }
+        let (db_url, pg) = match db {
+            Db::Sqlite => (format!("sqlite:{}", dir.join("gateway.db").display()), None),
             Db::Postgres => {
-                let (admin, name, url) = pg_database().await.unwrap();
-                (url, None, Some((admin, name)))
+                let database = PostgresDatabase::create("paysys_gw").await.unwrap();
+                (database.url.clone(), Some(database))
             }
         };
         let store = Store::open(&db_url).await.unwrap();
@@ -240,72 +226,20 @@ impl Harness {
         tokio::spawn(paysys_gateway::run(listener, None, app, 64 * 1024, std::future::pending()));
         Harness {
             gateway,
-            url,
-            service_id,
+            rpc: RpcClient::new(&url, &service_id, secret.expose_secret()),
             secret,
             sandbox: HttpsPool::new(client_tls(), &sandbox_url),
             dir,
-            db_path,
+            db_url,
             pg,
         }
     }
 
     async fn finish(self) {
-        if let Some((admin, name)) = &self.pg {
-            if let Ok(mut conn) = sqlx::PgConnection::connect(admin).await {
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await;
-            }
+        if let Some(database) = &self.pg {
+            database.drop_database().await;
         }
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-
-    /// POST `body` to /rpc with `auth` as the Auth header (if any).
-    async fn post(&self, body: &[u8], auth: Option<String>) -> (u16, Value) {
-        let addr = self.url.strip_prefix("http://").unwrap();
-        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await.unwrap();
-        tokio::spawn(conn);
-        let mut req = hyper::Request::post("/rpc").header("host", addr).header("content-type", "application/json");
-        if let Some(auth) = auth {
-            req = req.header("auth", auth);
-        }
-        let response = sender.send_request(req.body(Full::new(Bytes::from(body.to_vec()))).unwrap()).await.unwrap();
-        let status = response.status().as_u16();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
-        (status, value)
-    }
-
-    fn sign(&self, body: &[u8]) -> String {
-        auth::sign(&self.service_id, &self.secret, now_ms(), body)
-    }
-
-    /// A signed single call; the whole response object.
-    async fn call(&self, method: &str, params: Value) -> Value {
-        self.call_with_id(method, params, 1).await
-    }
-
-    /// A signed single call with its own request `id` (requests sent at once differ in
-    /// it: identical signed bytes are one request to the replay guard).
-    async fn call_with_id(&self, method: &str, params: Value, id: u64) -> Value {
-        let body =
-            serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})).unwrap();
-        let (status, v) = self.post(&body, Some(self.sign(&body))).await;
-        assert_eq!(status, 200);
-        v
-    }
-
-    async fn ok(&self, method: &str, params: Value) -> Value {
-        let v = self.call(method, params).await;
-        assert!(v.get("error").is_none(), "{method}: {v}");
-        v["result"].clone()
-    }
-
-    async fn err(&self, method: &str, params: Value) -> Value {
-        let v = self.call(method, params).await;
-        assert!(v.get("error").is_some(), "{method}: expected an error, got {v}");
-        v["error"].clone()
     }
 
     /// Sandbox ledger entries for one gateway reference.
@@ -738,13 +672,10 @@ async fn concurrent_captures_never_exceed_the_hold_and_concurrent_creates_author
         let tx = p["transaction_id"].as_str().unwrap();
         assert_eq!(kinds(&h.sandbox_ledger(tx).await), ["authorization", "capture"], "one authorization");
         let h = Arc::try_unwrap(h).ok().unwrap();
-        // No card number in the gateway's database file.
-        if let Some(path) = &h.db_path {
-            let mut bytes = std::fs::read(path).unwrap_or_default();
-            bytes.extend(std::fs::read(path.with_extension("db-wal")).unwrap_or_default());
-            for pan in [VISA, LIMITED, SLOW] {
-                assert!(!bytes.windows(pan.len()).any(|w| w == pan.as_bytes()), "{pan} in the database");
-            }
+        // No card number in the gateway's database (the SQLite files, or the PostgreSQL rows).
+        let bytes = database_dump(&h.db_url).await;
+        for pan in [VISA, LIMITED, SLOW] {
+            assert!(!bytes.windows(pan.len()).any(|w| w == pan.as_bytes()), "{pan} in the database");
         }
         h.finish().await;
     }

@@ -4,61 +4,29 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use paysys::pki::{CertificateAuthority, IssueRequest};
+use paysys_test_support::cards::{LIMITED, SLOW, VISA};
+use paysys_test_support::postgres::PostgresDatabase;
+use paysys_test_support::process::listening_url;
 use paysys_vault_client::{ClientTls, HttpVersion, VaultConnection, VaultResponse};
 use serde_json::{json, Value};
-use sqlx::Connection;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::io::{AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
-
-const VISA: &str = "4242424242424242";
-const LIMITED: &str = "4000000000009995";
-const SLOW: &str = "4000000000000259";
 
 struct TempDir(PathBuf);
 
 impl TempDir {
     fn new() -> TempDir {
-        let dir = std::env::temp_dir().join(format!("paysys-sandbox-{}-{}", std::process::id(), rand::random::<u64>()));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
+        TempDir(paysys_test_support::scratch_dir("sandbox"))
     }
 }
 
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A PostgreSQL database of its own for one test, dropped at the end.
-struct PgDb {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl PgDb {
-    async fn create() -> Option<PgDb> {
-        let admin_url = std::env::var("PAYSYS_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty())?;
-        let name = format!("paysys_sandbox_{:016x}", rand::random::<u64>());
-        let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
-        admin.close().await.unwrap();
-        let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(base, _)| base);
-        let url = format!("{base}/{name}");
-        Some(PgDb { admin_url, name, url })
-    }
-
-    async fn drop_database(self) {
-        if let Ok(mut admin) = sqlx::PgConnection::connect(&self.admin_url).await {
-            let _ =
-                sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut admin).await;
-            let _ = admin.close().await;
-        }
     }
 }
 
@@ -126,18 +94,10 @@ impl Sandbox {
             }
         });
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        tokio::time::timeout(Duration::from_secs(30), stdout.read_line(&mut line))
-            .await
-            .expect("the sandbox did not start in time")
-            .unwrap();
-        let url = line
-            .trim_end()
-            .strip_prefix("paysys-sandbox listening on ")
-            .unwrap_or_else(|| {
-                panic!("unexpected first line {line:?}; stderr: {}", String::from_utf8_lossy(&stderr.lock().unwrap()))
-            })
-            .to_owned();
+        let url = listening_url(&mut stdout, "paysys-sandbox listening on ", || {
+            String::from_utf8_lossy(&stderr.lock().unwrap()).into_owned()
+        })
+        .await;
         assert!(url.starts_with("https://127.0.0.1:"), "{url}");
         // Nothing else may appear on stdout; keep draining it so the child never blocks.
         tokio::spawn(async move {
@@ -431,7 +391,7 @@ async fn balances_follow_the_money_on_sqlite() {
 
 #[tokio::test]
 async fn balances_follow_the_money_on_postgres() {
-    let Some(db) = PgDb::create().await else {
+    let Some(db) = PostgresDatabase::create("paysys_sandbox").await else {
         eprintln!("PAYSYS_TEST_POSTGRES_URL not set: skipping");
         return;
     };
@@ -515,7 +475,7 @@ async fn concurrency_is_safe_on_sqlite() {
 
 #[tokio::test]
 async fn concurrency_is_safe_on_postgres() {
-    let Some(db) = PgDb::create().await else {
+    let Some(db) = PostgresDatabase::create("paysys_sandbox").await else {
         eprintln!("PAYSYS_TEST_POSTGRES_URL not set: skipping");
         return;
     };

@@ -9,7 +9,7 @@ use paysys_sandbox::issuer::{DeclineCode, ThreeDsClaim};
 use paysys_sandbox::store::{
     AuthorizeOutcome, ChallengeResult, NewAuthorization, Store, ThreeDsInsert, ThreeDsTransaction,
 };
-use sqlx::Connection;
+use paysys_test_support::postgres::PostgresDatabase;
 use std::sync::Arc;
 
 const CAVV: &str = "AAABBBCCCDDDEEEFFFGGGHHHIII=";
@@ -177,16 +177,12 @@ async fn three_ds_store_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_ds_store_on_postgres() {
-    let Some(admin_url) = std::env::var("PAYSYS_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty()) else {
+    let Some(db) = PostgresDatabase::create("paysys_sandbox_3ds").await else {
         eprintln!("PAYSYS_TEST_POSTGRES_URL not set: skipping");
         return;
     };
-    let name = format!("paysys_sandbox_3ds_{:016x}", rand::random::<u64>());
-    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
-    let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(base, _)| base);
-    let store = Store::open(&format!("{base}/{name}")).await.unwrap();
+    let store = Store::open(&db.url).await.unwrap();
     store.migrate().await.unwrap();
     exercise(Arc::new(store)).await;
-    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await;
+    db.drop_database().await;
 }

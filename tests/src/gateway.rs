@@ -5,33 +5,11 @@ use crate::{
     bin_path, scratch_dir, Backend, SandboxOptions, TestDatabase, TestPki, TestSandbox, TestVault, VaultOptions,
     GATEWAY_BIN,
 };
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use paysys_gateway::secrets::MerchantSecret;
-use serde_json::{json, Value};
+use paysys_test_support::process::spawn_listening;
+use paysys_test_support::rpc::RpcClient;
+use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-
-/// Start `cmd`, wait for its `<prefix>` stdout line, return the child and the URL.
-async fn spawn_listening(mut cmd: Command, prefix: &str, log_file: &PathBuf) -> (Child, String) {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(log_file).unwrap();
-    cmd.stdout(Stdio::piped()).stderr(Stdio::from(log)).kill_on_drop(true);
-    let mut child = cmd.spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("the process did not start within 30 s")
-        .unwrap()
-        .unwrap_or_else(|| {
-            panic!("exited before listening; log:\n{}", std::fs::read_to_string(log_file).unwrap_or_default())
-        });
-    let url = line.strip_prefix(prefix).unwrap_or_else(|| panic!("unexpected line {line:?}")).to_owned();
-    (child, url)
-}
 
 /// A sandbox (slow card answering after `auth_delay_ms`) and a vault relaying
 /// `sandbox_acquirer` to it over TLS verified against the test PKI's CA — the way
@@ -74,12 +52,13 @@ impl Default for GatewayOptions {
     }
 }
 
-/// A running `paysys-gateway serve` (plain HTTP on loopback) with one merchant.
+/// A running `paysys-gateway serve` (plain HTTP on loopback) with one merchant; it
+/// dereferences to that merchant's signed JSON-RPC client (`gateway.ok(…)`,
+/// `gateway.url`, `gateway.secret`).
 #[derive(Debug)]
 pub struct TestGateway {
-    pub url: String,
-    pub service_id: String,
-    pub secret: String,
+    /// The merchant's client for this process.
+    pub rpc: RpcClient,
     pub merchant_id: String,
     pub db: TestDatabase,
     pub dir: PathBuf,
@@ -95,7 +74,7 @@ async fn spawn_serve(
     db: &TestDatabase,
     key_file: &Path,
     options: &GatewayOptions,
-    log_file: &PathBuf,
+    log_file: &Path,
 ) -> (Child, String) {
     let mut cmd = Command::new(bin_path(GATEWAY_BIN));
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--database-url", &db.url])
@@ -140,9 +119,7 @@ impl TestGateway {
         let log_file = dir.join("gateway.log");
         let (child, url) = spawn_serve(vault, sandbox, &db, &key_file, &options, &log_file).await;
         TestGateway {
-            url,
-            service_id: created["service_id"].as_str().unwrap().to_owned(),
-            secret: created["secret"].as_str().unwrap().to_owned(),
+            rpc: RpcClient::new(&url, created["service_id"].as_str().unwrap(), created["secret"].as_str().unwrap()),
             merchant_id: created["merchant_id"].as_str().unwrap().to_owned(),
             db,
             dir,
@@ -159,12 +136,10 @@ impl TestGateway {
         let key_file = self.dir.join("secret.key");
         let (child, url) = spawn_serve(vault, sandbox, &self.db, &key_file, &self.options, &log_file).await;
         TestGateway {
-            url,
-            service_id: self.service_id.clone(),
-            secret: self.secret.clone(),
+            rpc: RpcClient { url, ..self.rpc.clone() },
             merchant_id: self.merchant_id.clone(),
             // Dropping a PostgreSQL database is the first process's job.
-            db: TestDatabase { url: self.db.url.clone(), admin: None },
+            db: self.db.shared(),
             dir: self.dir.clone(),
             log_file,
             options: self.options.clone(),
@@ -185,102 +160,27 @@ impl TestGateway {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    /// The Auth header for `body` at `ts` (Unix ms).
-    pub fn sign_at(&self, body: &[u8], ts: i64) -> String {
-        paysys_gateway::auth::sign(&self.service_id, &MerchantSecret::from_text(&self.secret), ts, body)
-    }
-
-    pub fn sign(&self, body: &[u8]) -> String {
-        self.sign_at(body, paysys_gateway::payments::now_ms())
-    }
-
-    /// POST raw `body` to /rpc with `auth` as the Auth header (if any).
-    pub async fn post(&self, body: &[u8], auth: Option<String>) -> (u16, Value) {
-        let addr = self.url.strip_prefix("http://").unwrap();
-        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await.unwrap();
-        tokio::spawn(conn);
-        let mut req = hyper::Request::post("/rpc").header("host", addr).header("content-type", "application/json");
-        if let Some(auth) = auth {
-            req = req.header("auth", auth);
-        }
-        let response = sender.send_request(req.body(Full::new(Bytes::from(body.to_vec()))).unwrap()).await.unwrap();
-        let status = response.status().as_u16();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
-        (status, value)
-    }
-
-    /// Any request to the gateway without the Auth header (the browser and ACS facing
-    /// endpoints): status, `Location` header, body text.
-    pub async fn request(&self, method: &str, path: &str, content_type: &str, body: &[u8]) -> (u16, String, String) {
-        let addr = self.url.strip_prefix("http://").unwrap();
-        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await.unwrap();
-        tokio::spawn(conn);
-        let req = hyper::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", addr)
-            .header("content-type", content_type)
-            .body(Full::new(Bytes::from(body.to_vec())))
-            .unwrap();
-        let response = sender.send_request(req).await.unwrap();
-        let status = response.status().as_u16();
-        let location = response.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        (status, location, String::from_utf8_lossy(&bytes).into_owned())
-    }
-
-    /// A signed single call; the whole response object.
-    pub async fn call(&self, method: &str, params: Value) -> Value {
-        self.call_with_id(method, params, 1).await
-    }
-
-    /// A signed single call with its own request `id`: requests sent at the same moment
-    /// must differ in something, or the gateway's replay guard takes them for one.
-    pub async fn call_with_id(&self, method: &str, params: Value, id: u64) -> Value {
-        let body =
-            serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})).unwrap();
-        let (status, v) = self.post(&body, Some(self.sign(&body))).await;
-        assert_eq!(status, 200, "{v}");
-        v
-    }
-
-    /// The result of a call that must succeed.
-    pub async fn ok(&self, method: &str, params: Value) -> Value {
-        let v = self.call(method, params).await;
-        assert!(v.get("error").is_none(), "{method}: {v}");
-        v["result"].clone()
-    }
-
-    /// The error object of a call that must fail.
-    pub async fn err(&self, method: &str, params: Value) -> Value {
-        let v = self.call(method, params).await;
-        assert!(v.get("error").is_some(), "{method}: expected an error, got {v}");
-        v["error"].clone()
-    }
-
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log_file).unwrap_or_default()
     }
 
-    /// Every byte of the gateway's SQLite database files (empty on PostgreSQL).
-    pub fn database_bytes(&self) -> Vec<u8> {
-        let mut bytes = Vec::new();
-        if let Some(path) = self.db.url.strip_prefix("sqlite:") {
-            for suffix in ["", "-wal", "-shm"] {
-                bytes.extend(std::fs::read(format!("{path}{suffix}")).unwrap_or_default());
-            }
-        }
-        bytes
+    /// Every byte the gateway's database holds: the SQLite files, or every PostgreSQL
+    /// row as text ([`paysys_test_support::dump`]).
+    pub async fn database_bytes(&self) -> Vec<u8> {
+        paysys_test_support::dump::database_dump(&self.db.url).await
     }
 
     /// Stop the process and drop a PostgreSQL database.
     pub async fn finish(mut self) {
         let _ = self.child.kill().await;
         self.db.drop_database().await;
+    }
+}
+
+impl std::ops::Deref for TestGateway {
+    type Target = RpcClient;
+
+    fn deref(&self) -> &RpcClient {
+        &self.rpc
     }
 }

@@ -8,14 +8,18 @@
 //!   officers, two merchants) plus the bad ones the TLS tests need.
 //! * [`Backend`] / [`backends`] — SQLite always, PostgreSQL when configured.
 //! * [`TestVault`] — a running vault process with its log captured to a file.
-//! * [`gateway`] — the gateway process next to a [`TestVault`] and a [`TestSandbox`],
-//!   and a signed JSON-RPC client.
+//! * [`gateway`] — the gateway process next to a [`TestVault`] and a [`TestSandbox`];
+//!   it dereferences to its merchant's signed JSON-RPC client.
 //! * [`TestSandbox`] — a running sandbox card network (the relay's destination), the
 //!   real sandbox code built as this package's `paysys-e2e-sandbox` binary.
 //!
 //! The vault, sandbox and gateway run as this package's own `paysys-e2e-*` binaries
 //! (each exactly the service's `main`): cargo builds a package's binaries before its
 //! integration tests, so a stale binary is never tested.
+//!
+//! What every test crate needs, not only this one (the PostgreSQL database per test,
+//! waiting for a process's listening line, the signed JSON-RPC client, the test cards,
+//! database dumps) lives in `paysys-test-support` (`tests/support`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -23,20 +27,17 @@ pub mod browser;
 pub mod gateway;
 
 use paysys::pki::{CertificateAuthority, IssueRequest};
+use paysys_test_support::postgres::PostgresDatabase;
+use paysys_test_support::process::spawn_listening;
 use paysys_vault_client::{ClientTls, HttpVersion, VaultConnection, VaultResponse};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 /// A unique scratch directory under the system temp dir.
 pub fn scratch_dir(tag: &str) -> PathBuf {
-    use rand::Rng;
-    let n: u64 = rand::thread_rng().gen();
-    let dir = std::env::temp_dir().join(format!("paysys-e2e-{tag}-{n:016x}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    paysys_test_support::scratch_dir(&format!("e2e-{tag}"))
 }
 
 /// The vault binary the tests run: `paysys-vault`'s `main` built by this package, so it
@@ -195,9 +196,9 @@ impl Backend {
 /// SQLite always; PostgreSQL too when `PAYSYS_TEST_POSTGRES_URL` is set (CI sets it).
 pub fn backends() -> Vec<Backend> {
     let mut all = vec![Backend::Sqlite];
-    match std::env::var("PAYSYS_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => all.push(Backend::Postgres(url)),
-        _ => eprintln!("PAYSYS_TEST_POSTGRES_URL not set: PostgreSQL variants skipped"),
+    match paysys_test_support::postgres::admin_url() {
+        Some(url) => all.push(Backend::Postgres(url)),
+        None => eprintln!("PAYSYS_TEST_POSTGRES_URL not set: PostgreSQL variants skipped"),
     }
     all
 }
@@ -206,32 +207,33 @@ pub fn backends() -> Vec<Backend> {
 #[derive(Debug, Clone)]
 pub struct TestDatabase {
     pub url: String,
-    admin: Option<(String, String)>,
+    /// The PostgreSQL database to drop at the end; `None` for SQLite (a file in the
+    /// test's directory) and for a second handle on a database another one drops.
+    postgres: Option<PostgresDatabase>,
 }
 
 impl TestDatabase {
     pub async fn create(backend: &Backend, dir: &Path) -> TestDatabase {
         match backend {
-            Backend::Sqlite => TestDatabase { url: format!("sqlite:{}", dir.join("vault.db").display()), admin: None },
+            Backend::Sqlite => {
+                TestDatabase { url: format!("sqlite:{}", dir.join("vault.db").display()), postgres: None }
+            }
             Backend::Postgres(admin_url) => {
-                use rand::Rng;
-                use sqlx::Connection;
-                let name = format!("paysys_e2e_{:016x}", rand::thread_rng().gen::<u64>());
-                let mut conn = sqlx::PgConnection::connect(admin_url).await.unwrap();
-                sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
-                let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap();
-                TestDatabase { url: format!("{base}/{name}"), admin: Some((admin_url.clone(), name)) }
+                let database = PostgresDatabase::create_on(admin_url, "paysys_e2e").await;
+                TestDatabase { url: database.url.clone(), postgres: Some(database) }
             }
         }
     }
 
+    /// Another handle on the same database that does not drop it (for a replica).
+    pub fn shared(&self) -> TestDatabase {
+        TestDatabase { url: self.url.clone(), postgres: None }
+    }
+
     /// Drop a PostgreSQL test database (best effort).
     pub async fn drop_database(&self) {
-        if let Some((admin, name)) = &self.admin {
-            use sqlx::Connection;
-            if let Ok(mut conn) = sqlx::PgConnection::connect(admin).await {
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await;
-            }
+        if let Some(database) = &self.postgres {
+            database.drop_database().await;
         }
     }
 }
@@ -432,7 +434,6 @@ impl TestVault {
 
     /// Start (or restart) the serve process with `options`; waits for its listening line.
     pub async fn spawn(&mut self, options: &VaultOptions) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_file).unwrap();
         let mut cmd = Command::new(bin_path(VAULT_BIN));
         cmd.args(["serve", "--database-url", &self.db.url, "--listen", "127.0.0.1:0"])
             .arg("--tls-cert")
@@ -444,10 +445,7 @@ impl TestVault {
             .arg("--client-crl")
             .arg(&self.pki.crl)
             .args(&options.extra_args)
-            .env("PAYSYS_LOG", "debug")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .kill_on_drop(true);
+            .env("PAYSYS_LOG", "debug");
         if options.dev_unseal {
             cmd.arg("--dev").arg("--dev-root-key-file").arg(&self.root_key_file);
         }
@@ -463,15 +461,8 @@ impl TestVault {
             }
             None => {}
         }
-        let mut child = cmd.spawn().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("vault did not start within 30 s")
-            .unwrap()
-            .unwrap_or_else(|| panic!("vault exited before listening; log:\n{}", self.log_text()));
-        self.url = line.strip_prefix("paysys-vault listening on ").expect("listening line").to_owned();
+        let (child, url) = spawn_listening(cmd, "paysys-vault listening on ", &self.log_file).await;
+        self.url = url;
         self.children.push(child);
     }
 
@@ -632,7 +623,6 @@ impl TestSandbox {
     pub async fn start(dir: &Path, options: &SandboxOptions) -> TestSandbox {
         use rand::Rng;
         let log_file = dir.join(format!("sandbox-{:08x}.log", rand::thread_rng().gen::<u32>()));
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_file).unwrap();
         let mut cmd = Command::new(bin_path(SANDBOX_BIN));
         let database_url = options.database_url.as_deref().unwrap_or("sqlite::memory:");
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--database-url", database_url])
@@ -642,28 +632,12 @@ impl TestSandbox {
             .arg(&options.server.key)
             .arg("--auth-delay-ms")
             .arg(options.auth_delay_ms.to_string())
-            .env("PAYSYS_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .kill_on_drop(true);
+            .env("PAYSYS_LOG", "info");
         if let Some(ca) = &options.client_ca {
             cmd.arg("--client-ca").arg(ca);
         }
         cmd.args(&options.extra_args);
-        let mut child = cmd.spawn().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("sandbox did not start within 30 s")
-            .unwrap()
-            .unwrap_or_else(|| {
-                panic!(
-                    "sandbox exited before listening; log:\n{}",
-                    std::fs::read_to_string(&log_file).unwrap_or_default()
-                )
-            });
-        let url = line.strip_prefix("paysys-sandbox listening on ").expect("listening line").to_owned();
+        let (child, url) = spawn_listening(cmd, "paysys-sandbox listening on ", &log_file).await;
         TestSandbox { url, log_file, child }
     }
 

@@ -4,12 +4,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use paysys_test_support::cards::{MASTERCARD, VISA};
+use paysys_test_support::rpc::{auth_header, now_ms};
 use paysys_tests::backends;
 use paysys_tests::gateway::{start_vault_and_sandbox, GatewayOptions, TestGateway};
 use serde_json::{json, Value};
-
-const VISA: &str = "4242424242424242";
-const MASTERCARD: &str = "5555555555554444";
 
 #[tokio::test]
 async fn auth_header_missing_wrong_stale_or_body_changed_is_refused() {
@@ -20,14 +19,9 @@ async fn auth_header_missing_wrong_stale_or_body_changed_is_refused() {
     let refused = |v: &Value| v["error"]["code"] == -32504 && v["id"].is_null();
 
     assert!(refused(&gateway.post(body, None).await.1), "missing header");
-    let wrong = paysys_gateway::auth::sign(
-        &gateway.service_id,
-        &paysys_gateway::secrets::MerchantSecret::from_text("not-the-secret"),
-        paysys_gateway::payments::now_ms(),
-        body,
-    );
+    let wrong = auth_header(&gateway.service_id, "not-the-secret", now_ms(), body);
     assert!(refused(&gateway.post(body, Some(wrong)).await.1), "wrong secret");
-    let stale = gateway.sign_at(body, paysys_gateway::payments::now_ms() - 301_000);
+    let stale = gateway.sign_at(body, now_ms() - 301_000);
     assert!(refused(&gateway.post(body, Some(stale)).await.1), "stale timestamp");
     let signed = gateway.sign(body);
     let changed = br#"{"jsonrpc":"2.0","id":1,"method":"payment.list","params":{"count":2}}"#;
@@ -76,7 +70,7 @@ async fn card_get_and_remove_read_the_vault_over_mtls_without_a_card_number() {
         let pay = json!({"card_token": token, "amount": 1000, "currency": "UZS", "partner_trans_id": "after-remove"});
         assert_eq!(gateway.err("payment.create", pay).await["code"], -31400);
 
-        let db = gateway.database_bytes();
+        let db = gateway.database_bytes().await;
         let log = gateway.log_text();
         for pan in [VISA, MASTERCARD] {
             assert!(!log.contains(pan), "a card number in the gateway's log");

@@ -6,22 +6,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use paysys_test_support::cards::{DECLINES, LIMITED, SLOW, VISA};
 use paysys_tests::gateway::{start_vault_and_sandbox, GatewayOptions, TestGateway};
 use paysys_tests::{backends, Backend, TestSandbox, TestVault};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
-
-const VISA: &str = "4242424242424242";
-const LIMITED: &str = "4000000000009995";
-const SLOW: &str = "4000000000000259";
-const DECLINES: [(&str, &str); 5] = [
-    ("4000000000000002", "05"),
-    ("4000000000009979", "43"),
-    ("4000000000000069", "54"),
-    ("4000000000000127", "N7"),
-    ("4000000000000119", "96"),
-];
 
 struct Stack {
     vault: TestVault,
@@ -94,8 +84,8 @@ impl Stack {
     }
 
     /// No card number in the gateway's database, log, or any response.
-    fn assert_no_card_numbers(&self, pans: &[&str]) {
-        let db = self.gateway.database_bytes();
+    async fn assert_no_card_numbers(&self, pans: &[&str]) {
+        let db = self.gateway.database_bytes().await;
         let log = self.gateway.log_text();
         let seen = self.seen.lock().unwrap().clone();
         for pan in pans {
@@ -188,7 +178,7 @@ async fn payments_by_token_through_the_vault_relay() {
         let e = s.err("payment.create", pay(&limited, 600, "limited-2", json!({}))).await;
         assert_eq!(e["code"], -31303);
 
-        s.assert_no_card_numbers(&[VISA, LIMITED, DECLINES[0].0]);
+        s.assert_no_card_numbers(&[VISA, LIMITED, DECLINES[0].0]).await;
         s.finish().await;
     }
 }
@@ -208,7 +198,7 @@ async fn the_slow_card_is_resolved_by_inquiry_without_a_second_authorization() {
         tokio::time::sleep(Duration::from_millis(4_500)).await;
         let auths = s.ledger_kinds(&tx).await.into_iter().filter(|k| k == "authorization").count();
         assert_eq!(auths, 1);
-        s.assert_no_card_numbers(&[SLOW]);
+        s.assert_no_card_numbers(&[SLOW]).await;
         s.finish().await;
     }
 }
@@ -261,7 +251,7 @@ async fn fifty_concurrent_captures_and_fifty_concurrent_creates() {
         let kinds = s.ledger_kinds(p["transaction_id"].as_str().unwrap()).await;
         assert_eq!(kinds, ["authorization", "capture"], "exactly one authorization at the sandbox");
         let s = Arc::try_unwrap(s).ok().unwrap();
-        s.assert_no_card_numbers(&[VISA]);
+        s.assert_no_card_numbers(&[VISA]).await;
         s.finish().await;
     }
 }
@@ -315,7 +305,7 @@ async fn replays_and_retries_never_move_money_twice() {
         assert_eq!(s.ledger_kinds(&void_tx).await, ["authorization", "void"]);
 
         replica.finish().await;
-        s.assert_no_card_numbers(&[VISA]);
+        s.assert_no_card_numbers(&[VISA]).await;
         s.finish().await;
     }
 }

@@ -9,6 +9,10 @@
 
 use paysys_gateway::secrets::MerchantSecret;
 use paysys_gateway::three_ds::messages::encode_browser_message;
+use paysys_test_support::cards::{
+    ACS_TIMEOUT, ATTEMPTED, CHALLENGE, FRICTIONLESS, MC_CHALLENGE, MC_FRICTIONLESS, NOT_AUTHENTICATED, REJECTED,
+    UNAVAILABLE, UZCARD, VISA,
+};
 use paysys_tests::browser::{Browser, ReturnSite};
 use paysys_tests::gateway::{start_vault_and_sandbox, GatewayOptions, TestGateway};
 use paysys_tests::{backends, Backend, TestSandbox, TestVault};
@@ -16,17 +20,6 @@ use serde_json::{json, Value};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-const FRICTIONLESS: &str = "4000000000003014";
-const ATTEMPTED: &str = "4000000000003022";
-const CHALLENGE: &str = "4000000000003220";
-const MC_CHALLENGE: &str = "5200000000003001";
-const MC_FRICTIONLESS: &str = "5200000000003019";
-const NOT_AUTHENTICATED: &str = "4000000000003030";
-const REJECTED: &str = "4000000000003048";
-const UNAVAILABLE: &str = "4000000000003055";
-const ACS_TIMEOUT: &str = "4000000000003063";
-const VISA: &str = "4242424242424242";
-const UZCARD: &str = "8600069195406311";
 const ALL_CARDS: [&str; 11] = [
     FRICTIONLESS,
     ATTEMPTED,
@@ -163,7 +156,7 @@ async fn frictionless(s: &Stack) {
     let ds = s.ds_results(id).await;
     let cavv = ds["authenticationValue"].as_str().unwrap().to_owned();
     assert!(cavv.ends_with(&masked[4..]), "{ds}");
-    assert!(!String::from_utf8_lossy(&s.gateway.database_bytes()).contains(&cavv), "the CAVV stays after use");
+    assert!(!String::from_utf8_lossy(&s.gateway.database_bytes().await).contains(&cavv), "the CAVV stays after use");
     assert!(!v.to_string().contains(&cavv));
     s.saw(&v.to_string());
 
@@ -341,7 +334,7 @@ async fn three_ds_outcomes_on_every_database() {
         failures(&s).await;
         idempotency_and_bad_input(&s).await;
         method_budget(&s).await;
-        no_card_numbers(&s, "");
+        no_card_numbers(&s, "").await;
         s.finish().await;
     }
 }
@@ -510,7 +503,7 @@ async fn expired_challenge(s: &Stack, backend: &Backend, browser: &Browser) {
     browser.client.goto(&url).await.unwrap();
     browser.wait_for_url("the shop after expiry", |u| u.starts_with(&s.site.url)).await;
     assert_eq!(query(&s.site.last_query().unwrap(), "status"), "expired");
-    no_card_numbers(s, &short.log_text());
+    no_card_numbers(s, &short.log_text()).await;
     short.finish().await;
 }
 
@@ -523,15 +516,15 @@ async fn three_ds_challenges_in_a_real_browser() {
         replays(&s, &browser, &tx, &url).await;
         method_in_browser(&s, &browser).await;
         expired_challenge(&s, &backend, &browser).await;
-        no_card_numbers(&s, "");
+        no_card_numbers(&s, "").await;
         s.finish().await;
     }
     browser.close().await;
 }
 
 /// No card number in the gateway's database, log, answers or the pages the browser saw.
-fn no_card_numbers(s: &Stack, extra: &str) {
-    let db = String::from_utf8_lossy(&s.gateway.database_bytes()).into_owned();
+async fn no_card_numbers(s: &Stack, extra: &str) {
+    let db = String::from_utf8_lossy(&s.gateway.database_bytes().await).into_owned();
     let log = s.gateway.log_text();
     let seen = s.seen.lock().unwrap().clone();
     for pan in ALL_CARDS {
@@ -602,7 +595,7 @@ async fn three_ds_auto_settings_per_merchant_from_the_cli() {
         let v = s.pay(FRICTIONLESS, "cli-usd", json!({"three_ds": "auto", "amount": 6_000})).await;
         assert_eq!(v["result"]["three_ds"]["trans_status"], "Y", "{v}");
         s.saw(&v.to_string());
-        no_card_numbers(&s, "");
+        no_card_numbers(&s, "").await;
         s.finish().await;
     }
 }

@@ -9,13 +9,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+// A frictionless 3-D Secure card (the DS answers `Y` at once) and a plain one, each with
+// its number written the ways an echo could show it (`written_forms`).
+use paysys_test_support::cards::{FRICTIONLESS, VISA};
 use paysys_tests::{backends, scratch_dir, SandboxOptions, TestPki, TestSandbox, TestVault, VaultOptions};
 use serde_json::{json, Value};
-
-/// A frictionless 3-D Secure card (the DS answers `Y` at once) and a plain one, each with
-/// its number written the ways an echo could show it.
-const FRICTIONLESS: &str = "4000000000003014";
-const VISA: &str = "4242424242424242";
 
 fn written_forms(pan: &str) -> Vec<String> {
     let grouped: Vec<&str> = (0..pan.len()).step_by(4).map(|i| &pan[i..(i + 4).min(pan.len())]).collect();

@@ -9,23 +9,19 @@
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use paysys_sandbox::threeds::outbound::{OutboundClient, OutboundResponse};
+use paysys_test_support::cards::{
+    self, ATTEMPTED, CHALLENGE, FRICTIONLESS, MC_CHALLENGE, MC_FRICTIONLESS, NOT_AUTHENTICATED, REJECTED, UNAVAILABLE,
+    UZCARD,
+};
+use paysys_test_support::dump::{database_dump, postgres_tables};
 use paysys_tests::{backends, scratch_dir, Backend, SandboxOptions, TestDatabase, TestPki, TestSandbox};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const FRICTIONLESS: &str = "4000000000003014";
-const ATTEMPTED: &str = "4000000000003022";
-const CHALLENGE: &str = "4000000000003220";
-const MC_CHALLENGE: &str = "5200000000003001";
-const MC_FRICTIONLESS: &str = "5200000000003019";
-const NOT_AUTHENTICATED: &str = "4000000000003030";
-const REJECTED: &str = "4000000000003048";
-const UNAVAILABLE: &str = "4000000000003055";
-const SLOW_ACS: &str = "4000000000003063";
-const OTHER_VISA: &str = "4242424242424242";
-const UZCARD: &str = "8600069195406311";
+const SLOW_ACS: &str = cards::ACS_TIMEOUT;
+const OTHER_VISA: &str = cards::VISA;
 const BAD_LUHN: &str = "4000000000003015";
 
 /// Every card number the tests send; none may reach the database or the logs.
@@ -363,40 +359,11 @@ impl Harness {
 
     /// Every byte the database holds, as text (SQLite file, PostgreSQL rows).
     async fn database_text(&self) -> Vec<u8> {
-        match &self.backend {
-            Backend::Sqlite => {
-                let path = self.db.url.strip_prefix("sqlite:").unwrap();
-                let mut bytes = Vec::new();
-                for suffix in ["", "-wal", "-shm"] {
-                    if let Ok(b) = std::fs::read(format!("{path}{suffix}")) {
-                        bytes.extend(b);
-                    }
-                }
-                bytes
-            }
-            Backend::Postgres(_) => {
-                use sqlx::{Connection, Row};
-                let mut conn = sqlx::PgConnection::connect(&self.db.url).await.unwrap();
-                let tables: Vec<String> = sqlx::query("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
-                    .fetch_all(&mut conn)
-                    .await
-                    .unwrap()
-                    .iter()
-                    .map(|r| r.get::<String, _>(0))
-                    .collect();
-                assert!(tables.iter().any(|t| t == "threeds_transactions"), "{tables:?}");
-                let mut text = Vec::new();
-                for table in tables {
-                    for row in
-                        sqlx::query(&format!("SELECT t::text FROM {table} t")).fetch_all(&mut conn).await.unwrap()
-                    {
-                        text.extend(row.get::<String, _>(0).into_bytes());
-                        text.push(b'\n');
-                    }
-                }
-                text
-            }
+        if let Backend::Postgres(_) = &self.backend {
+            let tables = postgres_tables(&self.db.url).await;
+            assert!(tables.iter().any(|t| t == "threeds_transactions"), "{tables:?}");
         }
+        database_dump(&self.db.url).await
     }
 
     async fn method_completed(&self, id: &str) -> bool {

@@ -6,14 +6,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use paysys_test_support::cards::{MASTERCARD, VISA};
 use paysys_tests::gateway::{start_vault_and_sandbox, GatewayOptions, TestGateway};
 use paysys_tests::{backends, Identity, TestVault, VaultOptions};
 use paysys_vault_client::VaultResponse;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-
-const VISA: &str = "4242424242424242";
-const MASTERCARD: &str = "5555555555554444";
 
 /// Tokenize `pan` as `who` for `merchant_id` with `extra` fields (`ttl_sec`, `reuse`, …).
 async fn tokenize_as(vault: &TestVault, who: &Identity, merchant_id: &str, pan: &str, extra: Value) -> VaultResponse {

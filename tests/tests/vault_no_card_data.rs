@@ -3,13 +3,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use paysys_test_support::cards;
+use paysys_test_support::dump::{database_dump, postgres_tables};
 use paysys_tests::{backends, Backend, TestVault};
 use serde_json::json;
 
-const PAN: &str = "378282246310005";
+const PAN: &str = cards::AMEX;
 const PAN_SPACED: &str = "3782 822463 10005";
 const CVC: &str = "8264";
-const VISA: &str = "4000000000009995";
+const VISA: &str = cards::LIMITED;
 
 /// Every byte string a leaked PAN or CVC could look like: the digits, and the hex of
 /// their ASCII (how PostgreSQL prints bytea).
@@ -64,40 +66,17 @@ fn without(bytes: &[u8], values: &[String]) -> Vec<u8> {
     out
 }
 
+/// Everything the vault's database holds (SQLite file bytes, PostgreSQL rows as text).
 async fn database_text(vault: &TestVault, backend: &Backend) -> Vec<u8> {
+    let bytes = database_dump(&vault.db.url).await;
     match backend {
-        Backend::Sqlite => {
-            let mut bytes = Vec::new();
-            for suffix in ["", "-wal", "-shm"] {
-                let path = vault.dir.join(format!("vault.db{suffix}"));
-                if let Ok(b) = std::fs::read(&path) {
-                    bytes.extend(b);
-                }
-            }
-            assert!(bytes.len() > 4096);
-            bytes
-        }
+        Backend::Sqlite => assert!(bytes.len() > 4096),
         Backend::Postgres(_) => {
-            use sqlx::{Connection, Row};
-            let mut conn = sqlx::PgConnection::connect(&vault.db.url).await.unwrap();
-            let tables: Vec<String> = sqlx::query("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
-                .fetch_all(&mut conn)
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| r.get::<String, _>(0))
-                .collect();
+            let tables = postgres_tables(&vault.db.url).await;
             assert!(tables.iter().any(|t| t == "cards"), "{tables:?}");
-            let mut text = Vec::new();
-            for table in tables {
-                for row in sqlx::query(&format!("SELECT t::text FROM {table} t")).fetch_all(&mut conn).await.unwrap() {
-                    text.extend(row.get::<String, _>(0).into_bytes());
-                    text.push(b'\n');
-                }
-            }
-            text
         }
     }
+    bytes
 }
 
 #[tokio::test]

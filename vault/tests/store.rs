@@ -7,16 +7,15 @@
 // clippy's allow-unwrap-in-tests does not see as tests; a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
+use paysys_test_support::postgres::PostgresDatabase;
 use paysys_vault::store::{
     self, AuditEvent, AuditRecord, AuditSigner, CardRecord, CardWrite, Counts, CvcRecord, DekUsage, ExpiredCard,
     KeyChange, KeyFormat, KeyKind, KeyRequest, ReencryptBatch, RequestDecision, Store, StoreError, StoredKey,
     WriteUnit,
 };
-use sqlx::Connection;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,38 +26,26 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 enum TestDb {
     Sqlite { dir: PathBuf, url: String },
-    Postgres { admin_url: String, name: String, url: String },
+    Postgres(PostgresDatabase),
 }
 
 impl TestDb {
     fn sqlite() -> TestDb {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "paysys-store-{}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed),
-            rand::random::<u32>()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = paysys_test_support::scratch_dir("store");
         let url = format!("sqlite:{}", dir.join("vault.db").display());
         TestDb::Sqlite { dir, url }
     }
 
     /// `None` when no PostgreSQL server is configured.
     async fn postgres() -> Option<TestDb> {
-        let admin_url = std::env::var("PAYSYS_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty())?;
-        let name = format!("paysys_store_{:016x}", rand::random::<u64>());
-        let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
-        admin.close().await.unwrap();
-        let url = with_database(&admin_url, &name);
-        Some(TestDb::Postgres { admin_url, name, url })
+        Some(TestDb::Postgres(PostgresDatabase::create("paysys_store").await?))
     }
 
     /// A new store instance (its own pools) on this database, migrated.
     async fn open(&self) -> Arc<dyn Store> {
         let url = match self {
-            TestDb::Sqlite { url, .. } | TestDb::Postgres { url, .. } => url,
+            TestDb::Sqlite { url, .. } => url,
+            TestDb::Postgres(database) => &database.url,
         };
         let store = store::open(url).await.unwrap();
         store.migrate().await.unwrap();
@@ -71,29 +58,9 @@ impl TestDb {
             TestDb::Sqlite { dir, .. } => {
                 let _ = std::fs::remove_dir_all(dir);
             }
-            TestDb::Postgres { admin_url, name, .. } => {
-                if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await {
-                    let _ =
-                        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await;
-                    let _ = admin.close().await;
-                }
-            }
+            TestDb::Postgres(database) => database.drop_database().await,
         }
     }
-}
-
-/// `url` with its database name replaced by `name` (query string kept).
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, format!("?{query}")),
-        None => (url, String::new()),
-    };
-    let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[authority_start..].find('/') {
-        Some(i) => &base[..authority_start + i],
-        None => base,
-    };
-    format!("{base}/{name}{query}")
 }
 
 /// Instantiate each test body for both backends: `sqlite::NAME` and `postgres::NAME`.
