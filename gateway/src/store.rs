@@ -7,7 +7,7 @@
 //! * **SQLite**: one writer at a time (`BEGIN IMMEDIATE` under the database's write
 //!   lock); plain reads on read-only connections. A payment's insert and its update
 //!   after the acquirer answered, the hot path, go to the group committer
-//!   ([`paysys_sqlite::GroupCommitter`]): one handoff each, many payments per commit.
+//!   ([`paysys_db::GroupCommitter`]): one handoff each, many payments per commit.
 //!   They run the same SQL, bound by the same macros.
 //! * **PostgreSQL**: a pool; a payment's insert and its update (with their ledger rows)
 //!   are one statement each (data-modifying CTEs), one round trip; a duplicate
@@ -20,7 +20,7 @@
 
 use crate::state::PaymentStatus;
 use crate::three_ds::AutoSettings;
-use paysys_sqlite::Args;
+use paysys_db::Args;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
@@ -51,10 +51,10 @@ pub enum StoreError {
     Corrupt(String),
     /// A statement of the SQLite group committer failed.
     #[error("database error: {0}")]
-    Sqlite(#[from] paysys_sqlite::rusqlite::Error),
+    Sqlite(#[from] paysys_db::rusqlite::Error),
     /// The SQLite group committer could not commit.
     #[error("database error: {0}")]
-    GroupCommit(#[from] paysys_sqlite::GroupCommitError),
+    GroupCommit(#[from] paysys_db::GroupCommitError),
 }
 
 impl StoreError {
@@ -299,8 +299,8 @@ pub struct PaymentFilter {
 #[derive(Debug, Clone)]
 enum Backend {
     /// One writer (write transactions run one at a time) and read-only connections, so
-    /// plain reads never queue behind writes ([`paysys_sqlite::Database`]).
-    Sqlite(paysys_sqlite::Database),
+    /// plain reads never queue behind writes ([`paysys_db::Database`]).
+    Sqlite(paysys_db::Database),
     Postgres(PgPool),
 }
 
@@ -353,7 +353,7 @@ macro_rules! on_pool {
 macro_rules! on_reader {
     ($store:expr, |$pool:ident| $body:block) => {
         match &$store.backend {
-            Backend::Sqlite(paysys_sqlite::Database { reader: $pool, .. }) => $body,
+            Backend::Sqlite(paysys_db::Database { reader: $pool, .. }) => $body,
             Backend::Postgres($pool) => $body,
         }
     };
@@ -641,7 +641,7 @@ fn ledger_args(rows: &[LedgerRow]) -> Option<(String, Args)> {
 impl Store {
     /// SQLite on a file: the group committer for the payment hot path (one handoff per
     /// write, many writes per commit). `None` on PostgreSQL and in memory.
-    fn group_committer(&self) -> Option<&paysys_sqlite::GroupCommitter> {
+    fn group_committer(&self) -> Option<&paysys_db::GroupCommitter> {
         match &self.backend {
             Backend::Sqlite(db) => db.group.as_ref(),
             Backend::Postgres(_) => None,
@@ -652,7 +652,7 @@ impl Store {
     /// `postgres://…`). Does not migrate.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
         let backend = if url.starts_with("sqlite:") {
-            let mut db = paysys_sqlite::Database::open(url, SQLITE_READERS).await?;
+            let mut db = paysys_db::Database::open(url, SQLITE_READERS).await?;
             db.start_group_commit()?;
             Backend::Sqlite(db)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {

@@ -9,7 +9,7 @@
 //! * **SQLite**: every write transaction `BEGIN IMMEDIATE` under the database's write
 //!   lock — writers run one at a time, so a balance is never read and written by two
 //!   requests at once. An authorization without a 3-D Secure claim (the hot path) is one
-//!   unit of the group committer ([`paysys_sqlite::GroupCommitter`]), many to a commit,
+//!   unit of the group committer ([`paysys_db::GroupCommitter`]), many to a commit,
 //!   with the same SQL and bindings.
 //! * **PostgreSQL**: a pool; `SELECT … FOR UPDATE` locks the authorization or balance
 //!   row for the rest of the transaction, and relative updates (`held = held + $1`)
@@ -23,8 +23,8 @@ use crate::issuer::{
     self, Authorization, AuthorizationStatus, Balance, DeclineCode, LedgerDraft, LedgerKind, OperationError, Refund,
     ThreeDsClaim, Transition,
 };
-use paysys_sqlite::rusqlite::{Connection, OptionalExtension};
-use paysys_sqlite::Args;
+use paysys_db::rusqlite::{Connection, OptionalExtension};
+use paysys_db::Args;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
@@ -53,10 +53,10 @@ pub enum StoreError {
     Corrupt(String),
     /// A statement of the SQLite group committer failed.
     #[error("database error: {0}")]
-    Sqlite(#[from] paysys_sqlite::rusqlite::Error),
+    Sqlite(#[from] paysys_db::rusqlite::Error),
     /// The SQLite group committer could not commit.
     #[error("database error: {0}")]
-    GroupCommit(#[from] paysys_sqlite::GroupCommitError),
+    GroupCommit(#[from] paysys_db::GroupCommitError),
 }
 
 impl StoreError {
@@ -140,8 +140,8 @@ pub struct LedgerEntry {
 #[derive(Debug, Clone)]
 enum Backend {
     /// One writer connection (write transactions run one at a time) and the WAL
-    /// checkpointer ([`paysys_sqlite::Database`]).
-    Sqlite(paysys_sqlite::Database),
+    /// checkpointer ([`paysys_db::Database`]).
+    Sqlite(paysys_db::Database),
     Postgres(PgPool),
 }
 
@@ -181,7 +181,7 @@ macro_rules! in_transaction {
 macro_rules! on_reader {
     ($store:expr, |$pool:ident| $body:block) => {
         match &$store.backend {
-            Backend::Sqlite(paysys_sqlite::Database { reader: $pool, .. }) => $body,
+            Backend::Sqlite(paysys_db::Database { reader: $pool, .. }) => $body,
             Backend::Postgres($pool) => $body,
         }
     };
@@ -322,7 +322,7 @@ fn authorize_unit(conn: &Connection, new: &NewAuthorization) -> Result<Option<Au
 impl Store {
     /// SQLite on a file: the group committer for the authorization hot path. `None` on
     /// PostgreSQL and in memory.
-    fn group_committer(&self) -> Option<&paysys_sqlite::GroupCommitter> {
+    fn group_committer(&self) -> Option<&paysys_db::GroupCommitter> {
         match &self.backend {
             Backend::Sqlite(db) => db.group.as_ref(),
             Backend::Postgres(_) => None,
@@ -334,7 +334,7 @@ impl Store {
     pub async fn open(url: &str) -> Result<Store, StoreError> {
         let backend = if url.starts_with("sqlite:") {
             // The writer only: the sandbox's reads are few.
-            let mut db = paysys_sqlite::Database::open(url, 0).await?;
+            let mut db = paysys_db::Database::open(url, 0).await?;
             db.start_group_commit()?;
             Backend::Sqlite(db)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {

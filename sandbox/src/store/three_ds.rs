@@ -9,8 +9,8 @@
 
 use super::{Backend, Store, StoreError};
 use crate::issuer::IssuedAuthentication;
-use paysys_sqlite::rusqlite::{Connection, OptionalExtension};
-use paysys_sqlite::Args;
+use paysys_db::rusqlite::{Connection, OptionalExtension};
+use paysys_db::Args;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 /// One 3-D Secure authentication. No card number: its balance key and masked form.
