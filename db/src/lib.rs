@@ -43,13 +43,13 @@ mod group_commit;
 pub mod store;
 
 pub use group_commit::{Args, GroupCommitError, GroupCommitter, WriteLock};
-pub use store::{get, Backend, Bind, Connections, SqliteBackend, StoreError};
 pub use rusqlite;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
+pub use store::{get, Backend, Bind, Connections, RowLock, SqliteBackend, StoreError};
 
 /// How long a connection waits for another process's lock on the file.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

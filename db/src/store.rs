@@ -10,7 +10,8 @@
 //! * [`on_pool!`] — a single-statement write (SQLite: the sqlx writer, under the write
 //!   lock);
 //! * [`in_transaction!`] — a write transaction (SQLite: `BEGIN IMMEDIATE` under the write
-//!   lock; PostgreSQL: `BEGIN`, with the row-lock suffix its `SELECT`s claim rows with).
+//!   lock; PostgreSQL: `BEGIN`), with a [`RowLock`] that gives the suffix its `SELECT`s
+//!   lock rows with.
 //!
 //! **Where a body returns from.** A macro body is not a closure: it is pasted into the
 //! calling function, so `return` and `?` inside it leave *the calling function* (the
@@ -192,10 +193,12 @@ pub trait Bind<'q>: Sized {
     fn text(self, value: &'q str) -> Self;
     /// A text value or `NULL`.
     fn opt_text(self, value: Option<&'q str>) -> Self;
-    /// An integer (booleans are stored as 0 and 1).
+    /// An integer.
     fn int(self, value: i64) -> Self;
     /// An integer or `NULL`.
     fn opt_int(self, value: Option<i64>) -> Self;
+    /// A boolean (`BOOLEAN` on PostgreSQL, 0 or 1 on SQLite).
+    fn flag(self, value: bool) -> Self;
 }
 
 impl<'q> Bind<'q> for Args {
@@ -211,6 +214,9 @@ impl<'q> Bind<'q> for Args {
     fn opt_int(self, value: Option<i64>) -> Self {
         self.bind(value)
     }
+    fn flag(self, value: bool) -> Self {
+        self.bind(value)
+    }
 }
 
 impl<'q, DB> Bind<'q> for sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
@@ -220,6 +226,7 @@ where
     Option<&'q str>: sqlx::Encode<'q, DB> + Type<DB>,
     i64: sqlx::Encode<'q, DB> + Type<DB>,
     Option<i64>: sqlx::Encode<'q, DB> + Type<DB>,
+    bool: sqlx::Encode<'q, DB> + Type<DB>,
 {
     fn text(self, value: &'q str) -> Self {
         self.bind(value)
@@ -233,16 +240,52 @@ where
     fn opt_int(self, value: Option<i64>) -> Self {
         self.bind(value)
     }
+    fn flag(self, value: bool) -> Self {
+        self.bind(value)
+    }
+}
+
+/// How a transaction's `SELECT`s lock the rows they read. On SQLite every suffix is
+/// empty: the write transaction holds the database's only write lock from `BEGIN
+/// IMMEDIATE`, so no other writer can touch the rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowLock {
+    postgres: bool,
+}
+
+impl RowLock {
+    /// SQLite's (no suffix).
+    pub const SQLITE: RowLock = RowLock { postgres: false };
+    /// PostgreSQL's.
+    pub const POSTGRES: RowLock = RowLock { postgres: true };
+
+    /// For a `SELECT` of rows the transaction goes on to write: waits for any other
+    /// writer of those rows and keeps them locked to the commit.
+    pub fn for_update(self) -> &'static str {
+        if self.postgres {
+            " FOR UPDATE"
+        } else {
+            ""
+        }
+    }
+
+    /// For a `SELECT` that claims jobs: rows another transaction has locked are skipped
+    /// (another replica is claiming them), the rest locked to the commit.
+    pub fn skip_locked(self) -> &'static str {
+        if self.postgres {
+            " FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        }
+    }
 }
 
 /// Run the block with `$tx` a write transaction of `$backend` (a [`Backend`]) and
-/// `$skip_locked` the suffix that backend's claiming `SELECT`s end with (`""` on SQLite,
-/// whose writer lock already excludes every other writer; `" FOR UPDATE SKIP LOCKED"` on
-/// PostgreSQL). The block commits `$tx`; `return`/`?` leave the calling function and
-/// roll the transaction back (see the [module doc](self)).
+/// `$lock` its [`RowLock`]. The block commits `$tx`; `return`/`?` leave the calling
+/// function and roll the transaction back (see the [module doc](self)).
 #[macro_export]
 macro_rules! in_transaction {
-    ($backend:expr, |$tx:ident, $skip_locked:ident| $body:block) => {
+    ($backend:expr, |$tx:ident, $lock:ident| $body:block) => {
         match $backend {
             $crate::store::Backend::Sqlite(sqlite) => {
                 // Beside the group committer's transactions, not into SQLite's busy wait.
@@ -250,14 +293,14 @@ macro_rules! in_transaction {
                 #[allow(unused_mut)]
                 let mut $tx = sqlite.db.writer.begin_with("BEGIN IMMEDIATE").await?;
                 #[allow(unused_variables)]
-                let $skip_locked = "";
+                let $lock = $crate::store::RowLock::SQLITE;
                 $body
             }
             $crate::store::Backend::Postgres(pool) => {
                 #[allow(unused_mut)]
                 let mut $tx = pool.begin().await?;
                 #[allow(unused_variables)]
-                let $skip_locked = " FOR UPDATE SKIP LOCKED";
+                let $lock = $crate::store::RowLock::POSTGRES;
                 $body
             }
         }

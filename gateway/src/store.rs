@@ -2,17 +2,23 @@
 //! gateway lives in this module.
 //!
 //! Statements are portable (`$n` placeholders, 64-bit integers), written once and run
-//! on either backend by [`in_transaction!`] / [`on_pool!`]:
+//! on either backend by the dispatch of [`paysys_db::store`] (`in_transaction!`,
+//! `on_pool!`, `on_reader!`); a record's arguments are bound by one function over
+//! [`Bind`] for both.
 //!
 //! * **SQLite**: one writer at a time (`BEGIN IMMEDIATE` under the database's write
 //!   lock); plain reads on read-only connections. A payment's insert and its update
-//!   after the acquirer answered, the hot path, go to the group committer
-//!   ([`paysys_db::GroupCommitter`]): one handoff each, many payments per commit.
-//!   They run the same SQL, bound by the same macros.
+//!   after the acquirer answered, the hot path, and the 3-D Secure authentication's
+//!   writes are units of the group committer ([`paysys_db::GroupCommitter`]): one
+//!   handoff each, many per commit. `sqlite::memory:` is a temporary file, so tests take
+//!   this path too.
 //! * **PostgreSQL**: a pool; a payment's insert and its update (with their ledger rows)
-//!   are one statement each (data-modifying CTEs), one round trip; a duplicate
-//!   idempotency key finds its row taken and is answered with the winner's row; workers
-//!   claim jobs with `FOR UPDATE SKIP LOCKED` so several gateway replicas share them.
+//!   are one statement each (data-modifying CTEs), one round trip; workers claim jobs
+//!   with `FOR UPDATE SKIP LOCKED` so several gateway replicas share them.
+//!
+//! Both backends insert a payment with `ON CONFLICT (merchant_id, partner_trans_id) DO
+//! NOTHING`: a duplicate idempotency key writes nothing (no ledger rows either) and is
+//! answered with the row that holds the key.
 //!
 //! Work on one payment (capture, void, refund, expiry, resolution) is serialized by a
 //! *lease*: `lease_until` is taken with one conditional `UPDATE` and given back when the
@@ -20,8 +26,7 @@
 
 use crate::state::PaymentStatus;
 use crate::three_ds::AutoSettings;
-use paysys_db::Args;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use paysys_db::{get, in_transaction, on_pool, on_reader, Args, Backend, Bind, Connections};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -32,36 +37,7 @@ const POSTGRES_CONNECTIONS: u32 = 16;
 /// Read-only connections to a SQLite file.
 const SQLITE_READERS: u32 = 4;
 
-/// Errors of the store. Messages may hold SQL text (never card data, which the gateway
-/// does not have), so they are logged, not sent to clients.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// The URL is neither `sqlite:` nor `postgres://`/`postgresql://`.
-    #[error("unsupported database URL (expected sqlite:PATH, sqlite::memory: or postgres://)")]
-    UnsupportedUrl,
-    /// A query failed.
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-    /// Applying migrations failed.
-    #[error("migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    /// A stored value is not one this code writes.
-    #[error("corrupt row: {0}")]
-    Corrupt(String),
-    /// A statement of the SQLite group committer failed.
-    #[error("database error: {0}")]
-    Sqlite(#[from] paysys_db::rusqlite::Error),
-    /// The SQLite group committer could not commit.
-    #[error("database error: {0}")]
-    GroupCommit(#[from] paysys_db::GroupCommitError),
-}
-
-impl StoreError {
-    fn is_unique_violation(&self) -> bool {
-        matches!(self, StoreError::Database(sqlx::Error::Database(e)) if e.is_unique_violation())
-    }
-}
+pub use paysys_db::StoreError;
 
 /// A merchant: the vault's merchant id, the API service id, the sealed API secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -296,81 +272,10 @@ pub struct PaymentFilter {
     pub offset: i64,
 }
 
-#[derive(Debug, Clone)]
-enum Backend {
-    /// One writer (write transactions run one at a time) and read-only connections, so
-    /// plain reads never queue behind writes ([`paysys_db::Database`]).
-    Sqlite(paysys_db::Database),
-    Postgres(PgPool),
-}
-
 /// The gateway's database.
 #[derive(Debug, Clone)]
 pub struct Store {
     backend: Backend,
-}
-
-/// Run `$body` on a write transaction `$tx` of the store's backend; `$skip_locked` is
-/// the claim suffix of that backend's `SELECT`s. The body commits `$tx` itself.
-macro_rules! in_transaction {
-    ($store:expr, |$tx:ident, $skip_locked:ident| $body:block) => {
-        match &$store.backend {
-            Backend::Sqlite(db) => {
-                // Beside the group committer's transactions, not into SQLite's busy wait.
-                let _write_guard = db.lock_writes().await;
-                #[allow(unused_mut)]
-                let mut $tx = db.writer.begin_with("BEGIN IMMEDIATE").await?;
-                #[allow(unused_variables)]
-                let $skip_locked = "";
-                $body
-            }
-            Backend::Postgres(pool) => {
-                #[allow(unused_mut)]
-                let mut $tx = pool.begin().await?;
-                #[allow(unused_variables)]
-                let $skip_locked = " FOR UPDATE SKIP LOCKED";
-                $body
-            }
-        }
-    };
-}
-
-/// Run `$body` with `$pool` the backend's pool (SQLite: the writer).
-macro_rules! on_pool {
-    ($store:expr, |$pool:ident| $body:block) => {
-        match &$store.backend {
-            Backend::Sqlite(db) => {
-                let _write_guard = db.lock_writes().await;
-                let $pool = &db.writer;
-                $body
-            }
-            Backend::Postgres($pool) => $body,
-        }
-    };
-}
-
-/// Run the read-only `$body` with `$pool` a pool for reads (SQLite: the readers).
-macro_rules! on_reader {
-    ($store:expr, |$pool:ident| $body:block) => {
-        match &$store.backend {
-            Backend::Sqlite(paysys_db::Database { reader: $pool, .. }) => $body,
-            Backend::Postgres($pool) => $body,
-        }
-    };
-}
-
-/// Insert `$rows` (ledger rows) with one multi-row `INSERT` on `$tx`.
-macro_rules! insert_ledger {
-    ($tx:expr, $rows:expr) => {
-        if !$rows.is_empty() {
-            let sql = ledger_insert_sql($rows.len());
-            let mut query = sqlx::query(&sql);
-            for row in $rows {
-                query = bind_ledger!(query, row);
-            }
-            query.execute(&mut *$tx).await?;
-        }
-    };
 }
 
 /// The ledger columns a transition writes (`seq` is the database's).
@@ -438,143 +343,127 @@ const UPDATE_REFUND: &str = "UPDATE refunds SET status = $1, rrn = $2, error_cod
      updated_at = $5 WHERE refund_id = $6";
 
 /// Bind every column of a payment insert, in [`PAYMENT_COLUMNS`] order.
-macro_rules! bind_payment {
-    ($query:expr, $p:expr) => {
-        $query
-            .bind(&$p.transaction_id)
-            .bind(&$p.merchant_id)
-            .bind(&$p.partner_trans_id)
-            .bind(&$p.request_digest)
-            .bind(&$p.card_token)
-            .bind($p.amount)
-            .bind(&$p.currency)
-            .bind(&$p.capture_method)
-            .bind($p.hold_ttl_sec)
-            .bind(&$p.after_expired)
-            .bind(&$p.description)
-            .bind(&$p.client_ip)
-            .bind(&$p.return_url)
-            .bind($p.status.as_str())
-            .bind($p.captured_amount)
-            .bind($p.refunded_amount)
-            .bind(&$p.acquirer_ref)
-            .bind(&$p.auth_code)
-            .bind(&$p.rrn)
-            .bind(&$p.masked_card)
-            .bind(&$p.decline_code)
-            .bind($p.error_code)
-            .bind($p.hold_expires_at)
-            .bind(&$p.first_response)
-            .bind($p.lease_until)
-            .bind(i64::from($p.needs_sync))
-            .bind(&$p.three_ds)
-            .bind($p.three_ds_expires_at)
-            .bind($p.created_at)
-            .bind($p.updated_at)
-    };
+fn bind_payment<'q, B: Bind<'q>>(b: B, p: &'q PaymentRecord) -> B {
+    b.text(&p.transaction_id)
+        .text(&p.merchant_id)
+        .text(&p.partner_trans_id)
+        .text(&p.request_digest)
+        .text(&p.card_token)
+        .int(p.amount)
+        .text(&p.currency)
+        .text(&p.capture_method)
+        .int(p.hold_ttl_sec)
+        .text(&p.after_expired)
+        .opt_text(p.description.as_deref())
+        .opt_text(p.client_ip.as_deref())
+        .opt_text(p.return_url.as_deref())
+        .text(p.status.as_str())
+        .int(p.captured_amount)
+        .int(p.refunded_amount)
+        .opt_text(p.acquirer_ref.as_deref())
+        .opt_text(p.auth_code.as_deref())
+        .opt_text(p.rrn.as_deref())
+        .opt_text(p.masked_card.as_deref())
+        .opt_text(p.decline_code.as_deref())
+        .opt_int(p.error_code)
+        .opt_int(p.hold_expires_at)
+        .opt_text(p.first_response.as_deref())
+        .int(p.lease_until)
+        .int(i64::from(p.needs_sync))
+        .opt_text(p.three_ds.as_deref())
+        .opt_int(p.three_ds_expires_at)
+        .int(p.created_at)
+        .int(p.updated_at)
 }
 
-macro_rules! bind_payment_update {
-    ($query:expr, $p:expr) => {
-        $query
-            .bind($p.status.as_str())
-            .bind($p.captured_amount)
-            .bind($p.refunded_amount)
-            .bind(&$p.acquirer_ref)
-            .bind(&$p.auth_code)
-            .bind(&$p.rrn)
-            .bind(&$p.masked_card)
-            .bind(&$p.decline_code)
-            .bind($p.error_code)
-            .bind($p.hold_expires_at)
-            .bind(&$p.first_response)
-            .bind($p.lease_until)
-            .bind(i64::from($p.needs_sync))
-            .bind(&$p.three_ds)
-            .bind($p.three_ds_expires_at)
-            .bind($p.updated_at)
-            .bind(&$p.transaction_id)
-    };
+/// Bind the parameters of [`UPDATE_PAYMENT`].
+fn bind_payment_update<'q, B: Bind<'q>>(b: B, p: &'q PaymentRecord) -> B {
+    b.text(p.status.as_str())
+        .int(p.captured_amount)
+        .int(p.refunded_amount)
+        .opt_text(p.acquirer_ref.as_deref())
+        .opt_text(p.auth_code.as_deref())
+        .opt_text(p.rrn.as_deref())
+        .opt_text(p.masked_card.as_deref())
+        .opt_text(p.decline_code.as_deref())
+        .opt_int(p.error_code)
+        .opt_int(p.hold_expires_at)
+        .opt_text(p.first_response.as_deref())
+        .int(p.lease_until)
+        .int(i64::from(p.needs_sync))
+        .opt_text(p.three_ds.as_deref())
+        .opt_int(p.three_ds_expires_at)
+        .int(p.updated_at)
+        .text(&p.transaction_id)
 }
 
 /// Bind every column of an authentication insert, in [`AUTHENTICATION_COLUMNS`] order.
-macro_rules! bind_authentication {
-    ($query:expr, $a:expr) => {
-        $query
-            .bind(&$a.three_ds_server_trans_id)
-            .bind(&$a.merchant_id)
-            .bind(&$a.card_token)
-            .bind(&$a.transaction_id)
-            .bind(&$a.method_url)
-            .bind($a.method_completed_at)
-            .bind(&$a.message_version)
-            .bind(&$a.ds_trans_id)
-            .bind(&$a.acs_trans_id)
-            .bind(&$a.acs_url)
-            .bind(&$a.challenge_id)
-            .bind(&$a.trans_status)
-            .bind($a.created_at)
-            .bind($a.updated_at)
-    };
+fn bind_authentication<'q, B: Bind<'q>>(b: B, a: &'q AuthenticationRecord) -> B {
+    b.text(&a.three_ds_server_trans_id)
+        .text(&a.merchant_id)
+        .text(&a.card_token)
+        .opt_text(a.transaction_id.as_deref())
+        .opt_text(a.method_url.as_deref())
+        .opt_int(a.method_completed_at)
+        .opt_text(a.message_version.as_deref())
+        .opt_text(a.ds_trans_id.as_deref())
+        .opt_text(a.acs_trans_id.as_deref())
+        .opt_text(a.acs_url.as_deref())
+        .opt_text(a.challenge_id.as_deref())
+        .opt_text(a.trans_status.as_deref())
+        .int(a.created_at)
+        .int(a.updated_at)
 }
 
-macro_rules! bind_authentication_update {
-    ($query:expr, $a:expr) => {
-        $query
-            .bind(&$a.message_version)
-            .bind(&$a.ds_trans_id)
-            .bind(&$a.acs_trans_id)
-            .bind(&$a.acs_url)
-            .bind(&$a.challenge_id)
-            .bind(&$a.trans_status)
-            .bind($a.updated_at)
-            .bind(&$a.three_ds_server_trans_id)
-    };
+/// Bind the parameters of [`UPDATE_AUTHENTICATION`].
+fn bind_authentication_update<'q, B: Bind<'q>>(b: B, a: &'q AuthenticationRecord) -> B {
+    b.opt_text(a.message_version.as_deref())
+        .opt_text(a.ds_trans_id.as_deref())
+        .opt_text(a.acs_trans_id.as_deref())
+        .opt_text(a.acs_url.as_deref())
+        .opt_text(a.challenge_id.as_deref())
+        .opt_text(a.trans_status.as_deref())
+        .int(a.updated_at)
+        .text(&a.three_ds_server_trans_id)
 }
 
-macro_rules! bind_refund_update {
-    ($query:expr, $r:expr) => {
-        $query
-            .bind($r.status.as_str())
-            .bind(&$r.rrn)
-            .bind($r.error_code)
-            .bind(&$r.first_response)
-            .bind($r.updated_at)
-            .bind(&$r.refund_id)
-    };
+/// Bind the parameters of [`UPDATE_REFUND`].
+fn bind_refund_update<'q, B: Bind<'q>>(b: B, r: &'q RefundRecord) -> B {
+    b.text(r.status.as_str())
+        .opt_text(r.rrn.as_deref())
+        .opt_int(r.error_code)
+        .opt_text(r.first_response.as_deref())
+        .int(r.updated_at)
+        .text(&r.refund_id)
 }
 
-macro_rules! bind_ledger {
-    ($query:expr, $row:expr) => {
-        $query
-            .bind(&$row.transaction_id)
-            .bind($row.at)
-            .bind(&$row.kind)
-            .bind(&$row.from_status)
-            .bind(&$row.to_status)
-            .bind($row.amount)
-            .bind(&$row.currency)
-            .bind(&$row.refund_id)
-    };
+/// Bind one ledger row, in [`LEDGER_INSERT_COLUMNS`] order.
+fn bind_ledger<'q, B: Bind<'q>>(b: B, row: &'q LedgerRow) -> B {
+    b.text(&row.transaction_id)
+        .int(row.at)
+        .text(&row.kind)
+        .text(&row.from_status)
+        .text(&row.to_status)
+        .int(row.amount)
+        .text(&row.currency)
+        .opt_text(row.refund_id.as_deref())
 }
 
-macro_rules! bind_refund {
-    ($query:expr, $r:expr) => {
-        $query
-            .bind(&$r.refund_id)
-            .bind(&$r.transaction_id)
-            .bind(&$r.merchant_id)
-            .bind(&$r.partner_refund_id)
-            .bind(&$r.request_digest)
-            .bind($r.amount)
-            .bind(&$r.currency)
-            .bind($r.status.as_str())
-            .bind(&$r.rrn)
-            .bind($r.error_code)
-            .bind(&$r.first_response)
-            .bind($r.created_at)
-            .bind($r.updated_at)
-    };
+/// Bind every column of a refund insert, in [`REFUND_COLUMNS`] order.
+fn bind_refund<'q, B: Bind<'q>>(b: B, r: &'q RefundRecord) -> B {
+    b.text(&r.refund_id)
+        .text(&r.transaction_id)
+        .text(&r.merchant_id)
+        .text(&r.partner_refund_id)
+        .text(&r.request_digest)
+        .int(r.amount)
+        .text(&r.currency)
+        .text(r.status.as_str())
+        .opt_text(r.rrn.as_deref())
+        .opt_int(r.error_code)
+        .opt_text(r.first_response.as_deref())
+        .int(r.created_at)
+        .int(r.updated_at)
 }
 
 /// `sql` with every placeholder `$n` renumbered `$(n + offset)`, to follow another
@@ -634,48 +523,27 @@ fn ledger_args(rows: &[LedgerRow]) -> Option<(String, Args)> {
     if rows.is_empty() {
         return None;
     }
-    let args = rows.iter().fold(Args::default(), |args, row| bind_ledger!(args, row));
+    let args = rows.iter().fold(Args::default(), bind_ledger);
     Some((ledger_insert_sql(rows.len()), args))
 }
 
 impl Store {
-    /// SQLite on a file: the group committer for the payment hot path (one handoff per
-    /// write, many writes per commit). `None` on PostgreSQL and in memory.
-    fn group_committer(&self) -> Option<&paysys_db::GroupCommitter> {
-        match &self.backend {
-            Backend::Sqlite(db) => db.group.as_ref(),
-            Backend::Postgres(_) => None,
-        }
-    }
-
-    /// Connect to `url` (`sqlite::memory:`, `sqlite:PATH` created if missing, or
-    /// `postgres://…`). Does not migrate.
+    /// Connect to `url` (`sqlite::memory:` — a temporary file —, `sqlite:PATH` created
+    /// if missing, or `postgres://…`). Does not migrate.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
-        let backend = if url.starts_with("sqlite:") {
-            let mut db = paysys_db::Database::open(url, SQLITE_READERS).await?;
-            db.start_group_commit()?;
-            Backend::Sqlite(db)
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Backend::Postgres(PgPoolOptions::new().max_connections(POSTGRES_CONNECTIONS).connect(url).await?)
-        } else {
-            return Err(StoreError::UnsupportedUrl);
-        };
-        Ok(Store { backend })
+        let connections = Connections { sqlite_readers: SQLITE_READERS, postgres: POSTGRES_CONNECTIONS };
+        Ok(Store { backend: Backend::open(url, connections).await? })
     }
 
     /// Apply this backend's migrations.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(db) => SQLITE_MIGRATOR.run(&db.writer).await?,
-            Backend::Postgres(pool) => POSTGRES_MIGRATOR.run(pool).await?,
-        }
-        Ok(())
+        self.backend.migrate(&SQLITE_MIGRATOR, &POSTGRES_MIGRATOR).await
     }
 
     // ---- merchants ----
 
     pub async fn insert_merchant(&self, m: &MerchantRecord) -> Result<(), StoreError> {
-        on_pool!(self, |pool| {
+        on_pool!(&self.backend, |pool| {
             sqlx::query(
                 "INSERT INTO merchants (merchant_id, service_id, name, secret_sealed, created_at, \
                  three_ds_auto_proceed_on, three_ds_auto_min_amounts) VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -696,7 +564,7 @@ impl Store {
     /// Change a merchant's name and `three_ds: auto` settings; `false` when there is no
     /// such merchant.
     pub async fn update_merchant(&self, m: &MerchantRecord) -> Result<bool, StoreError> {
-        on_pool!(self, |pool| {
+        on_pool!(&self.backend, |pool| {
             let done = sqlx::query(
                 "UPDATE merchants SET name = $1, three_ds_auto_proceed_on = $2, three_ds_auto_min_amounts = $3 \
                  WHERE merchant_id = $4",
@@ -724,7 +592,7 @@ impl Store {
             "SELECT merchant_id, service_id, name, secret_sealed, created_at, three_ds_auto_proceed_on, \
              three_ds_auto_min_amounts FROM merchants WHERE {column} = $1"
         );
-        on_reader!(self, |pool| {
+        on_reader!(&self.backend, |pool| {
             let row = sqlx::query(&sql).bind(value).fetch_optional(pool).await?;
             row.map(|r| {
                 let corrupt = |e: crate::three_ds::AutoSettingsError| StoreError::Corrupt(format!("merchant: {e}"));
@@ -772,30 +640,29 @@ impl Store {
         p: &PaymentRecord,
         ledger: &[LedgerRow],
     ) -> Result<Slot<PaymentRecord>, StoreError> {
-        let inserted = if let Some(group) = self.group_committer() {
-            let payment = bind_payment!(Args::default(), p);
-            let ledger = ledger_args(ledger);
-            group
-                .write(move |conn| -> Result<bool, StoreError> {
-                    if payment.execute(conn, &insert_payment_sql())? == 0 {
-                        return Ok(false);
-                    }
-                    if let Some((sql, args)) = ledger {
-                        args.execute(conn, &sql)?;
-                    }
-                    Ok(true)
-                })
-                .await?
-        } else if let Backend::Postgres(pool) = &self.backend {
-            // One statement, atomic on its own: one round trip instead of four.
-            let sql = postgres_insert_payment_sql(ledger.len());
-            let mut query = bind_payment!(sqlx::query(&sql), p);
-            for row in ledger {
-                query = bind_ledger!(query, row);
+        let inserted = match &self.backend {
+            Backend::Sqlite(sqlite) => {
+                let payment = bind_payment(Args::default(), p);
+                let ledger = ledger_args(ledger);
+                sqlite
+                    .group
+                    .write(move |conn| -> Result<bool, StoreError> {
+                        if payment.execute(conn, &insert_payment_sql())? == 0 {
+                            return Ok(false);
+                        }
+                        if let Some((sql, args)) = ledger {
+                            args.execute(conn, &sql)?;
+                        }
+                        Ok(true)
+                    })
+                    .await?
             }
-            query.fetch_one(pool).await?.try_get::<i64, _>(0)? == 1
-        } else {
-            self.insert_payment_in_transaction(p, ledger).await?
+            Backend::Postgres(pool) => {
+                // One statement, atomic on its own: one round trip instead of four.
+                let sql = postgres_insert_payment_sql(ledger.len());
+                let query = ledger.iter().fold(bind_payment(sqlx::query(&sql), p), bind_ledger);
+                query.fetch_one(pool).await?.try_get::<i64, _>(0)? == 1
+            }
         };
         if inserted {
             return Ok(Slot::Inserted);
@@ -808,23 +675,9 @@ impl Store {
         }
     }
 
-    /// The insert of [`Store::try_insert_payment`] as an sqlx transaction (SQLite in
-    /// memory); `false` when the key was taken (nothing written).
-    async fn insert_payment_in_transaction(&self, p: &PaymentRecord, ledger: &[LedgerRow]) -> Result<bool, StoreError> {
-        let sql = insert_payment_sql();
-        in_transaction!(self, |tx, _skip| {
-            if bind_payment!(sqlx::query(&sql), p).execute(&mut *tx).await?.rows_affected() == 0 {
-                return Ok(false);
-            }
-            insert_ledger!(tx, ledger);
-            tx.commit().await?;
-            Ok(true)
-        })
-    }
-
     pub async fn payment(&self, transaction_id: &str) -> Result<Option<PaymentRecord>, StoreError> {
         let sql = format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE transaction_id = $1");
-        on_reader!(self, |pool| {
+        on_reader!(&self.backend, |pool| {
             sqlx::query(&sql).bind(transaction_id).fetch_optional(pool).await?.map(|r| payment_from_row(&r)).transpose()
         })
     }
@@ -835,7 +688,7 @@ impl Store {
         partner_trans_id: &str,
     ) -> Result<Option<PaymentRecord>, StoreError> {
         let sql = format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE merchant_id = $1 AND partner_trans_id = $2");
-        on_reader!(self, |pool| {
+        on_reader!(&self.backend, |pool| {
             sqlx::query(&sql)
                 .bind(merchant_id)
                 .bind(partner_trans_id)
@@ -849,7 +702,7 @@ impl Store {
     /// Take the payment's lease until `until` if it is free at `now`; `false` when
     /// another operation holds it.
     pub async fn try_lease(&self, transaction_id: &str, now: i64, until: i64) -> Result<bool, StoreError> {
-        on_pool!(self, |pool| {
+        on_pool!(&self.backend, |pool| {
             let done =
                 sqlx::query("UPDATE payments SET lease_until = $1 WHERE transaction_id = $2 AND lease_until <= $3")
                     .bind(until)
@@ -869,50 +722,42 @@ impl Store {
         ledger: &[LedgerRow],
         refund: Option<&RefundRecord>,
     ) -> Result<(), StoreError> {
-        if let Some(group) = self.group_committer() {
-            let payment = bind_payment_update!(Args::default(), p);
-            let ledger = ledger_args(ledger);
-            let refund = refund.map(|r| bind_refund_update!(Args::default(), r));
-            return group
-                .write(move |conn| -> Result<(), StoreError> {
-                    payment.execute(conn, UPDATE_PAYMENT)?;
-                    if let Some((sql, args)) = ledger {
-                        args.execute(conn, &sql)?;
-                    }
-                    if let Some(refund) = refund {
-                        refund.execute(conn, UPDATE_REFUND)?;
-                    }
-                    Ok(())
-                })
-                .await;
+        match &self.backend {
+            Backend::Sqlite(sqlite) => {
+                let payment = bind_payment_update(Args::default(), p);
+                let ledger = ledger_args(ledger);
+                let refund = refund.map(|r| bind_refund_update(Args::default(), r));
+                sqlite
+                    .group
+                    .write(move |conn| -> Result<(), StoreError> {
+                        payment.execute(conn, UPDATE_PAYMENT)?;
+                        if let Some((sql, args)) = ledger {
+                            args.execute(conn, &sql)?;
+                        }
+                        if let Some(refund) = refund {
+                            refund.execute(conn, UPDATE_REFUND)?;
+                        }
+                        Ok(())
+                    })
+                    .await
+            }
+            Backend::Postgres(pool) => {
+                // One statement, atomic on its own: one round trip instead of four.
+                let sql = postgres_save_payment_sql(ledger.len(), refund.is_some());
+                let query = ledger.iter().fold(bind_payment_update(sqlx::query(&sql), p), bind_ledger);
+                let query = match refund {
+                    Some(r) => bind_refund_update(query, r),
+                    None => query,
+                };
+                query.execute(pool).await?;
+                Ok(())
+            }
         }
-        if let Backend::Postgres(pool) = &self.backend {
-            // One statement, atomic on its own: one round trip instead of four.
-            let sql = postgres_save_payment_sql(ledger.len(), refund.is_some());
-            let mut query = bind_payment_update!(sqlx::query(&sql), p);
-            for row in ledger {
-                query = bind_ledger!(query, row);
-            }
-            if let Some(r) = refund {
-                query = bind_refund_update!(query, r);
-            }
-            query.execute(pool).await?;
-            return Ok(());
-        }
-        in_transaction!(self, |tx, _skip| {
-            bind_payment_update!(sqlx::query(UPDATE_PAYMENT), p).execute(&mut *tx).await?;
-            insert_ledger!(tx, ledger);
-            if let Some(r) = refund {
-                bind_refund_update!(sqlx::query(UPDATE_REFUND), r).execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
-            Ok(())
-        })
     }
 
     /// Give a lease back without other changes.
     pub async fn release_lease(&self, transaction_id: &str) -> Result<(), StoreError> {
-        on_pool!(self, |pool| {
+        on_pool!(&self.backend, |pool| {
             sqlx::query("UPDATE payments SET lease_until = 0 WHERE transaction_id = $1")
                 .bind(transaction_id)
                 .execute(pool)
@@ -928,7 +773,7 @@ impl Store {
              AND ($3 IS NULL OR created_at < $3) AND ($4 IS NULL OR status = $4) \
              ORDER BY created_at DESC, transaction_id LIMIT $5 OFFSET $6"
         );
-        on_reader!(self, |pool| {
+        on_reader!(&self.backend, |pool| {
             let rows = sqlx::query(&sql)
                 .bind(&f.merchant_id)
                 .bind(f.from_ms)
@@ -984,7 +829,8 @@ impl Store {
         until: i64,
         limit: i64,
     ) -> Result<Vec<String>, StoreError> {
-        in_transaction!(self, |tx, skip_locked| {
+        in_transaction!(&self.backend, |tx, lock| {
+            let skip_locked = lock.skip_locked();
             let sql = format!("SELECT transaction_id FROM payments WHERE {condition} LIMIT $2{skip_locked}");
             let mut query = sqlx::query(&sql).bind(now).bind(limit);
             if let Some(extra) = extra {
@@ -1009,7 +855,7 @@ impl Store {
     /// The ledger of one payment, oldest first.
     pub async fn ledger(&self, transaction_id: &str) -> Result<Vec<LedgerRow>, StoreError> {
         let sql = format!("SELECT {LEDGER_COLUMNS} FROM ledger WHERE transaction_id = $1 ORDER BY seq");
-        on_reader!(self, |pool| {
+        on_reader!(&self.backend, |pool| {
             let rows = sqlx::query(&sql).bind(transaction_id).fetch_all(pool).await?;
             rows.iter().map(ledger_from_row).collect()
         })
@@ -1031,7 +877,7 @@ impl Store {
     }
 
     async fn try_insert_refund(&self, r: &RefundRecord) -> Result<Slot<RefundRecord>, StoreError> {
-        in_transaction!(self, |tx, _skip| {
+        in_transaction!(&self.backend, |tx, _lock| {
             let sql = format!("SELECT {REFUND_COLUMNS} FROM refunds WHERE merchant_id = $1 AND partner_refund_id = $2");
             let existing =
                 sqlx::query(&sql).bind(&r.merchant_id).bind(&r.partner_refund_id).fetch_optional(&mut *tx).await?;
@@ -1041,7 +887,7 @@ impl Store {
             let sql = format!(
                 "INSERT INTO refunds ({REFUND_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
             );
-            bind_refund!(sqlx::query(&sql), r).execute(&mut *tx).await?;
+            bind_refund(sqlx::query(&sql), r).execute(&mut *tx).await?;
             tx.commit().await?;
             Ok(Slot::Inserted)
         })
@@ -1049,7 +895,7 @@ impl Store {
 
     pub async fn refund(&self, refund_id: &str) -> Result<Option<RefundRecord>, StoreError> {
         let sql = format!("SELECT {REFUND_COLUMNS} FROM refunds WHERE refund_id = $1");
-        on_reader!(self, |pool| {
+        on_reader!(&self.backend, |pool| {
             sqlx::query(&sql).bind(refund_id).fetch_optional(pool).await?.map(|r| refund_from_row(&r)).transpose()
         })
     }
@@ -1060,7 +906,7 @@ impl Store {
         partner_refund_id: &str,
     ) -> Result<Option<RefundRecord>, StoreError> {
         let sql = format!("SELECT {REFUND_COLUMNS} FROM refunds WHERE merchant_id = $1 AND partner_refund_id = $2");
-        on_reader!(self, |pool| {
+        on_reader!(&self.backend, |pool| {
             sqlx::query(&sql)
                 .bind(merchant_id)
                 .bind(partner_refund_id)
@@ -1073,7 +919,7 @@ impl Store {
 
     /// Refunds of a payment whose outcome is still open (`processing`), in minor units.
     pub async fn refunds_in_flight(&self, transaction_id: &str) -> Result<i64, StoreError> {
-        on_reader!(self, |pool| {
+        on_reader!(&self.backend, |pool| {
             let row = sqlx::query(
                 "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS total FROM refunds WHERE transaction_id = $1 \
                  AND status = 'processing'",
@@ -1089,22 +935,22 @@ impl Store {
     pub async fn processing_refunds(&self, limit: i64) -> Result<Vec<RefundRecord>, StoreError> {
         let sql =
             format!("SELECT {REFUND_COLUMNS} FROM refunds WHERE status = 'processing' ORDER BY created_at LIMIT $1");
-        on_reader!(self, |pool| {
+        on_reader!(&self.backend, |pool| {
             let rows = sqlx::query(&sql).bind(limit).fetch_all(pool).await?;
             rows.iter().map(refund_from_row).collect()
         })
     }
 
     pub async fn save_refund(&self, r: &RefundRecord) -> Result<(), StoreError> {
-        on_pool!(self, |pool| {
-            bind_refund_update!(sqlx::query(UPDATE_REFUND), r).execute(pool).await?;
+        on_pool!(&self.backend, |pool| {
+            bind_refund_update(sqlx::query(UPDATE_REFUND), r).execute(pool).await?;
         });
         Ok(())
     }
 
     /// Forget a refund that never reached the acquirer (so a retry starts afresh).
     pub async fn delete_refund(&self, refund_id: &str) -> Result<(), StoreError> {
-        on_pool!(self, |pool| {
+        on_pool!(&self.backend, |pool| {
             sqlx::query("DELETE FROM refunds WHERE refund_id = $1").bind(refund_id).execute(pool).await?;
         });
         Ok(())
@@ -1135,37 +981,43 @@ impl Store {
             "INSERT INTO authentications ({AUTHENTICATION_COLUMNS}) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
         );
-        if let Some(group) = self.group_committer() {
-            let args = bind_authentication!(Args::default(), a);
-            return group
-                .write(move |conn| -> Result<(), StoreError> { Ok(args.execute(conn, &sql).map(drop)?) })
-                .await;
+        match &self.backend {
+            Backend::Sqlite(sqlite) => {
+                let args = bind_authentication(Args::default(), a);
+                sqlite
+                    .group
+                    .write(move |conn| -> Result<(), StoreError> { Ok(args.execute(conn, &sql).map(drop)?) })
+                    .await
+            }
+            Backend::Postgres(pool) => {
+                bind_authentication(sqlx::query(&sql), a).execute(pool).await?;
+                Ok(())
+            }
         }
-        on_pool!(self, |pool| {
-            bind_authentication!(sqlx::query(&sql), a).execute(pool).await?;
-        });
-        Ok(())
     }
 
     /// Write what the AReq, the challenge and the authorization changed.
     pub async fn save_authentication(&self, a: &AuthenticationRecord) -> Result<(), StoreError> {
-        if let Some(group) = self.group_committer() {
-            let args = bind_authentication_update!(Args::default(), a);
-            return group
-                .write(move |conn| -> Result<(), StoreError> {
-                    Ok(args.execute(conn, UPDATE_AUTHENTICATION).map(drop)?)
-                })
-                .await;
+        match &self.backend {
+            Backend::Sqlite(sqlite) => {
+                let args = bind_authentication_update(Args::default(), a);
+                sqlite
+                    .group
+                    .write(move |conn| -> Result<(), StoreError> {
+                        Ok(args.execute(conn, UPDATE_AUTHENTICATION).map(drop)?)
+                    })
+                    .await
+            }
+            Backend::Postgres(pool) => {
+                bind_authentication_update(sqlx::query(UPDATE_AUTHENTICATION), a).execute(pool).await?;
+                Ok(())
+            }
         }
-        on_pool!(self, |pool| {
-            bind_authentication_update!(sqlx::query(UPDATE_AUTHENTICATION), a).execute(pool).await?;
-        });
-        Ok(())
     }
 
     /// Give a prepared authentication to a payment; `false` when another payment has it.
     pub async fn claim_authentication(&self, id: &str, transaction_id: &str, now: i64) -> Result<bool, StoreError> {
-        on_pool!(self, |pool| {
+        on_pool!(&self.backend, |pool| {
             let done = sqlx::query(
                 "UPDATE authentications SET transaction_id = $1, updated_at = $2 \
                  WHERE three_ds_server_trans_id = $3 AND transaction_id IS NULL",
@@ -1182,7 +1034,7 @@ impl Store {
     /// Undo [`claim_authentication`](Self::claim_authentication) (the payment turned out
     /// to be a repeat of an earlier one).
     pub async fn unclaim_authentication(&self, id: &str, transaction_id: &str) -> Result<(), StoreError> {
-        on_pool!(self, |pool| {
+        on_pool!(&self.backend, |pool| {
             sqlx::query(
                 "UPDATE authentications SET transaction_id = NULL \
                  WHERE three_ds_server_trans_id = $1 AND transaction_id = $2",
@@ -1197,7 +1049,7 @@ impl Store {
 
     /// Record that the ACS's 3DS Method ran; `false` when unknown or already recorded.
     pub async fn method_completed(&self, id: &str, now: i64) -> Result<bool, StoreError> {
-        on_pool!(self, |pool| {
+        on_pool!(&self.backend, |pool| {
             let done = sqlx::query(
                 "UPDATE authentications SET method_completed_at = $1 \
                  WHERE three_ds_server_trans_id = $2 AND method_completed_at IS NULL AND method_url IS NOT NULL",
@@ -1234,7 +1086,7 @@ impl Store {
         value: &str,
     ) -> Result<Option<AuthenticationRecord>, StoreError> {
         let sql = format!("SELECT {AUTHENTICATION_COLUMNS} FROM authentications WHERE {column} = $1");
-        on_reader!(self, |pool| {
+        on_reader!(&self.backend, |pool| {
             sqlx::query(&sql).bind(value).fetch_optional(pool).await?.map(|r| authentication_from_row(&r)).transpose()
         })
     }
@@ -1251,7 +1103,7 @@ impl Store {
         now: i64,
         expires_at: i64,
     ) -> Result<RequestClaim, StoreError> {
-        on_pool!(self, |pool| {
+        on_pool!(&self.backend, |pool| {
             let inserted = sqlx::query(
                 "INSERT INTO signed_requests (request_digest, merchant_id, response, created_at, expires_at) \
                  VALUES ($1, $2, NULL, $3, $4) ON CONFLICT (request_digest) DO NOTHING",
@@ -1284,7 +1136,7 @@ impl Store {
 
     /// Store the answer of a claimed request.
     pub async fn answer_request(&self, digest: &str, response: &str) -> Result<(), StoreError> {
-        on_pool!(self, |pool| {
+        on_pool!(&self.backend, |pool| {
             sqlx::query("UPDATE signed_requests SET response = $1 WHERE request_digest = $2")
                 .bind(response)
                 .bind(digest)
@@ -1296,7 +1148,7 @@ impl Store {
 
     /// Give a claim up (the request did nothing; the same bytes may run again).
     pub async fn forget_request(&self, digest: &str) -> Result<(), StoreError> {
-        on_pool!(self, |pool| {
+        on_pool!(&self.backend, |pool| {
             sqlx::query("DELETE FROM signed_requests WHERE request_digest = $1").bind(digest).execute(pool).await?;
         });
         Ok(())
@@ -1304,7 +1156,7 @@ impl Store {
 
     /// Delete the signed requests whose time is over; how many.
     pub async fn sweep_requests(&self, now: i64) -> Result<u64, StoreError> {
-        on_pool!(self, |pool| {
+        on_pool!(&self.backend, |pool| {
             let done =
                 sqlx::query("DELETE FROM signed_requests WHERE expires_at <= $1").bind(now).execute(pool).await?;
             Ok(done.rows_affected())
@@ -1316,7 +1168,7 @@ impl Store {
     /// Insert a keyed capture unless `(merchant_id, partner_capture_id)` is taken: then
     /// the existing one.
     pub async fn insert_capture(&self, c: &CaptureRecord) -> Result<Slot<CaptureRecord>, StoreError> {
-        let inserted = on_pool!(self, |pool| {
+        let inserted = on_pool!(&self.backend, |pool| {
             sqlx::query(&format!(
                 "INSERT INTO captures ({CAPTURE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
                  ON CONFLICT (merchant_id, partner_capture_id) DO NOTHING"
@@ -1349,7 +1201,7 @@ impl Store {
         partner_capture_id: &str,
     ) -> Result<Option<CaptureRecord>, StoreError> {
         let sql = format!("SELECT {CAPTURE_COLUMNS} FROM captures WHERE merchant_id = $1 AND partner_capture_id = $2");
-        on_reader!(self, |pool| {
+        on_reader!(&self.backend, |pool| {
             sqlx::query(&sql)
                 .bind(merchant_id)
                 .bind(partner_capture_id)
@@ -1362,7 +1214,7 @@ impl Store {
 
     /// Write a keyed capture's status and answer.
     pub async fn save_capture(&self, c: &CaptureRecord) -> Result<(), StoreError> {
-        on_pool!(self, |pool| {
+        on_pool!(&self.backend, |pool| {
             sqlx::query(
                 "UPDATE captures SET status = $1, first_response = $2, updated_at = $3 \
                  WHERE merchant_id = $4 AND partner_capture_id = $5",
@@ -1380,7 +1232,7 @@ impl Store {
 
     /// Forget a keyed capture that never reached the acquirer (so a retry starts afresh).
     pub async fn delete_capture(&self, merchant_id: &str, partner_capture_id: &str) -> Result<(), StoreError> {
-        on_pool!(self, |pool| {
+        on_pool!(&self.backend, |pool| {
             sqlx::query("DELETE FROM captures WHERE merchant_id = $1 AND partner_capture_id = $2")
                 .bind(merchant_id)
                 .bind(partner_capture_id)
@@ -1393,7 +1245,7 @@ impl Store {
     // ---- removed tokens ----
 
     pub async fn remove_token(&self, merchant_id: &str, token: &str, now: i64) -> Result<(), StoreError> {
-        on_pool!(self, |pool| {
+        on_pool!(&self.backend, |pool| {
             sqlx::query(
                 "INSERT INTO removed_tokens (merchant_id, token, removed_at) VALUES ($1, $2, $3) \
                  ON CONFLICT (merchant_id, token) DO NOTHING",
@@ -1409,7 +1261,7 @@ impl Store {
 
     /// The removal of `token` by `merchant_id`, if it was removed.
     pub async fn removed_token(&self, merchant_id: &str, token: &str) -> Result<Option<RemovedToken>, StoreError> {
-        on_reader!(self, |pool| {
+        on_reader!(&self.backend, |pool| {
             let row = sqlx::query(
                 "SELECT merchant_id, token, removed_at, vault_deleted_at, vault_attempts, vault_next_attempt_at, \
                  vault_last_error FROM removed_tokens WHERE merchant_id = $1 AND token = $2",
@@ -1440,7 +1292,7 @@ impl Store {
             "SELECT 1 FROM payments WHERE card_token = $1 AND merchant_id = $2 AND status IN ({}) LIMIT 1",
             statuses_needing_card()
         );
-        on_reader!(self, |pool| {
+        on_reader!(&self.backend, |pool| {
             Ok(sqlx::query(&sql).bind(token).bind(merchant_id).fetch_optional(pool).await?.is_some())
         })
     }
@@ -1454,7 +1306,8 @@ impl Store {
         until: i64,
         limit: i64,
     ) -> Result<Vec<(String, String)>, StoreError> {
-        in_transaction!(self, |tx, skip_locked| {
+        in_transaction!(&self.backend, |tx, lock| {
+            let skip_locked = lock.skip_locked();
             let sql = format!(
                 "SELECT r.merchant_id, r.token FROM removed_tokens r \
                  WHERE r.vault_deleted_at IS NULL AND r.vault_next_attempt_at <= $1 \
@@ -1484,7 +1337,7 @@ impl Store {
 
     /// The vault confirmed `token`'s card is gone (deleted now, or already).
     pub async fn vault_removal_done(&self, merchant_id: &str, token: &str, now: i64) -> Result<(), StoreError> {
-        on_pool!(self, |pool| {
+        on_pool!(&self.backend, |pool| {
             sqlx::query(
                 "UPDATE removed_tokens SET vault_deleted_at = $1, vault_last_error = NULL \
                  WHERE merchant_id = $2 AND token = $3 AND vault_deleted_at IS NULL",
@@ -1506,7 +1359,7 @@ impl Store {
         error: &str,
         retry_at: i64,
     ) -> Result<(), StoreError> {
-        on_pool!(self, |pool| {
+        on_pool!(&self.backend, |pool| {
             sqlx::query(
                 "UPDATE removed_tokens SET vault_attempts = vault_attempts + 1, vault_next_attempt_at = $1, \
                  vault_last_error = $2 WHERE merchant_id = $3 AND token = $4 AND vault_deleted_at IS NULL",
@@ -1522,7 +1375,7 @@ impl Store {
     }
 
     pub async fn token_removed(&self, merchant_id: &str, token: &str) -> Result<bool, StoreError> {
-        on_reader!(self, |pool| {
+        on_reader!(&self.backend, |pool| {
             let row = sqlx::query("SELECT 1 FROM removed_tokens WHERE merchant_id = $1 AND token = $2")
                 .bind(merchant_id)
                 .bind(token)
@@ -1538,15 +1391,6 @@ fn statuses_needing_card() -> String {
     let quoted: Vec<String> =
         PaymentStatus::ALL.into_iter().filter(|s| s.needs_card()).map(|s| format!("'{}'", s.as_str())).collect();
     quoted.join(", ")
-}
-
-fn get<'r, R, T>(row: &'r R, column: &'static str) -> Result<T, StoreError>
-where
-    R: Row,
-    &'static str: ColumnIndex<R>,
-    T: Decode<'r, R::Database> + Type<R::Database>,
-{
-    Ok(row.try_get(column)?)
 }
 
 fn payment_from_row<R>(row: &R) -> Result<PaymentRecord, StoreError>
