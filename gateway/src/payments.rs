@@ -21,7 +21,8 @@ use crate::state::{
     PaymentStatus,
 };
 use crate::store::{
-    CaptureRecord, CaptureStatus, LedgerRow, PaymentFilter, PaymentRecord, RefundRecord, RefundStatus, Slot, Store,
+    CaptureRecord, CaptureStatus, LedgerKind, LedgerRow, PaymentFilter, PaymentRecord, RefundRecord, RefundStatus,
+    Slot, Store,
 };
 use crate::three_ds::authentication::Plan;
 use crate::three_ds::directory::Directory;
@@ -95,6 +96,10 @@ impl CaptureMethod {
             CaptureMethod::Manual => "manual",
         }
     }
+
+    pub fn parse(s: &str) -> Option<CaptureMethod> {
+        [CaptureMethod::Auto, CaptureMethod::Manual].into_iter().find(|m| m.as_str() == s)
+    }
 }
 
 /// Validated `payment.create` params.
@@ -165,7 +170,7 @@ pub fn rfc3339(ms: i64) -> String {
 
 pub(crate) fn ledger_row(
     p: &PaymentRecord,
-    kind: &str,
+    kind: LedgerKind,
     from: PaymentStatus,
     to: PaymentStatus,
     amount: i64,
@@ -175,7 +180,7 @@ pub(crate) fn ledger_row(
         seq: 0,
         transaction_id: p.transaction_id.clone(),
         at,
-        kind: kind.to_owned(),
+        kind,
         from_status: from.as_str().to_owned(),
         to_status: to.as_str().to_owned(),
         amount,
@@ -188,7 +193,7 @@ pub(crate) fn ledger_row(
 pub(crate) fn transition(
     p: &mut PaymentRecord,
     to: PaymentStatus,
-    kind: &str,
+    kind: LedgerKind,
     amount: i64,
     now: i64,
     ledger: &mut Vec<LedgerRow>,
@@ -214,8 +219,8 @@ pub fn payment_view(p: &PaymentRecord) -> Value {
         "refunded_amount": p.refunded_amount,
         "capturable_amount": amounts.capturable(p.status),
         "refundable_amount": amounts.refundable(),
-        "capture_method": p.capture_method,
-        "after_expired": p.after_expired,
+        "capture_method": p.capture_method.as_str(),
+        "after_expired": p.after_expired.as_str(),
         "card": { "token": p.card_token, "masked_number": p.masked_card },
         "created_at": rfc3339(p.created_at),
         "updated_at": rfc3339(p.updated_at),
@@ -305,9 +310,9 @@ impl Gateway {
             card_token: req.card_token.clone(),
             amount: req.amount,
             currency: req.currency.clone(),
-            capture_method: req.capture_method.as_str().to_owned(),
+            capture_method: req.capture_method,
             hold_ttl_sec: req.hold_ttl_sec,
-            after_expired: req.after_expired.as_str().to_owned(),
+            after_expired: req.after_expired,
             description: req.description.clone(),
             client_ip: req.client_ip.clone(),
             return_url: req.return_url.clone(),
@@ -329,12 +334,13 @@ impl Gateway {
             created_at: now,
             updated_at: now,
         };
-        let mut ledger = vec![ledger_row(&p, "created", PaymentStatus::Created, PaymentStatus::Created, p.amount, now)];
+        let mut ledger =
+            vec![ledger_row(&p, LedgerKind::Created, PaymentStatus::Created, PaymentStatus::Created, p.amount, now)];
         let amount = p.amount;
         if plan == Plan::Skip {
-            transition(&mut p, PaymentStatus::Authorizing, "authorizing", amount, now, &mut ledger)?;
+            transition(&mut p, PaymentStatus::Authorizing, LedgerKind::Authorizing, amount, now, &mut ledger)?;
         } else {
-            transition(&mut p, PaymentStatus::Requires3ds, "requires_3ds", amount, now, &mut ledger)?;
+            transition(&mut p, PaymentStatus::Requires3ds, LedgerKind::Requires3ds, amount, now, &mut ledger)?;
             // The 3DS Method's budget, then the AReq; the lease covers the authorization too.
             let step = GatewayConfig::ms(self.three_ds.method_budget + self.three_ds.areq_timeout) + 5_000;
             p.three_ds_expires_at = Some(now + step);
@@ -388,7 +394,7 @@ impl Gateway {
             reference: p.transaction_id.clone(),
             amount: p.amount,
             currency: p.currency.clone(),
-            capture: p.capture_method == CaptureMethod::Auto.as_str(),
+            capture: p.capture_method == CaptureMethod::Auto,
             three_ds,
         };
         let outcome = self.vault.relay_authorization(&relay, self.config.acquirer_timeout).await;
@@ -406,8 +412,7 @@ impl Gateway {
         if p.first_response.is_none() {
             p.first_response = Some(stored_response(&result));
         }
-        p.lease_until = 0;
-        self.store.save_payment(p, &ledger, None).await?;
+        self.store.save_and_release(p, &ledger, None).await?;
         result
     }
 
@@ -473,13 +478,13 @@ impl Gateway {
                 Some(auth) => self.apply_authorization(p, &auth, now, ledger),
                 None => {
                     tracing::warn!(transaction_id = %p.transaction_id, "acquirer answer of unexpected shape");
-                    transition(p, PaymentStatus::Processing, "processing", p.amount, now, ledger)?;
+                    transition(p, PaymentStatus::Processing, LedgerKind::Processing, p.amount, now, ledger)?;
                     Ok(Ok(payment_view(p)))
                 }
             },
             RelayOutcome::Answered { status, body } if status >= 500 => {
                 tracing::warn!(transaction_id = %p.transaction_id, status, code = %error_code(&body), "acquirer error");
-                transition(p, PaymentStatus::Processing, "processing", p.amount, now, ledger)?;
+                transition(p, PaymentStatus::Processing, LedgerKind::Processing, p.amount, now, ledger)?;
                 Ok(Ok(payment_view(p)))
             }
             RelayOutcome::Answered { status, body } => {
@@ -493,7 +498,7 @@ impl Gateway {
             }
             RelayOutcome::Uncertain(reason) => {
                 tracing::warn!(transaction_id = %p.transaction_id, %reason, "authorization outcome unknown: processing");
-                transition(p, PaymentStatus::Processing, "processing", p.amount, now, ledger)?;
+                transition(p, PaymentStatus::Processing, LedgerKind::Processing, p.amount, now, ledger)?;
                 Ok(Ok(payment_view(p)))
             }
         }
@@ -507,7 +512,7 @@ impl Gateway {
         ledger: &mut Vec<LedgerRow>,
     ) -> Result<Result<Value, RpcError>, RpcError> {
         p.error_code = Some(error.code());
-        transition(p, PaymentStatus::Failed, "failed", 0, now, ledger)?;
+        transition(p, PaymentStatus::Failed, LedgerKind::Failed, 0, now, ledger)?;
         Ok(Err(error))
     }
 
@@ -539,10 +544,10 @@ impl Gateway {
         p.auth_code = auth.auth_code.clone();
         if auth.captured_amount > 0 {
             p.captured_amount = auth.captured_amount.min(p.amount);
-            transition(p, PaymentStatus::Captured, "capture", p.captured_amount, now, ledger)?;
+            transition(p, PaymentStatus::Captured, LedgerKind::Capture, p.captured_amount, now, ledger)?;
         } else {
             p.hold_expires_at = Some(now + p.hold_ttl_sec * 1000);
-            transition(p, PaymentStatus::Authorized, "authorized", p.amount, now, ledger)?;
+            transition(p, PaymentStatus::Authorized, LedgerKind::Authorized, p.amount, now, ledger)?;
         }
         Ok(Ok(payment_view(p)))
     }
@@ -558,7 +563,14 @@ impl Gateway {
                 Some(auth) => {
                     if p.status == PaymentStatus::Authorizing {
                         let amount = p.amount;
-                        transition(&mut p, PaymentStatus::Processing, "processing", amount, now, &mut ledger)?;
+                        transition(
+                            &mut p,
+                            PaymentStatus::Processing,
+                            LedgerKind::Processing,
+                            amount,
+                            now,
+                            &mut ledger,
+                        )?;
                     }
                     Some(self.apply_authorization(&mut p, &auth, now, &mut ledger)?)
                 }
@@ -570,7 +582,7 @@ impl Gateway {
                 // The acquirer never saw it, and nothing can still be on its way: no money moved.
                 if p.status == PaymentStatus::Authorizing {
                     let amount = p.amount;
-                    transition(&mut p, PaymentStatus::Processing, "processing", amount, now, &mut ledger)?;
+                    transition(&mut p, PaymentStatus::Processing, LedgerKind::Processing, amount, now, &mut ledger)?;
                 }
                 Some(self.fail(&mut p, RpcError::ProcessingUnavailable, now, &mut ledger)?)
             }
@@ -585,8 +597,7 @@ impl Gateway {
                 p.first_response = Some(stored_response(result));
             }
         }
-        p.lease_until = 0;
-        self.store.save_payment(&p, &ledger, None).await?;
+        self.store.save_and_release(&mut p, &ledger, None).await?;
         Ok(p)
     }
 
@@ -621,10 +632,12 @@ impl Gateway {
         } else if p.needs_sync {
             let mut p = p;
             let synced = self.sync_with_acquirer(&mut p).await;
-            p.lease_until = 0;
             match synced {
-                Ok(ledger) => self.store.save_payment(&p, &ledger, None).await?,
-                Err(_) => self.store.release_lease(&p.transaction_id).await?,
+                Ok(ledger) => self.store.save_and_release(&mut p, &ledger, None).await?,
+                Err(_) => {
+                    self.store.release_lease(&p.transaction_id).await?;
+                    p.lease_until = 0;
+                }
             }
             Ok(p)
         } else {
@@ -716,9 +729,9 @@ impl Gateway {
         let captured_delta = auth.captured_amount - p.captured_amount;
         p.captured_amount = auth.captured_amount.clamp(p.captured_amount, p.amount);
         if to != p.status {
-            transition(p, to, "sync", captured_delta, now, &mut ledger)?;
+            transition(p, to, LedgerKind::Sync, captured_delta, now, &mut ledger)?;
         } else if captured_delta != 0 {
-            ledger.push(ledger_row(p, "sync", p.status, p.status, captured_delta, now));
+            ledger.push(ledger_row(p, LedgerKind::Sync, p.status, p.status, captured_delta, now));
         }
         p.needs_sync = false;
         p.updated_at = now;
@@ -801,7 +814,6 @@ impl Gateway {
     async fn capture_outcome_unseen(&self, mut record: CaptureRecord) -> Result<Value, RpcError> {
         let mut p = self.lease(&record.transaction_id).await?;
         let synced = self.sync_with_acquirer(&mut p).await;
-        p.lease_until = 0;
         let ledger = match synced {
             Ok(ledger) => ledger,
             Err(e) => {
@@ -809,7 +821,7 @@ impl Gateway {
                 return Err(e);
             }
         };
-        self.store.save_payment(&p, &ledger, None).await?;
+        self.store.save_and_release(&mut p, &ledger, None).await?;
         let result = Ok(payment_view(&p));
         record.status = CaptureStatus::Answered;
         record.first_response = Some(stored_response(&result));
@@ -843,10 +855,10 @@ impl Gateway {
         let (result, attempt) = match outcome {
             AcquirerOutcome::Done(_) => {
                 p.captured_amount += plan.amount;
-                match transition(&mut p, plan.to, "capture", plan.amount, now, &mut ledger) {
+                match transition(&mut p, plan.to, LedgerKind::Capture, plan.amount, now, &mut ledger) {
                     Ok(()) => {
                         if plan.released > 0 {
-                            ledger.push(ledger_row(&p, "release", plan.to, plan.to, plan.released, now));
+                            ledger.push(ledger_row(&p, LedgerKind::Release, plan.to, plan.to, plan.released, now));
                         }
                         (Ok(payment_view(&p)), CaptureAttempt::Answered)
                     }
@@ -866,8 +878,7 @@ impl Gateway {
                 (result, attempt)
             }
         };
-        p.lease_until = 0;
-        if let Err(e) = self.store.save_payment(&p, &ledger, None).await {
+        if let Err(e) = self.store.save_and_release(&mut p, &ledger, None).await {
             // The capture was sent: its key must not be freed for a second one.
             let attempt = if attempt == CaptureAttempt::NotSent { attempt } else { CaptureAttempt::Unseen };
             return Ok((Err(e.into()), attempt));
@@ -892,13 +903,12 @@ impl Gateway {
         let mut ledger = Vec::new();
         let result = match outcome {
             AcquirerOutcome::Done(_) => {
-                transition(&mut p, plan.to, "void", plan.released, now, &mut ledger)?;
+                transition(&mut p, plan.to, LedgerKind::Void, plan.released, now, &mut ledger)?;
                 Ok(payment_view(&p))
             }
             other => self.operation_failed(&mut p, other, &mut ledger).await,
         };
-        p.lease_until = 0;
-        self.store.save_payment(&p, &ledger, None).await?;
+        self.store.save_and_release(&mut p, &ledger, None).await?;
         result
     }
 
@@ -1004,8 +1014,7 @@ impl Gateway {
             refund.error_code = Some(error.code());
             refund.first_response = Some(stored_response(&Err(error.clone())));
             refund.updated_at = now_ms();
-            p.lease_until = 0;
-            self.store.save_payment(&p, &[], Some(&refund)).await?;
+            self.store.save_and_release(&mut p, &[], Some(&refund)).await?;
             return Err(error);
         }
         let acquirer_ref = p.acquirer_ref.clone().unwrap_or_default();
@@ -1018,8 +1027,7 @@ impl Gateway {
             return result;
         }
         refund.first_response = Some(stored_response(&result));
-        p.lease_until = 0;
-        self.store.save_payment(&p, &ledger, Some(&refund)).await?;
+        self.store.save_and_release(&mut p, &ledger, Some(&refund)).await?;
         result
     }
 
@@ -1037,7 +1045,7 @@ impl Gateway {
                 refund.rrn = body.get("rrn").and_then(Value::as_str).map(str::to_owned);
                 p.refunded_amount = (p.refunded_amount + refund.amount).min(p.captured_amount);
                 p.updated_at = now;
-                let mut row = ledger_row(p, "refund", p.status, p.status, refund.amount, now);
+                let mut row = ledger_row(p, LedgerKind::Refund, p.status, p.status, refund.amount, now);
                 row.refund_id = Some(refund.refund_id.clone());
                 (Ok(refund_view(refund)), vec![row])
             }
@@ -1084,8 +1092,7 @@ impl Gateway {
             }
             other => self.apply_refund_outcome(&mut p, &mut refund, other),
         };
-        p.lease_until = 0;
-        self.store.save_payment(&p, &ledger, Some(&refund)).await?;
+        self.store.save_and_release(&mut p, &ledger, Some(&refund)).await?;
         Ok(refund)
     }
 
@@ -1110,7 +1117,7 @@ impl Gateway {
     /// Apply `after_expired` to a leased payment whose hold is up; gives the lease back.
     pub async fn expire_hold(&self, mut p: PaymentRecord) -> Result<PaymentRecord, RpcError> {
         let amounts = Amounts { amount: p.amount, captured: p.captured_amount, refunded: p.refunded_amount };
-        let after = AfterExpired::parse(&p.after_expired).unwrap_or(AfterExpired::Void);
+        let after = p.after_expired;
         let Some(plan) = plan_expiry(p.status, amounts, after) else {
             self.store.release_lease(&p.transaction_id).await?;
             return Ok(p);
@@ -1125,10 +1132,10 @@ impl Gateway {
         match (outcome, plan) {
             (AcquirerOutcome::Done(_), ExpiryPlan::Capture { amount }) => {
                 p.captured_amount += amount;
-                transition(&mut p, PaymentStatus::Captured, "expire_capture", amount, now, &mut ledger)?;
+                transition(&mut p, PaymentStatus::Captured, LedgerKind::ExpireCapture, amount, now, &mut ledger)?;
             }
             (AcquirerOutcome::Done(_), ExpiryPlan::Release { released, to }) => {
-                transition(&mut p, to, "expire_release", released, now, &mut ledger)?;
+                transition(&mut p, to, LedgerKind::ExpireRelease, released, now, &mut ledger)?;
             }
             (AcquirerOutcome::NotSent(reason), _) => {
                 tracing::warn!(transaction_id = %p.transaction_id, %reason, "hold expiry: acquirer unreachable");
@@ -1142,8 +1149,7 @@ impl Gateway {
             }
         }
         tracing::info!(transaction_id = %p.transaction_id, status = %p.status, "hold expired");
-        p.lease_until = 0;
-        self.store.save_payment(&p, &ledger, None).await?;
+        self.store.save_and_release(&mut p, &ledger, None).await?;
         Ok(p)
     }
 

@@ -43,8 +43,8 @@ mod tokens;
 
 pub use paysys_db::StoreError;
 pub use records::{
-    AuthenticationRecord, CaptureRecord, CaptureStatus, LedgerRow, MerchantRecord, PaymentFilter, PaymentRecord,
-    RefundRecord, RefundStatus, RemovedToken, RequestClaim, Slot,
+    AuthenticationRecord, CaptureRecord, CaptureStatus, LedgerKind, LedgerRow, MerchantRecord, PaymentFilter,
+    PaymentRecord, RefundRecord, RefundStatus, RemovedToken, RequestClaim, Slot,
 };
 
 use paysys_db::{Backend, Connections};

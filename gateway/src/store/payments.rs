@@ -149,6 +149,19 @@ impl Store {
         }
     }
 
+    /// Save a leased payment's new state (as [`Store::save_payment`]) and give its lease
+    /// back in the same write: `p.lease_until` becomes 0 here, so no caller can save the
+    /// result and forget the lease (which would block the payment until it ran out).
+    pub async fn save_and_release(
+        &self,
+        p: &mut PaymentRecord,
+        ledger: &[LedgerRow],
+        refund: Option<&RefundRecord>,
+    ) -> Result<(), StoreError> {
+        p.lease_until = 0;
+        self.save_payment(p, ledger, refund).await
+    }
+
     /// Give a lease back without other changes.
     pub async fn release_lease(&self, transaction_id: &str) -> Result<(), StoreError> {
         on_pool!(&self.backend, |pool| {

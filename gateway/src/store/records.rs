@@ -1,6 +1,7 @@
 //! The gateway's records, as the store reads and writes them.
 
-use crate::state::PaymentStatus;
+use crate::payments::CaptureMethod;
+use crate::state::{AfterExpired, PaymentStatus};
 use crate::three_ds::AutoSettings;
 
 /// A merchant: the vault's merchant id, the API service id, the sealed API secret.
@@ -28,9 +29,9 @@ pub struct PaymentRecord {
     pub card_token: String,
     pub amount: i64,
     pub currency: String,
-    pub capture_method: String,
+    pub capture_method: CaptureMethod,
     pub hold_ttl_sec: i64,
-    pub after_expired: String,
+    pub after_expired: AfterExpired,
     pub description: Option<String>,
     pub client_ip: Option<String>,
     pub return_url: Option<String>,
@@ -138,14 +139,88 @@ pub struct LedgerRow {
     pub seq: i64,
     pub transaction_id: String,
     pub at: i64,
-    /// `created`, `authorizing`, `authorized`, `capture`, `release`, `void`, `expire`,
-    /// `refund`, `processing`, `failed`, `sync`.
-    pub kind: String,
+    pub kind: LedgerKind,
     pub from_status: String,
     pub to_status: String,
     pub amount: i64,
     pub currency: String,
     pub refund_id: Option<String>,
+}
+
+/// What a ledger row records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LedgerKind {
+    /// The payment was recorded.
+    Created,
+    /// It waits for the cardholder's 3-D Secure step.
+    Requires3ds,
+    /// The 3-D Secure step ran out.
+    Expire3ds,
+    /// It went to the acquirer (after 3-D Secure, when it had to wait for that).
+    Authorizing,
+    /// The acquirer approved the hold.
+    Authorized,
+    /// Money captured (all of it, or part of a hold).
+    Capture,
+    /// The rest of a hold released while what was captured stays.
+    Release,
+    /// The hold released.
+    Void,
+    /// A hold whose time was up was captured (`after_expired = capture`).
+    ExpireCapture,
+    /// A hold whose time was up was released (`after_expired = void`).
+    ExpireRelease,
+    /// Money refunded.
+    Refund,
+    /// The acquirer's answer was not seen; the outcome is being resolved.
+    Processing,
+    /// The payment failed.
+    Failed,
+    /// The acquirer's view, read back, changed the payment.
+    Sync,
+}
+
+impl LedgerKind {
+    pub(super) const ALL: [LedgerKind; 14] = [
+        LedgerKind::Created,
+        LedgerKind::Requires3ds,
+        LedgerKind::Expire3ds,
+        LedgerKind::Authorizing,
+        LedgerKind::Authorized,
+        LedgerKind::Capture,
+        LedgerKind::Release,
+        LedgerKind::Void,
+        LedgerKind::ExpireCapture,
+        LedgerKind::ExpireRelease,
+        LedgerKind::Refund,
+        LedgerKind::Processing,
+        LedgerKind::Failed,
+        LedgerKind::Sync,
+    ];
+
+    /// As stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LedgerKind::Created => "created",
+            LedgerKind::Requires3ds => "requires_3ds",
+            LedgerKind::Expire3ds => "expire_3ds",
+            LedgerKind::Authorizing => "authorizing",
+            LedgerKind::Authorized => "authorized",
+            LedgerKind::Capture => "capture",
+            LedgerKind::Release => "release",
+            LedgerKind::Void => "void",
+            LedgerKind::ExpireCapture => "expire_capture",
+            LedgerKind::ExpireRelease => "expire_release",
+            LedgerKind::Refund => "refund",
+            LedgerKind::Processing => "processing",
+            LedgerKind::Failed => "failed",
+            LedgerKind::Sync => "sync",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<LedgerKind> {
+        LedgerKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
 }
 
 /// A signed request claimed by the replay guard, as another caller with the same

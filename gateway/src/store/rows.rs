@@ -4,7 +4,8 @@
 
 use super::records::*;
 use super::StoreError;
-use crate::state::PaymentStatus;
+use crate::payments::CaptureMethod;
+use crate::state::{AfterExpired, PaymentStatus};
 use paysys_db::{get, Args, Bind};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
@@ -87,9 +88,9 @@ pub(super) fn bind_payment<'q, B: Bind<'q>>(b: B, p: &'q PaymentRecord) -> B {
         .text(&p.card_token)
         .int(p.amount)
         .text(&p.currency)
-        .text(&p.capture_method)
+        .text(p.capture_method.as_str())
         .int(p.hold_ttl_sec)
-        .text(&p.after_expired)
+        .text(p.after_expired.as_str())
         .opt_text(p.description.as_deref())
         .opt_text(p.client_ip.as_deref())
         .opt_text(p.return_url.as_deref())
@@ -177,7 +178,7 @@ pub(super) fn bind_refund_update<'q, B: Bind<'q>>(b: B, r: &'q RefundRecord) -> 
 pub(super) fn bind_ledger<'q, B: Bind<'q>>(b: B, row: &'q LedgerRow) -> B {
     b.text(&row.transaction_id)
         .int(row.at)
-        .text(&row.kind)
+        .text(row.kind.as_str())
         .text(&row.from_status)
         .text(&row.to_status)
         .int(row.amount)
@@ -263,6 +264,18 @@ pub(super) fn ledger_args(rows: &[LedgerRow]) -> Option<(String, Args)> {
     Some((ledger_insert_sql(rows.len()), args))
 }
 
+/// The text column `column` as the value `parse` makes of it; a value this code never
+/// writes is [`StoreError::Corrupt`], not a default.
+fn parse<R, T>(row: &R, column: &'static str, parse: fn(&str) -> Option<T>) -> Result<T, StoreError>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let text: String = get(row, column)?;
+    parse(&text).ok_or_else(|| StoreError::Corrupt(format!("{column} {text:?}")))
+}
+
 pub(super) fn payment_from_row<R>(row: &R) -> Result<PaymentRecord, StoreError>
 where
     R: Row,
@@ -280,9 +293,9 @@ where
         card_token: get(row, "card_token")?,
         amount: get(row, "amount")?,
         currency: get(row, "currency")?,
-        capture_method: get(row, "capture_method")?,
+        capture_method: parse(row, "capture_method", CaptureMethod::parse)?,
         hold_ttl_sec: get(row, "hold_ttl_sec")?,
-        after_expired: get(row, "after_expired")?,
+        after_expired: parse(row, "after_expired", AfterExpired::parse)?,
         description: get(row, "description")?,
         client_ip: get(row, "client_ip")?,
         return_url: get(row, "return_url")?,
@@ -388,7 +401,7 @@ where
         seq: get(row, "seq")?,
         transaction_id: get(row, "transaction_id")?,
         at: get(row, "at")?,
-        kind: get(row, "kind")?,
+        kind: parse(row, "kind", LedgerKind::parse)?,
         from_status: get(row, "from_status")?,
         to_status: get(row, "to_status")?,
         amount: get(row, "amount")?,
@@ -399,7 +412,31 @@ where
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[tokio::test]
+    async fn a_stored_value_this_code_never_writes_is_corrupt_not_a_default() {
+        let pool = sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap();
+        let row = sqlx::query("SELECT 'manual' AS capture_method, 'later' AS after_expired, 'expire' AS kind")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(parse(&row, "capture_method", CaptureMethod::parse).unwrap(), CaptureMethod::Manual);
+        let after_expired = parse(&row, "after_expired", AfterExpired::parse);
+        assert!(
+            matches!(after_expired, Err(StoreError::Corrupt(ref m)) if m.contains("after_expired")),
+            "{after_expired:?}"
+        );
+        assert!(matches!(parse(&row, "kind", LedgerKind::parse), Err(StoreError::Corrupt(_))));
+    }
+
+    #[test]
+    fn ledger_kinds_read_back_as_written() {
+        for kind in LedgerKind::ALL {
+            assert_eq!(LedgerKind::parse(kind.as_str()), Some(kind));
+        }
+    }
 
     #[test]
     fn placeholders_shift_past_the_first_statement() {

@@ -13,7 +13,7 @@ use crate::error::{AuthenticationFailure, AuthenticationFailureKind, RpcError};
 use crate::money;
 use crate::payments::{now_ms, payment_view, rfc3339, stored_response, transition, Gateway, Merchant, NewPayment};
 use crate::state::PaymentStatus;
-use crate::store::{AuthenticationRecord, LedgerRow, PaymentRecord};
+use crate::store::{AuthenticationRecord, LedgerKind, LedgerRow, PaymentRecord};
 use crate::vault::{RelayOutcome, RelayRequest, ThreeDsProof, TokenLookup, AREQ_TEMPLATE};
 use serde_json::{json, Map, Value};
 use std::time::Duration;
@@ -260,7 +260,7 @@ impl Gateway {
                 v.insert("skipped".into(), Value::from(fallback.as_str()));
             });
             let amount = p.amount;
-            transition(&mut p, PaymentStatus::Authorizing, "authorizing", amount, now, &mut ledger)?;
+            transition(&mut p, PaymentStatus::Authorizing, LedgerKind::Authorizing, amount, now, &mut ledger)?;
             p.three_ds_expires_at = None;
             self.store.save_payment(&p, &ledger, None).await?;
             return self.authorize(&mut p, None).await;
@@ -290,8 +290,7 @@ impl Gateway {
                 p.updated_at = now;
                 let result = Ok(payment_view(&p));
                 p.first_response = Some(stored_response(&result));
-                p.lease_until = 0;
-                self.store.save_payment(&p, &ledger, None).await?;
+                self.store.save_and_release(&mut p, &ledger, None).await?;
                 tracing::info!(transaction_id = %p.transaction_id, "3-D Secure challenge");
                 result
             }
@@ -427,7 +426,7 @@ impl Gateway {
             v.remove("challenge_url");
         });
         let amount = p.amount;
-        transition(&mut p, PaymentStatus::Authorizing, "authorizing", amount, now, &mut ledger)?;
+        transition(&mut p, PaymentStatus::Authorizing, LedgerKind::Authorizing, amount, now, &mut ledger)?;
         p.three_ds_expires_at = None;
         self.store.save_payment(&p, &ledger, None).await?;
         let proof = ThreeDsProof {
@@ -475,8 +474,7 @@ impl Gateway {
         if p.first_response.is_none() {
             p.first_response = Some(stored_response(&result));
         }
-        p.lease_until = 0;
-        self.store.save_payment(p, &ledger, None).await?;
+        self.store.save_and_release(p, &ledger, None).await?;
         Ok(result)
     }
 
@@ -537,14 +535,13 @@ impl Gateway {
         let now = now_ms();
         let mut ledger = Vec::new();
         p.error_code = Some(AuthenticationFailureKind::TimedOut.code());
-        transition(&mut p, PaymentStatus::Expired, "expire_3ds", 0, now, &mut ledger)?;
+        transition(&mut p, PaymentStatus::Expired, LedgerKind::Expire3ds, 0, now, &mut ledger)?;
         p.three_ds_expires_at = None;
         set_public_three_ds(&mut p, |v| {
             v.remove("challenge_url");
             v.insert("expired".into(), Value::Bool(true));
         });
-        p.lease_until = 0;
-        self.store.save_payment(&p, &ledger, None).await?;
+        self.store.save_and_release(&mut p, &ledger, None).await?;
         tracing::info!(transaction_id = %p.transaction_id, "3-D Secure window expired");
         Ok(p)
     }
