@@ -263,6 +263,40 @@ pub fn refund_view(r: &RefundRecord) -> Value {
     v
 }
 
+/// What an operation on a payment settled the payment on, as the API answers it.
+///
+/// Two levels: the functions that settle a payment return `Result<Settled, RpcError>`.
+/// The outer `Err` means the payment could not be settled at all (the store failed, the
+/// state machine refused a transition): nothing was decided, nothing is stored as its
+/// answer, the caller gets the error. An `Ok` holds the payment's answer, which is
+/// either variant: both are stored as the payment's `first_response` and replayed to
+/// every repeat of the call.
+#[derive(Debug)]
+pub(crate) enum Settled {
+    /// The payment's view (approved, or still processing).
+    View(Value),
+    /// The API error the payment ended in (a decline, an unknown token, …).
+    Refused(RpcError),
+}
+
+impl Settled {
+    /// The answer as the JSON-RPC handler returns it.
+    pub(crate) fn into_answer(self) -> Result<Value, RpcError> {
+        match self {
+            Settled::View(view) => Ok(view),
+            Settled::Refused(error) => Err(error),
+        }
+    }
+
+    /// The answer as stored in `first_response`.
+    pub(crate) fn stored_response(&self) -> String {
+        match self {
+            Settled::View(v) => json!({ "result": v }).to_string(),
+            Settled::Refused(e) => json!({ "error": e.to_json() }).to_string(),
+        }
+    }
+}
+
 pub(crate) fn stored_response(result: &Result<Value, RpcError>) -> String {
     match result {
         Ok(v) => json!({ "result": v }).to_string(),
@@ -376,7 +410,7 @@ impl Gateway {
             }
             Plan::Unavailable => {
                 let kind = crate::error::AuthenticationFailureKind::Unavailable;
-                self.fail_authentication(&mut p, kind, None, Vec::new()).await?
+                self.fail_authentication(&mut p, kind, None, Vec::new()).await?.into_answer()
             }
         }
     }
@@ -410,10 +444,10 @@ impl Gateway {
             }
         };
         if p.first_response.is_none() {
-            p.first_response = Some(stored_response(&result));
+            p.first_response = Some(result.stored_response());
         }
         self.store.save_and_release(p, &ledger, None).await?;
-        result
+        result.into_answer()
     }
 
     /// The vault masks every Luhn-valid 12–19-digit run in a relay answer, and one RRN
@@ -472,20 +506,20 @@ impl Gateway {
         outcome: RelayOutcome,
         now: i64,
         ledger: &mut Vec<LedgerRow>,
-    ) -> Result<Result<Value, RpcError>, RpcError> {
+    ) -> Result<Settled, RpcError> {
         match outcome {
             RelayOutcome::Answered { status: 200, body } => match AcquirerAuthorization::from_json(&body) {
                 Some(auth) => self.apply_authorization(p, &auth, now, ledger),
                 None => {
                     tracing::warn!(transaction_id = %p.transaction_id, "acquirer answer of unexpected shape");
                     transition(p, PaymentStatus::Processing, LedgerKind::Processing, p.amount, now, ledger)?;
-                    Ok(Ok(payment_view(p)))
+                    Ok(Settled::View(payment_view(p)))
                 }
             },
             RelayOutcome::Answered { status, body } if status >= 500 => {
                 tracing::warn!(transaction_id = %p.transaction_id, status, code = %error_code(&body), "acquirer error");
                 transition(p, PaymentStatus::Processing, LedgerKind::Processing, p.amount, now, ledger)?;
-                Ok(Ok(payment_view(p)))
+                Ok(Settled::View(payment_view(p)))
             }
             RelayOutcome::Answered { status, body } => {
                 tracing::warn!(transaction_id = %p.transaction_id, status, code = %error_code(&body), "acquirer refused");
@@ -499,7 +533,7 @@ impl Gateway {
             RelayOutcome::Uncertain(reason) => {
                 tracing::warn!(transaction_id = %p.transaction_id, %reason, "authorization outcome unknown: processing");
                 transition(p, PaymentStatus::Processing, LedgerKind::Processing, p.amount, now, ledger)?;
-                Ok(Ok(payment_view(p)))
+                Ok(Settled::View(payment_view(p)))
             }
         }
     }
@@ -510,10 +544,10 @@ impl Gateway {
         error: RpcError,
         now: i64,
         ledger: &mut Vec<LedgerRow>,
-    ) -> Result<Result<Value, RpcError>, RpcError> {
+    ) -> Result<Settled, RpcError> {
         p.error_code = Some(error.code());
         transition(p, PaymentStatus::Failed, LedgerKind::Failed, 0, now, ledger)?;
-        Ok(Err(error))
+        Ok(Settled::Refused(error))
     }
 
     /// Apply the acquirer's authorization (from the relay or an inquiry).
@@ -523,7 +557,7 @@ impl Gateway {
         auth: &AcquirerAuthorization,
         now: i64,
         ledger: &mut Vec<LedgerRow>,
-    ) -> Result<Result<Value, RpcError>, RpcError> {
+    ) -> Result<Settled, RpcError> {
         p.acquirer_ref = Some(auth.acquirer_ref.clone());
         p.rrn = auth.rrn.clone();
         p.masked_card = auth.masked_number.clone();
@@ -549,7 +583,7 @@ impl Gateway {
             p.hold_expires_at = Some(now + p.hold_ttl_sec * 1000);
             transition(p, PaymentStatus::Authorized, LedgerKind::Authorized, p.amount, now, ledger)?;
         }
-        Ok(Ok(payment_view(p)))
+        Ok(Settled::View(payment_view(p)))
     }
 
     /// Resolve an authorization whose outcome is unknown by status inquiry (never by
@@ -594,7 +628,7 @@ impl Gateway {
         if let Some(result) = &result {
             tracing::info!(transaction_id = %p.transaction_id, status = %p.status, "resolved by inquiry");
             if p.first_response.is_none() {
-                p.first_response = Some(stored_response(result));
+                p.first_response = Some(result.stored_response());
             }
         }
         self.store.save_and_release(&mut p, &ledger, None).await?;

@@ -11,7 +11,9 @@ use super::messages::{self, AReqParams, AuthenticationResult, BrowserInfo};
 use super::{AutoFallback, ThreeDsMode};
 use crate::error::{AuthenticationFailure, AuthenticationFailureKind, RpcError};
 use crate::money;
-use crate::payments::{now_ms, payment_view, rfc3339, stored_response, transition, Gateway, Merchant, NewPayment};
+use crate::payments::{
+    now_ms, payment_view, rfc3339, stored_response, transition, Gateway, Merchant, NewPayment, Settled,
+};
 use crate::state::PaymentStatus;
 use crate::store::{AuthenticationRecord, LedgerKind, LedgerRow, PaymentRecord};
 use crate::vault::{RelayOutcome, RelayRequest, ThreeDsProof, TokenLookup, AREQ_TEMPLATE};
@@ -302,18 +304,19 @@ impl Gateway {
                 self.store.save_authentication(&auth).await?;
                 set_public_three_ds(&mut p, |v| record_result(v, &r));
                 let kind = failure_kind(&r.trans_status);
-                self.fail_authentication(&mut p, kind, Some(&r), ledger).await?
+                self.fail_authentication(&mut p, kind, Some(&r), ledger).await?.into_answer()
             }
-            AresOutcome::NotEnrolled | AresOutcome::Unavailable(_) => {
-                self.fail_authentication(&mut p, AuthenticationFailureKind::Unavailable, None, ledger).await?
-            }
+            AresOutcome::NotEnrolled | AresOutcome::Unavailable(_) => self
+                .fail_authentication(&mut p, AuthenticationFailureKind::Unavailable, None, ledger)
+                .await?
+                .into_answer(),
             AresOutcome::TimedOut(reason) => {
                 tracing::warn!(transaction_id = %p.transaction_id, %reason, "AReq timed out");
-                self.fail_authentication(&mut p, AuthenticationFailureKind::TimedOut, None, ledger).await?
+                self.fail_authentication(&mut p, AuthenticationFailureKind::TimedOut, None, ledger).await?.into_answer()
             }
             AresOutcome::UnknownToken => {
                 let result = self.fail(&mut p, RpcError::UnknownToken, now, &mut ledger)?;
-                self.save_final(&mut p, ledger, result).await?
+                self.save_final(&mut p, ledger, result).await?.into_answer()
             }
         }
     }
@@ -442,15 +445,15 @@ impl Gateway {
         Ok((p, result))
     }
 
-    /// Fail a leased payment for `kind`, save it, give the lease back. The outer error
-    /// is the store's; the inner result is the API answer (the 3-D Secure error).
+    /// Fail a leased payment for `kind`, save it, give the lease back. The `Err` is the
+    /// store's; the [`Settled`] answer is the 3-D Secure error.
     pub(crate) async fn fail_authentication(
         &self,
         p: &mut PaymentRecord,
         kind: AuthenticationFailureKind,
         r: Option<&AuthenticationResult>,
         mut ledger: Vec<LedgerRow>,
-    ) -> Result<Result<Value, RpcError>, RpcError> {
+    ) -> Result<Settled, RpcError> {
         let error = RpcError::Authentication(AuthenticationFailure {
             kind,
             transaction_id: p.transaction_id.clone(),
@@ -465,14 +468,14 @@ impl Gateway {
         &self,
         p: &mut PaymentRecord,
         ledger: Vec<LedgerRow>,
-        result: Result<Value, RpcError>,
-    ) -> Result<Result<Value, RpcError>, RpcError> {
+        result: Settled,
+    ) -> Result<Settled, RpcError> {
         p.three_ds_expires_at = None;
         set_public_three_ds(p, |v| {
             v.remove("challenge_url");
         });
         if p.first_response.is_none() {
-            p.first_response = Some(stored_response(&result));
+            p.first_response = Some(result.stored_response());
         }
         self.store.save_and_release(p, &ledger, None).await?;
         Ok(result)
