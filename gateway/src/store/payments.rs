@@ -2,8 +2,12 @@
 //! hot path: a group-commit unit on SQLite, one statement on PostgreSQL), the workers'
 //! claims, and the ledger.
 
-use super::records::*;
-use super::rows::*;
+use super::records::{LedgerRow, PaymentFilter, PaymentRecord, RefundRecord, Slot};
+use super::rows::{
+    bind_ledger, bind_payment, bind_payment_update, bind_refund_update, insert_payment_sql, ledger_args,
+    ledger_from_row, payment_from_row, postgres_insert_payment_sql, postgres_save_payment_sql, LEDGER_COLUMNS,
+    PAYMENT_COLUMNS, UPDATE_PAYMENT, UPDATE_REFUND,
+};
 use super::{Store, StoreError};
 use crate::state::PaymentStatus;
 use paysys_db::{in_transaction, on_pool, on_reader, Args, Backend};

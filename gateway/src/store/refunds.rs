@@ -1,7 +1,7 @@
 //! Refunds under their `partner_refund_id`.
 
 use super::records::{RefundRecord, Slot};
-use super::rows::*;
+use super::rows::{bind_refund, bind_refund_update, refund_from_row, REFUND_COLUMNS, UPDATE_REFUND};
 use super::{Store, StoreError};
 use paysys_db::{in_transaction, on_pool, on_reader};
 use sqlx::Row;

@@ -2,7 +2,10 @@
 //! each record ([`Bind`]: an sqlx query or a group-commit unit's [`Args`]) and the
 //! parsing of each row back into its record.
 
-use super::records::*;
+use super::records::{
+    AuthenticationRecord, CaptureRecord, CaptureStatus, LedgerKind, LedgerRow, PaymentRecord, RefundRecord,
+    RefundStatus,
+};
 use super::StoreError;
 use crate::payments::CaptureMethod;
 use crate::state::{AfterExpired, PaymentStatus};

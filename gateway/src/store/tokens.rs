@@ -1,6 +1,6 @@
 //! Removed tokens (`card.remove`) and deleting their cards in the vault.
 
-use super::records::*;
+use super::records::RemovedToken;
 use super::{Store, StoreError};
 use crate::state::PaymentStatus;
 use paysys_db::{get, in_transaction, on_pool, on_reader};
