@@ -21,7 +21,8 @@ use crate::state::{
     PaymentStatus,
 };
 use crate::store::{
-    CaptureRecord, CaptureStatus, LedgerRow, PaymentFilter, PaymentRecord, RefundRecord, RefundStatus, Slot, Store,
+    CaptureRecord, CaptureStatus, LedgerKind, LedgerRow, PaymentFilter, PaymentRecord, RefundRecord, RefundStatus,
+    Slot, Store,
 };
 use crate::three_ds::authentication::Plan;
 use crate::three_ds::directory::Directory;
@@ -95,6 +96,10 @@ impl CaptureMethod {
             CaptureMethod::Manual => "manual",
         }
     }
+
+    pub fn parse(s: &str) -> Option<CaptureMethod> {
+        [CaptureMethod::Auto, CaptureMethod::Manual].into_iter().find(|m| m.as_str() == s)
+    }
 }
 
 /// Validated `payment.create` params.
@@ -153,7 +158,7 @@ pub use paysys_server::clock::{now_ms, rfc3339};
 
 pub(crate) fn ledger_row(
     p: &PaymentRecord,
-    kind: &str,
+    kind: LedgerKind,
     from: PaymentStatus,
     to: PaymentStatus,
     amount: i64,
@@ -163,7 +168,7 @@ pub(crate) fn ledger_row(
         seq: 0,
         transaction_id: p.transaction_id.clone(),
         at,
-        kind: kind.to_owned(),
+        kind,
         from_status: from.as_str().to_owned(),
         to_status: to.as_str().to_owned(),
         amount,
@@ -176,7 +181,7 @@ pub(crate) fn ledger_row(
 pub(crate) fn transition(
     p: &mut PaymentRecord,
     to: PaymentStatus,
-    kind: &str,
+    kind: LedgerKind,
     amount: i64,
     now: i64,
     ledger: &mut Vec<LedgerRow>,
@@ -202,8 +207,8 @@ pub fn payment_view(p: &PaymentRecord) -> Value {
         "refunded_amount": p.refunded_amount,
         "capturable_amount": amounts.capturable(p.status),
         "refundable_amount": amounts.refundable(),
-        "capture_method": p.capture_method,
-        "after_expired": p.after_expired,
+        "capture_method": p.capture_method.as_str(),
+        "after_expired": p.after_expired.as_str(),
         "card": { "token": p.card_token, "masked_number": p.masked_card },
         "created_at": rfc3339(p.created_at),
         "updated_at": rfc3339(p.updated_at),
@@ -244,6 +249,40 @@ pub fn refund_view(r: &RefundRecord) -> Value {
         obj.insert("rrn".into(), Value::from(rrn.clone()));
     }
     v
+}
+
+/// What an operation on a payment settled the payment on, as the API answers it.
+///
+/// Two levels: the functions that settle a payment return `Result<Settled, RpcError>`.
+/// The outer `Err` means the payment could not be settled at all (the store failed, the
+/// state machine refused a transition): nothing was decided, nothing is stored as its
+/// answer, the caller gets the error. An `Ok` holds the payment's answer, which is
+/// either variant: both are stored as the payment's `first_response` and replayed to
+/// every repeat of the call.
+#[derive(Debug)]
+pub(crate) enum Settled {
+    /// The payment's view (approved, or still processing).
+    View(Value),
+    /// The API error the payment ended in (a decline, an unknown token, …).
+    Refused(RpcError),
+}
+
+impl Settled {
+    /// The answer as the JSON-RPC handler returns it.
+    pub(crate) fn into_answer(self) -> Result<Value, RpcError> {
+        match self {
+            Settled::View(view) => Ok(view),
+            Settled::Refused(error) => Err(error),
+        }
+    }
+
+    /// The answer as stored in `first_response`.
+    pub(crate) fn stored_response(&self) -> String {
+        match self {
+            Settled::View(v) => json!({ "result": v }).to_string(),
+            Settled::Refused(e) => json!({ "error": e.to_json() }).to_string(),
+        }
+    }
 }
 
 pub(crate) fn stored_response(result: &Result<Value, RpcError>) -> String {
@@ -293,9 +332,9 @@ impl Gateway {
             card_token: req.card_token.clone(),
             amount: req.amount,
             currency: req.currency.clone(),
-            capture_method: req.capture_method.as_str().to_owned(),
+            capture_method: req.capture_method,
             hold_ttl_sec: req.hold_ttl_sec,
-            after_expired: req.after_expired.as_str().to_owned(),
+            after_expired: req.after_expired,
             description: req.description.clone(),
             client_ip: req.client_ip.clone(),
             return_url: req.return_url.clone(),
@@ -317,12 +356,13 @@ impl Gateway {
             created_at: now,
             updated_at: now,
         };
-        let mut ledger = vec![ledger_row(&p, "created", PaymentStatus::Created, PaymentStatus::Created, p.amount, now)];
+        let mut ledger =
+            vec![ledger_row(&p, LedgerKind::Created, PaymentStatus::Created, PaymentStatus::Created, p.amount, now)];
         let amount = p.amount;
         if plan == Plan::Skip {
-            transition(&mut p, PaymentStatus::Authorizing, "authorizing", amount, now, &mut ledger)?;
+            transition(&mut p, PaymentStatus::Authorizing, LedgerKind::Authorizing, amount, now, &mut ledger)?;
         } else {
-            transition(&mut p, PaymentStatus::Requires3ds, "requires_3ds", amount, now, &mut ledger)?;
+            transition(&mut p, PaymentStatus::Requires3ds, LedgerKind::Requires3ds, amount, now, &mut ledger)?;
             // The 3DS Method's budget, then the AReq; the lease covers the authorization too.
             let step = GatewayConfig::ms(self.three_ds.method_budget + self.three_ds.areq_timeout) + 5_000;
             p.three_ds_expires_at = Some(now + step);
@@ -358,7 +398,7 @@ impl Gateway {
             }
             Plan::Unavailable => {
                 let kind = crate::error::AuthenticationFailureKind::Unavailable;
-                self.fail_authentication(&mut p, kind, None, Vec::new()).await?
+                self.fail_authentication(&mut p, kind, None, Vec::new()).await?.into_answer()
             }
         }
     }
@@ -376,7 +416,7 @@ impl Gateway {
             reference: p.transaction_id.clone(),
             amount: p.amount,
             currency: p.currency.clone(),
-            capture: p.capture_method == CaptureMethod::Auto.as_str(),
+            capture: p.capture_method == CaptureMethod::Auto,
             three_ds,
         };
         let outcome = self.vault.relay_authorization(&relay, self.config.acquirer_timeout).await;
@@ -392,11 +432,10 @@ impl Gateway {
             }
         };
         if p.first_response.is_none() {
-            p.first_response = Some(stored_response(&result));
+            p.first_response = Some(result.stored_response());
         }
-        p.lease_until = 0;
-        self.store.save_payment(p, &ledger, None).await?;
-        result
+        self.store.save_and_release(p, &ledger, None).await?;
+        result.into_answer()
     }
 
     /// The vault masks every Luhn-valid 12–19-digit run in a relay answer, and one RRN
@@ -455,20 +494,20 @@ impl Gateway {
         outcome: RelayOutcome,
         now: i64,
         ledger: &mut Vec<LedgerRow>,
-    ) -> Result<Result<Value, RpcError>, RpcError> {
+    ) -> Result<Settled, RpcError> {
         match outcome {
             RelayOutcome::Answered { status: 200, body } => match AcquirerAuthorization::from_json(&body) {
                 Some(auth) => self.apply_authorization(p, &auth, now, ledger),
                 None => {
                     tracing::warn!(transaction_id = %p.transaction_id, "acquirer answer of unexpected shape");
-                    transition(p, PaymentStatus::Processing, "processing", p.amount, now, ledger)?;
-                    Ok(Ok(payment_view(p)))
+                    transition(p, PaymentStatus::Processing, LedgerKind::Processing, p.amount, now, ledger)?;
+                    Ok(Settled::View(payment_view(p)))
                 }
             },
             RelayOutcome::Answered { status, body } if status >= 500 => {
                 tracing::warn!(transaction_id = %p.transaction_id, status, code = %error_code(&body), "acquirer error");
-                transition(p, PaymentStatus::Processing, "processing", p.amount, now, ledger)?;
-                Ok(Ok(payment_view(p)))
+                transition(p, PaymentStatus::Processing, LedgerKind::Processing, p.amount, now, ledger)?;
+                Ok(Settled::View(payment_view(p)))
             }
             RelayOutcome::Answered { status, body } => {
                 tracing::warn!(transaction_id = %p.transaction_id, status, code = %error_code(&body), "acquirer refused");
@@ -481,8 +520,8 @@ impl Gateway {
             }
             RelayOutcome::Uncertain(reason) => {
                 tracing::warn!(transaction_id = %p.transaction_id, %reason, "authorization outcome unknown: processing");
-                transition(p, PaymentStatus::Processing, "processing", p.amount, now, ledger)?;
-                Ok(Ok(payment_view(p)))
+                transition(p, PaymentStatus::Processing, LedgerKind::Processing, p.amount, now, ledger)?;
+                Ok(Settled::View(payment_view(p)))
             }
         }
     }
@@ -493,10 +532,10 @@ impl Gateway {
         error: RpcError,
         now: i64,
         ledger: &mut Vec<LedgerRow>,
-    ) -> Result<Result<Value, RpcError>, RpcError> {
+    ) -> Result<Settled, RpcError> {
         p.error_code = Some(error.code());
-        transition(p, PaymentStatus::Failed, "failed", 0, now, ledger)?;
-        Ok(Err(error))
+        transition(p, PaymentStatus::Failed, LedgerKind::Failed, 0, now, ledger)?;
+        Ok(Settled::Refused(error))
     }
 
     /// Apply the acquirer's authorization (from the relay or an inquiry).
@@ -506,7 +545,7 @@ impl Gateway {
         auth: &AcquirerAuthorization,
         now: i64,
         ledger: &mut Vec<LedgerRow>,
-    ) -> Result<Result<Value, RpcError>, RpcError> {
+    ) -> Result<Settled, RpcError> {
         p.acquirer_ref = Some(auth.acquirer_ref.clone());
         p.rrn = auth.rrn.clone();
         p.masked_card = auth.masked_number.clone();
@@ -527,12 +566,12 @@ impl Gateway {
         p.auth_code = auth.auth_code.clone();
         if auth.captured_amount > 0 {
             p.captured_amount = auth.captured_amount.min(p.amount);
-            transition(p, PaymentStatus::Captured, "capture", p.captured_amount, now, ledger)?;
+            transition(p, PaymentStatus::Captured, LedgerKind::Capture, p.captured_amount, now, ledger)?;
         } else {
             p.hold_expires_at = Some(now + p.hold_ttl_sec * 1000);
-            transition(p, PaymentStatus::Authorized, "authorized", p.amount, now, ledger)?;
+            transition(p, PaymentStatus::Authorized, LedgerKind::Authorized, p.amount, now, ledger)?;
         }
-        Ok(Ok(payment_view(p)))
+        Ok(Settled::View(payment_view(p)))
     }
 
     /// Resolve an authorization whose outcome is unknown by status inquiry (never by
@@ -546,7 +585,14 @@ impl Gateway {
                 Some(auth) => {
                     if p.status == PaymentStatus::Authorizing {
                         let amount = p.amount;
-                        transition(&mut p, PaymentStatus::Processing, "processing", amount, now, &mut ledger)?;
+                        transition(
+                            &mut p,
+                            PaymentStatus::Processing,
+                            LedgerKind::Processing,
+                            amount,
+                            now,
+                            &mut ledger,
+                        )?;
                     }
                     Some(self.apply_authorization(&mut p, &auth, now, &mut ledger)?)
                 }
@@ -558,7 +604,7 @@ impl Gateway {
                 // The acquirer never saw it, and nothing can still be on its way: no money moved.
                 if p.status == PaymentStatus::Authorizing {
                     let amount = p.amount;
-                    transition(&mut p, PaymentStatus::Processing, "processing", amount, now, &mut ledger)?;
+                    transition(&mut p, PaymentStatus::Processing, LedgerKind::Processing, amount, now, &mut ledger)?;
                 }
                 Some(self.fail(&mut p, RpcError::ProcessingUnavailable, now, &mut ledger)?)
             }
@@ -570,11 +616,10 @@ impl Gateway {
         if let Some(result) = &result {
             tracing::info!(transaction_id = %p.transaction_id, status = %p.status, "resolved by inquiry");
             if p.first_response.is_none() {
-                p.first_response = Some(stored_response(result));
+                p.first_response = Some(result.stored_response());
             }
         }
-        p.lease_until = 0;
-        self.store.save_payment(&p, &ledger, None).await?;
+        self.store.save_and_release(&mut p, &ledger, None).await?;
         Ok(p)
     }
 
@@ -609,10 +654,12 @@ impl Gateway {
         } else if p.needs_sync {
             let mut p = p;
             let synced = self.sync_with_acquirer(&mut p).await;
-            p.lease_until = 0;
             match synced {
-                Ok(ledger) => self.store.save_payment(&p, &ledger, None).await?,
-                Err(_) => self.store.release_lease(&p.transaction_id).await?,
+                Ok(ledger) => self.store.save_and_release(&mut p, &ledger, None).await?,
+                Err(_) => {
+                    self.store.release_lease(&p.transaction_id).await?;
+                    p.lease_until = 0;
+                }
             }
             Ok(p)
         } else {
@@ -704,9 +751,9 @@ impl Gateway {
         let captured_delta = auth.captured_amount - p.captured_amount;
         p.captured_amount = auth.captured_amount.clamp(p.captured_amount, p.amount);
         if to != p.status {
-            transition(p, to, "sync", captured_delta, now, &mut ledger)?;
+            transition(p, to, LedgerKind::Sync, captured_delta, now, &mut ledger)?;
         } else if captured_delta != 0 {
-            ledger.push(ledger_row(p, "sync", p.status, p.status, captured_delta, now));
+            ledger.push(ledger_row(p, LedgerKind::Sync, p.status, p.status, captured_delta, now));
         }
         p.needs_sync = false;
         p.updated_at = now;
@@ -789,7 +836,6 @@ impl Gateway {
     async fn capture_outcome_unseen(&self, mut record: CaptureRecord) -> Result<Value, RpcError> {
         let mut p = self.lease(&record.transaction_id).await?;
         let synced = self.sync_with_acquirer(&mut p).await;
-        p.lease_until = 0;
         let ledger = match synced {
             Ok(ledger) => ledger,
             Err(e) => {
@@ -797,7 +843,7 @@ impl Gateway {
                 return Err(e);
             }
         };
-        self.store.save_payment(&p, &ledger, None).await?;
+        self.store.save_and_release(&mut p, &ledger, None).await?;
         let result = Ok(payment_view(&p));
         record.status = CaptureStatus::Answered;
         record.first_response = Some(stored_response(&result));
@@ -831,10 +877,10 @@ impl Gateway {
         let (result, attempt) = match outcome {
             AcquirerOutcome::Done(_) => {
                 p.captured_amount += plan.amount;
-                match transition(&mut p, plan.to, "capture", plan.amount, now, &mut ledger) {
+                match transition(&mut p, plan.to, LedgerKind::Capture, plan.amount, now, &mut ledger) {
                     Ok(()) => {
                         if plan.released > 0 {
-                            ledger.push(ledger_row(&p, "release", plan.to, plan.to, plan.released, now));
+                            ledger.push(ledger_row(&p, LedgerKind::Release, plan.to, plan.to, plan.released, now));
                         }
                         (Ok(payment_view(&p)), CaptureAttempt::Answered)
                     }
@@ -854,8 +900,7 @@ impl Gateway {
                 (result, attempt)
             }
         };
-        p.lease_until = 0;
-        if let Err(e) = self.store.save_payment(&p, &ledger, None).await {
+        if let Err(e) = self.store.save_and_release(&mut p, &ledger, None).await {
             // The capture was sent: its key must not be freed for a second one.
             let attempt = if attempt == CaptureAttempt::NotSent { attempt } else { CaptureAttempt::Unseen };
             return Ok((Err(e.into()), attempt));
@@ -880,13 +925,12 @@ impl Gateway {
         let mut ledger = Vec::new();
         let result = match outcome {
             AcquirerOutcome::Done(_) => {
-                transition(&mut p, plan.to, "void", plan.released, now, &mut ledger)?;
+                transition(&mut p, plan.to, LedgerKind::Void, plan.released, now, &mut ledger)?;
                 Ok(payment_view(&p))
             }
             other => self.operation_failed(&mut p, other, &mut ledger).await,
         };
-        p.lease_until = 0;
-        self.store.save_payment(&p, &ledger, None).await?;
+        self.store.save_and_release(&mut p, &ledger, None).await?;
         result
     }
 
@@ -992,8 +1036,7 @@ impl Gateway {
             refund.error_code = Some(error.code());
             refund.first_response = Some(stored_response(&Err(error.clone())));
             refund.updated_at = now_ms();
-            p.lease_until = 0;
-            self.store.save_payment(&p, &[], Some(&refund)).await?;
+            self.store.save_and_release(&mut p, &[], Some(&refund)).await?;
             return Err(error);
         }
         let acquirer_ref = p.acquirer_ref.clone().unwrap_or_default();
@@ -1006,8 +1049,7 @@ impl Gateway {
             return result;
         }
         refund.first_response = Some(stored_response(&result));
-        p.lease_until = 0;
-        self.store.save_payment(&p, &ledger, Some(&refund)).await?;
+        self.store.save_and_release(&mut p, &ledger, Some(&refund)).await?;
         result
     }
 
@@ -1025,7 +1067,7 @@ impl Gateway {
                 refund.rrn = body.get("rrn").and_then(Value::as_str).map(str::to_owned);
                 p.refunded_amount = (p.refunded_amount + refund.amount).min(p.captured_amount);
                 p.updated_at = now;
-                let mut row = ledger_row(p, "refund", p.status, p.status, refund.amount, now);
+                let mut row = ledger_row(p, LedgerKind::Refund, p.status, p.status, refund.amount, now);
                 row.refund_id = Some(refund.refund_id.clone());
                 (Ok(refund_view(refund)), vec![row])
             }
@@ -1072,8 +1114,7 @@ impl Gateway {
             }
             other => self.apply_refund_outcome(&mut p, &mut refund, other),
         };
-        p.lease_until = 0;
-        self.store.save_payment(&p, &ledger, Some(&refund)).await?;
+        self.store.save_and_release(&mut p, &ledger, Some(&refund)).await?;
         Ok(refund)
     }
 
@@ -1098,7 +1139,7 @@ impl Gateway {
     /// Apply `after_expired` to a leased payment whose hold is up; gives the lease back.
     pub async fn expire_hold(&self, mut p: PaymentRecord) -> Result<PaymentRecord, RpcError> {
         let amounts = Amounts { amount: p.amount, captured: p.captured_amount, refunded: p.refunded_amount };
-        let after = AfterExpired::parse(&p.after_expired).unwrap_or(AfterExpired::Void);
+        let after = p.after_expired;
         let Some(plan) = plan_expiry(p.status, amounts, after) else {
             self.store.release_lease(&p.transaction_id).await?;
             return Ok(p);
@@ -1113,10 +1154,10 @@ impl Gateway {
         match (outcome, plan) {
             (AcquirerOutcome::Done(_), ExpiryPlan::Capture { amount }) => {
                 p.captured_amount += amount;
-                transition(&mut p, PaymentStatus::Captured, "expire_capture", amount, now, &mut ledger)?;
+                transition(&mut p, PaymentStatus::Captured, LedgerKind::ExpireCapture, amount, now, &mut ledger)?;
             }
             (AcquirerOutcome::Done(_), ExpiryPlan::Release { released, to }) => {
-                transition(&mut p, to, "expire_release", released, now, &mut ledger)?;
+                transition(&mut p, to, LedgerKind::ExpireRelease, released, now, &mut ledger)?;
             }
             (AcquirerOutcome::NotSent(reason), _) => {
                 tracing::warn!(transaction_id = %p.transaction_id, %reason, "hold expiry: acquirer unreachable");
@@ -1130,8 +1171,7 @@ impl Gateway {
             }
         }
         tracing::info!(transaction_id = %p.transaction_id, status = %p.status, "hold expired");
-        p.lease_until = 0;
-        self.store.save_payment(&p, &ledger, None).await?;
+        self.store.save_and_release(&mut p, &ledger, None).await?;
         Ok(p)
     }
 

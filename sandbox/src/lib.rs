@@ -18,7 +18,8 @@
 //! * [`ids`] — acquirer references, auth codes, RRNs; 3-D Secure UUIDs, CAVVs, nonces.
 //! * [`threeds`] — the 3-D Secure 2 DS and ACS: messages, validation, outcomes, pages,
 //!   the RReq client, the challenge expiry sweep.
-//! * [`store`] — persistence: SQLite (default, in memory) or PostgreSQL; all SQL is here.
+//! * [`store`] — persistence: SQLite (default `sqlite::memory:`, a temporary file) or
+//!   PostgreSQL; all SQL is here.
 //!
 //! The sandbox receives full card numbers (it is the network), but never writes one to
 //! its logs or its database: those keep the masked form (first six, last four).

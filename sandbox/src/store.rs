@@ -3,14 +3,15 @@
 //! Secure authentications).
 //!
 //! The statements are portable (`$n` placeholders, `ON CONFLICT`, 64-bit integers), so
-//! each operation is written once and expanded for both backends by [`in_transaction!`];
-//! the only differences are how a write transaction starts and how a row is locked:
+//! most operations are written once and expanded for both backends by the dispatch of
+//! [`paysys_db::store`]; the only differences are how a write transaction starts and how
+//! a row is locked ([`RowLock`]):
 //!
 //! * **SQLite**: every write transaction `BEGIN IMMEDIATE` under the database's write
 //!   lock — writers run one at a time, so a balance is never read and written by two
-//!   requests at once. An authorization without a 3-D Secure claim (the hot path) is one
-//!   unit of the group committer ([`paysys_sqlite::GroupCommitter`]), many to a commit,
-//!   with the same SQL and bindings.
+//!   requests at once. An authorization (the hot path) and a new 3-D Secure
+//!   authentication are units of the group committer ([`paysys_db::GroupCommitter`]),
+//!   many to a commit; `sqlite::memory:` is a temporary file, so tests take this path.
 //! * **PostgreSQL**: a pool; `SELECT … FOR UPDATE` locks the authorization or balance
 //!   row for the rest of the transaction, and relative updates (`held = held + $1`)
 //!   keep concurrent writers to other rows correct. A concurrent duplicate `reference`
@@ -23,9 +24,9 @@ use crate::issuer::{
     self, Authorization, AuthorizationStatus, Balance, DeclineCode, LedgerDraft, LedgerKind, OperationError, Refund,
     ThreeDsClaim, Transition,
 };
-use paysys_sqlite::rusqlite::{Connection, OptionalExtension};
-use paysys_sqlite::Args;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use paysys_db::rusqlite::{Connection, OptionalExtension};
+use paysys_db::{get, in_transaction, on_reader, Args, Backend, Bind, Connections, RowLock};
+use sqlx::postgres::PgPool;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -34,36 +35,7 @@ static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations
 /// Connections to PostgreSQL.
 const POSTGRES_CONNECTIONS: u32 = 16;
 
-/// Errors of the store. Messages may hold SQL text (never card data, which is not
-/// stored), so they are logged, not sent to clients.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// The URL is neither `sqlite:` nor `postgres://`/`postgresql://`.
-    #[error("unsupported database URL (expected sqlite:PATH, sqlite::memory: or postgres://)")]
-    UnsupportedUrl,
-    /// A query failed.
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-    /// Applying migrations failed.
-    #[error("migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    /// A stored value is not one this code writes (an unknown status, say).
-    #[error("corrupt row: {0}")]
-    Corrupt(String),
-    /// A statement of the SQLite group committer failed.
-    #[error("database error: {0}")]
-    Sqlite(#[from] paysys_sqlite::rusqlite::Error),
-    /// The SQLite group committer could not commit.
-    #[error("database error: {0}")]
-    GroupCommit(#[from] paysys_sqlite::GroupCommitError),
-}
-
-impl StoreError {
-    fn is_unique_violation(&self) -> bool {
-        matches!(self, StoreError::Database(sqlx::Error::Database(e)) if e.is_unique_violation())
-    }
-}
+pub use paysys_db::StoreError;
 
 /// An authorization request after screening, ready to be recorded: the ids are already
 /// drawn and the card reduced to its masked form and balance key.
@@ -137,69 +109,10 @@ pub struct LedgerEntry {
     pub decline_code: Option<String>,
 }
 
-#[derive(Debug, Clone)]
-enum Backend {
-    /// One writer connection (write transactions run one at a time) and the WAL
-    /// checkpointer ([`paysys_sqlite::Database`]).
-    Sqlite(paysys_sqlite::Database),
-    Postgres(PgPool),
-}
-
 /// The sandbox's database.
 #[derive(Debug, Clone)]
 pub struct Store {
     backend: Backend,
-}
-
-/// Run `$body` on a write transaction `$tx` of whichever backend the store has, with
-/// `$lock` the row-lock suffix of that backend's `SELECT`s. The body commits `$tx`
-/// itself; returning early drops (rolls back) it.
-macro_rules! in_transaction {
-    ($store:expr, |$tx:ident, $lock:ident| $body:block) => {
-        match &$store.backend {
-            Backend::Sqlite(db) => {
-                // Beside the group committer's transactions, not into SQLite's busy wait.
-                let _write_guard = db.lock_writes().await;
-                #[allow(unused_mut)]
-                let mut $tx = db.writer.begin_with("BEGIN IMMEDIATE").await?;
-                // The whole database is locked from the first statement.
-                let $lock = "";
-                $body
-            }
-            Backend::Postgres(pool) => {
-                #[allow(unused_mut)]
-                let mut $tx = pool.begin().await?;
-                let $lock = " FOR UPDATE";
-                $body
-            }
-        }
-    };
-}
-
-/// Run the read-only `$body` with `$pool` the backend's pool (SQLite: the sqlx writer's
-/// connection, without the write lock: in WAL a read never waits for a writer).
-macro_rules! on_reader {
-    ($store:expr, |$pool:ident| $body:block) => {
-        match &$store.backend {
-            Backend::Sqlite(paysys_sqlite::Database { reader: $pool, .. }) => $body,
-            Backend::Postgres($pool) => $body,
-        }
-    };
-}
-
-/// Run a single-statement write `$body` with `$pool` the backend's pool (SQLite: the
-/// writer, under the write lock).
-macro_rules! on_pool {
-    ($store:expr, |$pool:ident| $body:block) => {
-        match &$store.backend {
-            Backend::Sqlite(db) => {
-                let _write_guard = db.lock_writes().await;
-                let $pool = &db.writer;
-                $body
-            }
-            Backend::Postgres($pool) => $body,
-        }
-    };
 }
 
 const AUTHORIZATION_COLUMNS: &str = "acquirer_ref, reference, merchant_id, masked_pan, balance_key, currency, amount, \
@@ -209,44 +122,53 @@ const LEDGER_COLUMNS: &str = "seq, at, kind, acquirer_ref, reference, refund_ref
      currency, amount, decline_code";
 
 /// Bind an authorization's columns in [`AUTHORIZATION_COLUMNS`] order.
-macro_rules! bind_authorization {
-    ($query:expr, $auth:expr) => {
-        $query
-            .bind(&$auth.acquirer_ref)
-            .bind(&$auth.reference)
-            .bind(&$auth.merchant_id)
-            .bind(&$auth.masked_pan)
-            .bind(&$auth.balance_key)
-            .bind(&$auth.currency)
-            .bind($auth.amount)
-            .bind($auth.status.as_str())
-            .bind(&$auth.auth_code)
-            .bind(&$auth.rrn)
-            .bind($auth.decline_code.map(DeclineCode::as_str))
-            .bind($auth.captured_amount)
-            .bind($auth.refunded_amount)
-            .bind(&$auth.request_digest)
-            .bind($auth.created_at)
-            .bind($auth.updated_at)
-    };
+fn bind_authorization<'q, B: Bind<'q>>(b: B, auth: &'q Authorization) -> B {
+    b.text(&auth.acquirer_ref)
+        .text(&auth.reference)
+        .text(&auth.merchant_id)
+        .text(&auth.masked_pan)
+        .text(&auth.balance_key)
+        .text(&auth.currency)
+        .int(auth.amount)
+        .text(auth.status.as_str())
+        .opt_text(auth.auth_code.as_deref())
+        .text(&auth.rrn)
+        .opt_text(auth.decline_code.map(DeclineCode::as_str))
+        .int(auth.captured_amount)
+        .int(auth.refunded_amount)
+        .text(&auth.request_digest)
+        .int(auth.created_at)
+        .int(auth.updated_at)
 }
 
-/// Bind a ledger entry of a new authorization for [`insert_ledger_sql`].
-macro_rules! bind_authorization_ledger {
-    ($query:expr, $now:expr, $auth:expr, $entry:expr) => {
-        $query
-            .bind($now)
-            .bind($entry.kind.as_str())
-            .bind(&$auth.acquirer_ref)
-            .bind(&$auth.reference)
-            .bind(&$entry.refund_reference)
-            .bind(&$auth.merchant_id)
-            .bind(&$auth.masked_pan)
-            .bind(&$auth.currency)
-            .bind($entry.amount)
-            .bind($auth.decline_code.map(DeclineCode::as_str))
-    };
+/// Bind a ledger entry of `auth` for [`insert_ledger_sql`]; `decline_code` only for the
+/// entry of a new authorization.
+fn bind_ledger_entry<'q, B: Bind<'q>>(
+    b: B,
+    at: i64,
+    auth: &'q Authorization,
+    entry: &'q LedgerDraft,
+    decline_code: Option<DeclineCode>,
+) -> B {
+    b.int(at)
+        .text(entry.kind.as_str())
+        .text(&auth.acquirer_ref)
+        .text(&auth.reference)
+        .opt_text(entry.refund_reference.as_deref())
+        .text(&auth.merchant_id)
+        .text(&auth.masked_pan)
+        .text(&auth.currency)
+        .int(entry.amount)
+        .opt_text(decline_code.map(DeclineCode::as_str))
 }
+
+/// A card's balance after an authorization held funds (the same statement on both
+/// backends).
+const SET_BALANCE: &str = "UPDATE balances SET balance = $1, held = $2 WHERE balance_key = $3 AND currency = $4";
+
+/// An approved authorization spends the CAVV it presented (both backends).
+const SPEND_CAVV: &str =
+    "UPDATE threeds_transactions SET cavv_used = TRUE, updated_at = $1 WHERE ds_trans_id = $2 AND cavv_used = FALSE";
 
 fn insert_authorization_sql() -> String {
     format!(
@@ -255,9 +177,10 @@ fn insert_authorization_sql() -> String {
     )
 }
 
-/// [`Store::try_authorize`] as one group-commit unit (SQLite only: the committer's
+/// [`Store::try_authorize`] on SQLite: one group-commit unit (the committer's
 /// transaction holds the write lock, so the balance and the CAVV read here are the ones
-/// written back). `None`: the reference was taken already.
+/// written back). `None`: the reference was taken already (nothing written). The same
+/// steps and outcomes as [`authorize_postgres`].
 fn authorize_unit(conn: &Connection, new: &NewAuthorization) -> Result<Option<Authorization>, StoreError> {
     let taken = conn.prepare_cached("SELECT 1 FROM authorizations WHERE reference = ?1")?.exists([&new.reference])?;
     if taken {
@@ -294,10 +217,7 @@ fn authorize_unit(conn: &Connection, new: &NewAuthorization) -> Result<Option<Au
                         .bind(after.held)
                         .bind(&new.balance_key)
                         .bind(&new.currency)
-                        .execute(
-                            conn,
-                            "UPDATE balances SET balance = $1, held = $2 WHERE balance_key = $3 AND currency = $4",
-                        )?;
+                        .execute(conn, SET_BALANCE)?;
                     None
                 }
                 Err(code) => Some(code),
@@ -306,52 +226,106 @@ fn authorize_unit(conn: &Connection, new: &NewAuthorization) -> Result<Option<Au
     };
     if let (None, Some(claim)) = (decline, &new.three_ds) {
         // Approved: the CAVV is spent with this authorization.
-        Args::default().bind(new.now).bind(&claim.ds_trans_id).execute(
-            conn,
-            "UPDATE threeds_transactions SET cavv_used = TRUE, updated_at = $1 WHERE ds_trans_id = $2 AND cavv_used = FALSE",
-        )?;
+        Args::default().bind(new.now).bind(&claim.ds_trans_id).execute(conn, SPEND_CAVV)?;
     }
     let auth = authorization_record(new, decline);
-    bind_authorization!(Args::default(), auth).execute(conn, &insert_authorization_sql())?;
+    bind_authorization(Args::default(), &auth).execute(conn, &insert_authorization_sql())?;
     for entry in authorization_ledger(&auth) {
-        bind_authorization_ledger!(Args::default(), new.now, auth, entry).execute(conn, &insert_ledger_sql())?;
+        bind_ledger_entry(Args::default(), new.now, &auth, &entry, auth.decline_code)
+            .execute(conn, &insert_ledger_sql())?;
     }
     Ok(Some(auth))
 }
 
-impl Store {
-    /// SQLite on a file: the group committer for the authorization hot path. `None` on
-    /// PostgreSQL and in memory.
-    fn group_committer(&self) -> Option<&paysys_sqlite::GroupCommitter> {
-        match &self.backend {
-            Backend::Sqlite(db) => db.group.as_ref(),
-            Backend::Postgres(_) => None,
+/// [`Store::try_authorize`] on PostgreSQL: one transaction; `FOR UPDATE` locks the CAVV's
+/// and the balance's rows to the commit, so what is checked is what is written back.
+/// The same steps and outcomes as [`authorize_unit`] (a taken reference answers with
+/// the first authorization; a concurrent duplicate loses on the unique index, and
+/// [`Store::authorize`] answers it the same way).
+async fn authorize_postgres(pool: &PgPool, new: &NewAuthorization) -> Result<AuthorizeOutcome, StoreError> {
+    let lock = RowLock::POSTGRES.for_update();
+    let mut tx = pool.begin().await?;
+    let sql = format!("SELECT {AUTHORIZATION_COLUMNS} FROM authorizations WHERE reference = $1");
+    if let Some(row) = sqlx::query(&sql).bind(&new.reference).fetch_optional(&mut *tx).await? {
+        return Ok(AuthorizeOutcome::Existing(authorization_from_row(&row)?));
+    }
+    let mut decline = new.decline;
+    if let (None, Some(claim)) = (decline, &new.three_ds) {
+        let sql = format!("SELECT {} FROM threeds_transactions WHERE ds_trans_id = $1{lock}", three_ds::ISSUED_COLUMNS);
+        let issued = sqlx::query(&sql)
+            .bind(&claim.ds_trans_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|row| three_ds::issued_from_row(&row))
+            .transpose()?;
+        if !issuer::three_ds_accepted(issued.as_ref(), claim, &new.balance_key, new.amount) {
+            decline = Some(DeclineCode::ThreeDsAuthenticationInvalid);
         }
     }
+    let decline = match decline {
+        Some(code) => Some(code),
+        None => {
+            sqlx::query(
+                "INSERT INTO balances (balance_key, currency, balance, held) VALUES ($1, $2, $3, 0) \
+                 ON CONFLICT (balance_key, currency) DO NOTHING",
+            )
+            .bind(&new.balance_key)
+            .bind(&new.currency)
+            .bind(new.initial_balance)
+            .execute(&mut *tx)
+            .await?;
+            let sql = format!("SELECT balance, held FROM balances WHERE balance_key = $1 AND currency = $2{lock}");
+            let row = sqlx::query(&sql).bind(&new.balance_key).bind(&new.currency).fetch_one(&mut *tx).await?;
+            let current = Balance { balance: row.try_get(0)?, held: row.try_get(1)? };
+            match issuer::hold_funds(current, new.amount, new.capture) {
+                Ok(after) => {
+                    sqlx::query(SET_BALANCE)
+                        .bind(after.balance)
+                        .bind(after.held)
+                        .bind(&new.balance_key)
+                        .bind(&new.currency)
+                        .execute(&mut *tx)
+                        .await?;
+                    None
+                }
+                Err(code) => Some(code),
+            }
+        }
+    };
+    if let (None, Some(claim)) = (decline, &new.three_ds) {
+        // Approved: the CAVV is spent with this authorization, atomically (its row is
+        // locked since the check).
+        sqlx::query(
+            "UPDATE threeds_transactions SET cavv_used = TRUE, updated_at = $1 \
+             WHERE ds_trans_id = $2 AND cavv_used = FALSE",
+        )
+        .bind(new.now)
+        .bind(&claim.ds_trans_id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let auth = authorization_record(new, decline);
+    bind_authorization(sqlx::query(&insert_authorization_sql()), &auth).execute(&mut *tx).await?;
+    for entry in authorization_ledger(&auth) {
+        let sql = insert_ledger_sql();
+        bind_ledger_entry(sqlx::query(&sql), new.now, &auth, &entry, auth.decline_code).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(AuthorizeOutcome::Created(auth))
+}
 
-    /// Connect to `url` (`sqlite::memory:`, `sqlite:PATH` created if missing, or
-    /// `postgres://…`). Does not migrate.
+impl Store {
+    /// Connect to `url` (`sqlite::memory:` — a temporary file —, `sqlite:PATH` created
+    /// if missing, or `postgres://…`). Does not migrate.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
-        let backend = if url.starts_with("sqlite:") {
-            // The writer only: the sandbox's reads are few.
-            let mut db = paysys_sqlite::Database::open(url, 0).await?;
-            db.start_group_commit()?;
-            Backend::Sqlite(db)
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Backend::Postgres(PgPoolOptions::new().max_connections(POSTGRES_CONNECTIONS).connect(url).await?)
-        } else {
-            return Err(StoreError::UnsupportedUrl);
-        };
-        Ok(Store { backend })
+        // The writer only: the sandbox's reads are few.
+        let connections = Connections { sqlite_readers: 0, postgres: POSTGRES_CONNECTIONS };
+        Ok(Store { backend: Backend::open(url, connections).await? })
     }
 
     /// Apply this backend's migrations.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(db) => SQLITE_MIGRATOR.run(&db.writer).await?,
-            Backend::Postgres(pool) => POSTGRES_MIGRATOR.run(pool).await?,
-        }
-        Ok(())
+        self.backend.migrate(&SQLITE_MIGRATOR, &POSTGRES_MIGRATOR).await
     }
 
     /// Record an authorization: the first one for its `reference` holds funds (or is
@@ -369,93 +343,21 @@ impl Store {
     }
 
     async fn try_authorize(&self, new: &NewAuthorization) -> Result<AuthorizeOutcome, StoreError> {
-        // On a SQLite file: one group-commit unit.
-        if let Some(group) = self.group_committer() {
-            let unit = new.clone();
-            let created = group.write(move |conn| authorize_unit(conn, &unit)).await?;
-            return match created {
-                Some(auth) => Ok(AuthorizeOutcome::Created(auth)),
-                None => match self.find_by_reference(&new.reference).await? {
-                    Some(first) => Ok(AuthorizeOutcome::Existing(first)),
-                    None => Err(StoreError::Corrupt("an authorization's reference is taken but cannot be read".into())),
-                },
-            };
-        }
-        in_transaction!(self, |tx, lock| {
-            let sql = format!("SELECT {AUTHORIZATION_COLUMNS} FROM authorizations WHERE reference = $1");
-            if let Some(row) = sqlx::query(&sql).bind(&new.reference).fetch_optional(&mut *tx).await? {
-                return Ok(AuthorizeOutcome::Existing(authorization_from_row(&row)?));
-            }
-            let mut decline = new.decline;
-            if let (None, Some(claim)) = (decline, &new.three_ds) {
-                let sql = format!(
-                    "SELECT {} FROM threeds_transactions WHERE ds_trans_id = $1{lock}",
-                    three_ds::ISSUED_COLUMNS
-                );
-                let issued = sqlx::query(&sql)
-                    .bind(&claim.ds_trans_id)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .map(|row| three_ds::issued_from_row(&row))
-                    .transpose()?;
-                if !issuer::three_ds_accepted(issued.as_ref(), claim, &new.balance_key, new.amount) {
-                    decline = Some(DeclineCode::ThreeDsAuthenticationInvalid);
-                }
-            }
-            let decline = match decline {
-                Some(code) => Some(code),
-                None => {
-                    sqlx::query(
-                        "INSERT INTO balances (balance_key, currency, balance, held) VALUES ($1, $2, $3, 0) \
-                         ON CONFLICT (balance_key, currency) DO NOTHING",
-                    )
-                    .bind(&new.balance_key)
-                    .bind(&new.currency)
-                    .bind(new.initial_balance)
-                    .execute(&mut *tx)
-                    .await?;
-                    let sql =
-                        format!("SELECT balance, held FROM balances WHERE balance_key = $1 AND currency = $2{lock}");
-                    let row = sqlx::query(&sql).bind(&new.balance_key).bind(&new.currency).fetch_one(&mut *tx).await?;
-                    let current = Balance { balance: row.try_get(0)?, held: row.try_get(1)? };
-                    match issuer::hold_funds(current, new.amount, new.capture) {
-                        Ok(after) => {
-                            sqlx::query(
-                                "UPDATE balances SET balance = $1, held = $2 WHERE balance_key = $3 AND currency = $4",
-                            )
-                            .bind(after.balance)
-                            .bind(after.held)
-                            .bind(&new.balance_key)
-                            .bind(&new.currency)
-                            .execute(&mut *tx)
-                            .await?;
-                            None
+        match &self.backend {
+            Backend::Sqlite(sqlite) => {
+                let unit = new.clone();
+                match sqlite.group.write(move |conn| authorize_unit(conn, &unit)).await? {
+                    Some(auth) => Ok(AuthorizeOutcome::Created(auth)),
+                    None => match self.find_by_reference(&new.reference).await? {
+                        Some(first) => Ok(AuthorizeOutcome::Existing(first)),
+                        None => {
+                            Err(StoreError::Corrupt("an authorization's reference is taken but cannot be read".into()))
                         }
-                        Err(code) => Some(code),
-                    }
+                    },
                 }
-            };
-            if let (None, Some(claim)) = (decline, &new.three_ds) {
-                // Approved: the CAVV is spent with this authorization, atomically (the
-                // row is locked, or SQLite's writer lock is held, since the check).
-                sqlx::query(
-                    "UPDATE threeds_transactions SET cavv_used = TRUE, updated_at = $1 \
-                     WHERE ds_trans_id = $2 AND cavv_used = FALSE",
-                )
-                .bind(new.now)
-                .bind(&claim.ds_trans_id)
-                .execute(&mut *tx)
-                .await?;
             }
-            let auth = authorization_record(new, decline);
-            bind_authorization!(sqlx::query(&insert_authorization_sql()), auth).execute(&mut *tx).await?;
-            for entry in authorization_ledger(&auth) {
-                let sql = insert_ledger_sql();
-                bind_authorization_ledger!(sqlx::query(&sql), new.now, auth, entry).execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
-            Ok(AuthorizeOutcome::Created(auth))
-        })
+            Backend::Postgres(pool) => authorize_postgres(pool, new).await,
+        }
     }
 
     /// Capture `amount` (all still held when `None`) of the authorization `acquirer_ref`;
@@ -503,7 +405,8 @@ impl Store {
         refund_reference: Option<&str>,
         decide: impl FnOnce(&Authorization, Option<Refund>) -> Result<Step, OperationError>,
     ) -> Result<Result<Applied, OperationError>, StoreError> {
-        in_transaction!(self, |tx, lock| {
+        in_transaction!(&self.backend, |tx, lock| {
+            let lock = lock.for_update();
             let sql = format!("SELECT {AUTHORIZATION_COLUMNS} FROM authorizations WHERE acquirer_ref = $1{lock}");
             let Some(row) = sqlx::query(&sql).bind(acquirer_ref).fetch_optional(&mut *tx).await? else {
                 return Ok(Err(OperationError::UnknownAuthorization));
@@ -587,7 +490,7 @@ impl Store {
     /// The authorization with this acquirer reference.
     pub async fn find_by_acquirer_ref(&self, acquirer_ref: &str) -> Result<Option<Authorization>, StoreError> {
         let sql = format!("SELECT {AUTHORIZATION_COLUMNS} FROM authorizations WHERE acquirer_ref = $1");
-        on_reader!(self, |pool| {
+        on_reader!(&self.backend, |pool| {
             sqlx::query(&sql)
                 .bind(acquirer_ref)
                 .fetch_optional(pool)
@@ -600,7 +503,7 @@ impl Store {
     /// The authorization with this gateway reference (status inquiry).
     pub async fn find_by_reference(&self, reference: &str) -> Result<Option<Authorization>, StoreError> {
         let sql = format!("SELECT {AUTHORIZATION_COLUMNS} FROM authorizations WHERE reference = $1");
-        on_reader!(self, |pool| {
+        on_reader!(&self.backend, |pool| {
             sqlx::query(&sql)
                 .bind(reference)
                 .fetch_optional(pool)
@@ -616,7 +519,7 @@ impl Store {
             "SELECT {LEDGER_COLUMNS} FROM ledger WHERE seq > $1 AND ($2 IS NULL OR reference = $2) \
              AND ($3 IS NULL OR acquirer_ref = $3) ORDER BY seq LIMIT $4"
         );
-        on_reader!(self, |pool| {
+        on_reader!(&self.backend, |pool| {
             let rows = sqlx::query(&sql)
                 .bind(filter.after_seq)
                 .bind(&filter.reference)
@@ -630,7 +533,7 @@ impl Store {
 
     /// A card's balance in `currency`, if it has ever been used in that currency.
     pub async fn balance(&self, balance_key: &str, currency: &str) -> Result<Option<Balance>, StoreError> {
-        on_reader!(self, |pool| {
+        on_reader!(&self.backend, |pool| {
             let row = sqlx::query("SELECT balance, held FROM balances WHERE balance_key = $1 AND currency = $2")
                 .bind(balance_key)
                 .bind(currency)
@@ -691,15 +594,6 @@ fn authorization_ledger(auth: &Authorization) -> Vec<LedgerDraft> {
         AuthorizationStatus::Captured => vec![entry(LedgerKind::Authorization), entry(LedgerKind::Capture)],
         _ => vec![entry(LedgerKind::Authorization)],
     }
-}
-
-fn get<'r, R, T>(row: &'r R, column: &'static str) -> Result<T, StoreError>
-where
-    R: Row,
-    &'static str: ColumnIndex<R>,
-    T: Decode<'r, R::Database> + Type<R::Database>,
-{
-    Ok(row.try_get(column)?)
 }
 
 fn authorization_from_row<R>(row: &R) -> Result<Authorization, StoreError>

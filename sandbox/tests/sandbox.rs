@@ -466,7 +466,8 @@ async fn concurrency_is_safe(sandbox: &Sandbox) {
 #[tokio::test]
 async fn concurrency_is_safe_on_sqlite() {
     let dir = TempDir::new();
-    // A file this time (WAL), the other tests use the in-memory default.
+    // A file we name and keep (WAL); the other tests use the default `sqlite::memory:`,
+    // which is a temporary file deleted with the store.
     let url = format!("sqlite:{}", dir.0.join("sandbox.db").display());
     let sandbox = Sandbox::start(Options { database_url: Some(url), ..Options::default() }).await;
     concurrency_is_safe(&sandbox).await;

@@ -11,9 +11,11 @@ use super::messages::{self, AReqParams, AuthenticationResult, BrowserInfo};
 use super::{AutoFallback, ThreeDsMode};
 use crate::error::{AuthenticationFailure, AuthenticationFailureKind, RpcError};
 use crate::money;
-use crate::payments::{now_ms, payment_view, rfc3339, stored_response, transition, Gateway, Merchant, NewPayment};
+use crate::payments::{
+    now_ms, payment_view, rfc3339, stored_response, transition, Gateway, Merchant, NewPayment, Settled,
+};
 use crate::state::PaymentStatus;
-use crate::store::{AuthenticationRecord, LedgerRow, PaymentRecord};
+use crate::store::{AuthenticationRecord, LedgerKind, LedgerRow, PaymentRecord};
 use crate::vault::{RelayOutcome, RelayRequest, ThreeDsProof, TokenLookup, AREQ_TEMPLATE};
 use serde_json::{json, Map, Value};
 use std::time::Duration;
@@ -260,7 +262,7 @@ impl Gateway {
                 v.insert("skipped".into(), Value::from(fallback.as_str()));
             });
             let amount = p.amount;
-            transition(&mut p, PaymentStatus::Authorizing, "authorizing", amount, now, &mut ledger)?;
+            transition(&mut p, PaymentStatus::Authorizing, LedgerKind::Authorizing, amount, now, &mut ledger)?;
             p.three_ds_expires_at = None;
             self.store.save_payment(&p, &ledger, None).await?;
             return self.authorize(&mut p, None).await;
@@ -290,8 +292,7 @@ impl Gateway {
                 p.updated_at = now;
                 let result = Ok(payment_view(&p));
                 p.first_response = Some(stored_response(&result));
-                p.lease_until = 0;
-                self.store.save_payment(&p, &ledger, None).await?;
+                self.store.save_and_release(&mut p, &ledger, None).await?;
                 tracing::info!(transaction_id = %p.transaction_id, "3-D Secure challenge");
                 result
             }
@@ -303,18 +304,19 @@ impl Gateway {
                 self.store.save_authentication(&auth).await?;
                 set_public_three_ds(&mut p, |v| record_result(v, &r));
                 let kind = failure_kind(&r.trans_status);
-                self.fail_authentication(&mut p, kind, Some(&r), ledger).await?
+                self.fail_authentication(&mut p, kind, Some(&r), ledger).await?.into_answer()
             }
-            AresOutcome::NotEnrolled | AresOutcome::Unavailable(_) => {
-                self.fail_authentication(&mut p, AuthenticationFailureKind::Unavailable, None, ledger).await?
-            }
+            AresOutcome::NotEnrolled | AresOutcome::Unavailable(_) => self
+                .fail_authentication(&mut p, AuthenticationFailureKind::Unavailable, None, ledger)
+                .await?
+                .into_answer(),
             AresOutcome::TimedOut(reason) => {
                 tracing::warn!(transaction_id = %p.transaction_id, %reason, "AReq timed out");
-                self.fail_authentication(&mut p, AuthenticationFailureKind::TimedOut, None, ledger).await?
+                self.fail_authentication(&mut p, AuthenticationFailureKind::TimedOut, None, ledger).await?.into_answer()
             }
             AresOutcome::UnknownToken => {
                 let result = self.fail(&mut p, RpcError::UnknownToken, now, &mut ledger)?;
-                self.save_final(&mut p, ledger, result).await?
+                self.save_final(&mut p, ledger, result).await?.into_answer()
             }
         }
     }
@@ -427,7 +429,7 @@ impl Gateway {
             v.remove("challenge_url");
         });
         let amount = p.amount;
-        transition(&mut p, PaymentStatus::Authorizing, "authorizing", amount, now, &mut ledger)?;
+        transition(&mut p, PaymentStatus::Authorizing, LedgerKind::Authorizing, amount, now, &mut ledger)?;
         p.three_ds_expires_at = None;
         self.store.save_payment(&p, &ledger, None).await?;
         let proof = ThreeDsProof {
@@ -443,15 +445,15 @@ impl Gateway {
         Ok((p, result))
     }
 
-    /// Fail a leased payment for `kind`, save it, give the lease back. The outer error
-    /// is the store's; the inner result is the API answer (the 3-D Secure error).
+    /// Fail a leased payment for `kind`, save it, give the lease back. The `Err` is the
+    /// store's; the [`Settled`] answer is the 3-D Secure error.
     pub(crate) async fn fail_authentication(
         &self,
         p: &mut PaymentRecord,
         kind: AuthenticationFailureKind,
         r: Option<&AuthenticationResult>,
         mut ledger: Vec<LedgerRow>,
-    ) -> Result<Result<Value, RpcError>, RpcError> {
+    ) -> Result<Settled, RpcError> {
         let error = RpcError::Authentication(AuthenticationFailure {
             kind,
             transaction_id: p.transaction_id.clone(),
@@ -466,17 +468,16 @@ impl Gateway {
         &self,
         p: &mut PaymentRecord,
         ledger: Vec<LedgerRow>,
-        result: Result<Value, RpcError>,
-    ) -> Result<Result<Value, RpcError>, RpcError> {
+        result: Settled,
+    ) -> Result<Settled, RpcError> {
         p.three_ds_expires_at = None;
         set_public_three_ds(p, |v| {
             v.remove("challenge_url");
         });
         if p.first_response.is_none() {
-            p.first_response = Some(stored_response(&result));
+            p.first_response = Some(result.stored_response());
         }
-        p.lease_until = 0;
-        self.store.save_payment(p, &ledger, None).await?;
+        self.store.save_and_release(p, &ledger, None).await?;
         Ok(result)
     }
 
@@ -537,14 +538,13 @@ impl Gateway {
         let now = now_ms();
         let mut ledger = Vec::new();
         p.error_code = Some(AuthenticationFailureKind::TimedOut.code());
-        transition(&mut p, PaymentStatus::Expired, "expire_3ds", 0, now, &mut ledger)?;
+        transition(&mut p, PaymentStatus::Expired, LedgerKind::Expire3ds, 0, now, &mut ledger)?;
         p.three_ds_expires_at = None;
         set_public_three_ds(&mut p, |v| {
             v.remove("challenge_url");
             v.insert("expired".into(), Value::Bool(true));
         });
-        p.lease_until = 0;
-        self.store.save_payment(&p, &ledger, None).await?;
+        self.store.save_and_release(&mut p, &ledger, None).await?;
         tracing::info!(transaction_id = %p.transaction_id, "3-D Secure window expired");
         Ok(p)
     }

@@ -9,8 +9,8 @@
 
 use super::{Backend, Store, StoreError};
 use crate::issuer::IssuedAuthentication;
-use paysys_sqlite::rusqlite::{Connection, OptionalExtension};
-use paysys_sqlite::Args;
+use paysys_db::rusqlite::{Connection, OptionalExtension};
+use paysys_db::{in_transaction, on_pool, on_reader, Args, Bind};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 /// One 3-D Secure authentication. No card number: its balance key and masked form.
@@ -113,35 +113,32 @@ const COLUMNS: &str = "three_ds_server_trans_id, ds_trans_id, acs_trans_id, mess
      cavv_used, challenge_nonce, challenge_expires_at, method_completed, created_at, updated_at";
 
 /// Bind every column of an authentication, in [`COLUMNS`] order.
-macro_rules! bind_three_ds {
-    ($query:expr, $r:expr) => {
-        $query
-            .bind(&$r.three_ds_server_trans_id)
-            .bind(&$r.ds_trans_id)
-            .bind(&$r.acs_trans_id)
-            .bind(&$r.message_version)
-            .bind(&$r.card_key)
-            .bind(&$r.masked_pan)
-            .bind($r.purchase_amount)
-            .bind(&$r.purchase_currency)
-            .bind($r.purchase_exponent)
-            .bind(&$r.merchant_name)
-            .bind(&$r.three_ds_server_url)
-            .bind(&$r.notification_url)
-            .bind(&$r.ares)
-            .bind(&$r.ares_trans_status)
-            .bind(&$r.trans_status)
-            .bind(&$r.trans_status_reason)
-            .bind(&$r.eci)
-            .bind(&$r.authentication_value)
-            .bind(&$r.challenge_cancel)
-            .bind($r.cavv_used)
-            .bind(&$r.challenge_nonce)
-            .bind($r.challenge_expires_at)
-            .bind($r.method_completed)
-            .bind($r.created_at)
-            .bind($r.updated_at)
-    };
+fn bind_three_ds<'q, B: Bind<'q>>(b: B, r: &'q ThreeDsTransaction) -> B {
+    b.text(&r.three_ds_server_trans_id)
+        .text(&r.ds_trans_id)
+        .text(&r.acs_trans_id)
+        .text(&r.message_version)
+        .text(&r.card_key)
+        .text(&r.masked_pan)
+        .int(r.purchase_amount)
+        .text(&r.purchase_currency)
+        .int(r.purchase_exponent)
+        .text(&r.merchant_name)
+        .text(&r.three_ds_server_url)
+        .text(&r.notification_url)
+        .text(&r.ares)
+        .text(&r.ares_trans_status)
+        .text(&r.trans_status)
+        .opt_text(r.trans_status_reason.as_deref())
+        .opt_text(r.eci.as_deref())
+        .opt_text(r.authentication_value.as_deref())
+        .opt_text(r.challenge_cancel.as_deref())
+        .flag(r.cavv_used)
+        .opt_text(r.challenge_nonce.as_deref())
+        .opt_int(r.challenge_expires_at)
+        .flag(r.method_completed)
+        .int(r.created_at)
+        .int(r.updated_at)
 }
 
 fn insert_sql() -> String {
@@ -164,7 +161,7 @@ fn insert_unit(conn: &Connection, new: ThreeDsTransaction) -> Result<Option<Thre
         .prepare_cached("SELECT 1 FROM threeds_method_runs WHERE three_ds_server_trans_id = ?1")?
         .exists([&new.three_ds_server_trans_id])?;
     let record = ThreeDsTransaction { method_completed: new.method_completed || method_ran, ..new };
-    bind_three_ds!(Args::default(), record).execute(conn, &insert_sql())?;
+    bind_three_ds(Args::default(), &record).execute(conn, &insert_sql())?;
     Ok(Some(record))
 }
 
@@ -206,32 +203,35 @@ impl Store {
     }
 
     async fn try_insert_three_ds(&self, new: &ThreeDsTransaction) -> Result<ThreeDsInsert, StoreError> {
-        if let Some(group) = self.group_committer() {
-            let unit = new.clone();
-            let created = group.write(move |conn| insert_unit(conn, unit)).await?;
-            return match created {
-                Some(record) => Ok(ThreeDsInsert::Created(record)),
-                None => match self.three_ds_by_server_id(&new.three_ds_server_trans_id).await? {
-                    Some(first) => Ok(ThreeDsInsert::Existing(first)),
-                    None => Err(StoreError::Corrupt("an authentication's id is taken but cannot be read".into())),
-                },
-            };
-        }
-        in_transaction!(self, |tx, _lock| {
-            let sql = format!("SELECT {COLUMNS} FROM threeds_transactions WHERE three_ds_server_trans_id = $1");
-            if let Some(row) = sqlx::query(&sql).bind(&new.three_ds_server_trans_id).fetch_optional(&mut *tx).await? {
-                return Ok(ThreeDsInsert::Existing(transaction_from_row(&row)?));
+        let pool = match &self.backend {
+            Backend::Sqlite(sqlite) => {
+                let unit = new.clone();
+                return match sqlite.group.write(move |conn| insert_unit(conn, unit)).await? {
+                    Some(record) => Ok(ThreeDsInsert::Created(record)),
+                    None => match self.three_ds_by_server_id(&new.three_ds_server_trans_id).await? {
+                        Some(first) => Ok(ThreeDsInsert::Existing(first)),
+                        None => Err(StoreError::Corrupt("an authentication's id is taken but cannot be read".into())),
+                    },
+                };
             }
-            let method_ran = sqlx::query("SELECT 1 FROM threeds_method_runs WHERE three_ds_server_trans_id = $1")
-                .bind(&new.three_ds_server_trans_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .is_some();
-            let record = ThreeDsTransaction { method_completed: new.method_completed || method_ran, ..new.clone() };
-            bind_three_ds!(sqlx::query(&insert_sql()), record).execute(&mut *tx).await?;
-            tx.commit().await?;
-            Ok(ThreeDsInsert::Created(record))
-        })
+            Backend::Postgres(pool) => pool,
+        };
+        // The same steps as `insert_unit`; a concurrent duplicate loses on the primary key
+        // and `insert_three_ds` answers it with the first.
+        let mut tx = pool.begin().await?;
+        let sql = format!("SELECT {COLUMNS} FROM threeds_transactions WHERE three_ds_server_trans_id = $1");
+        if let Some(row) = sqlx::query(&sql).bind(&new.three_ds_server_trans_id).fetch_optional(&mut *tx).await? {
+            return Ok(ThreeDsInsert::Existing(transaction_from_row(&row)?));
+        }
+        let method_ran = sqlx::query("SELECT 1 FROM threeds_method_runs WHERE three_ds_server_trans_id = $1")
+            .bind(&new.three_ds_server_trans_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        let record = ThreeDsTransaction { method_completed: new.method_completed || method_ran, ..new.clone() };
+        bind_three_ds(sqlx::query(&insert_sql()), &record).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(ThreeDsInsert::Created(record))
     }
 
     /// The authentication with this `threeDSServerTransID`.
@@ -250,7 +250,7 @@ impl Store {
         value: &str,
     ) -> Result<Option<ThreeDsTransaction>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM threeds_transactions WHERE {column} = $1");
-        on_reader!(self, |pool| {
+        on_reader!(&self.backend, |pool| {
             sqlx::query(&sql).bind(value).fetch_optional(pool).await?.map(|r| transaction_from_row(&r)).transpose()
         })
     }
@@ -258,7 +258,7 @@ impl Store {
     /// Remember the nonce of the challenge form just shown (it replaces any earlier
     /// one, so an older form no longer submits). `false` when the challenge is over.
     pub async fn set_challenge_nonce(&self, acs_trans_id: &str, nonce: &str, now: i64) -> Result<bool, StoreError> {
-        on_pool!(self, |pool| {
+        on_pool!(&self.backend, |pool| {
             let done = sqlx::query(
                 "UPDATE threeds_transactions SET challenge_nonce = $1, updated_at = $2 \
                  WHERE acs_trans_id = $3 AND trans_status = 'C'",
@@ -282,7 +282,7 @@ impl Store {
         result: &ChallengeResult,
         now: i64,
     ) -> Result<Option<ThreeDsTransaction>, StoreError> {
-        in_transaction!(self, |tx, _lock| {
+        in_transaction!(&self.backend, |tx, _lock| {
             let done = sqlx::query(
                 "UPDATE threeds_transactions SET trans_status = $1, trans_status_reason = $2, eci = $3, \
                  authentication_value = $4, challenge_cancel = $5, challenge_nonce = NULL, updated_at = $6 \
@@ -311,7 +311,7 @@ impl Store {
 
     /// The `acsTransID`s of open challenges whose time ran out at `now`, at most `limit`.
     pub async fn expired_challenges(&self, now: i64, limit: i64) -> Result<Vec<String>, StoreError> {
-        on_reader!(self, |pool| {
+        on_reader!(&self.backend, |pool| {
             let rows = sqlx::query(
                 "SELECT acs_trans_id FROM threeds_transactions \
                  WHERE trans_status = 'C' AND challenge_expires_at <= $1 ORDER BY challenge_expires_at LIMIT $2",
@@ -326,7 +326,7 @@ impl Store {
 
     /// Record that the 3DS Method ran for `id` (before or after its AReq).
     pub async fn record_method_run(&self, id: &str, now: i64) -> Result<(), StoreError> {
-        in_transaction!(self, |tx, _lock| {
+        in_transaction!(&self.backend, |tx, _lock| {
             sqlx::query(
                 "INSERT INTO threeds_method_runs (three_ds_server_trans_id, created_at) VALUES ($1, $2) \
                  ON CONFLICT (three_ds_server_trans_id) DO NOTHING",
@@ -360,7 +360,7 @@ where
     for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
 {
-    use super::get;
+    use paysys_db::get;
     Ok(IssuedAuthentication {
         card_key: get(row, "card_key")?,
         purchase_amount: get(row, "purchase_amount")?,
@@ -378,7 +378,7 @@ where
     for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
 {
-    use super::get;
+    use paysys_db::get;
     Ok(ThreeDsTransaction {
         three_ds_server_trans_id: get(row, "three_ds_server_trans_id")?,
         ds_trans_id: get(row, "ds_trans_id")?,

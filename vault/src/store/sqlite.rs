@@ -26,16 +26,16 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 
 /// The vault's SQLite file: one writer (every write transaction runs there, one at a
 /// time), read-only connections for queries, the WAL checkpointer
-/// ([`paysys_sqlite::Database`]).
+/// ([`paysys_db::Database`]).
 #[derive(Debug, Clone)]
 pub(super) struct SqliteStore {
-    pub(super) db: paysys_sqlite::Database,
+    pub(super) db: paysys_db::Database,
 }
 
 impl SqliteStore {
     /// Open (creating if missing) the database at `url` (`sqlite:PATH`). Does not migrate.
     pub(super) async fn open(url: &str) -> Result<Self, StoreError> {
-        Ok(SqliteStore { db: paysys_sqlite::Database::open(url, READ_CONNECTIONS).await? })
+        Ok(SqliteStore { db: paysys_db::Database::open(url, READ_CONNECTIONS).await? })
     }
 
     pub(super) async fn migrate(&self) -> Result<(), StoreError> {

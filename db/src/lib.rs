@@ -1,4 +1,15 @@
-//! How the PaySys services run a SQLite file in WAL mode.
+//! How the PaySys services keep their data: how they run a SQLite file in WAL mode
+//! (this page), and the store plumbing the gateway and the sandbox share — one
+//! [`StoreError`], the [`Backend`] a URL chooses, the `on_pool!`/`on_reader!`/
+//! `in_transaction!` dispatch and the [`Bind`] trait ([`store`]).
+//!
+//! # Layout
+//!
+//! * `lib.rs` — [`Database`]: the sqlx writer, the readers, the [`Checkpointer`].
+//! * `group_commit.rs` — [`GroupCommitter`] and its statement arguments [`Args`].
+//! * `store.rs` — the shared store plumbing.
+//!
+//! # Why a checkpointer
 //!
 //! SQLite's default is that the connection whose commit pushes the WAL past 1000 pages
 //! copies the WAL back into the database file (a checkpoint) before that commit returns.
@@ -29,6 +40,7 @@
 //! statement at a time through sqlx. Every other write takes the same [`WriteLock`].
 
 mod group_commit;
+pub mod store;
 
 pub use group_commit::{Args, GroupCommitError, GroupCommitter, WriteLock};
 pub use rusqlite;
@@ -37,6 +49,7 @@ use sqlx::{Sqlite, SqlitePool};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
+pub use store::{get, Backend, Bind, Connections, RowLock, SqliteBackend, StoreError};
 
 /// How long a connection waits for another process's lock on the file.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -239,7 +252,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_checkpointer_copies_the_wal_beside_the_writer() {
-        let dir = std::env::temp_dir().join(format!("paysys-sqlite-{:016x}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("paysys-db-{:016x}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let url = format!("sqlite:{}", dir.join("t.db").display());
         let options = SqliteConnectOptions::from_str(&url).unwrap().journal_mode(SqliteJournalMode::Wal);
