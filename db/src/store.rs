@@ -228,8 +228,9 @@ where
 }
 
 /// Statement arguments appended one at a time: an sqlx query (either backend) and the
-/// group committer's [`Args`]. A store writes one function per record
-/// (`bind_payment(b, p) -> B`) and uses it for both. Only the types the stores write.
+/// group committer's [`Args`] (both through [`BindValue`]). A store writes one function
+/// per record (`bind_payment(b, p) -> B`) and uses it for both. Only the types the
+/// stores write.
 pub trait Bind<'q>: Sized {
     /// A text value.
     fn text(self, value: &'q str) -> Self;
@@ -243,47 +244,47 @@ pub trait Bind<'q>: Sized {
     fn flag(self, value: bool) -> Self;
 }
 
-impl<'q> Bind<'q> for Args {
-    fn text(self, value: &'q str) -> Self {
-        self.bind(value)
-    }
-    fn opt_text(self, value: Option<&'q str>) -> Self {
-        self.bind(value)
-    }
-    fn int(self, value: i64) -> Self {
-        self.bind(value)
-    }
-    fn opt_int(self, value: Option<i64>) -> Self {
-        self.bind(value)
-    }
-    fn flag(self, value: bool) -> Self {
+/// One argument of type `V` appended, by the implementor's own `bind`: what [`Bind`] is
+/// written over, once for both implementors.
+pub trait BindValue<V>: Sized {
+    /// Append `value`.
+    fn bind_value(self, value: V) -> Self;
+}
+
+impl<V: rusqlite::ToSql> BindValue<V> for Args {
+    fn bind_value(self, value: V) -> Self {
         self.bind(value)
     }
 }
 
-impl<'q, DB> Bind<'q> for sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+impl<'q, DB, V> BindValue<V> for sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
 where
     DB: sqlx::Database,
-    &'q str: sqlx::Encode<'q, DB> + Type<DB>,
-    Option<&'q str>: sqlx::Encode<'q, DB> + Type<DB>,
-    i64: sqlx::Encode<'q, DB> + Type<DB>,
-    Option<i64>: sqlx::Encode<'q, DB> + Type<DB>,
-    bool: sqlx::Encode<'q, DB> + Type<DB>,
+    V: 'q + sqlx::Encode<'q, DB> + Type<DB>,
+{
+    fn bind_value(self, value: V) -> Self {
+        self.bind(value)
+    }
+}
+
+impl<'q, B> Bind<'q> for B
+where
+    B: BindValue<&'q str> + BindValue<Option<&'q str>> + BindValue<i64> + BindValue<Option<i64>> + BindValue<bool>,
 {
     fn text(self, value: &'q str) -> Self {
-        self.bind(value)
+        self.bind_value(value)
     }
     fn opt_text(self, value: Option<&'q str>) -> Self {
-        self.bind(value)
+        self.bind_value(value)
     }
     fn int(self, value: i64) -> Self {
-        self.bind(value)
+        self.bind_value(value)
     }
     fn opt_int(self, value: Option<i64>) -> Self {
-        self.bind(value)
+        self.bind_value(value)
     }
     fn flag(self, value: bool) -> Self {
-        self.bind(value)
+        self.bind_value(value)
     }
 }
 
