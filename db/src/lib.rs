@@ -49,7 +49,7 @@ use sqlx::{Sqlite, SqlitePool};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
-pub use store::{get, Backend, Bind, Connections, RowLock, SqliteBackend, StoreError};
+pub use store::{Backend, Bind, BindValue, Connections, RowLock, SqliteBackend, StoreError, StoreRow};
 
 /// How long a connection waits for another process's lock on the file.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

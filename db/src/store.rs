@@ -175,19 +175,62 @@ impl Drop for TemporaryFile {
     }
 }
 
-/// Read `column` of `row`, any decodable type.
-pub fn get<'r, R, T>(row: &'r R, column: &'static str) -> Result<T, StoreError>
+/// A row of either backend read by column name, the reading twin of [`Bind`]: a store
+/// writes one decoder per record (`fn payment_from_row(row: &impl StoreRow)`) for both
+/// backends. A value of the wrong type is a [`StoreError::Database`]. Only the types the
+/// stores read.
+pub trait StoreRow {
+    /// A text value.
+    fn text(&self, column: &'static str) -> Result<String, StoreError>;
+    /// A text value or `NULL`.
+    fn opt_text(&self, column: &'static str) -> Result<Option<String>, StoreError>;
+    /// An integer.
+    fn int(&self, column: &'static str) -> Result<i64, StoreError>;
+    /// An integer or `NULL`.
+    fn opt_int(&self, column: &'static str) -> Result<Option<i64>, StoreError>;
+    /// A boolean (`BOOLEAN` on PostgreSQL, 0 or 1 on SQLite).
+    fn flag(&self, column: &'static str) -> Result<bool, StoreError>;
+    /// The text value as what `parse` makes of it (a status, say): a value this code
+    /// never writes is [`StoreError::Corrupt`], not a default.
+    fn parsed<T>(&self, column: &'static str, parse: fn(&str) -> Option<T>) -> Result<T, StoreError>;
+}
+
+/// Both backends' rows (`SqliteRow`, `PgRow`): the bounds say that they decode the
+/// types above by column name.
+impl<R> StoreRow for R
 where
     R: Row,
     &'static str: ColumnIndex<R>,
-    T: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> &'r str: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
 {
-    Ok(row.try_get(column)?)
+    fn text(&self, column: &'static str) -> Result<String, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+    fn opt_text(&self, column: &'static str) -> Result<Option<String>, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+    fn int(&self, column: &'static str) -> Result<i64, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+    fn opt_int(&self, column: &'static str) -> Result<Option<i64>, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+    fn flag(&self, column: &'static str) -> Result<bool, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+    fn parsed<T>(&self, column: &'static str, parse: fn(&str) -> Option<T>) -> Result<T, StoreError> {
+        let text: &str = self.try_get(column)?;
+        parse(text).ok_or_else(|| StoreError::Corrupt(format!("{column} {text:?}")))
+    }
 }
 
 /// Statement arguments appended one at a time: an sqlx query (either backend) and the
-/// group committer's [`Args`]. A store writes one function per record
-/// (`bind_payment(b, p) -> B`) and uses it for both. Only the types the stores write.
+/// group committer's [`Args`] (both through [`BindValue`]). A store writes one function
+/// per record (`bind_payment(b, p) -> B`) and uses it for both. Only the types the
+/// stores write.
 pub trait Bind<'q>: Sized {
     /// A text value.
     fn text(self, value: &'q str) -> Self;
@@ -201,47 +244,47 @@ pub trait Bind<'q>: Sized {
     fn flag(self, value: bool) -> Self;
 }
 
-impl<'q> Bind<'q> for Args {
-    fn text(self, value: &'q str) -> Self {
-        self.bind(value)
-    }
-    fn opt_text(self, value: Option<&'q str>) -> Self {
-        self.bind(value)
-    }
-    fn int(self, value: i64) -> Self {
-        self.bind(value)
-    }
-    fn opt_int(self, value: Option<i64>) -> Self {
-        self.bind(value)
-    }
-    fn flag(self, value: bool) -> Self {
+/// One argument of type `V` appended, by the implementor's own `bind`: what [`Bind`] is
+/// written over, once for both implementors.
+pub trait BindValue<V>: Sized {
+    /// Append `value`.
+    fn bind_value(self, value: V) -> Self;
+}
+
+impl<V: rusqlite::ToSql> BindValue<V> for Args {
+    fn bind_value(self, value: V) -> Self {
         self.bind(value)
     }
 }
 
-impl<'q, DB> Bind<'q> for sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+impl<'q, DB, V> BindValue<V> for sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
 where
     DB: sqlx::Database,
-    &'q str: sqlx::Encode<'q, DB> + Type<DB>,
-    Option<&'q str>: sqlx::Encode<'q, DB> + Type<DB>,
-    i64: sqlx::Encode<'q, DB> + Type<DB>,
-    Option<i64>: sqlx::Encode<'q, DB> + Type<DB>,
-    bool: sqlx::Encode<'q, DB> + Type<DB>,
+    V: 'q + sqlx::Encode<'q, DB> + Type<DB>,
+{
+    fn bind_value(self, value: V) -> Self {
+        self.bind(value)
+    }
+}
+
+impl<'q, B> Bind<'q> for B
+where
+    B: BindValue<&'q str> + BindValue<Option<&'q str>> + BindValue<i64> + BindValue<Option<i64>> + BindValue<bool>,
 {
     fn text(self, value: &'q str) -> Self {
-        self.bind(value)
+        self.bind_value(value)
     }
     fn opt_text(self, value: Option<&'q str>) -> Self {
-        self.bind(value)
+        self.bind_value(value)
     }
     fn int(self, value: i64) -> Self {
-        self.bind(value)
+        self.bind_value(value)
     }
     fn opt_int(self, value: Option<i64>) -> Self {
-        self.bind(value)
+        self.bind_value(value)
     }
     fn flag(self, value: bool) -> Self {
-        self.bind(value)
+        self.bind_value(value)
     }
 }
 

@@ -25,9 +25,9 @@ use crate::issuer::{
     ThreeDsClaim, Transition,
 };
 use paysys_db::rusqlite::{Connection, OptionalExtension};
-use paysys_db::{get, in_transaction, on_reader, Args, Backend, Bind, Connections, RowLock};
+use paysys_db::{in_transaction, on_reader, Args, Backend, Bind, Connections, RowLock, StoreRow};
 use sqlx::postgres::PgPool;
-use sqlx::{ColumnIndex, Decode, Row, Type};
+use sqlx::Row;
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -596,72 +596,53 @@ fn authorization_ledger(auth: &Authorization) -> Vec<LedgerDraft> {
     }
 }
 
-fn authorization_from_row<R>(row: &R) -> Result<Authorization, StoreError>
-where
-    R: Row,
-    &'static str: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-{
-    let status: String = get(row, "status")?;
-    let decline_code: Option<String> = get(row, "decline_code")?;
+fn authorization_from_row(row: &impl StoreRow) -> Result<Authorization, StoreError> {
     Ok(Authorization {
-        acquirer_ref: get(row, "acquirer_ref")?,
-        reference: get(row, "reference")?,
-        merchant_id: get(row, "merchant_id")?,
-        masked_pan: get(row, "masked_pan")?,
-        balance_key: get(row, "balance_key")?,
-        currency: get(row, "currency")?,
-        amount: get(row, "amount")?,
-        status: AuthorizationStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("status {status:?}")))?,
-        auth_code: get(row, "auth_code")?,
-        rrn: get(row, "rrn")?,
-        decline_code: decline_code
+        acquirer_ref: row.text("acquirer_ref")?,
+        reference: row.text("reference")?,
+        merchant_id: row.text("merchant_id")?,
+        masked_pan: row.text("masked_pan")?,
+        balance_key: row.text("balance_key")?,
+        currency: row.text("currency")?,
+        amount: row.int("amount")?,
+        status: row.parsed("status", AuthorizationStatus::parse)?,
+        auth_code: row.opt_text("auth_code")?,
+        rrn: row.text("rrn")?,
+        decline_code: row
+            .opt_text("decline_code")?
             .map(|c| DeclineCode::parse(&c).ok_or_else(|| StoreError::Corrupt(format!("decline code {c:?}"))))
             .transpose()?,
-        captured_amount: get(row, "captured_amount")?,
-        refunded_amount: get(row, "refunded_amount")?,
-        request_digest: get(row, "request_digest")?,
-        created_at: get(row, "created_at")?,
-        updated_at: get(row, "updated_at")?,
+        captured_amount: row.int("captured_amount")?,
+        refunded_amount: row.int("refunded_amount")?,
+        request_digest: row.text("request_digest")?,
+        created_at: row.int("created_at")?,
+        updated_at: row.int("updated_at")?,
     })
 }
 
-fn refund_from_row<R>(row: &R) -> Result<Refund, StoreError>
-where
-    R: Row,
-    &'static str: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-{
+fn refund_from_row(row: &impl StoreRow) -> Result<Refund, StoreError> {
     Ok(Refund {
-        acquirer_ref: get(row, "acquirer_ref")?,
-        refund_reference: get(row, "refund_reference")?,
-        amount: get(row, "amount")?,
-        rrn: get(row, "rrn")?,
-        created_at: get(row, "created_at")?,
+        acquirer_ref: row.text("acquirer_ref")?,
+        refund_reference: row.text("refund_reference")?,
+        amount: row.int("amount")?,
+        rrn: row.text("rrn")?,
+        created_at: row.int("created_at")?,
     })
 }
 
-fn ledger_from_row<R>(row: &R) -> Result<LedgerEntry, StoreError>
-where
-    R: Row,
-    &'static str: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-{
+fn ledger_from_row(row: &impl StoreRow) -> Result<LedgerEntry, StoreError> {
     Ok(LedgerEntry {
-        seq: get(row, "seq")?,
-        at: get(row, "at")?,
-        kind: get(row, "kind")?,
-        acquirer_ref: get(row, "acquirer_ref")?,
-        reference: get(row, "reference")?,
-        refund_reference: get(row, "refund_reference")?,
-        merchant_id: get(row, "merchant_id")?,
-        masked_pan: get(row, "masked_pan")?,
-        currency: get(row, "currency")?,
-        amount: get(row, "amount")?,
-        decline_code: get(row, "decline_code")?,
+        seq: row.int("seq")?,
+        at: row.int("at")?,
+        kind: row.text("kind")?,
+        acquirer_ref: row.text("acquirer_ref")?,
+        reference: row.text("reference")?,
+        refund_reference: row.opt_text("refund_reference")?,
+        merchant_id: row.text("merchant_id")?,
+        masked_pan: row.text("masked_pan")?,
+        currency: row.text("currency")?,
+        amount: row.int("amount")?,
+        decline_code: row.opt_text("decline_code")?,
     })
 }
 

@@ -3,7 +3,7 @@
 use super::records::MerchantRecord;
 use super::{Store, StoreError};
 use crate::three_ds::AutoSettings;
-use paysys_db::{get, on_pool, on_reader};
+use paysys_db::{on_pool, on_reader, StoreRow};
 
 impl Store {
     pub async fn insert_merchant(&self, m: &MerchantRecord) -> Result<(), StoreError> {
@@ -60,14 +60,14 @@ impl Store {
             let row = sqlx::query(&sql).bind(value).fetch_optional(pool).await?;
             row.map(|r| {
                 let corrupt = |e: crate::three_ds::AutoSettingsError| StoreError::Corrupt(format!("merchant: {e}"));
-                let proceed_on: String = get(&r, "three_ds_auto_proceed_on")?;
-                let min_amounts: String = get(&r, "three_ds_auto_min_amounts")?;
+                let proceed_on = r.text("three_ds_auto_proceed_on")?;
+                let min_amounts = r.text("three_ds_auto_min_amounts")?;
                 Ok(MerchantRecord {
-                    merchant_id: get(&r, "merchant_id")?,
-                    service_id: get(&r, "service_id")?,
-                    name: get(&r, "name")?,
-                    secret_sealed: get(&r, "secret_sealed")?,
-                    created_at: get(&r, "created_at")?,
+                    merchant_id: r.text("merchant_id")?,
+                    service_id: r.text("service_id")?,
+                    name: r.text("name")?,
+                    secret_sealed: r.text("secret_sealed")?,
+                    created_at: r.int("created_at")?,
                     three_ds_auto: AutoSettings {
                         proceed_on: AutoSettings::parse_proceed_on(&proceed_on).map_err(corrupt)?,
                         min_amounts: AutoSettings::min_amounts_from_json(&min_amounts).map_err(corrupt)?,

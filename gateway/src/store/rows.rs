@@ -9,8 +9,7 @@ use super::records::{
 use super::StoreError;
 use crate::payments::CaptureMethod;
 use crate::state::{AfterExpired, PaymentStatus};
-use paysys_db::{get, Args, Bind};
-use sqlx::{ColumnIndex, Decode, Row, Type};
+use paysys_db::{Args, Bind, StoreRow};
 
 /// The ledger columns a transition writes (`seq` is the database's).
 pub(super) const LEDGER_INSERT_COLUMNS: &str =
@@ -267,149 +266,102 @@ pub(super) fn ledger_args(rows: &[LedgerRow]) -> Option<(String, Args)> {
     Some((ledger_insert_sql(rows.len()), args))
 }
 
-/// The text column `column` as the value `parse` makes of it; a value this code never
-/// writes is [`StoreError::Corrupt`], not a default.
-fn parse<R, T>(row: &R, column: &'static str, parse: fn(&str) -> Option<T>) -> Result<T, StoreError>
-where
-    R: Row,
-    &'static str: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-{
-    let text: String = get(row, column)?;
-    parse(&text).ok_or_else(|| StoreError::Corrupt(format!("{column} {text:?}")))
-}
-
-pub(super) fn payment_from_row<R>(row: &R) -> Result<PaymentRecord, StoreError>
-where
-    R: Row,
-    &'static str: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-{
-    let status: String = get(row, "status")?;
-    let needs_sync: i64 = get(row, "needs_sync")?;
+pub(super) fn payment_from_row(row: &impl StoreRow) -> Result<PaymentRecord, StoreError> {
     Ok(PaymentRecord {
-        transaction_id: get(row, "transaction_id")?,
-        merchant_id: get(row, "merchant_id")?,
-        partner_trans_id: get(row, "partner_trans_id")?,
-        request_digest: get(row, "request_digest")?,
-        card_token: get(row, "card_token")?,
-        amount: get(row, "amount")?,
-        currency: get(row, "currency")?,
-        capture_method: parse(row, "capture_method", CaptureMethod::parse)?,
-        hold_ttl_sec: get(row, "hold_ttl_sec")?,
-        after_expired: parse(row, "after_expired", AfterExpired::parse)?,
-        description: get(row, "description")?,
-        client_ip: get(row, "client_ip")?,
-        return_url: get(row, "return_url")?,
-        status: PaymentStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("status {status:?}")))?,
-        captured_amount: get(row, "captured_amount")?,
-        refunded_amount: get(row, "refunded_amount")?,
-        acquirer_ref: get(row, "acquirer_ref")?,
-        auth_code: get(row, "auth_code")?,
-        rrn: get(row, "rrn")?,
-        masked_card: get(row, "masked_card")?,
-        decline_code: get(row, "decline_code")?,
-        error_code: get(row, "error_code")?,
-        hold_expires_at: get(row, "hold_expires_at")?,
-        first_response: get(row, "first_response")?,
-        lease_until: get(row, "lease_until")?,
-        needs_sync: needs_sync != 0,
-        three_ds: get(row, "three_ds")?,
-        three_ds_expires_at: get(row, "three_ds_expires_at")?,
-        created_at: get(row, "created_at")?,
-        updated_at: get(row, "updated_at")?,
+        transaction_id: row.text("transaction_id")?,
+        merchant_id: row.text("merchant_id")?,
+        partner_trans_id: row.text("partner_trans_id")?,
+        request_digest: row.text("request_digest")?,
+        card_token: row.text("card_token")?,
+        amount: row.int("amount")?,
+        currency: row.text("currency")?,
+        capture_method: row.parsed("capture_method", CaptureMethod::parse)?,
+        hold_ttl_sec: row.int("hold_ttl_sec")?,
+        after_expired: row.parsed("after_expired", AfterExpired::parse)?,
+        description: row.opt_text("description")?,
+        client_ip: row.opt_text("client_ip")?,
+        return_url: row.opt_text("return_url")?,
+        status: row.parsed("status", PaymentStatus::parse)?,
+        captured_amount: row.int("captured_amount")?,
+        refunded_amount: row.int("refunded_amount")?,
+        acquirer_ref: row.opt_text("acquirer_ref")?,
+        auth_code: row.opt_text("auth_code")?,
+        rrn: row.opt_text("rrn")?,
+        masked_card: row.opt_text("masked_card")?,
+        decline_code: row.opt_text("decline_code")?,
+        error_code: row.opt_int("error_code")?,
+        hold_expires_at: row.opt_int("hold_expires_at")?,
+        first_response: row.opt_text("first_response")?,
+        lease_until: row.int("lease_until")?,
+        needs_sync: row.int("needs_sync")? != 0,
+        three_ds: row.opt_text("three_ds")?,
+        three_ds_expires_at: row.opt_int("three_ds_expires_at")?,
+        created_at: row.int("created_at")?,
+        updated_at: row.int("updated_at")?,
     })
 }
 
-pub(super) fn authentication_from_row<R>(row: &R) -> Result<AuthenticationRecord, StoreError>
-where
-    R: Row,
-    &'static str: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-{
+pub(super) fn authentication_from_row(row: &impl StoreRow) -> Result<AuthenticationRecord, StoreError> {
     Ok(AuthenticationRecord {
-        three_ds_server_trans_id: get(row, "three_ds_server_trans_id")?,
-        merchant_id: get(row, "merchant_id")?,
-        card_token: get(row, "card_token")?,
-        transaction_id: get(row, "transaction_id")?,
-        method_url: get(row, "method_url")?,
-        method_completed_at: get(row, "method_completed_at")?,
-        message_version: get(row, "message_version")?,
-        ds_trans_id: get(row, "ds_trans_id")?,
-        acs_trans_id: get(row, "acs_trans_id")?,
-        acs_url: get(row, "acs_url")?,
-        challenge_id: get(row, "challenge_id")?,
-        trans_status: get(row, "trans_status")?,
-        created_at: get(row, "created_at")?,
-        updated_at: get(row, "updated_at")?,
+        three_ds_server_trans_id: row.text("three_ds_server_trans_id")?,
+        merchant_id: row.text("merchant_id")?,
+        card_token: row.text("card_token")?,
+        transaction_id: row.opt_text("transaction_id")?,
+        method_url: row.opt_text("method_url")?,
+        method_completed_at: row.opt_int("method_completed_at")?,
+        message_version: row.opt_text("message_version")?,
+        ds_trans_id: row.opt_text("ds_trans_id")?,
+        acs_trans_id: row.opt_text("acs_trans_id")?,
+        acs_url: row.opt_text("acs_url")?,
+        challenge_id: row.opt_text("challenge_id")?,
+        trans_status: row.opt_text("trans_status")?,
+        created_at: row.int("created_at")?,
+        updated_at: row.int("updated_at")?,
     })
 }
 
-pub(super) fn refund_from_row<R>(row: &R) -> Result<RefundRecord, StoreError>
-where
-    R: Row,
-    &'static str: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-{
-    let status: String = get(row, "status")?;
+pub(super) fn refund_from_row(row: &impl StoreRow) -> Result<RefundRecord, StoreError> {
     Ok(RefundRecord {
-        refund_id: get(row, "refund_id")?,
-        transaction_id: get(row, "transaction_id")?,
-        merchant_id: get(row, "merchant_id")?,
-        partner_refund_id: get(row, "partner_refund_id")?,
-        request_digest: get(row, "request_digest")?,
-        amount: get(row, "amount")?,
-        currency: get(row, "currency")?,
-        status: RefundStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("refund status {status:?}")))?,
-        rrn: get(row, "rrn")?,
-        error_code: get(row, "error_code")?,
-        first_response: get(row, "first_response")?,
-        created_at: get(row, "created_at")?,
-        updated_at: get(row, "updated_at")?,
+        refund_id: row.text("refund_id")?,
+        transaction_id: row.text("transaction_id")?,
+        merchant_id: row.text("merchant_id")?,
+        partner_refund_id: row.text("partner_refund_id")?,
+        request_digest: row.text("request_digest")?,
+        amount: row.int("amount")?,
+        currency: row.text("currency")?,
+        status: row.parsed("status", RefundStatus::parse)?,
+        rrn: row.opt_text("rrn")?,
+        error_code: row.opt_int("error_code")?,
+        first_response: row.opt_text("first_response")?,
+        created_at: row.int("created_at")?,
+        updated_at: row.int("updated_at")?,
     })
 }
 
-pub(super) fn capture_from_row<R>(row: &R) -> Result<CaptureRecord, StoreError>
-where
-    R: Row,
-    &'static str: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-{
-    let status: String = get(row, "status")?;
+pub(super) fn capture_from_row(row: &impl StoreRow) -> Result<CaptureRecord, StoreError> {
     Ok(CaptureRecord {
-        merchant_id: get(row, "merchant_id")?,
-        partner_capture_id: get(row, "partner_capture_id")?,
-        transaction_id: get(row, "transaction_id")?,
-        request_digest: get(row, "request_digest")?,
-        status: CaptureStatus::parse(&status)
-            .ok_or_else(|| StoreError::Corrupt(format!("capture status {status:?}")))?,
-        first_response: get(row, "first_response")?,
-        created_at: get(row, "created_at")?,
-        updated_at: get(row, "updated_at")?,
+        merchant_id: row.text("merchant_id")?,
+        partner_capture_id: row.text("partner_capture_id")?,
+        transaction_id: row.text("transaction_id")?,
+        request_digest: row.text("request_digest")?,
+        status: row.parsed("status", CaptureStatus::parse)?,
+        first_response: row.opt_text("first_response")?,
+        created_at: row.int("created_at")?,
+        updated_at: row.int("updated_at")?,
     })
 }
 
-pub(super) fn ledger_from_row<R>(row: &R) -> Result<LedgerRow, StoreError>
-where
-    R: Row,
-    &'static str: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-{
+pub(super) fn ledger_from_row(row: &impl StoreRow) -> Result<LedgerRow, StoreError> {
     Ok(LedgerRow {
-        seq: get(row, "seq")?,
-        transaction_id: get(row, "transaction_id")?,
-        at: get(row, "at")?,
-        kind: parse(row, "kind", LedgerKind::parse)?,
-        from_status: get(row, "from_status")?,
-        to_status: get(row, "to_status")?,
-        amount: get(row, "amount")?,
-        currency: get(row, "currency")?,
-        refund_id: get(row, "refund_id")?,
+        seq: row.int("seq")?,
+        transaction_id: row.text("transaction_id")?,
+        at: row.int("at")?,
+        kind: row.parsed("kind", LedgerKind::parse)?,
+        from_status: row.text("from_status")?,
+        to_status: row.text("to_status")?,
+        amount: row.int("amount")?,
+        currency: row.text("currency")?,
+        refund_id: row.opt_text("refund_id")?,
     })
 }
 
@@ -425,13 +377,13 @@ mod tests {
             .fetch_one(&pool)
             .await
             .unwrap();
-        assert_eq!(parse(&row, "capture_method", CaptureMethod::parse).unwrap(), CaptureMethod::Manual);
-        let after_expired = parse(&row, "after_expired", AfterExpired::parse);
+        assert_eq!(row.parsed("capture_method", CaptureMethod::parse).unwrap(), CaptureMethod::Manual);
+        let after_expired = row.parsed("after_expired", AfterExpired::parse);
         assert!(
             matches!(after_expired, Err(StoreError::Corrupt(ref m)) if m.contains("after_expired")),
             "{after_expired:?}"
         );
-        assert!(matches!(parse(&row, "kind", LedgerKind::parse), Err(StoreError::Corrupt(_))));
+        assert!(matches!(row.parsed("kind", LedgerKind::parse), Err(StoreError::Corrupt(_))));
     }
 
     #[test]

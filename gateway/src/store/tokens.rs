@@ -3,7 +3,7 @@
 use super::records::RemovedToken;
 use super::{Store, StoreError};
 use crate::state::PaymentStatus;
-use paysys_db::{get, in_transaction, on_pool, on_reader};
+use paysys_db::{in_transaction, on_pool, on_reader, StoreRow};
 use sqlx::Row;
 
 impl Store {
@@ -35,13 +35,13 @@ impl Store {
             .await?;
             row.map(|r| {
                 Ok(RemovedToken {
-                    merchant_id: get(&r, "merchant_id")?,
-                    token: get(&r, "token")?,
-                    removed_at: get(&r, "removed_at")?,
-                    vault_deleted_at: get(&r, "vault_deleted_at")?,
-                    vault_attempts: get(&r, "vault_attempts")?,
-                    vault_next_attempt_at: get(&r, "vault_next_attempt_at")?,
-                    vault_last_error: get(&r, "vault_last_error")?,
+                    merchant_id: r.text("merchant_id")?,
+                    token: r.text("token")?,
+                    removed_at: r.int("removed_at")?,
+                    vault_deleted_at: r.opt_int("vault_deleted_at")?,
+                    vault_attempts: r.int("vault_attempts")?,
+                    vault_next_attempt_at: r.int("vault_next_attempt_at")?,
+                    vault_last_error: r.opt_text("vault_last_error")?,
                 })
             })
             .transpose()

@@ -10,8 +10,8 @@
 use super::{Backend, Store, StoreError};
 use crate::issuer::IssuedAuthentication;
 use paysys_db::rusqlite::{Connection, OptionalExtension};
-use paysys_db::{in_transaction, on_pool, on_reader, Args, Bind};
-use sqlx::{ColumnIndex, Decode, Row, Type};
+use paysys_db::{in_transaction, on_pool, on_reader, Args, Bind, StoreRow};
+use sqlx::Row;
 
 /// One 3-D Secure authentication. No card number: its balance key and masked form.
 #[derive(Clone, PartialEq, Eq)]
@@ -352,58 +352,42 @@ impl Store {
 /// The `SELECT` list of [`issued_from_row`], for the authorization's transaction.
 pub(super) const ISSUED_COLUMNS: &str = "card_key, purchase_amount, purchase_currency, authentication_value, cavv_used";
 
-pub(super) fn issued_from_row<R>(row: &R) -> Result<IssuedAuthentication, StoreError>
-where
-    R: Row,
-    &'static str: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
-{
-    use paysys_db::get;
+pub(super) fn issued_from_row(row: &impl StoreRow) -> Result<IssuedAuthentication, StoreError> {
     Ok(IssuedAuthentication {
-        card_key: get(row, "card_key")?,
-        purchase_amount: get(row, "purchase_amount")?,
-        purchase_currency: get(row, "purchase_currency")?,
-        authentication_value: get(row, "authentication_value")?,
-        cavv_used: get(row, "cavv_used")?,
+        card_key: row.text("card_key")?,
+        purchase_amount: row.int("purchase_amount")?,
+        purchase_currency: row.text("purchase_currency")?,
+        authentication_value: row.opt_text("authentication_value")?,
+        cavv_used: row.flag("cavv_used")?,
     })
 }
 
-fn transaction_from_row<R>(row: &R) -> Result<ThreeDsTransaction, StoreError>
-where
-    R: Row,
-    &'static str: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
-{
-    use paysys_db::get;
+fn transaction_from_row(row: &impl StoreRow) -> Result<ThreeDsTransaction, StoreError> {
     Ok(ThreeDsTransaction {
-        three_ds_server_trans_id: get(row, "three_ds_server_trans_id")?,
-        ds_trans_id: get(row, "ds_trans_id")?,
-        acs_trans_id: get(row, "acs_trans_id")?,
-        message_version: get(row, "message_version")?,
-        card_key: get(row, "card_key")?,
-        masked_pan: get(row, "masked_pan")?,
-        purchase_amount: get(row, "purchase_amount")?,
-        purchase_currency: get(row, "purchase_currency")?,
-        purchase_exponent: get(row, "purchase_exponent")?,
-        merchant_name: get(row, "merchant_name")?,
-        three_ds_server_url: get(row, "three_ds_server_url")?,
-        notification_url: get(row, "notification_url")?,
-        ares: get(row, "ares")?,
-        ares_trans_status: get(row, "ares_trans_status")?,
-        trans_status: get(row, "trans_status")?,
-        trans_status_reason: get(row, "trans_status_reason")?,
-        eci: get(row, "eci")?,
-        authentication_value: get(row, "authentication_value")?,
-        challenge_cancel: get(row, "challenge_cancel")?,
-        cavv_used: get(row, "cavv_used")?,
-        challenge_nonce: get(row, "challenge_nonce")?,
-        challenge_expires_at: get(row, "challenge_expires_at")?,
-        method_completed: get(row, "method_completed")?,
-        created_at: get(row, "created_at")?,
-        updated_at: get(row, "updated_at")?,
+        three_ds_server_trans_id: row.text("three_ds_server_trans_id")?,
+        ds_trans_id: row.text("ds_trans_id")?,
+        acs_trans_id: row.text("acs_trans_id")?,
+        message_version: row.text("message_version")?,
+        card_key: row.text("card_key")?,
+        masked_pan: row.text("masked_pan")?,
+        purchase_amount: row.int("purchase_amount")?,
+        purchase_currency: row.text("purchase_currency")?,
+        purchase_exponent: row.int("purchase_exponent")?,
+        merchant_name: row.text("merchant_name")?,
+        three_ds_server_url: row.text("three_ds_server_url")?,
+        notification_url: row.text("notification_url")?,
+        ares: row.text("ares")?,
+        ares_trans_status: row.text("ares_trans_status")?,
+        trans_status: row.text("trans_status")?,
+        trans_status_reason: row.opt_text("trans_status_reason")?,
+        eci: row.opt_text("eci")?,
+        authentication_value: row.opt_text("authentication_value")?,
+        challenge_cancel: row.opt_text("challenge_cancel")?,
+        cavv_used: row.flag("cavv_used")?,
+        challenge_nonce: row.opt_text("challenge_nonce")?,
+        challenge_expires_at: row.opt_int("challenge_expires_at")?,
+        method_completed: row.flag("method_completed")?,
+        created_at: row.int("created_at")?,
+        updated_at: row.int("updated_at")?,
     })
 }
