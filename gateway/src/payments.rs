@@ -1209,14 +1209,24 @@ impl Gateway {
     /// the merchant it names.
     pub async fn card_remove(&self, merchant: &Merchant, token: &str) -> Result<Value, RpcError> {
         let merchant_id = &merchant.merchant_id;
-        if !self.store.token_removed(merchant_id, token).await? {
+        // This request claims the deletion in the vault (as the worker claims it), so the
+        // two never delete the same card side by side; a claim held elsewhere answers
+        // "not deleted yet", and the holder finishes it.
+        let now = now_ms();
+        let claimed_until = now + REMOVAL_CLAIM_MS;
+        let claimed = if self.store.token_removed(merchant_id, token).await? {
+            self.store.claim_vault_removal(merchant_id, token, now, claimed_until).await?
+        } else {
             self.card_get(merchant, token).await?;
-            self.store.remove_token(merchant_id, token, now_ms()).await?;
-        }
+            self.store.remove_token(merchant_id, token, now, claimed_until).await?
+        };
         let pending = self.store.removed_token(merchant_id, token).await?.is_some_and(|r| r.vault_deleted_at.is_none());
         let deleted = if !pending {
             true
+        } else if !claimed {
+            false
         } else if self.store.card_needed_by_open_payment(merchant_id, token).await? {
+            self.store.release_vault_removal(merchant_id, token).await?;
             false
         } else {
             self.delete_card_in_vault(merchant_id, token).await?
@@ -1245,6 +1255,10 @@ impl Gateway {
         }
     }
 }
+
+/// How long a claim on deleting a removed card in the vault lasts (a request's or the
+/// worker's); a holder that crashed gives it back by letting it run out.
+pub const REMOVAL_CLAIM_MS: i64 = 60_000;
 
 /// Wait before the next attempt to delete a removed card after `failures` failures:
 /// 1 s, doubling, at most an hour (a rate-limited merchant's removals spread out).

@@ -8,7 +8,7 @@
 //! Jobs are claimed in the database (`FOR UPDATE SKIP LOCKED` on PostgreSQL) with a
 //! lease, so several gateway replicas share the work and a crashed one's jobs return.
 
-use crate::payments::{now_ms, Gateway};
+use crate::payments::{now_ms, Gateway, REMOVAL_CLAIM_MS};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -143,7 +143,7 @@ async fn retry_refunds(gateway: &Gateway) {
 /// deleted there now (`tokens.remove_for_merchant`); a failure is retried with back-off.
 async fn delete_removed_cards(gateway: &Gateway) {
     let now = now_ms();
-    let claimed = match gateway.store.claim_vault_removals(now, now + 60_000, BATCH).await {
+    let claimed = match gateway.store.claim_vault_removals(now, now + REMOVAL_CLAIM_MS, BATCH).await {
         Ok(claimed) => claimed,
         Err(e) => {
             tracing::error!(error = %e, "claiming removed cards failed");

@@ -353,6 +353,7 @@ async fn payments_on_every_database() {
         idempotency_and_validation(&h).await;
         cards(&h).await;
         card_removal_waits_for_open_holds(&h).await;
+        card_removal_is_claimed_by_one_deleter(&h).await;
         list(&h).await;
         h.finish().await;
     }
@@ -529,6 +530,26 @@ async fn card_removal_waits_for_open_holds(h: &Harness) {
     // A refund goes by the acquirer's reference: the deleted card is not needed.
     let refund = json!({"transaction_id": tx, "amount": 100, "partner_refund_id": "rm-refund"});
     assert_eq!(h.ok("payment.refund", refund).await["status"], "succeeded");
+}
+
+/// A removal is claimed by the request that records it, so the worker does not delete
+/// the same card beside it (each deletion is one `tokens.remove_for_merchant` at the
+/// vault); a claim that runs out (its holder crashed) goes to the worker.
+async fn card_removal_is_claimed_by_one_deleter(h: &Harness) {
+    let store = &h.gateway.store;
+    let (token, now) = ("tok_claimclaimclaimclaim0000", now_ms());
+    assert!(store.remove_token(MERCHANT, token, now, now + 60_000).await.unwrap());
+    assert!(!store.remove_token(MERCHANT, token, now, now + 60_000).await.unwrap(), "recorded once");
+    assert!(store.claim_vault_removals(now, now + 60_000, 10).await.unwrap().is_empty(), "the worker waits");
+    assert!(!store.claim_vault_removal(MERCHANT, token, now, now + 60_000).await.unwrap(), "so does a request");
+    let later = now + 60_001;
+    let claimed = store.claim_vault_removals(later, later + 60_000, 10).await.unwrap();
+    assert_eq!(claimed, vec![(MERCHANT.to_owned(), token.to_owned())]);
+    // Given back (an open payment still needs the card): due at once again.
+    store.release_vault_removal(MERCHANT, token).await.unwrap();
+    assert!(store.claim_vault_removal(MERCHANT, token, now, now + 60_000).await.unwrap());
+    store.vault_removal_done(MERCHANT, token, now).await.unwrap();
+    assert!(!store.claim_vault_removal(MERCHANT, token, later * 2, later * 2).await.unwrap(), "done is done");
 }
 
 async fn list(h: &Harness) {

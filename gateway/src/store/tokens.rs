@@ -7,15 +7,68 @@ use paysys_db::{in_transaction, on_pool, on_reader, StoreRow};
 use sqlx::Row;
 
 impl Store {
-    pub async fn remove_token(&self, merchant_id: &str, token: &str, now: i64) -> Result<(), StoreError> {
-        on_pool!(&self.backend, |pool| {
+    /// Record that `merchant_id` removed `token`, with the deletion of its card in the
+    /// vault already claimed by the caller until `claimed_until`, so the worker does not
+    /// delete the same card beside it. `false` when it was removed before (nothing
+    /// written).
+    pub async fn remove_token(
+        &self,
+        merchant_id: &str,
+        token: &str,
+        now: i64,
+        claimed_until: i64,
+    ) -> Result<bool, StoreError> {
+        let inserted = on_pool!(&self.backend, |pool| {
             sqlx::query(
-                "INSERT INTO removed_tokens (merchant_id, token, removed_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (merchant_id, token) DO NOTHING",
+                "INSERT INTO removed_tokens (merchant_id, token, removed_at, vault_next_attempt_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (merchant_id, token) DO NOTHING",
             )
             .bind(merchant_id)
             .bind(token)
             .bind(now)
+            .bind(claimed_until)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(inserted == 1)
+    }
+
+    /// Claim the pending deletion of `token`'s card until `until`, unless the worker or
+    /// another request holds it (or its back-off runs) at `now`. `true` when claimed.
+    pub async fn claim_vault_removal(
+        &self,
+        merchant_id: &str,
+        token: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<bool, StoreError> {
+        let claimed = on_pool!(&self.backend, |pool| {
+            sqlx::query(
+                "UPDATE removed_tokens SET vault_next_attempt_at = $1 WHERE merchant_id = $2 AND token = $3 \
+                 AND vault_deleted_at IS NULL AND vault_next_attempt_at <= $4",
+            )
+            .bind(until)
+            .bind(merchant_id)
+            .bind(token)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(claimed == 1)
+    }
+
+    /// Give a claimed deletion back to the worker, due at once: it deletes the card when
+    /// no open payment needs it any more.
+    pub async fn release_vault_removal(&self, merchant_id: &str, token: &str) -> Result<(), StoreError> {
+        on_pool!(&self.backend, |pool| {
+            sqlx::query(
+                "UPDATE removed_tokens SET vault_next_attempt_at = 0 \
+                 WHERE merchant_id = $1 AND token = $2 AND vault_deleted_at IS NULL",
+            )
+            .bind(merchant_id)
+            .bind(token)
             .execute(pool)
             .await?;
         });
