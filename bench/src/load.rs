@@ -1,9 +1,14 @@
-//! The load generator: N clients, each on its own kept-alive mTLS connection, sending
+//! The load generator: N clients, each on its own kept-alive connection, sending
 //! requests back to back; latencies recorded per request and reported as percentiles.
+//!
+//! Every benchmark drives its clients through [`run`]: `tokenize` and `pay` as much as
+//! the ceilings they are compared with ([`crate::ceiling`]), so a ratio between two runs
+//! measures the requests, not two load loops.
 
 use anyhow::Context;
-use paysys_vault_client::ClientTls;
+use paysys_vault_client::{ClientTls, VaultConnection};
 use std::fmt;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -37,7 +42,13 @@ impl Report {
         Report { ops: latencies_us.len() as u64, errors, elapsed, latencies_us }
     }
 
-    fn percentile(&self, p: f64) -> f64 {
+    /// Successful requests per second.
+    pub fn ops_per_sec(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// The `p`th latency percentile, in milliseconds.
+    pub fn percentile(&self, p: f64) -> f64 {
         if self.latencies_us.is_empty() {
             return 0.0;
         }
@@ -48,19 +59,124 @@ impl Report {
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let secs = self.elapsed.as_secs_f64();
         write!(
             f,
-            "  ops={} errors={} ops/s={:.0}  latency ms: p50={:.2} p99={:.2} p99.9={:.2} max={:.2}",
+            "  ops={} errors={} ops/s={:.0}  latency ms: p50={:.2} p90={:.2} p99={:.2} p99.9={:.2} max={:.2}",
             self.ops,
             self.errors,
-            self.ops as f64 / secs,
+            self.ops_per_sec(),
             self.percentile(50.0),
+            self.percentile(90.0),
             self.percentile(99.0),
             self.percentile(99.9),
             self.percentile(100.0),
         )
     }
+}
+
+/// A benchmark's report beside its service's ceiling, both taken in the same run.
+#[derive(Debug)]
+pub struct Ratio<'a> {
+    pub run: &'a Report,
+    pub ceiling: &'a Report,
+}
+
+impl fmt::Display for Ratio<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (run, ceiling) = (self.run, self.ceiling);
+        let ratio = if ceiling.ops == 0 { 0.0 } else { run.ops_per_sec() / ceiling.ops_per_sec() };
+        write!(
+            f,
+            "  ratio to ceiling: ops/s {ratio:.3}  latency ms (run / ceiling): p50 {:.2}/{:.2} p90 {:.2}/{:.2} \
+             p99 {:.2}/{:.2}",
+            run.percentile(50.0),
+            ceiling.percentile(50.0),
+            run.percentile(90.0),
+            ceiling.percentile(90.0),
+            run.percentile(99.0),
+            ceiling.percentile(99.0),
+        )
+    }
+}
+
+/// How one request went.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Answered as the benchmark expects: its latency counts.
+    Done,
+    /// Answered otherwise (the reason is reported once per client); the client goes on.
+    Failed(String),
+    /// The connection is unusable: the client stops (reconnecting is not measured).
+    Broken(String),
+}
+
+/// One client of a benchmark: a connection of its own and the request it repeats.
+pub trait Client: Send + 'static {
+    /// Send the next request and wait for its answer.
+    fn request(&mut self) -> impl Future<Output = Outcome> + Send;
+}
+
+/// Run `clients`, each sending requests back to back, for `warmup + duration`,
+/// measuring only `duration`.
+pub async fn run<C: Client>(clients: Vec<C>, warmup: Duration, duration: Duration) -> anyhow::Result<Report> {
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::with_capacity(clients.len());
+    for mut client in clients {
+        let (measuring, stop) = (measuring.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(1 << 16);
+            let mut errors = 0u64;
+            let mut first_error: Option<String> = None;
+            while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                let outcome = client.request().await;
+                let took = started.elapsed();
+                let measured = measuring.load(Ordering::Relaxed);
+                match outcome {
+                    Outcome::Done if measured => latencies.push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX)),
+                    Outcome::Done => {}
+                    Outcome::Failed(why) => {
+                        errors += u64::from(measured);
+                        first_error.get_or_insert(why);
+                    }
+                    Outcome::Broken(why) => {
+                        errors += u64::from(measured);
+                        first_error.get_or_insert(why);
+                        break;
+                    }
+                }
+            }
+            (latencies, errors, first_error)
+        }));
+    }
+    tokio::time::sleep(warmup).await;
+    measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    tokio::time::sleep(duration).await;
+    measuring.store(false, Ordering::Relaxed);
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies_us = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        let (l, e, first_error) = task.await?;
+        latencies_us.extend(l);
+        errors += e;
+        if let Some(error) = first_error {
+            eprintln!("paysys-bench: a client saw: {error}");
+        }
+    }
+    Ok(Report::new(latencies_us, errors, elapsed))
+}
+
+/// `concurrency` kept-alive connections to the vault at `url`.
+pub async fn vault_connections(tls: &ClientTls, url: &str, concurrency: usize) -> anyhow::Result<Vec<VaultConnection>> {
+    let mut connections = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        connections.push(tls.connect(url).await.context("connecting to the vault")?);
+    }
+    Ok(connections)
 }
 
 /// A random 16-digit Visa number with a valid Luhn check digit, so every request
@@ -75,65 +191,28 @@ pub fn random_visa() -> String {
     String::from_utf8_lossy(&digits).into_owned()
 }
 
-/// Run `concurrency` clients for `warmup + duration`, measuring only `duration`.
-pub async fn run(
-    tls: &ClientTls,
-    url: &str,
-    merchant_id: &str,
-    concurrency: usize,
-    warmup: Duration,
-    duration: Duration,
-) -> anyhow::Result<Report> {
-    let measuring = Arc::new(AtomicBool::new(false));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut clients = Vec::with_capacity(concurrency);
-    for _ in 0..concurrency {
-        let mut conn = tls.connect(url).await.context("connecting to the vault")?;
-        let measuring = measuring.clone();
-        let stop = stop.clone();
-        let merchant_id = merchant_id.to_owned();
-        clients.push(tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(1 << 16);
-            let mut errors = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let body = serde_json::json!({
-                    "merchant_id": merchant_id,
-                    "pan": random_visa(),
-                    "exp_month": 12,
-                    "exp_year": 2030,
-                    "format": "opaque",
-                    "reuse": false,
-                });
-                let started = Instant::now();
-                let ok = matches!(conn.call("POST", "/v1/tokens", Some(&body)).await, Ok(r) if r.status == 201);
-                let took = started.elapsed();
-                if measuring.load(Ordering::Relaxed) {
-                    if ok {
-                        latencies.push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
-                    } else {
-                        errors += 1;
-                    }
-                }
-            }
-            (latencies, errors)
-        }));
+/// A `tokenize` client: `POST /v1/tokens` with a fresh random card each time.
+pub struct Tokenizer {
+    pub conn: VaultConnection,
+    pub merchant_id: String,
+}
+
+impl Client for Tokenizer {
+    async fn request(&mut self) -> Outcome {
+        let body = serde_json::json!({
+            "merchant_id": self.merchant_id,
+            "pan": random_visa(),
+            "exp_month": 12,
+            "exp_year": 2030,
+            "format": "opaque",
+            "reuse": false,
+        });
+        match self.conn.call("POST", "/v1/tokens", Some(&body)).await {
+            Ok(r) if r.status == 201 => Outcome::Done,
+            Ok(r) => Outcome::Failed(format!("tokenize answered {} {}", r.status, r.error_code().unwrap_or("-"))),
+            Err(e) => Outcome::Broken(e.to_string()),
+        }
     }
-    tokio::time::sleep(warmup).await;
-    measuring.store(true, Ordering::Relaxed);
-    let started = Instant::now();
-    tokio::time::sleep(duration).await;
-    measuring.store(false, Ordering::Relaxed);
-    let elapsed = started.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    let mut latencies_us = Vec::new();
-    let mut errors = 0;
-    for client in clients {
-        let (l, e) = client.await?;
-        latencies_us.extend(l);
-        errors += e;
-    }
-    latencies_us.sort_unstable();
-    Ok(Report { ops: latencies_us.len() as u64, errors, elapsed, latencies_us })
 }
 
 impl Target {

@@ -2,7 +2,7 @@
 //! → vault relay → sandbox and back — with N concurrent merchants' clients, each on its
 //! own kept-alive HTTP/1.1 connection to the gateway, every request signed.
 
-use crate::load::Report;
+use crate::load::{Client, Outcome};
 use anyhow::{ensure, Context};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -10,9 +10,7 @@ use paysys::stack::Stack;
 use paysys_gateway::secrets::MerchantSecret;
 use paysys_vault_client::{ClientTls, HttpVersion};
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 /// The approving test cards with a large balance; each is tokenized several times
 /// (`reuse: false`), so the pool has distinct tokens over four brands.
@@ -38,7 +36,7 @@ pub async fn token_pool(stack: &Stack, per_card: usize) -> anyhow::Result<Vec<St
 }
 
 /// A kept-alive HTTP/1.1 connection to the gateway, signing as the dev merchant.
-struct RpcClient {
+pub struct RpcClient {
     sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
     host: String,
     service_id: String,
@@ -46,7 +44,7 @@ struct RpcClient {
 }
 
 impl RpcClient {
-    async fn connect(stack: &Stack) -> anyhow::Result<RpcClient> {
+    pub async fn connect(stack: &Stack) -> anyhow::Result<RpcClient> {
         let gateway = &stack.gateway;
         let host = gateway.url.strip_prefix("http://").context("the bench speaks plain HTTP to the gateway")?;
         let tcp = tokio::net::TcpStream::connect(host).await.context("connecting to the gateway")?;
@@ -75,86 +73,69 @@ impl RpcClient {
         let bytes = response.into_body().collect().await?.to_bytes();
         Ok(serde_json::from_slice(&bytes)?)
     }
+
+    /// An unsigned `GET` (the gateway's `/health`); the response status.
+    pub async fn get(&mut self, path: &str) -> anyhow::Result<u16> {
+        let request = hyper::Request::get(path).header("host", &self.host).body(Full::new(Bytes::new()))?;
+        self.sender.ready().await?;
+        let response = self.sender.send_request(request).await?;
+        let status = response.status().as_u16();
+        response.into_body().collect().await?;
+        Ok(status)
+    }
 }
 
-/// Run `concurrency` clients creating auto-capture payments back to back (each with a
-/// fresh `partner_trans_id`, tokens taken round robin), measuring only `duration`.
-pub async fn run(
+/// A `pay` client: `payment.create` (auto capture) back to back, each with a fresh
+/// `partner_trans_id`, tokens taken round robin across all clients.
+pub struct Payer {
+    rpc: RpcClient,
+    tokens: Arc<Vec<String>>,
+    three_ds: Arc<str>,
+    run_id: u32,
+    client_no: usize,
+    concurrency: usize,
+    n: usize,
+}
+
+impl Client for Payer {
+    async fn request(&mut self) -> Outcome {
+        self.n += 1;
+        let token = &self.tokens[(self.client_no + self.n * self.concurrency) % self.tokens.len()];
+        let body = json!({"jsonrpc": "2.0", "id": self.n, "method": "payment.create", "params": {
+            "card_token": token, "amount": 1000, "currency": "UZS",
+            "partner_trans_id": format!("bench-{:08x}-{}-{}", self.run_id, self.client_no, self.n),
+            "three_ds": &*self.three_ds,
+        }});
+        let body = serde_json::to_vec(&body).unwrap_or_default();
+        match self.rpc.call(body).await {
+            Ok(v) if v["result"]["status"] == "captured" => Outcome::Done,
+            Ok(v) => Outcome::Failed(v.to_string()),
+            Err(e) => Outcome::Broken(e.to_string()),
+        }
+    }
+}
+
+/// `concurrency` payers over `tokens`, each on its own connection to the gateway.
+pub async fn payers(
     stack: &Stack,
     tokens: &[String],
     concurrency: usize,
-    warmup: Duration,
-    duration: Duration,
     three_ds: &str,
-) -> anyhow::Result<Report> {
+) -> anyhow::Result<Vec<Payer>> {
     ensure!(!tokens.is_empty(), "no tokens to pay with");
-    let three_ds: Arc<str> = Arc::from(three_ds);
+    let (tokens, three_ds): (Arc<Vec<String>>, Arc<str>) = (Arc::new(tokens.to_vec()), Arc::from(three_ds));
     let run_id: u32 = rand::random();
-    let measuring = Arc::new(AtomicBool::new(false));
-    let stop = Arc::new(AtomicBool::new(false));
-    let tokens: Arc<Vec<String>> = Arc::new(tokens.to_vec());
-    let mut clients = Vec::with_capacity(concurrency);
+    let mut payers = Vec::with_capacity(concurrency);
     for client_no in 0..concurrency {
-        let mut client = RpcClient::connect(stack).await?;
-        let (measuring, stop, tokens, three_ds) = (measuring.clone(), stop.clone(), tokens.clone(), three_ds.clone());
-        clients.push(tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(1 << 16);
-            let mut errors = 0u64;
-            let mut first_error: Option<String> = None;
-            let mut n = 0usize;
-            while !stop.load(Ordering::Relaxed) {
-                n += 1;
-                let token = &tokens[(client_no + n * concurrency) % tokens.len()];
-                let body = json!({"jsonrpc": "2.0", "id": n, "method": "payment.create", "params": {
-                    "card_token": token, "amount": 1000, "currency": "UZS",
-                    "partner_trans_id": format!("bench-{run_id:08x}-{client_no}-{n}"),
-                    "three_ds": &*three_ds,
-                }});
-                let body = serde_json::to_vec(&body).unwrap_or_default();
-                let started = Instant::now();
-                let outcome = client.call(body).await;
-                let took = started.elapsed();
-                let ok = matches!(&outcome, Ok(v) if v["result"]["status"] == "captured");
-                if measuring.load(Ordering::Relaxed) {
-                    if ok {
-                        latencies.push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
-                    } else {
-                        errors += 1;
-                        if first_error.is_none() {
-                            first_error = Some(match &outcome {
-                                Ok(v) => v.to_string(),
-                                Err(e) => e.to_string(),
-                            });
-                        }
-                    }
-                }
-                if let Err(e) = &outcome {
-                    // A broken connection cannot be reused: reconnecting is not measured.
-                    if first_error.is_none() {
-                        first_error = Some(e.to_string());
-                    }
-                    break;
-                }
-            }
-            (latencies, errors, first_error)
-        }));
+        payers.push(Payer {
+            rpc: RpcClient::connect(stack).await?,
+            tokens: tokens.clone(),
+            three_ds: three_ds.clone(),
+            run_id,
+            client_no,
+            concurrency,
+            n: 0,
+        });
     }
-    tokio::time::sleep(warmup).await;
-    measuring.store(true, Ordering::Relaxed);
-    let started = Instant::now();
-    tokio::time::sleep(duration).await;
-    measuring.store(false, Ordering::Relaxed);
-    let elapsed = started.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    let mut latencies_us = Vec::new();
-    let mut errors = 0;
-    for client in clients {
-        let (l, e, first_error) = client.await?;
-        latencies_us.extend(l);
-        errors += e;
-        if let Some(error) = first_error {
-            eprintln!("paysys-bench: a client saw: {error}");
-        }
-    }
-    Ok(Report::new(latencies_us, errors, elapsed))
+    Ok(payers)
 }

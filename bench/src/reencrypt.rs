@@ -79,15 +79,10 @@ pub async fn run(args: ReencryptArgs) -> anyhow::Result<()> {
     let r = bob.connect(&target.url).await?.call("POST", &format!("/v1/keys/requests/{id}/approve"), None).await?;
     anyhow::ensure!(r.status == 200, "approval answered {}: {}", r.status, r.body);
 
-    let report = load::run(
-        &merchant,
-        &target.url,
-        &target.merchant_id,
-        args.concurrency,
-        Duration::ZERO,
-        Duration::from_secs(args.tokenize_seconds),
-    )
-    .await?;
+    let connections = load::vault_connections(&merchant, &target.url, args.concurrency).await?;
+    let tokenizers =
+        connections.into_iter().map(|conn| load::Tokenizer { conn, merchant_id: target.merchant_id.clone() }).collect();
+    let report = load::run(tokenizers, Duration::ZERO, Duration::from_secs(args.tokenize_seconds)).await?;
     println!("tokenize while re-encrypting  backend={} concurrency={}", target.backend, args.concurrency);
     println!("{report}");
 
