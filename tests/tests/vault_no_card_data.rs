@@ -24,15 +24,27 @@ fn needles() -> Vec<Vec<u8>> {
     all
 }
 
-/// `needle` occurs in `haystack` as a whole number (no digit right before or after), so
-/// a short CVC is not "found" inside a timestamp.
+/// `needle` occurs in `haystack` as a whole number (no digit or decimal point right
+/// before or after), so a short CVC is not "found" inside a timestamp or a duration
+/// (sqlx's debug lines print `elapsed_secs=3.8264e-5`).
 fn occurs(haystack: &[u8], needle: &[u8]) -> bool {
+    let part_of_a_number = |c: &u8| c.is_ascii_digit() || *c == b'.';
     let n = needle.len();
     haystack.windows(n).enumerate().any(|(i, w)| {
         let bounded =
-            (i == 0 || !haystack[i - 1].is_ascii_digit()) && haystack.get(i + n).is_none_or(|c| !c.is_ascii_digit());
+            (i == 0 || !part_of_a_number(&haystack[i - 1])) && !haystack.get(i + n).is_some_and(part_of_a_number);
         w == needle && (n >= 12 || bounded)
     })
+}
+
+#[test]
+fn a_short_secret_is_found_as_a_whole_number_only() {
+    assert!(occurs(br#"{"cvc":"8264"}"#, b"8264"));
+    assert!(occurs(b"cvc=8264 next", b"8264"));
+    assert!(!occurs(b"elapsed_secs=3.8264e-5", b"8264"), "inside a duration");
+    assert!(!occurs(b"at=1733238264000", b"8264"), "inside a timestamp");
+    assert!(!occurs(b"v=8264.5", b"8264"));
+    assert!(occurs(b"x3782822463100059", b"378282246310005"), "a PAN is found anywhere");
 }
 
 fn hex_ascii(s: &str) -> String {
