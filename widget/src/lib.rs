@@ -6,8 +6,11 @@
 //! * [`grant`] — one-time card grants: what they say, how the gateway signs them and how
 //!   the intake checks them.
 //! * [`origin`] — a web origin (`scheme://host[:port]`), parsed strictly.
+//! * [`pages`] — the checkout page, the card frame, the outcome screens, and the
+//!   inventory of every script and style they load (SRI, CSP by hash).
 
 #![forbid(unsafe_code)]
 
 pub mod grant;
 pub mod origin;
+pub mod pages;

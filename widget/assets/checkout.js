@@ -1,0 +1,1 @@
+// The hosted checkout page (placeholder until the pages branch lands).

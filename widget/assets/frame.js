@@ -1,0 +1,1 @@
+// The card frame (placeholder until the pages branch lands).

@@ -1,0 +1,1 @@
+// PaySys.mount (placeholder until the pages branch lands).
