@@ -343,8 +343,12 @@
         break;
       case 'paysys:error':
         clearTimeout(submitTimer);
-        if (/^grant_|^origin_|^frame_/.test(String(data.code))) {
+        if (data.code === 'grant_expired' || data.code === 'grant_used') {
+          // Only after a submit (the intake said so): a new attempt brings a new grant.
           startAttempt(text('form_reloaded'));
+        } else if (/^grant_|^origin_|^frame_/.test(String(data.code))) {
+          // The frame refused its grant as it loaded: another attempt would too.
+          fail(text('generic_error'));
         } else if (root.getAttribute('data-state') === 'paying') {
           // Field errors are shown in the frame, next to the field.
           setState('ready');

@@ -500,6 +500,9 @@
   fields.number.addEventListener('input', formatNumber);
   fields.exp.addEventListener('input', formatExp);
   fields.cvc.addEventListener('input', formatCvc);
+  fields.holder.addEventListener('input', function () {
+    if (fields.holder.getAttribute('aria-invalid') === 'true') validate('holder');
+  });
   Object.keys(fields).forEach(function (name) {
     fields[name].addEventListener('blur', function () {
       if (fields[name].value !== '') touched[name] = true;
