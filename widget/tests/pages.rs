@@ -377,3 +377,25 @@ fn pages_say_no_referrer_and_fit_a_phone() {
         assert!(page.html.starts_with("<!doctype html><html lang=\""), "{name}");
     }
 }
+
+#[test]
+fn pages_and_assets_come_with_their_security_headers() {
+    for (name, page) in every_page() {
+        let headers = page.headers();
+        let get = |n: &str| headers.iter().find(|(h, _)| *h == n).map(|(_, v)| v.as_str());
+        assert_eq!(get("Content-Security-Policy"), Some(page.csp.as_str()), "{name}");
+        assert_eq!(get("Cache-Control"), Some("no-store"), "{name}");
+        assert_eq!(get("Referrer-Policy"), Some("no-referrer"), "{name}");
+        assert_eq!(get("X-Content-Type-Options"), Some("nosniff"), "{name}");
+        assert_eq!(get("Content-Type"), Some("text/html; charset=utf-8"), "{name}");
+        let framable = directive(&page.csp, "frame-ancestors") != ["'none'"];
+        assert_eq!(get("X-Frame-Options"), (!framable).then_some("DENY"), "{name}");
+        assert!(get("Permissions-Policy").unwrap().contains("payment=()"));
+    }
+    for a in paysys_widget::pages::inventory() {
+        let headers = a.headers();
+        assert!(headers.contains(&("Content-Type", a.content_type.to_owned())));
+        assert!(headers.contains(&("Access-Control-Allow-Origin", "*".to_owned())), "SRI with crossorigin needs CORS");
+        assert!(headers.contains(&("X-Content-Type-Options", "nosniff".to_owned())));
+    }
+}

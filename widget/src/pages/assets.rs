@@ -21,6 +21,24 @@ pub struct Asset {
     pub loaded_by: &'static str,
 }
 
+impl Asset {
+    /// Every header to serve the asset with: its type, `nosniff`, and
+    /// `Cache-Control: no-cache` (the browser may keep it but asks again: after a deploy a
+    /// page names the new hash, and a stale copy would fail its integrity check). CORS
+    /// (`Access-Control-Allow-Origin: *`, `Cross-Origin-Resource-Policy: cross-origin`)
+    /// because a `crossorigin="anonymous"` load with SRI needs it — partners load
+    /// `paysys.js` from their own origin. The files are public and carry no credentials.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("Content-Type", self.content_type.to_owned()),
+            ("Cache-Control", "no-cache".to_owned()),
+            ("X-Content-Type-Options", "nosniff".to_owned()),
+            ("Access-Control-Allow-Origin", "*".to_owned()),
+            ("Cross-Origin-Resource-Policy", "cross-origin".to_owned()),
+        ]
+    }
+}
+
 /// One row of the inventory as written here; the hash is computed at start.
 struct File {
     name: &'static str,

@@ -22,6 +22,32 @@ pub struct Page {
     pub csp: String,
 }
 
+impl Page {
+    /// Every header to serve the page with (besides the status): its type, its CSP, no
+    /// caching (a checkout page is a bearer link and its state changes), no referrer
+    /// (the URL is the bearer link), `nosniff`, a Permissions-Policy that turns off what
+    /// a payment page never needs, and `X-Frame-Options: DENY` when the CSP lets nothing
+    /// frame the page (for browsers older than `frame-ancestors`).
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut headers = vec![
+            ("Content-Type", "text/html; charset=utf-8".to_owned()),
+            ("Content-Security-Policy", self.csp.clone()),
+            ("Cache-Control", "no-store".to_owned()),
+            ("Referrer-Policy", "no-referrer".to_owned()),
+            ("X-Content-Type-Options", "nosniff".to_owned()),
+            ("Permissions-Policy", PERMISSIONS_POLICY.to_owned()),
+        ];
+        if self.csp.split(';').any(|d| d.trim() == "frame-ancestors 'none'") {
+            headers.push(("X-Frame-Options", "DENY".to_owned()));
+        }
+        headers
+    }
+}
+
+/// Features a checkout page or card frame never uses.
+const PERMISSIONS_POLICY: &str =
+    "camera=(), microphone=(), geolocation=(), payment=(), usb=(), serial=(), bluetooth=(), display-capture=()";
+
 /// What the checkout page shows.
 #[derive(Debug)]
 pub struct CheckoutView<'a> {
