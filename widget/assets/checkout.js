@@ -31,8 +31,9 @@
  * Gateway calls (same origin, JSON): POST /checkout/{id}/attempts {} →
  * {attempt_id, frame_url}; POST /checkout/{id}/pay {attempt_id, token, browser} →
  * {status, redirect_url?, decline?, attempts_left}; GET /checkout/{id}/status → {status}
- * while processing. When the checkout has ended (expired, cancelled, completed) the page
- * reloads and the gateway shows the outcome screen.
+ * while processing. When the checkout has ended (expired, cancelled, completed, or no
+ * longer processing) the page reloads once, with `ended=1` added to its query, and the
+ * gateway shows the outcome screen.
  */
 (function () {
   'use strict';
@@ -144,9 +145,7 @@
       case 'checkout_expired':
       case 'checkout_cancelled':
       case 'checkout_completed':
-        // The gateway renders the outcome screen for an ended checkout.
-        setState('redirecting');
-        window.location.reload();
+        showEnded();
         return;
       case 'attempts_exhausted':
         fail(text('attempts_exhausted'));
@@ -168,6 +167,19 @@
       default:
         retryable(text('generic_error'));
     }
+  }
+
+  // The checkout has ended: the gateway renders its outcome screen at the same address.
+  // `ended` marks the reload, so a page that still offers the form does not reload again.
+  function showEnded() {
+    var url = new URL(window.location.href);
+    if (url.searchParams.has('ended')) {
+      fail(text('generic_error'));
+      return;
+    }
+    url.searchParams.set('ended', '1');
+    setState('redirecting');
+    window.location.replace(url.href);
   }
 
   // Nothing more can be done on this page.
@@ -311,8 +323,7 @@
         var status = result.ok ? result.answer.status : null;
         if (status && status !== 'processing') {
           // Ended one way or the other: the gateway renders what happened.
-          setState('redirecting');
-          window.location.reload();
+          showEnded();
         } else if (Date.now() - startedAt < POLL_LIMIT_MS) {
           pollStatus(startedAt);
         }

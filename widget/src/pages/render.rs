@@ -148,7 +148,7 @@ fn checkout_page_with_notice(view: &CheckoutView, notice: Option<&str>) -> Page 
     let body = format!(
         "<main class=\"checkout\" id=\"checkout\" data-state=\"loading\" data-checkout-id=\"{id}\" \
          data-intake-origin=\"{intake}\" data-lang=\"{lang}\" data-texts=\"{texts}\">\
-         {header}\
+         {header}<noscript><p class=\"notice error\">{needs_javascript}</p></noscript>\
          <section class=\"summary\" aria-label=\"{amount_label}\">\
          <p class=\"amount\" id=\"amount\">{money_html}</p>{description}</section>\
          <section class=\"card-panel\" id=\"card-panel\" aria-labelledby=\"card-panel-title\">\
@@ -177,6 +177,7 @@ fn checkout_page_with_notice(view: &CheckoutView, notice: Option<&str>) -> Page 
         texts = escape(&script_texts),
         header = header(view.merchant_name, view.lang, true),
         amount_label = escape(t.page.amount),
+        needs_javascript = escape(t.page.needs_javascript),
         money_html = money_html(view.amount_minor, view.exponent, view.currency, view.lang),
         card_details = escape(t.checkout.card_details),
         loading = escape(t.checkout.loading_form),
@@ -278,7 +279,7 @@ pub fn frame_page(view: &FrameView) -> Page {
     let number = format!(
         "<div class=\"field field-number\" data-field=\"number\"><label for=\"number\">{label}</label>\
          <div class=\"number-wrap\"><input id=\"number\" name=\"cardnumber\" type=\"text\" autocomplete=\"cc-number\" \
-         inputmode=\"numeric\" autocorrect=\"off\" autocapitalize=\"off\" spellcheck=\"false\" maxlength=\"23\" \
+         inputmode=\"numeric\" autocorrect=\"off\" autocapitalize=\"off\" spellcheck=\"false\" \
          placeholder=\"1234 1234 1234 1234\" required aria-describedby=\"number-error brand\" aria-invalid=\"false\">\
          <span class=\"brand\" id=\"brand\" data-brand=\"\" aria-live=\"polite\"></span></div>\
          <p class=\"error\" id=\"number-error\" role=\"alert\" hidden></p></div>",

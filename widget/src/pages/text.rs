@@ -177,6 +177,8 @@ pub struct PageTexts {
     pub secured_by: &'static str,
     /// The card frame's title (the hosted page's title is the merchant's name).
     pub card_form_title: &'static str,
+    /// Shown when scripts are off: the card form needs them.
+    pub needs_javascript: &'static str,
 }
 
 /// The checkout page's texts; the ones its script shows go to it as JSON.
@@ -266,6 +268,7 @@ static EN: Texts = Texts {
         amount: "Amount",
         secured_by: "Secured by PaySys",
         card_form_title: "Card details",
+        needs_javascript: "This payment page needs JavaScript. Turn it on in your browser and reload the page.",
     },
     checkout: CheckoutTexts {
         card_details: "Card details",
@@ -341,6 +344,7 @@ static RU: Texts = Texts {
         amount: "Сумма",
         secured_by: "Защищено PaySys",
         card_form_title: "Данные карты",
+        needs_javascript: "Для оплаты на этой странице нужен JavaScript. Включите его в браузере и обновите страницу.",
     },
     checkout: CheckoutTexts {
         card_details: "Данные карты",
@@ -417,6 +421,7 @@ static UZ: Texts = Texts {
         amount: "Summa",
         secured_by: "PaySys himoyasida",
         card_form_title: "Karta ma’lumotlari",
+        needs_javascript: "Bu to‘lov sahifasi uchun JavaScript kerak. Uni brauzerda yoqing va sahifani yangilang.",
     },
     checkout: CheckoutTexts {
         card_details: "Karta ma’lumotlari",
