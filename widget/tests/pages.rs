@@ -364,6 +364,17 @@ fn outcome_screens_are_distinct_and_localised() {
     assert!(declined
         .html
         .contains(&paysys_widget::pages::escape(paysys_widget::pages::decline_message("51", Lang::Uz))));
+    let retry = outcome_page(&OutcomeView {
+        merchant_name: "Shop",
+        amount_minor: 1,
+        currency: "UZS",
+        exponent: 2,
+        lang: Lang::En,
+        outcome: Outcome::Declined { code: "05".into() },
+        continue_url: Some("https://gateway.example/checkout/chk_x"),
+        asset_base: "/widget/",
+    });
+    assert!(retry.html.contains("href=\"https://gateway.example/checkout/chk_x\">Try another card</a>"));
 }
 
 #[test]

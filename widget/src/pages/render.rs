@@ -98,7 +98,8 @@ pub struct OutcomeView<'a> {
     pub exponent: u32,
     pub lang: Lang,
     pub outcome: Outcome,
-    /// Where the buyer's "continue" button goes (the merchant's signed return or cancel URL).
+    /// Where the buyer's button goes: the merchant's signed return or cancel URL ("return
+    /// to the shop"), or for [`Outcome::Declined`] the checkout page ("try another card").
     pub continue_url: Option<&'a str>,
     pub asset_base: &'a str,
 }
@@ -218,12 +219,16 @@ pub fn outcome_page(view: &OutcomeView) -> Page {
         Outcome::Cancelled => (o.cancelled_title, o.cancelled),
         Outcome::Processing => (o.processing_title, o.processing),
     };
+    // After a decline the button leads back to the checkout for another card (the
+    // gateway's `/return` passes the checkout's own URL); elsewhere back to the shop.
+    let label = match view.outcome {
+        Outcome::Declined { .. } => t.checkout.try_another_card,
+        _ => o.continue_to_shop,
+    };
     let button = view
         .continue_url
         .filter(|u| is_web_url(u))
-        .map(|u| {
-            format!("<a class=\"button\" id=\"continue\" href=\"{}\">{}</a>", escape(u), escape(o.continue_to_shop))
-        })
+        .map(|u| format!("<a class=\"button\" id=\"continue\" href=\"{}\">{}</a>", escape(u), escape(label)))
         .unwrap_or_default();
     let role = match view.outcome {
         Outcome::Declined { .. } | Outcome::Expired | Outcome::Cancelled => "alert",
