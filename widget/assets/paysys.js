@@ -28,6 +28,10 @@
  *   error      {code, message}                         e.g. validation_failed (shown in the
  *                                                      form), attempts_exhausted, network_error
  *
+ * A partner page with its own CSP needs: script-src with this file's hash (or the
+ * gateway's URL), frame-src with the intake's origin, connect-src with the gateway's
+ * origin. The partner's origin must be in its allowed origins (merchant settings).
+ *
  * The element gets div.paysys-card-form[data-state=loading|ready|paying|declined|done|failed]
  * holding iframe.paysys-card-frame. Messages are accepted only from the intake's origin
  * (the frame_url's) and the frame's window; submit is sent only to that origin.
