@@ -224,6 +224,8 @@ struct ServeArgs {
     /// is authenticated at every amount.
     #[arg(long, env = "PAYSYS_GATEWAY_3DS_AUTO_MIN_AMOUNT", value_name = "CUR=AMOUNT")]
     three_ds_auto_min_amount: Vec<String>,
+    #[command(flatten)]
+    webhooks: crate::webhooks::WebhookFlags,
 }
 
 /// Run a parsed command line; the process exit code.
@@ -354,6 +356,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
     let secret_key = SecretKey::from_file(&args.secret_key_file)?;
+    let webhook_config = args.webhooks.config().map_err(anyhow::Error::msg)?;
+    let webhooks = crate::webhooks::Webhooks::new(webhook_config, SecretKey::from_file(&args.secret_key_file)?);
     let store = Store::open(&args.database_url).await.context("opening the database")?;
     store.migrate().await.context("migrating the database")?;
     let vault_tls = ClientTls::new(&args.vault_ca, Some((&args.vault_cert, &args.vault_key)), HttpVersion::Http1)
@@ -391,6 +395,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             ..ThreeDsConfig::default()
         },
         token_bins: crate::vault::TokenBins::default(),
+        webhooks,
     });
     tracing::info!(%addr, scheme, vault = %args.vault_url, acquirer = %args.acquirer_url, "serving");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -400,6 +405,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         async move {
             let mut rx = stop_rx;
             let _ = rx.wait_for(|stop| *stop).await;
+        },
+    ));
+    let webhook_worker = tokio::spawn(crate::webhooks::worker::run(
+        gateway.clone(),
+        Duration::from_millis(args.worker_interval_ms.max(10)),
+        {
+            let mut rx = stop_tx.subscribe();
+            async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            }
         },
     ));
     let app = Arc::new(App::new(gateway, secret_key));
@@ -414,6 +429,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("serving")?;
     let _ = stop_tx.send(true);
     let _ = workers.await;
+    let _ = webhook_worker.await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -312,6 +312,8 @@ pub struct Gateway {
     pub three_ds: ThreeDsConfig,
     /// BINs of tokens already looked up for the 3-D Secure decision.
     pub token_bins: TokenBins,
+    /// Webhook endpoints' secrets, screening and delivery ([`crate::webhooks`]).
+    pub webhooks: crate::webhooks::Webhooks,
 }
 
 impl Gateway {

@@ -249,6 +249,7 @@ pub async fn dispatch(
             let p: CardParams = parse(params)?;
             gateway.card_remove(merchant, &checked_token(&p.card_token)?).await
         }
+        m if m.starts_with("webhook.") => crate::webhooks::endpoints::dispatch(gateway, merchant, m, params).await,
         "rpc.discover" => {
             if !params.is_empty() {
                 return Err(RpcError::InvalidParams("rpc.discover takes no params".into()));

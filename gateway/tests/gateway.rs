@@ -221,6 +221,10 @@ impl Harness {
             config: GatewayConfig { acquirer_timeout: timeout, lease_wait: Duration::from_secs(10) },
             three_ds: ThreeDsConfig { public_url: url.clone(), ..ThreeDsConfig::default() },
             token_bins: Default::default(),
+            webhooks: paysys_gateway::webhooks::Webhooks::new(
+                Default::default(),
+                SecretKey::from_hex(&SecretKey::generate_hex()).unwrap(),
+            ),
         });
         let app = Arc::new(App::new(gateway.clone(), key));
         tokio::spawn(paysys_gateway::run(listener, None, app, 64 * 1024, std::future::pending()));

@@ -7,7 +7,8 @@
 //! * `rows.rs` — column lists, bindings, rows back into records.
 //! * `merchants.rs`, `payments.rs` (with the ledger and the workers' claims),
 //!   `refunds.rs`, `captures.rs`, `authentications.rs` (3-D Secure), `requests.rs`
-//!   (the replay guard), `tokens.rs` (removed tokens) — the operations.
+//!   (the replay guard), `tokens.rs` (removed tokens), `webhooks.rs` (webhook endpoints,
+//!   the outbox of deliveries, attempts) — the operations.
 //!
 //! Statements are portable (`$n` placeholders, 64-bit integers), written once and run
 //! on either backend by the dispatch of [`paysys_db::store`] (`in_transaction!`,
@@ -40,11 +41,16 @@ mod refunds;
 mod requests;
 mod rows;
 mod tokens;
+pub(crate) mod webhooks;
 
 pub use paysys_db::StoreError;
 pub use records::{
     AuthenticationRecord, CaptureRecord, CaptureStatus, LedgerKind, LedgerRow, MerchantRecord, PaymentFilter,
     PaymentRecord, RefundRecord, RefundStatus, RemovedToken, RequestClaim, Slot,
+};
+pub use webhooks::{
+    DeliveryFilter, DeliveryStatus, EndpointHealth, EndpointStatus, WebhookAttemptRecord, WebhookDeliveryRecord,
+    WebhookEndpointRecord,
 };
 
 use paysys_db::{Backend, Connections};
