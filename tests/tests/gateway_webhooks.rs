@@ -157,9 +157,8 @@ impl Receiver {
 
 /// Fast retries for the tests; the loopback receiver needs the development flag.
 fn webhook_options(schedule: &str) -> GatewayOptions {
-    let extra_args = ["--dev", "--webhooks-allow-loopback-http", "--webhooks-retry-schedule", schedule]
-        .map(String::from)
-        .to_vec();
+    let extra_args =
+        ["--dev", "--webhooks-allow-loopback-http", "--webhooks-retry-schedule", schedule].map(String::from).to_vec();
     GatewayOptions { worker_interval_ms: 100, extra_args, ..GatewayOptions::default() }
 }
 
@@ -233,7 +232,8 @@ async fn signed_webhooks_survive_a_failing_receiver_and_arrive_once_each() {
         receiver.state.lock().unwrap().fail_next = 5;
         let visa = token(&vault, VISA).await;
         let auto = gateway.ok("payment.create", pay(&visa, 150_000, "auto-1", json!({}))).await;
-        let hold = gateway.ok("payment.create", pay(&visa, 100_000, "hold-1", json!({"capture_method": "manual"}))).await;
+        let hold =
+            gateway.ok("payment.create", pay(&visa, 100_000, "hold-1", json!({"capture_method": "manual"}))).await;
         let hold_tx = hold["transaction_id"].as_str().unwrap().to_owned();
         gateway.ok("payment.capture", json!({"transaction_id": hold_tx, "amount": 60_000})).await;
         let refund = json!({"transaction_id": hold_tx, "amount": 20_000, "partner_refund_id": "r1"});
@@ -305,7 +305,8 @@ async fn signed_webhooks_survive_a_failing_receiver_and_arrive_once_each() {
         let rotated = gateway.ok("webhook.endpoint.rotate_secret", json!({"endpoint_id": endpoint_id})).await;
         let new_secret = rotated["secret"].as_str().unwrap().to_owned();
         receiver.set_secrets(&[&new_secret]);
-        let hold2 = gateway.ok("payment.create", pay(&visa, 1_000, "hold-2", json!({"capture_method": "manual"}))).await;
+        let hold2 =
+            gateway.ok("payment.create", pay(&visa, 1_000, "hold-2", json!({"capture_method": "manual"}))).await;
         receiver.wait_for_types(&[&expected[..], &["payment.authorized"]].concat()).await;
         assert!(receiver.bad_signatures().is_empty(), "the new secret verifies alone");
         assert!(receiver.accepted().iter().any(|r| r.body["data"]["transaction_id"] == hold2["transaction_id"]));
