@@ -74,6 +74,8 @@ pub struct UpOptions {
     pub gateway_database_url: Option<String>,
     /// Where the service binaries are; `None` is next to the running executable.
     pub bin_dir: Option<PathBuf>,
+    /// A webhook endpoint to register for the dev merchant ([`crate::dev_webhook`]).
+    pub webhook_url: Option<String>,
 }
 
 impl UpOptions {
@@ -88,6 +90,7 @@ impl UpOptions {
             gateway_port: DEFAULT_GATEWAY_PORT,
             gateway_database_url: None,
             bin_dir: None,
+            webhook_url: None,
         }
     }
 }
@@ -177,6 +180,9 @@ pub async fn run(options: UpOptions) -> anyhow::Result<()> {
             return Ok(());
         }
     };
+    if let Some(url) = &options.webhook_url {
+        crate::dev_webhook::register(running.stack(), url).await?;
+    }
     print_summary(running.stack(), running.stack_file());
 
     let outcome = tokio::select! {
@@ -245,6 +251,8 @@ pub async fn start_stack(options: &UpOptions) -> anyhow::Result<RunningStack> {
         .args(["--vault-key".as_ref(), pki.gateway.key.as_os_str()])
         .args(["--acquirer-url", &sandbox_url])
         .args(["--acquirer-ca".as_ref(), pki.ca_cert.as_os_str()])
+        // Webhooks to a receiver on loopback (`--webhook-url`), dev only.
+        .args(["--dev", "--webhooks-allow-loopback-http"])
         .spawn()
         .await
         .context("starting the gateway")?;
@@ -686,6 +694,7 @@ esac
         assert_eq!(Path::new(flag("--vault-cert")), stack.pki.gateway.cert);
         assert_eq!(flag("--acquirer-url"), stack.sandbox.url);
         assert_eq!(flag("--database-url"), stack.gateway.database_url);
+        assert!(args.contains(&"--dev") && args.contains(&"--webhooks-allow-loopback-http"));
 
         let stack_file = running.stack_file().to_owned();
         running.stop().await.unwrap();
