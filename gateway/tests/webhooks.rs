@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use paysys::pki::CertificateAuthority;
+use paysys::pki::{CertificateAuthority, IssueRequest};
 use paysys_gateway::acquirer::SandboxAcquirer;
 use paysys_gateway::https::HttpsPool;
 use paysys_gateway::payments::{now_ms, CaptureMethod, Gateway, GatewayConfig, Merchant};
@@ -47,7 +47,7 @@ impl SwitchResolver {
 #[async_trait::async_trait]
 impl Resolver for SwitchResolver {
     async fn resolve(&self, host: &str, _port: u16) -> std::io::Result<Vec<IpAddr>> {
-        assert_eq!(host, NAME, "only the test's name is looked up");
+        assert!(host == NAME || host == "localhost", "only the test's names are looked up: {host}");
         self.lookups.fetch_add(1, Ordering::SeqCst);
         Ok(self.answer.lock().unwrap().clone())
     }
@@ -82,6 +82,11 @@ struct Receiver {
 
 impl Receiver {
     async fn start() -> Receiver {
+        Receiver::start_with(None).await
+    }
+
+    /// Over TLS with `tls` when given.
+    async fn start_with(tls: Option<Arc<rustls::ServerConfig>>) -> Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let r = Receiver {
             port: listener.local_addr().unwrap().port(),
@@ -91,42 +96,55 @@ impl Receiver {
         };
         let shared = r.clone();
         tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
+            while let Ok((stream, _)) = listener.accept().await {
                 shared.connections.fetch_add(1, Ordering::SeqCst);
                 let r = shared.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    // Head, then the body by its content-length.
-                    loop {
-                        let n = stream.read(&mut chunk).await.unwrap_or(0);
-                        if n == 0 {
-                            return;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                        let text = String::from_utf8_lossy(&buf).to_string();
-                        if let Some(end) = text.find("\r\n\r\n") {
-                            let length = text[..end]
-                                .lines()
-                                .find_map(|l| {
-                                    l.to_ascii_lowercase()
-                                        .strip_prefix("content-length:")
-                                        .map(|v| v.trim().parse::<usize>().unwrap())
-                                })
-                                .unwrap_or(0);
-                            if buf.len() >= end + 4 + length {
-                                r.heads.lock().unwrap().push(text[..end].to_owned());
-                                break;
+                    match tls {
+                        Some(config) => {
+                            if let Ok(stream) = tokio_rustls::TlsAcceptor::from(config).accept(stream).await {
+                                r.answer(stream).await;
                             }
                         }
+                        None => r.answer(stream).await,
                     }
-                    let status = *r.status.lock().unwrap();
-                    let answer = format!("HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
-                    let _ = stream.write_all(answer.as_bytes()).await;
                 });
             }
         });
         r
+    }
+
+    /// Read one request (head, then the body by its content-length), answer `status`.
+    async fn answer<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(&self, mut stream: S) {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut chunk).await.unwrap_or(0);
+            if n == 0 {
+                return;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf).to_string();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length = text[..end]
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse::<usize>().unwrap())
+                    })
+                    .unwrap_or(0);
+                if buf.len() >= end + 4 + length {
+                    self.heads.lock().unwrap().push(text[..end].to_owned());
+                    break;
+                }
+            }
+        }
+        let status = *self.status.lock().unwrap();
+        let answer = format!("HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        let _ = stream.write_all(answer.as_bytes()).await;
+        let _ = stream.shutdown().await;
     }
 
     fn url(&self) -> String {
@@ -411,4 +429,59 @@ async fn an_endpoint_failing_for_too_long_is_disabled_and_can_be_enabled_again()
         assert_eq!(receiver.connections.load(Ordering::SeqCst), 2);
         h.finish().await;
     }
+}
+
+/// A root store holding the certificate of `ca_pem`.
+fn client_tls_trusting(ca_pem: &str) -> Arc<rustls::ClientConfig> {
+    use base64::Engine;
+    let body: String = ca_pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD.decode(body).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls::pki_types::CertificateDer::from(der)).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+#[tokio::test]
+async fn https_endpoints_are_verified_against_the_roots_and_an_untrusted_certificate_delivers_nothing() {
+    let dir = paysys_test_support::scratch_dir("webhooks-tls");
+    let ca = CertificateAuthority::generate("Webhook Receiver CA").unwrap();
+    ca.issue(&IssueRequest::server()).unwrap().write(&dir.join("r.pem"), &dir.join("r.key")).unwrap();
+    let server_tls = paysys_sandbox::tls::server_config(&dir.join("r.pem"), &dir.join("r.key"), None, None).unwrap().0;
+    let receiver = Receiver::start_with(Some(server_tls)).await;
+    let url = format!("https://localhost:{}/hooks", receiver.port);
+
+    // The default client (the Mozilla roots) does not trust the receiver's private CA.
+    let h = harness(false, Duration::from_secs(3600)).await;
+    h.resolver.set("127.0.0.1");
+    h.rpc("webhook.endpoint.create", json!({"url": url})).await.unwrap();
+    h.pay("untrusted", false).await;
+    assert_eq!(worker::deliver_due(&h.gateway).await, 1);
+    let list = h.rpc("webhook.list", json!({})).await.unwrap();
+    assert_eq!(list["webhooks"][0]["attempts"][0]["error"], "tls: certificate", "{list}");
+    assert!(receiver.heads.lock().unwrap().is_empty(), "nothing was sent");
+    h.finish().await;
+
+    // Trusting the CA, the same receiver gets the webhook over TLS.
+    let mut h = harness(false, Duration::from_secs(3600)).await;
+    let gateway = Arc::get_mut(&mut h.gateway).unwrap();
+    let webhooks = std::mem::replace(
+        &mut gateway.webhooks,
+        Webhooks::new(WebhookConfig::default(), SecretKey::from_hex(&SecretKey::generate_hex()).unwrap()),
+    );
+    gateway.webhooks = webhooks.with_client_tls(client_tls_trusting(ca.cert_pem()));
+    h.resolver.set("127.0.0.1");
+    h.rpc("webhook.endpoint.create", json!({"url": url})).await.unwrap();
+    h.pay("trusted", false).await;
+    assert_eq!(worker::deliver_due(&h.gateway).await, 1);
+    let list = h.rpc("webhook.list", json!({})).await.unwrap();
+    assert_eq!(list["webhooks"][0]["status"], "delivered", "{list}");
+    let head = receiver.heads.lock().unwrap()[0].to_ascii_lowercase();
+    assert!(head.contains(&format!("host: localhost:{}", receiver.port)), "{head}");
+    h.finish().await;
 }

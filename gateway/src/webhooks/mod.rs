@@ -336,6 +336,12 @@ impl Webhooks {
     pub fn with_resolver(config: WebhookConfig, key: SecretKey, resolver: Arc<dyn Resolver>) -> Webhooks {
         Webhooks { config, key, resolver, tls: delivery::client_tls() }
     }
+
+    /// The same, verifying HTTPS endpoints with `tls` instead of the Mozilla roots (a
+    /// private CA: the tests' receiver).
+    pub fn with_client_tls(self, tls: Arc<rustls::ClientConfig>) -> Webhooks {
+        Webhooks { tls, ..self }
+    }
 }
 
 /// The `serve` flags of webhooks.
