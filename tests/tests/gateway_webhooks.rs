@@ -29,6 +29,8 @@ struct Received {
     body: Value,
     /// What the receiver answered.
     status: u16,
+    /// How many `v1,` signatures `webhook-signature` carried.
+    signatures: usize,
 }
 
 #[derive(Debug, Default)]
@@ -94,7 +96,8 @@ impl Receiver {
                                 200
                             };
                             let parsed = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                            s.received.push(Received { id, body: parsed, status });
+                            let signatures = sig.split(' ').filter(|s| s.starts_with("v1,")).count();
+                            s.received.push(Received { id, body: parsed, status, signatures });
                             let answer = if status == 200 { "ok" } else { "receiver down for maintenance" };
                             Ok::<_, std::convert::Infallible>(
                                 hyper::Response::builder()
@@ -309,7 +312,14 @@ async fn signed_webhooks_survive_a_failing_receiver_and_arrive_once_each() {
             gateway.ok("payment.create", pay(&visa, 1_000, "hold-2", json!({"capture_method": "manual"}))).await;
         receiver.wait_for_types(&[&expected[..], &["payment.authorized"]].concat()).await;
         assert!(receiver.bad_signatures().is_empty(), "the new secret verifies alone");
-        assert!(receiver.accepted().iter().any(|r| r.body["data"]["transaction_id"] == hold2["transaction_id"]));
+        let after =
+            receiver.accepted().into_iter().find(|r| r.body["data"]["transaction_id"] == hold2["transaction_id"]);
+        assert_eq!(after.unwrap().signatures, 2, "the old and the new secret both sign during the overlap");
+        assert!(receiver
+            .accepted()
+            .iter()
+            .filter(|r| r.body["data"]["transaction_id"] != hold2["transaction_id"])
+            .all(|r| r.signatures == 1));
 
         // Disabled by the partner: nothing more is sent.
         gateway.ok("webhook.endpoint.update", json!({"endpoint_id": endpoint_id, "enabled": false})).await;

@@ -407,6 +407,21 @@ impl Store {
         })
     }
 
+    /// Whether any delivery is due at `now` (a read: an idle worker takes no write lock).
+    pub async fn webhooks_due(&self, now: i64) -> Result<bool, StoreError> {
+        on_reader!(&self.backend, |pool| {
+            let row = sqlx::query(
+                "SELECT count(*) AS n FROM (SELECT 1 FROM webhook_deliveries WHERE status = 'pending' \
+                 AND next_attempt_at <= $1 AND lease_until <= $1 AND endpoint_id IN \
+                 (SELECT endpoint_id FROM webhook_endpoints WHERE status = 'enabled') LIMIT 1) AS due",
+            )
+            .bind(now)
+            .fetch_one(pool)
+            .await?;
+            Ok(row.int("n")? > 0)
+        })
+    }
+
     /// Claim up to `limit` due deliveries of enabled endpoints until `until`. On
     /// PostgreSQL rows another replica is claiming are skipped (`FOR UPDATE SKIP
     /// LOCKED`); the lease keeps them from every other worker until it runs out.

@@ -40,6 +40,14 @@ pub async fn run(gateway: Arc<Gateway>, interval: Duration, shutdown: impl Futur
 /// many were claimed.
 pub async fn deliver_due(gateway: &Arc<Gateway>) -> i64 {
     let now = now_ms();
+    match gateway.store.webhooks_due(now).await {
+        Ok(true) => {}
+        Ok(false) => return 0,
+        Err(e) => {
+            tracing::error!(error = %e, "looking for due webhook deliveries failed");
+            return 0;
+        }
+    }
     let lease = i64::try_from(gateway.webhooks.config.lease.as_millis()).unwrap_or(60_000);
     let claimed = match gateway.store.claim_webhook_deliveries(now, now + lease, BATCH).await {
         Ok(claimed) => claimed,
