@@ -457,70 +457,79 @@ impl Store {
         })
     }
 
-    /// Record an attempt and the delivery's new state (its lease given back) and the
-    /// endpoint's health, in one transaction. `true` when the endpoint was disabled
-    /// now (failing since before `cutoff`).
-    pub async fn record_webhook_attempt(
+    /// Record a round's attempts with each delivery's new state (its lease given back)
+    /// and its endpoint's health, in one transaction (one commit per round, not per
+    /// webhook). The endpoints disabled now (failing since before their `cutoff`).
+    pub async fn record_webhook_attempts(
         &self,
-        d: &WebhookDeliveryRecord,
-        a: &WebhookAttemptRecord,
-        health: EndpointHealth,
-    ) -> Result<bool, StoreError> {
+        attempts: &[(WebhookDeliveryRecord, WebhookAttemptRecord, EndpointHealth)],
+    ) -> Result<Vec<String>, StoreError> {
+        if attempts.is_empty() {
+            return Ok(Vec::new());
+        }
         let insert =
             format!("INSERT INTO webhook_attempts ({ATTEMPT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)");
         in_transaction!(&self.backend, |tx, _lock| {
-            sqlx::query(&insert)
-                .bind(&a.event_id)
-                .bind(&a.endpoint_id)
-                .bind(a.attempt)
-                .bind(a.at)
-                .bind(a.status_code)
-                .bind(a.latency_ms)
-                .bind(&a.error)
-                .bind(&a.response_excerpt)
+            let mut disabled = Vec::new();
+            for (d, a, health) in attempts {
+                sqlx::query(&insert)
+                    .bind(&a.event_id)
+                    .bind(&a.endpoint_id)
+                    .bind(a.attempt)
+                    .bind(a.at)
+                    .bind(a.status_code)
+                    .bind(a.latency_ms)
+                    .bind(&a.error)
+                    .bind(&a.response_excerpt)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "UPDATE webhook_deliveries SET status = $1, attempts = $2, next_attempt_at = $3, \
+                     lease_until = 0, delivered_at = $4, updated_at = $5 WHERE event_id = $6 AND endpoint_id = $7",
+                )
+                .bind(d.status.as_str())
+                .bind(d.attempts)
+                .bind(d.next_attempt_at)
+                .bind(d.delivered_at)
+                .bind(d.updated_at)
+                .bind(&d.event_id)
+                .bind(&d.endpoint_id)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query(
-                "UPDATE webhook_deliveries SET status = $1, attempts = $2, next_attempt_at = $3, lease_until = 0, \
-                 delivered_at = $4, updated_at = $5 WHERE event_id = $6 AND endpoint_id = $7",
-            )
-            .bind(d.status.as_str())
-            .bind(d.attempts)
-            .bind(d.next_attempt_at)
-            .bind(d.delivered_at)
-            .bind(d.updated_at)
-            .bind(&d.event_id)
-            .bind(&d.endpoint_id)
-            .execute(&mut *tx)
-            .await?;
-            let disabled = match health {
-                EndpointHealth::Succeeded => {
-                    sqlx::query("UPDATE webhook_endpoints SET failing_since = NULL WHERE endpoint_id = $1 AND failing_since IS NOT NULL")
+                match health {
+                    EndpointHealth::Succeeded => {
+                        sqlx::query(
+                            "UPDATE webhook_endpoints SET failing_since = NULL WHERE endpoint_id = $1 \
+                             AND failing_since IS NOT NULL",
+                        )
                         .bind(&d.endpoint_id)
                         .execute(&mut *tx)
                         .await?;
-                    false
+                    }
+                    EndpointHealth::Failed { cutoff } => {
+                        sqlx::query(
+                            "UPDATE webhook_endpoints SET failing_since = $1 WHERE endpoint_id = $2 \
+                             AND failing_since IS NULL",
+                        )
+                        .bind(a.at)
+                        .bind(&d.endpoint_id)
+                        .execute(&mut *tx)
+                        .await?;
+                        let done = sqlx::query(
+                            "UPDATE webhook_endpoints SET status = 'disabled', disabled_reason = 'failing', \
+                             updated_at = $1 WHERE endpoint_id = $2 AND status = 'enabled' AND failing_since <= $3",
+                        )
+                        .bind(a.at)
+                        .bind(&d.endpoint_id)
+                        .bind(cutoff)
+                        .execute(&mut *tx)
+                        .await?;
+                        if done.rows_affected() == 1 {
+                            disabled.push(d.endpoint_id.clone());
+                        }
+                    }
                 }
-                EndpointHealth::Failed { cutoff } => {
-                    sqlx::query(
-                        "UPDATE webhook_endpoints SET failing_since = $1 WHERE endpoint_id = $2 AND failing_since IS NULL",
-                    )
-                    .bind(a.at)
-                    .bind(&d.endpoint_id)
-                    .execute(&mut *tx)
-                    .await?;
-                    let done = sqlx::query(
-                        "UPDATE webhook_endpoints SET status = 'disabled', disabled_reason = 'failing', updated_at = $1 \
-                         WHERE endpoint_id = $2 AND status = 'enabled' AND failing_since <= $3",
-                    )
-                    .bind(a.at)
-                    .bind(&d.endpoint_id)
-                    .bind(cutoff)
-                    .execute(&mut *tx)
-                    .await?;
-                    done.rows_affected() == 1
-                }
-            };
+            }
             tx.commit().await?;
             Ok(disabled)
         })

@@ -1,8 +1,8 @@
 //! The delivery worker: claims due deliveries (a lease each; on PostgreSQL `FOR UPDATE
 //! SKIP LOCKED`, so replicas never claim the same row; on SQLite one writer at a time),
 //! screens the endpoint's URL again against a fresh resolution, signs with the current
-//! secret(s), sends, and records the attempt with the delivery's next state in one
-//! transaction. A failed attempt is retried on the [`super::RetrySchedule`]; an endpoint
+//! secret(s), sends, and records the round's attempts with the deliveries' next states in
+//! one transaction. A failed attempt is retried on the [`super::RetrySchedule`]; an endpoint
 //! whose every attempt has failed for [`super::WebhookConfig::disable_after`] is
 //! disabled (the account shows why).
 //!
@@ -14,7 +14,10 @@ use super::destination;
 use super::endpoints::{open_secret, SECRET_LABEL};
 use super::signing::{signature_header, WebhookSecret};
 use crate::payments::{now_ms, Gateway};
-use crate::store::{DeliveryStatus, EndpointHealth, EndpointStatus, WebhookAttemptRecord, WebhookDeliveryRecord};
+use crate::store::{
+    DeliveryStatus, EndpointHealth, EndpointStatus, WebhookAttemptRecord, WebhookDeliveryRecord, WebhookEndpointRecord,
+};
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,8 +39,8 @@ pub async fn run(gateway: Arc<Gateway>, interval: Duration, shutdown: impl Futur
     }
 }
 
-/// One round: claim up to [`BATCH`] due deliveries and send them concurrently; how
-/// many were claimed.
+/// One round: claim up to [`BATCH`] due deliveries, send them concurrently, record
+/// every attempt in one transaction; how many were claimed.
 pub async fn deliver_due(gateway: &Arc<Gateway>) -> i64 {
     let now = now_ms();
     match gateway.store.webhooks_due(now).await {
@@ -57,52 +60,91 @@ pub async fn deliver_due(gateway: &Arc<Gateway>) -> i64 {
         }
     };
     let count = i64::try_from(claimed.len()).unwrap_or(0);
+    // Each endpoint is read, and its secrets opened, once per round.
+    let mut endpoints: HashMap<String, Option<Arc<Destination>>> = HashMap::new();
+    for d in &claimed {
+        if !endpoints.contains_key(&d.endpoint_id) {
+            let destination = destination_of(gateway, &d.endpoint_id, now).await;
+            endpoints.insert(d.endpoint_id.clone(), destination);
+        }
+    }
     let mut tasks = tokio::task::JoinSet::new();
     for d in claimed {
+        // Deleted or disabled since the claim: the lease runs out, nothing is sent.
+        let Some(Some(destination)) = endpoints.get(&d.endpoint_id).cloned() else { continue };
         let gateway = gateway.clone();
-        tasks.spawn(async move { deliver(&gateway, d).await });
+        tasks.spawn(async move { attempt(&gateway, d, &destination).await });
     }
-    while tasks.join_next().await.is_some() {}
+    let mut results = Vec::with_capacity(tasks.len());
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok(result) = joined {
+            results.push(result);
+        }
+    }
+    match gateway.store.record_webhook_attempts(&results).await {
+        Ok(disabled) => {
+            for endpoint_id in disabled {
+                tracing::warn!(%endpoint_id, "webhook endpoint disabled: failing for too long");
+            }
+        }
+        // The leases run out and the deliveries are tried again: at least once.
+        Err(e) => tracing::error!(error = %e, "recording webhook attempts failed"),
+    }
     count
 }
 
-/// Attempt one claimed delivery and record the outcome.
-async fn deliver(gateway: &Gateway, mut d: WebhookDeliveryRecord) {
-    let webhooks = &gateway.webhooks;
-    let endpoint = match gateway.store.webhook_endpoint(&d.endpoint_id).await {
-        Ok(Some(e)) if e.status == EndpointStatus::Enabled => e,
-        // Deleted or disabled since the claim: the lease runs out, nothing is sent.
-        Ok(_) => return,
+/// An enabled endpoint with the secrets that sign now.
+struct Destination {
+    endpoint: WebhookEndpointRecord,
+    /// Empty when the current secret does not open (nothing is sent then).
+    secrets: Vec<WebhookSecret>,
+}
+
+async fn destination_of(gateway: &Gateway, endpoint_id: &str, now: i64) -> Option<Arc<Destination>> {
+    match gateway.store.webhook_endpoint(endpoint_id).await {
+        Ok(Some(endpoint)) if endpoint.status == EndpointStatus::Enabled => {
+            let secrets = current_secrets(gateway, &endpoint, now).unwrap_or_default();
+            Some(Arc::new(Destination { endpoint, secrets }))
+        }
+        Ok(_) => None,
         Err(e) => {
             tracing::error!(error = %e, "reading a webhook endpoint failed");
-            return;
+            None
         }
-    };
-    let now = now_ms();
-    let outcome = match current_secrets(gateway, &endpoint.endpoint_id, &endpoint.secret_sealed, &endpoint, now) {
-        None => AttemptOutcome::not_attempted("secret_unreadable"),
-        Some(secrets) => {
-            // Screened again now, against what the name resolves to now; the connection
-            // goes to exactly the address checked.
-            match destination::screen(&endpoint.url, webhooks.config.policy, webhooks.resolver.as_ref()).await {
-                Err(refusal) => {
-                    tracing::warn!(
-                        endpoint_id = %endpoint.endpoint_id, reason = refusal.reason(),
-                        "webhook destination refused at delivery"
-                    );
-                    AttemptOutcome::not_attempted(&format!("destination_refused:{}", refusal.reason()))
-                }
-                Ok(checked) => {
-                    let timestamp = now / 1000;
-                    let refs: Vec<&WebhookSecret> = secrets.iter().collect();
-                    let message = SignedMessage {
-                        webhook_id: d.event_id.clone(),
-                        timestamp,
-                        signature: signature_header(&refs, &d.event_id, timestamp, d.body.as_bytes()),
-                        body: bytes::Bytes::from(d.body.clone()),
-                    };
-                    delivery::send(&checked, &message, &webhooks.tls, webhooks.config.timeout).await
-                }
+    }
+}
+
+/// Attempt one claimed delivery: the delivery's next state, the attempt, the health.
+async fn attempt(
+    gateway: &Gateway,
+    mut d: WebhookDeliveryRecord,
+    destination: &Destination,
+) -> (WebhookDeliveryRecord, WebhookAttemptRecord, EndpointHealth) {
+    let webhooks = &gateway.webhooks;
+    let endpoint = &destination.endpoint;
+    let outcome = if destination.secrets.is_empty() {
+        AttemptOutcome::not_attempted("secret_unreadable")
+    } else {
+        // Screened again now, against what the name resolves to now; the connection
+        // goes to exactly the address checked.
+        match destination::screen(&endpoint.url, webhooks.config.policy, webhooks.resolver.as_ref()).await {
+            Err(refusal) => {
+                tracing::warn!(
+                    endpoint_id = %endpoint.endpoint_id, reason = refusal.reason(),
+                    "webhook destination refused at delivery"
+                );
+                AttemptOutcome::not_attempted(&format!("destination_refused:{}", refusal.reason()))
+            }
+            Ok(checked) => {
+                let timestamp = now_ms() / 1000;
+                let refs: Vec<&WebhookSecret> = destination.secrets.iter().collect();
+                let message = SignedMessage {
+                    webhook_id: d.event_id.clone(),
+                    timestamp,
+                    signature: signature_header(&refs, &d.event_id, timestamp, d.body.as_bytes()),
+                    body: bytes::Bytes::from(d.body.clone()),
+                };
+                delivery::send(&checked, &message, &webhooks.tls, webhooks.config.timeout).await
             }
         }
     };
@@ -137,27 +179,18 @@ async fn deliver(gateway: &Gateway, mut d: WebhookDeliveryRecord) {
         status_code = ?outcome.status_code, error = ?outcome.error, latency_ms = outcome.latency_ms,
         "webhook attempt"
     );
-    match gateway.store.record_webhook_attempt(&d, &attempt, health).await {
-        Ok(true) => tracing::warn!(endpoint_id = %d.endpoint_id, "webhook endpoint disabled: failing for too long"),
-        Ok(false) => {}
-        Err(e) => tracing::error!(event_id = %d.event_id, error = %e, "recording a webhook attempt failed"),
-    }
+    (d, attempt, health)
 }
 
 /// The secrets that sign now: the current one, and the previous one while its overlap
 /// after a rotation lasts. `None` when the current one does not open.
-fn current_secrets(
-    gateway: &Gateway,
-    endpoint_id: &str,
-    sealed: &str,
-    endpoint: &crate::store::WebhookEndpointRecord,
-    now: i64,
-) -> Option<Vec<WebhookSecret>> {
+fn current_secrets(gateway: &Gateway, endpoint: &WebhookEndpointRecord, now: i64) -> Option<Vec<WebhookSecret>> {
     let key = &gateway.webhooks.key;
-    let mut secrets = vec![open_secret(key, endpoint_id, sealed)?];
+    let id = &endpoint.endpoint_id;
+    let mut secrets = vec![open_secret(key, id, &endpoint.secret_sealed)?];
     if let (Some(previous), Some(until)) = (&endpoint.previous_secret_sealed, endpoint.previous_secret_expires_at) {
         if until > now {
-            if let Ok(text) = key.open_labeled(SECRET_LABEL, endpoint_id, previous) {
+            if let Ok(text) = key.open_labeled(SECRET_LABEL, id, previous) {
                 if let Ok(secret) = WebhookSecret::from_text(&text) {
                     secrets.push(secret);
                 }
