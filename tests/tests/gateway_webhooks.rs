@@ -14,7 +14,7 @@ use base64::Engine;
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt, Full};
-use paysys_test_support::cards::{DECLINES, VISA};
+use paysys_test_support::cards::{CHALLENGE, DECLINES, VISA};
 use paysys_tests::gateway::{start_vault_and_sandbox, GatewayOptions, TestGateway};
 use paysys_tests::{backends, Backend, TestSandbox, TestVault};
 use serde_json::{json, Value};
@@ -160,8 +160,17 @@ impl Receiver {
 
 /// Fast retries for the tests; the loopback receiver needs the development flag.
 fn webhook_options(schedule: &str) -> GatewayOptions {
-    let extra_args =
-        ["--dev", "--webhooks-allow-loopback-http", "--webhooks-retry-schedule", schedule].map(String::from).to_vec();
+    // A short 3DS Method budget: the challenge payment does not wait 10 s for it.
+    let extra_args = [
+        "--dev",
+        "--webhooks-allow-loopback-http",
+        "--webhooks-retry-schedule",
+        schedule,
+        "--three-ds-method-budget-ms",
+        "300",
+    ]
+    .map(String::from)
+    .to_vec();
     GatewayOptions { worker_interval_ms: 100, extra_args, ..GatewayOptions::default() }
 }
 
@@ -245,6 +254,11 @@ async fn signed_webhooks_survive_a_failing_receiver_and_arrive_once_each() {
         gateway.ok("payment.void", json!({"transaction_id": void["transaction_id"]})).await;
         let declined = token(&vault, DECLINES[0].0).await;
         gateway.call("payment.create", pay(&declined, 1_000, "decline-1", json!({}))).await;
+        // A 3-D Secure challenge waiting for the cardholder.
+        let challenge = token(&vault, CHALLENGE).await;
+        let extra = json!({"currency": "USD", "three_ds": "force", "return_url": "https://shop.example/back"});
+        let waiting = gateway.ok("payment.create", pay(&challenge, 2_500, "challenge-1", extra)).await;
+        assert_eq!(waiting["status"], "requires_3ds", "{waiting}");
 
         let expected = [
             "payment.captured",
@@ -254,6 +268,7 @@ async fn signed_webhooks_survive_a_failing_receiver_and_arrive_once_each() {
             "payment.authorized",
             "payment.voided",
             "payment.failed",
+            "payment.requires_3ds",
         ];
         receiver.wait_for_types(&expected).await;
         let counts = receiver.accepted_counts();
@@ -268,6 +283,8 @@ async fn signed_webhooks_survive_a_failing_receiver_and_arrive_once_each() {
         let auto_event = accepted.iter().find(|r| r.body["data"]["transaction_id"] == auto["transaction_id"]).unwrap();
         assert_eq!(auto_event.body["type"], "payment.captured");
         assert_eq!(auto_event.body["data"], auto);
+        let challenged = accepted.iter().find(|r| r.body["type"] == "payment.requires_3ds").unwrap();
+        assert_eq!(challenged.body["data"]["next_action"], waiting["next_action"]);
         let refunded = accepted.iter().find(|r| r.body["type"] == "payment.refunded").unwrap();
         assert_eq!(refunded.body["data"]["refunded_amount"], 20_000);
         assert_eq!(refunded.body["data"]["refund"]["partner_refund_id"], "r1");
