@@ -201,6 +201,8 @@ struct ServeArgs {
     max_body_bytes: usize,
     #[command(flatten)]
     transport: paysys_server::TransportFlags,
+    #[command(flatten)]
+    webhooks: crate::webhooks::WebhookFlags,
     /// The gateway's URL as browsers and the 3-D Secure ACS reach it (challenge links,
     /// CRes and RReq endpoints); default: the listen address.
     #[arg(long, env = "PAYSYS_GATEWAY_PUBLIC_URL")]
@@ -224,8 +226,6 @@ struct ServeArgs {
     /// is authenticated at every amount.
     #[arg(long, env = "PAYSYS_GATEWAY_3DS_AUTO_MIN_AMOUNT", value_name = "CUR=AMOUNT")]
     three_ds_auto_min_amount: Vec<String>,
-    #[command(flatten)]
-    webhooks: crate::webhooks::WebhookFlags,
 }
 
 /// Run a parsed command line; the process exit code.
@@ -381,6 +381,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let ds_url = args.ds_url.clone().unwrap_or_else(|| args.acquirer_url.clone());
     let gateway = Arc::new(Gateway {
         store,
+        webhooks,
         vault: Arc::new(VaultRelay::new(HttpsPool::new(vault_tls, &args.vault_url))),
         acquirer: Arc::new(SandboxAcquirer::new(HttpsPool::new(acquirer_tls, &args.acquirer_url), acquirer_timeout)),
         directory: Directory::new(HttpsPool::new(ds_tls, &ds_url)),
@@ -395,7 +396,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             ..ThreeDsConfig::default()
         },
         token_bins: crate::vault::TokenBins::default(),
-        webhooks,
     });
     tracing::info!(%addr, scheme, vault = %args.vault_url, acquirer = %args.acquirer_url, "serving");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -249,13 +249,13 @@ pub async fn dispatch(
             let p: CardParams = parse(params)?;
             gateway.card_remove(merchant, &checked_token(&p.card_token)?).await
         }
-        m if m.starts_with("webhook.") => crate::webhooks::endpoints::dispatch(gateway, merchant, m, params).await,
         "rpc.discover" => {
             if !params.is_empty() {
                 return Err(RpcError::InvalidParams("rpc.discover takes no params".into()));
             }
             Ok(openrpc::document())
         }
+        m if m.starts_with("webhook.") => crate::webhooks::endpoints::dispatch(gateway, merchant, m, params).await,
         other => Err(RpcError::MethodNotFound(redact_digit_runs(&truncate(other, 64)))),
     }
 }

@@ -5,10 +5,11 @@
 //!
 //! * `records.rs` — the records ([`PaymentRecord`], [`RefundRecord`], …).
 //! * `rows.rs` — column lists, bindings, rows back into records.
+//! * `webhooks.rs` — webhook endpoints, the outbox of deliveries (written by
+//!   `save_payment` in its transaction), the workers' claims, attempts.
 //! * `merchants.rs`, `payments.rs` (with the ledger and the workers' claims),
 //!   `refunds.rs`, `captures.rs`, `authentications.rs` (3-D Secure), `requests.rs`
-//!   (the replay guard), `tokens.rs` (removed tokens), `webhooks.rs` (webhook endpoints,
-//!   the outbox of deliveries, attempts) — the operations.
+//!   (the replay guard), `tokens.rs` (removed tokens) — the operations.
 //!
 //! Statements are portable (`$n` placeholders, 64-bit integers), written once and run
 //! on either backend by the dispatch of [`paysys_db::store`] (`in_transaction!`,
