@@ -215,13 +215,13 @@ impl Harness {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let gateway = Arc::new(Gateway {
             store,
+            vault: Arc::new(DirectRelay { cards, acquirer: HttpsPool::new(client_tls(), &sandbox_url) }),
+            acquirer: Arc::new(SandboxAcquirer::new(HttpsPool::new(client_tls(), &sandbox_url), timeout)),
+            directory: Directory::new(HttpsPool::new(client_tls(), &sandbox_url)),
             webhooks: paysys_gateway::webhooks::Webhooks::new(
                 Default::default(),
                 SecretKey::from_hex(&SecretKey::generate_hex()).unwrap(),
             ),
-            vault: Arc::new(DirectRelay { cards, acquirer: HttpsPool::new(client_tls(), &sandbox_url) }),
-            acquirer: Arc::new(SandboxAcquirer::new(HttpsPool::new(client_tls(), &sandbox_url), timeout)),
-            directory: Directory::new(HttpsPool::new(client_tls(), &sandbox_url)),
             config: GatewayConfig { acquirer_timeout: timeout, lease_wait: Duration::from_secs(10) },
             three_ds: ThreeDsConfig { public_url: url.clone(), ..ThreeDsConfig::default() },
             token_bins: Default::default(),
