@@ -26,11 +26,11 @@
 //!   scripts, tests and benchmarks (URLs, pids, certificate paths).
 //! * [`rpc`]: `paysys rpc`, a signed JSON-RPC call to the stack's gateway as the dev
 //!   merchant.
-//! * [`dev_webhook`]: `paysys up --webhook-url`, a webhook endpoint for the dev merchant.
 //! * [`up`]: `paysys up` itself — PKI, policy, vault init, start, wait for a signal,
 //!   stop.
 //! * `files.rs`: how the launcher writes files (atomically; keys 0600).
 //! * `main.rs`: flags only.
+//! * [`dev_webhook`]: `paysys up --webhook-url`, a webhook endpoint for the dev merchant.
 
 #![forbid(unsafe_code)]
 

@@ -244,6 +244,8 @@ pub async fn start_stack(options: &UpOptions) -> anyhow::Result<RunningStack> {
     let gateway = service("gateway", &gateway_binary)
         .args(["serve", "--listen", &format!("127.0.0.1:{}", options.gateway_port)])
         .args(["--database-url", &gateway_database_url])
+        // Webhooks to a receiver on loopback (`--webhook-url`), dev only.
+        .args(["--dev", "--webhooks-allow-loopback-http"])
         .args(["--secret-key-file".as_ref(), secret_key_file.as_os_str()])
         .args(["--vault-url", vault.url()])
         .args(["--vault-ca".as_ref(), pki.ca_cert.as_os_str()])
@@ -251,8 +253,6 @@ pub async fn start_stack(options: &UpOptions) -> anyhow::Result<RunningStack> {
         .args(["--vault-key".as_ref(), pki.gateway.key.as_os_str()])
         .args(["--acquirer-url", &sandbox_url])
         .args(["--acquirer-ca".as_ref(), pki.ca_cert.as_os_str()])
-        // Webhooks to a receiver on loopback (`--webhook-url`), dev only.
-        .args(["--dev", "--webhooks-allow-loopback-http"])
         .spawn()
         .await
         .context("starting the gateway")?;
@@ -691,10 +691,10 @@ esac
         let args: Vec<&str> = args.lines().collect();
         let flag = |name: &str| args[args.iter().position(|a| *a == name).unwrap() + 1];
         assert_eq!(flag("--vault-url"), stack.vault.url);
+        assert!(args.contains(&"--dev") && args.contains(&"--webhooks-allow-loopback-http"));
         assert_eq!(Path::new(flag("--vault-cert")), stack.pki.gateway.cert);
         assert_eq!(flag("--acquirer-url"), stack.sandbox.url);
         assert_eq!(flag("--database-url"), stack.gateway.database_url);
-        assert!(args.contains(&"--dev") && args.contains(&"--webhooks-allow-loopback-http"));
 
         let stack_file = running.stack_file().to_owned();
         running.stop().await.unwrap();
