@@ -485,3 +485,57 @@ async fn https_endpoints_are_verified_against_the_roots_and_an_untrusted_certifi
     assert!(head.contains(&format!("host: localhost:{}", receiver.port)), "{head}");
     h.finish().await;
 }
+
+#[tokio::test]
+async fn a_hanging_endpoint_holds_up_no_other_and_times_out() {
+    for postgres in backends() {
+        let mut h = harness(postgres, Duration::from_secs(3600)).await;
+        Arc::get_mut(&mut h.gateway).unwrap().webhooks.config.timeout = Duration::from_millis(1_500);
+        // Accepts connections and never answers.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let silent_port = silent.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = silent.accept().await {
+                held.push(stream);
+            }
+        });
+        let receiver = Receiver::start().await;
+        h.resolver.set("127.0.0.1");
+        let silent_url = format!("http://{NAME}:{silent_port}/hooks");
+        h.rpc("webhook.endpoint.create", json!({"url": silent_url})).await.unwrap();
+        h.rpc("webhook.endpoint.create", json!({"url": receiver.url()})).await.unwrap();
+
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let worker = tokio::spawn(worker::run(h.gateway.clone(), Duration::from_millis(50), async move {
+            let _ = stopped.await;
+        }));
+        let started = std::time::Instant::now();
+        h.pay("hol", false).await;
+        while receiver.heads.lock().unwrap().is_empty() && started.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(1_200),
+            "the healthy endpoint waited {:?}",
+            started.elapsed()
+        );
+        // Its attempt is recorded at once, not after the silent one's deadline.
+        let delivered = loop {
+            let list = h.rpc("webhook.list", json!({"status": "delivered"})).await.unwrap();
+            if !list["webhooks"].as_array().unwrap().is_empty() || started.elapsed() > Duration::from_secs(5) {
+                break list;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(delivered["webhooks"].as_array().unwrap().len(), 1);
+        assert!(started.elapsed() < Duration::from_millis(1_400), "recorded after {:?}", started.elapsed());
+        // The silent one times out and is retried later.
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        let pending = h.rpc("webhook.list", json!({"status": "pending"})).await.unwrap();
+        assert_eq!(pending["webhooks"][0]["attempts"][0]["error"], "timeout", "{pending}");
+        let _ = stop.send(());
+        worker.await.unwrap();
+        h.finish().await;
+    }
+}

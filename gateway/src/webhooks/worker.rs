@@ -1,8 +1,9 @@
 //! The delivery worker: claims due deliveries (a lease each; on PostgreSQL `FOR UPDATE
 //! SKIP LOCKED`, so replicas never claim the same row; on SQLite one writer at a time),
 //! screens the endpoint's URL again against a fresh resolution, signs with the current
-//! secret(s), sends, and records the round's attempts with the deliveries' next states in
-//! one transaction. A failed attempt is retried on the [`super::RetrySchedule`]; an endpoint
+//! secret(s), sends (each delivery on its own task, at most [`MAX_IN_FLIGHT`] at once),
+//! and records finished attempts with the deliveries' next states, as many per
+//! transaction as have finished. A failed attempt is retried on the [`super::RetrySchedule`]; an endpoint
 //! whose every attempt has failed for [`super::WebhookConfig::disable_after`] is
 //! disabled (the account shows why).
 //!
@@ -22,45 +23,105 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Deliveries claimed per round; a full round is followed at once by the next.
+/// Deliveries claimed at once.
 const BATCH: i64 = 64;
+/// Deliveries in flight at once per process (each holds its lease while it runs).
+const MAX_IN_FLIGHT: usize = 256;
+/// Attempts recorded in one transaction at most.
+const MAX_RECORDED_AT_ONCE: usize = 256;
 
-/// Deliver due webhooks every `interval` until `shutdown`.
+/// One finished attempt: the delivery's next state, the attempt, the endpoint's health.
+type Attempted = (WebhookDeliveryRecord, WebhookAttemptRecord, EndpointHealth);
+
+/// Deliver due webhooks every `interval` until `shutdown`. Claims run while there is
+/// room in flight and due work; each delivery runs on its own, so a slow endpoint (up
+/// to its 10 s deadline) holds up no other; finished attempts are recorded by one
+/// recorder, as many per transaction as have finished.
 pub async fn run(gateway: Arc<Gateway>, interval: Duration, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
+    let (finished, attempts) = tokio::sync::mpsc::unbounded_channel::<Attempted>();
+    let recorder = tokio::spawn(record_finished(gateway.clone(), attempts));
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            () = &mut shutdown => return,
+            () = &mut shutdown => break,
             _ = ticker.tick() => {}
         }
-        while deliver_due(&gateway).await >= BATCH {}
+        loop {
+            let room = in_flight.available_permits().min(usize::try_from(BATCH).unwrap_or(64));
+            if room == 0 {
+                break;
+            }
+            let round = claim_round(&gateway, i64::try_from(room).unwrap_or(BATCH)).await;
+            let claimed = round.len();
+            for (d, destination) in round {
+                let Ok(permit) = in_flight.clone().acquire_owned().await else { break };
+                let (gateway, finished) = (gateway.clone(), finished.clone());
+                tokio::spawn(async move {
+                    let _ = finished.send(attempt(&gateway, d, &destination).await);
+                    drop(permit);
+                });
+            }
+            if claimed < room {
+                break;
+            }
+        }
+    }
+    // The recorder ends once every delivery in flight has sent its result.
+    drop(finished);
+    let deadline = gateway.webhooks.config.timeout + Duration::from_secs(5);
+    let _ = tokio::time::timeout(deadline, recorder).await;
+}
+
+/// Record finished attempts as they come, all that are waiting in one transaction.
+async fn record_finished(gateway: Arc<Gateway>, mut attempts: tokio::sync::mpsc::UnboundedReceiver<Attempted>) {
+    while let Some(first) = attempts.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_RECORDED_AT_ONCE {
+            match attempts.try_recv() {
+                Ok(more) => batch.push(more),
+                Err(_) => break,
+            }
+        }
+        record(&gateway, &batch).await;
     }
 }
 
-/// One round: claim up to [`BATCH`] due deliveries, send them concurrently, record
-/// every attempt in one transaction; how many were claimed.
-pub async fn deliver_due(gateway: &Arc<Gateway>) -> i64 {
+async fn record(gateway: &Gateway, batch: &[Attempted]) {
+    match gateway.store.record_webhook_attempts(batch).await {
+        Ok(disabled) => {
+            for endpoint_id in disabled {
+                tracing::warn!(%endpoint_id, "webhook endpoint disabled: failing for too long");
+            }
+        }
+        // The leases run out and the deliveries are tried again: at least once.
+        Err(e) => tracing::error!(error = %e, "recording webhook attempts failed"),
+    }
+}
+
+/// Claim up to `limit` due deliveries, each with its endpoint (read, and its secrets
+/// opened, once per claim). Deliveries whose endpoint is gone or disabled since are
+/// left to their lease.
+async fn claim_round(gateway: &Arc<Gateway>, limit: i64) -> Vec<(WebhookDeliveryRecord, Arc<Destination>)> {
     let now = now_ms();
     match gateway.store.webhooks_due(now).await {
         Ok(true) => {}
-        Ok(false) => return 0,
+        Ok(false) => return Vec::new(),
         Err(e) => {
             tracing::error!(error = %e, "looking for due webhook deliveries failed");
-            return 0;
+            return Vec::new();
         }
     }
     let lease = i64::try_from(gateway.webhooks.config.lease.as_millis()).unwrap_or(60_000);
-    let claimed = match gateway.store.claim_webhook_deliveries(now, now + lease, BATCH).await {
+    let claimed = match gateway.store.claim_webhook_deliveries(now, now + lease, limit).await {
         Ok(claimed) => claimed,
         Err(e) => {
             tracing::error!(error = %e, "claiming webhook deliveries failed");
-            return 0;
+            return Vec::new();
         }
     };
-    let count = i64::try_from(claimed.len()).unwrap_or(0);
-    // Each endpoint is read, and its secrets opened, once per round.
     let mut endpoints: HashMap<String, Option<Arc<Destination>>> = HashMap::new();
     for d in &claimed {
         if !endpoints.contains_key(&d.endpoint_id) {
@@ -68,10 +129,23 @@ pub async fn deliver_due(gateway: &Arc<Gateway>) -> i64 {
             endpoints.insert(d.endpoint_id.clone(), destination);
         }
     }
+    claimed
+        .into_iter()
+        .filter_map(|d| {
+            let destination = endpoints.get(&d.endpoint_id).cloned().flatten()?;
+            Some((d, destination))
+        })
+        .collect()
+}
+
+/// One round, to its end (the tests' handle on the worker): claim up to [`BATCH`] due
+/// deliveries, send them concurrently, record every attempt in one transaction; how
+/// many were sent (or refused before sending).
+pub async fn deliver_due(gateway: &Arc<Gateway>) -> i64 {
+    let round = claim_round(gateway, BATCH).await;
+    let count = i64::try_from(round.len()).unwrap_or(0);
     let mut tasks = tokio::task::JoinSet::new();
-    for d in claimed {
-        // Deleted or disabled since the claim: the lease runs out, nothing is sent.
-        let Some(Some(destination)) = endpoints.get(&d.endpoint_id).cloned() else { continue };
+    for (d, destination) in round {
         let gateway = gateway.clone();
         tasks.spawn(async move { attempt(&gateway, d, &destination).await });
     }
@@ -81,15 +155,7 @@ pub async fn deliver_due(gateway: &Arc<Gateway>) -> i64 {
             results.push(result);
         }
     }
-    match gateway.store.record_webhook_attempts(&results).await {
-        Ok(disabled) => {
-            for endpoint_id in disabled {
-                tracing::warn!(%endpoint_id, "webhook endpoint disabled: failing for too long");
-            }
-        }
-        // The leases run out and the deliveries are tried again: at least once.
-        Err(e) => tracing::error!(error = %e, "recording webhook attempts failed"),
-    }
+    record(gateway, &results).await;
     count
 }
 
@@ -115,11 +181,7 @@ async fn destination_of(gateway: &Gateway, endpoint_id: &str, now: i64) -> Optio
 }
 
 /// Attempt one claimed delivery: the delivery's next state, the attempt, the health.
-async fn attempt(
-    gateway: &Gateway,
-    mut d: WebhookDeliveryRecord,
-    destination: &Destination,
-) -> (WebhookDeliveryRecord, WebhookAttemptRecord, EndpointHealth) {
+async fn attempt(gateway: &Gateway, mut d: WebhookDeliveryRecord, destination: &Destination) -> Attempted {
     let webhooks = &gateway.webhooks;
     let endpoint = &destination.endpoint;
     let outcome = if destination.secrets.is_empty() {
