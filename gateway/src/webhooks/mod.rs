@@ -204,9 +204,11 @@ pub fn payment_events(p: &PaymentRecord, ledger: &[LedgerRow], refund: Option<&R
     }
     // A challenge is saved without a transition (the payment has been `requires_3ds`
     // since it was created): the event is the challenge link appearing.
-    let view = payment_view(p);
-    if p.status == PaymentStatus::Requires3ds && view.get("next_action").is_some() {
-        events.push(OutboxEvent::new(&p.merchant_id, EventType::PaymentRequires3ds, tx, "", view, at));
+    if p.status == PaymentStatus::Requires3ds {
+        let view = payment_view(p);
+        if view.get("next_action").is_some() {
+            events.push(OutboxEvent::new(&p.merchant_id, EventType::PaymentRequires3ds, tx, "", view, at));
+        }
     }
     if let Some(r) = refund.filter(|r| r.status == RefundStatus::Failed) {
         let event =
