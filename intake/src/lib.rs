@@ -214,7 +214,8 @@ mod tests {
         assert_eq!(headers[header::REFERRER_POLICY], "no-referrer");
         assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
         assert!(html.contains("lang=\"ru\"") && html.contains("/v1/frame.js"), "{html}");
-        for bad in ["", "?origin=https://shop.example/", "?origin=*", "?origin=https%3A%2F%2Fa.example%20https%3A%2F%2Fb"]
+        for bad in
+            ["", "?origin=https://shop.example/", "?origin=*", "?origin=https%3A%2F%2Fa.example%20https%3A%2F%2Fb"]
         {
             let (status, headers, body) = get(&format!("/v1/frame{bad}")).await;
             assert_eq!(status, 400, "{bad}");
