@@ -209,6 +209,6 @@ mod tests {
         for (code, message) in CARD_REFUSALS {
             assert_eq!(IntakeError::CardNumber(code).client_message(), *message);
         }
-        assert_eq!(IntakeError::VaultRefused("forbidden".into()).client_message().contains("forbidden"), false);
+        assert!(!IntakeError::VaultRefused("forbidden".into()).client_message().contains("forbidden"));
     }
 }
