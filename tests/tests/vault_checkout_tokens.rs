@@ -185,12 +185,25 @@ async fn the_intake_mints_one_bound_token_per_grant(backend: &Backend) {
             && r["decision"] == "allow"),
         "{created:?}"
     );
-    for outcome in ["grant_used", "grant_expired", "checkout_binding_required", "reuse_not_allowed"] {
-        assert_eq!(of_intake(outcome).len(), 1, "{outcome}");
+    for (outcome, decision) in [
+        ("grant_used", "allow"),
+        ("grant_expired", "allow"),
+        ("reuse_not_allowed", "allow"),
+        ("checkout_binding_required", "deny"),
+    ] {
+        let found = of_intake(outcome);
+        assert_eq!(found.len(), 1, "{outcome}: {found:?}");
+        assert_eq!(found[0]["decision"], decision, "{outcome}");
+        assert_eq!(found[0]["operation"], "tokens.create", "{outcome}");
     }
-    assert!(records.iter().any(
-        |r| r["principal"] == vault.pki.merchant.principal.as_str() && r["outcome"] == "checkout_binding_forbidden"
-    ));
+    assert!(records.iter().any(|r| r["principal"] == vault.pki.merchant.principal.as_str()
+        && r["outcome"] == "checkout_binding_forbidden"
+        && r["decision"] == "deny"));
+
+    // Nowhere in the vault's database either, but as ciphertext.
+    let dump = paysys_test_support::dump::database_dump(&vault.db.url).await;
+    assert!(!dump.windows(PAN.len()).any(|w| w == PAN.as_bytes()), "the card number is in the database");
+    assert!(!dump.windows(12).any(|w| w == b"Ada Lovelace"), "the cardholder name is in the database");
 
     let log = vault.log_text();
     assert!(!log.contains(PAN), "the card number reached the vault's log");

@@ -944,7 +944,10 @@ fn spend(nonce: &str, token: &str) -> WriteUnit {
 
 async fn a_grant_mints_one_card(db: &TestDb) {
     let store = db.open().await;
+    assert!(!store.grant_spent("nonce_a").await.unwrap());
     store.commit(&[spend("nonce_a", "tok_a")], &TestSigner).await.unwrap();
+    assert!(store.grant_spent("nonce_a").await.unwrap());
+    assert!(!store.grant_spent("nonce_b").await.unwrap());
     let found = store.find_card("tok_a").await.unwrap().unwrap();
     assert_eq!(found.checkout_id.as_deref(), Some("chk_1"));
     assert_eq!(found, bound_card("tok_a"));
@@ -1026,6 +1029,8 @@ async fn spent_grants_are_swept_after_their_expiry(db: &TestDb) {
     assert_eq!(store.sweep_spent_grants(999).await.unwrap(), 0);
     assert_eq!(store.sweep_spent_grants(2_000).await.unwrap(), 2);
     assert_eq!(store.sweep_spent_grants(2_000).await.unwrap(), 0);
+    assert!(!store.grant_spent("nonce_2").await.unwrap());
+    assert!(store.grant_spent("nonce_3").await.unwrap());
     assert_eq!(store.counts().await.unwrap().cards, 3, "sweeping grants never touches cards");
     // The swept nonce is free again (the vault refuses its expired grant before that);
     // the one still kept is not.

@@ -269,8 +269,9 @@ impl Vault {
         merchant_id: Option<&str>,
         token: Option<&str>,
     ) -> ApiError {
+        // Refusals by policy are denials; the rest were allowed and failed.
         let decision = match error {
-            ApiError::Forbidden => "deny",
+            ApiError::Forbidden | ApiError::CheckoutBindingRequired | ApiError::CheckoutBindingForbidden => "deny",
             _ => "allow",
         };
         let event = ctx.event(decision, error.code(), merchant_id, token, None);

@@ -162,6 +162,13 @@ pub async fn create_token(
         Ok(grant) => grant,
         Err(e) => return Err(vault.refuse(&ctx, e, Some(merchant), None).await),
     };
+    // A replay is refused before any sealing or commit. Twins racing past this check
+    // meet in the store, where the spent-grant insert lets exactly one through.
+    if let Some(grant) = &grant {
+        if vault.store.grant_spent(&grant.nonce).await? {
+            return Err(vault.refuse(&ctx, ApiError::GrantUsed, Some(merchant), None).await);
+        }
+    }
     let validated = validate_card(&req);
     let (pan, exp_month, exp_year) = match validated {
         Ok(v) => v,

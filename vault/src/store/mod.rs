@@ -409,6 +409,10 @@ pub trait Store: Send + Sync + 'static {
     async fn find_cvc(&self, token: &str, now: i64) -> Result<Option<CvcRecord>, StoreError>;
     /// Delete CVCs whose `expires_at <= now`; returns how many were deleted.
     async fn sweep_expired_cvcs(&self, now: i64) -> Result<u64, StoreError>;
+    /// Has a token been minted with the grant of this nonce (and its row not swept yet)?
+    /// A read before the write, so a replayed grant costs no commit; the write itself
+    /// ([`CardWrite::SpendGrant`]) is what makes a grant single-use.
+    async fn grant_spent(&self, nonce: &str) -> Result<bool, StoreError>;
     /// Delete spent grants whose `expires_at <= before`; returns how many were deleted.
     async fn sweep_spent_grants(&self, before: i64) -> Result<u64, StoreError>;
 
