@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The payment widget's tests, on this file's harness.
-#[path = "checkout_cases.rs"]
+#[path = "cases/checkout.rs"]
 mod checkout_cases;
 
 const MERCHANT: &str = "m_test";
