@@ -17,7 +17,7 @@ pub mod routes;
 
 use crate::error::{RpcError, WidgetError};
 use crate::ids;
-use crate::payments::{now_ms, payment_view, rfc3339, CaptureMethod, Gateway, Merchant, NewPayment, PaymentKey};
+use crate::payments::{now_ms, rfc3339, CaptureMethod, Gateway, Merchant, NewPayment, PaymentKey};
 use crate::secrets::CheckoutSecrets;
 use crate::state::{AfterExpired, PaymentStatus};
 use crate::store::{
@@ -869,15 +869,6 @@ impl Gateway {
                 }
             }
         })
-    }
-
-    /// The payment a checkout's view shows (its latest), as `payment.check` shows it
-    /// without resolving anything.
-    pub async fn checkout_payment_view(&self, checkout: &CheckoutRecord) -> Result<Option<Value>, RpcError> {
-        match &checkout.transaction_id {
-            Some(id) => Ok(self.store.payment(id).await?.map(|p| payment_view(&p))),
-            None => Ok(None),
-        }
     }
 }
 

@@ -651,3 +651,31 @@ async fn card_testing_limits_per_client_and_the_merchant_switch() {
     assert_eq!((r.status, r.code().as_str()), (429, "rate_limited"));
     h.finish().await;
 }
+
+#[tokio::test]
+async fn a_checkout_pays_with_3ds_as_payment_create_does() {
+    let h = Harness::start(Db::Sqlite, 5_000, 60_000).await;
+    // Frictionless: completed at once, the payment carrying its authentication.
+    let id = h.checkout("3ds-1", json!({"three_ds": "force"})).await["checkout_id"].as_str().unwrap().to_owned();
+    let r = h.attempt_and_pay(&id, cards::FRICTIONLESS).await.json();
+    assert_eq!(r["status"], "completed", "{r}");
+    let checked = h.ok("checkout.check", json!({"checkout_id": id})).await;
+    assert_eq!(checked["payment"]["three_ds"]["trans_status"], "Y", "{checked}");
+
+    // A challenge: the page is sent to the 3DS Server's challenge link; meanwhile the
+    // checkout is processing, and its page and return say so.
+    let id = h.checkout("3ds-2", json!({"three_ds": "force"})).await["checkout_id"].as_str().unwrap().to_owned();
+    let r = h.attempt_and_pay(&id, cards::CHALLENGE).await.json();
+    assert_eq!(r["status"], "challenge", "{r}");
+    let url = r["redirect_url"].as_str().unwrap();
+    assert!(url.starts_with(&format!("{}/3ds/challenge/", h.url)), "{url}");
+    let checked = h.ok("checkout.check", json!({"checkout_id": id})).await;
+    assert_eq!(checked["status"], "processing");
+    assert_eq!(checked["payment"]["status"], "requires_3ds");
+    assert_eq!(checked["payment"]["return_url"], format!("{}/checkout/{id}/return", h.url));
+    let busy = h.attempt(&id).await;
+    assert_eq!((busy.status, busy.code().as_str()), (409, "checkout_processing"));
+    assert_eq!(h.get(&format!("/checkout/{id}")).await.status, 200);
+    assert_eq!(h.get(&format!("/checkout/{id}/status")).await.json(), json!({"status": "processing"}));
+    h.finish().await;
+}
