@@ -269,6 +269,8 @@ pub struct BrowserRequest {
     pub client_ip: Option<String>,
     pub accept: Option<String>,
     pub user_agent: Option<String>,
+    /// The language the page shows (its switch), when it said; else the checkout's.
+    pub lang: Option<paysys_widget::pages::Lang>,
 }
 
 /// `POST /checkout/{id}/pay`'s answer.
@@ -738,7 +740,8 @@ impl Gateway {
             save_card: checkout.save_card,
         };
         let grant = widget.signer.sign(&claims);
-        let lang = paysys_widget::pages::Lang::parse(&checkout.language).unwrap_or_default();
+        let lang =
+            client.lang.unwrap_or_else(|| paysys_widget::pages::Lang::parse(&checkout.language).unwrap_or_default());
         let mut frame = url::Url::parse(&format!("{}/v1/frame", widget.intake_origin))
             .map_err(|e| WidgetError::Internal(format!("intake url: {e}")))?;
         frame.query_pairs_mut().append_pair("origin", origin).append_pair("lang", lang.as_str());
@@ -847,7 +850,8 @@ impl Gateway {
             .map_err(|e| WidgetError::Internal(format!("{e:?}")))?;
         let after = self.store.checkout(&checkout.checkout_id).await?.ok_or(WidgetError::CheckoutUnknown)?;
         let attempts_left = (self.widget.limits.attempts_per_checkout - after.attempts).max(0);
-        let lang = paysys_widget::pages::Lang::parse(&checkout.language).unwrap_or_default();
+        let lang =
+            client.lang.unwrap_or_else(|| paysys_widget::pages::Lang::parse(&checkout.language).unwrap_or_default());
         let return_url = format!("{}/return", self.checkout_url(&checkout.checkout_id));
         Ok(match payment_end(&payment) {
             PaymentEnd::Paid => {
