@@ -686,3 +686,23 @@ async fn a_checkout_pays_with_3ds_as_payment_create_does() {
     assert_eq!(h.get(&format!("/checkout/{id}/status")).await.json(), json!({"status": "processing"}));
     h.finish().await;
 }
+
+#[tokio::test]
+async fn two_payments_at_once_on_one_checkout_start_one() {
+    for db in databases() {
+        let h = Harness::start(db, 5_000, 60_000).await;
+        let id = h.checkout("race-1", json!({})).await["checkout_id"].as_str().unwrap().to_owned();
+        let a1 = h.attempt(&id).await.json()["attempt_id"].as_str().unwrap().to_owned();
+        let a2 = h.attempt(&id).await.json()["attempt_id"].as_str().unwrap().to_owned();
+        let (t1, t2) = (h.mint(VISA, &id), h.mint(VISA, &id));
+        let (r1, r2) = tokio::join!(h.pay(&id, &a1, &t1), h.pay(&id, &a2, &t2));
+        let statuses = [&r1, &r2].map(|r| (r.status, r.json()["status"].as_str().unwrap_or_default().to_owned()));
+        let completed = statuses.iter().filter(|(_, s)| s == "completed").count();
+        assert_eq!(completed, 1, "{db:?}: {statuses:?}");
+        let refused = [&r1, &r2].into_iter().find(|r| r.status != 200).unwrap();
+        assert!(["checkout_processing", "checkout_completed"].contains(&refused.code().as_str()), "{}", refused.body);
+        let payments = h.ok("payment.list", json!({})).await;
+        assert_eq!(payments["count"], 1, "{db:?}: one payment, one authorization: {payments}");
+        h.finish().await;
+    }
+}
