@@ -441,3 +441,117 @@ impl Gateway {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::error::WidgetError;
+
+    fn new_checkout() -> NewCheckout {
+        NewCheckout {
+            amount: 15000,
+            currency: "UZS".into(),
+            partner_trans_id: "o-1".into(),
+            return_url: "https://shop.example/back".into(),
+            description: None,
+            cancel_url: None,
+            capture_method: CaptureMethod::Auto,
+            hold_ttl_sec: 3600,
+            after_expired: AfterExpired::Void,
+            three_ds: ThreeDsMode::Auto,
+            language: paysys_widget::pages::Lang::En,
+            expires_in_sec: 1800,
+            customer_id: None,
+            save_card: false,
+        }
+    }
+
+    #[test]
+    fn the_digest_covers_every_param() {
+        let base = new_checkout();
+        let changes: [fn(&mut NewCheckout); 8] = [
+            |c| c.amount += 1,
+            |c| c.return_url.push('x'),
+            |c| c.cancel_url = Some("https://shop.example/c".into()),
+            |c| c.language = paysys_widget::pages::Lang::Ru,
+            |c| c.expires_in_sec = 60,
+            |c| c.customer_id = Some("c".into()),
+            |c| c.save_card = true,
+            |c| c.three_ds = ThreeDsMode::Skip,
+        ];
+        for change in changes {
+            let mut other = base.clone();
+            change(&mut other);
+            assert_ne!(other.digest(), base.digest(), "{other:?}");
+        }
+        assert_eq!(new_checkout().digest(), base.digest());
+    }
+
+    #[test]
+    fn client_secrets_are_derived_per_checkout_and_never_printed() {
+        let secrets = CheckoutSecrets::generate();
+        let a = secrets.client_secret("chk_a");
+        assert_eq!(*a, *secrets.client_secret("chk_a"), "the same checkout, the same secret");
+        assert_ne!(*a, *secrets.client_secret("chk_b"));
+        assert_ne!(*a, *CheckoutSecrets::generate().client_secret("chk_a"), "another key, another secret");
+        let tail = a.strip_prefix("chk_a_secret_").unwrap();
+        assert!(tail.len() == 32 && tail.bytes().all(|b| b.is_ascii_alphanumeric()), "{tail}");
+        assert!(!format!("{secrets:?}").contains(tail));
+    }
+
+    #[test]
+    fn statuses_read_back_as_written() {
+        for status in CheckoutStatus::ALL {
+            assert_eq!(CheckoutStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(CheckoutStatus::parse("paid"), None);
+    }
+
+    #[test]
+    fn the_pages_browser_data_becomes_valid_emv_fields() {
+        let page = PageBrowser {
+            color_depth: Some(7),
+            screen_width: Some(0),
+            tz: Some(-300),
+            language: Some("ru-RU".into()),
+            user_agent: Some("Mozilla\n/5.0".into()),
+            ..PageBrowser::default()
+        };
+        let info = page.to_browser_info(Some("text/html,*/*"), Some("ignored: the page said"));
+        assert!(info.validate().is_ok(), "{info:?}");
+        assert_eq!((info.color_depth, info.screen_width, info.tz_offset_min), (24, 1024, -300));
+        assert_eq!((info.language.as_str(), info.user_agent.as_str()), ("ru-RU", "Mozilla/5.0"));
+        assert_eq!(info.accept_header, "text/html,*/*", "the request's Accept header");
+        assert!(PageBrowser::default().to_browser_info(None, None).validate().is_ok());
+    }
+
+    #[test]
+    fn browser_error_codes_are_stable() {
+        let all = [
+            WidgetError::Unavailable,
+            WidgetError::CheckoutUnknown,
+            WidgetError::CheckoutExpired,
+            WidgetError::CheckoutCancelled,
+            WidgetError::CheckoutCompleted,
+            WidgetError::CheckoutProcessing,
+            WidgetError::AttemptsExhausted,
+            WidgetError::RateLimited,
+            WidgetError::CardTestingSuspected,
+            WidgetError::TokenNotForCheckout,
+            WidgetError::AttemptUnknown,
+            WidgetError::AttemptUsed,
+            WidgetError::OriginForbidden,
+            WidgetError::ClientSecretInvalid,
+            WidgetError::InvalidRequest("x".into()),
+            WidgetError::ProcessingUnavailable,
+            WidgetError::Internal("db on fire at /var/lib".into()),
+        ];
+        let codes: std::collections::BTreeSet<&str> = all.iter().map(WidgetError::code).collect();
+        assert_eq!(codes.len(), all.len(), "one code each");
+        assert_eq!(WidgetError::AttemptsExhausted.to_json()["error"]["code"], "attempts_exhausted");
+        assert_eq!(WidgetError::TokenNotForCheckout.status(), 403);
+        let internal = WidgetError::Internal("db on fire at /var/lib".into()).to_json();
+        assert_eq!(internal["error"]["message"], "internal error");
+    }
+}
