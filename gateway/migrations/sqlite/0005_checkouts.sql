@@ -49,8 +49,6 @@ CREATE TABLE checkouts (
     UNIQUE (merchant_id, partner_trans_id)
 );
 
-CREATE INDEX checkouts_open_by_merchant ON checkouts (merchant_id, status);
-
 CREATE TABLE checkout_attempts (
     attempt_id TEXT PRIMARY KEY,
     checkout_id TEXT NOT NULL REFERENCES checkouts (checkout_id),
