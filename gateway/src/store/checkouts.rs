@@ -53,6 +53,24 @@ impl Store {
         }
     }
 
+    /// Up to `limit` checkouts behind their state at `now`: open ones past their time,
+    /// and processing ones whose payment has settled (the buyer did not come back to
+    /// the page, and the merchant did not ask).
+    pub async fn checkouts_to_follow(&self, now: i64, limit: i64) -> Result<Vec<CheckoutRecord>, StoreError> {
+        let columns: Vec<String> = CHECKOUT_COLUMNS.split(", ").map(|c| format!("c.{}", c.trim())).collect();
+        let sql = format!(
+            "SELECT {} FROM checkouts c LEFT JOIN payments p ON p.transaction_id = c.transaction_id \
+             WHERE (c.status = 'open' AND c.expires_at <= $1) \
+             OR (c.status = 'processing' AND p.status IN ('authorized', 'partially_captured', 'captured', \
+             'voided', 'expired', 'failed')) ORDER BY c.updated_at LIMIT $2",
+            columns.join(", ")
+        );
+        on_reader!(&self.backend, |pool| {
+            let rows = sqlx::query(&sql).bind(now).bind(limit).fetch_all(pool).await?;
+            rows.iter().map(checkout_from_row).collect()
+        })
+    }
+
     pub async fn checkout(&self, checkout_id: &str) -> Result<Option<CheckoutRecord>, StoreError> {
         let sql = format!("SELECT {CHECKOUT_COLUMNS} FROM checkouts WHERE checkout_id = $1");
         on_reader!(&self.backend, |pool| {

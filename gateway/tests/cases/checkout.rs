@@ -758,3 +758,30 @@ async fn many_cards_from_one_client_address_are_refused() {
     assert_eq!(r.status, 200, "{}", r.body);
     h.finish().await;
 }
+
+#[tokio::test]
+async fn the_workers_bring_checkouts_up_to_date_without_a_reader() {
+    for db in databases() {
+        // The relay gives up after 400 ms; the slow card is answered after 1.5 s.
+        let h = Harness::start(db, 400, 1_500).await;
+        let id = h.checkout("w-1", json!({"customer_id": "cust-w", "save_card": true})).await["checkout_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let r = h.attempt_and_pay(&id, SLOW).await.json();
+        assert_eq!(r["status"], "processing", "{r}");
+        let store = &h.gateway.store;
+        assert_eq!(store.checkout(&id).await.unwrap().unwrap().status, CheckoutStatus::Processing);
+        let expired = checkout_record("chk_WORKERSexpired00000000", "w-expired", now_ms() - 1);
+        store.insert_checkout(&expired).await.unwrap();
+
+        // Nobody reads the checkouts; the workers resolve the payment, then the checkout.
+        paysys_gateway::workers::run_once(&h.gateway).await;
+        let done = store.checkout(&id).await.unwrap().unwrap();
+        assert_eq!(done.status, CheckoutStatus::Completed, "{db:?}");
+        assert_eq!(store.customer_cards(MERCHANT, "cust-w").await.unwrap().len(), 1, "the card saved");
+        let over = store.checkout("chk_WORKERSexpired00000000").await.unwrap().unwrap();
+        assert_eq!(over.status, CheckoutStatus::Expired);
+        h.finish().await;
+    }
+}
