@@ -271,6 +271,7 @@ impl BenchStack {
             vault_port: 0,
             sandbox_port: 0,
             gateway_port: 0,
+            intake_port: 0,
             vault_database_url: vault_database_url.cloned(),
             gateway_database_url: gateway_database_url.cloned(),
             bin_dir: std::env::var_os("PAYSYS_BIN_DIR").map(PathBuf::from),

@@ -44,7 +44,7 @@ fn rpc(dir: &Path, method: &str, params: &serde_json::Value) -> serde_json::Valu
 
 #[tokio::test(flavor = "multi_thread")]
 async fn up_starts_a_usable_stack_and_stops_cleanly_on_sigterm() {
-    for service in ["paysys-vault", "paysys-sandbox", "paysys-gateway"] {
+    for service in ["paysys-vault", "paysys-sandbox", "paysys-gateway", "paysys-intake"] {
         assert!(
             bin_dir().join(service).is_file(),
             "{service} is not built next to paysys: run `cargo test --workspace`"
@@ -52,7 +52,7 @@ async fn up_starts_a_usable_stack_and_stops_cleanly_on_sigterm() {
     }
     let dir = std::env::temp_dir().join(format!("paysys-up-test-{}", rand::random::<u64>()));
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_paysys"))
-        .args(["up", "--vault-port", "0", "--sandbox-port", "0", "--gateway-port", "0", "--dir"])
+        .args(["up", "--vault-port", "0", "--sandbox-port", "0", "--gateway-port", "0", "--intake-port", "0", "--dir"])
         .arg(&dir)
         .arg("--bin-dir")
         .arg(bin_dir())
@@ -84,6 +84,12 @@ async fn up_starts_a_usable_stack_and_stops_cleanly_on_sigterm() {
     assert_eq!(r.body["last4"], "4242");
     let status = conn.call("GET", "/v1/sys/status", None).await.unwrap();
     assert_eq!(status.status, 403, "merchants may not read the vault's status: {}", status.body);
+
+    // The card intake serves over TLS with the dev CA's certificate.
+    assert!(stack.intake.url.starts_with("https://127.0.0.1:"), "{}", stack.intake.url);
+    let browser = ClientTls::new(&stack.pki.ca_cert, None, HttpVersion::Http1).unwrap();
+    let health = browser.connect(&stack.intake.url).await.unwrap().call("GET", "/health", None).await.unwrap();
+    assert_eq!((health.status, health.body.clone()), (200, serde_json::json!({"status": "ok"})));
 
     // The dev merchant pays with the token through the gateway, signing with `paysys rpc`
     // (the vault relays the authorization to the sandbox; the gateway never sees the PAN).
@@ -132,14 +138,14 @@ async fn up_starts_a_usable_stack_and_stops_cleanly_on_sigterm() {
     assert!(output.status.success(), "paysys up exited with {}: {stderr}", output.status);
     assert!(stderr.contains("DEV MODE"), "the dev banner is printed: {stderr}");
     assert!(!Stack::path_in(&dir).exists(), "stack.json is removed on a clean stop");
-    for pid in [stack.vault.pid, stack.gateway.pid, stack.sandbox.pid] {
+    for pid in [stack.vault.pid, stack.gateway.pid, stack.sandbox.pid, stack.intake.pid] {
         assert!(!Path::new(&format!("/proc/{pid}")).exists(), "every service process is gone");
     }
     assert!(!stderr.contains("4242424242424242"), "no card number in the stack's logs");
 
     // A second `up` on the same directory reuses the PKI and the initialized vault.
     let again = tokio::process::Command::new(env!("CARGO_BIN_EXE_paysys"))
-        .args(["up", "--vault-port", "0", "--sandbox-port", "0", "--gateway-port", "0", "--dir"])
+        .args(["up", "--vault-port", "0", "--sandbox-port", "0", "--gateway-port", "0", "--intake-port", "0", "--dir"])
         .arg(&dir)
         .arg("--bin-dir")
         .arg(bin_dir())
