@@ -270,6 +270,11 @@ fn request_timeout_response() -> Response {
     (axum::http::StatusCode::SERVICE_UNAVAILABLE, [(axum::http::header::CONNECTION, "close")], body).into_response()
 }
 
+/// The address of the connection a request came on (a request extension), for limits
+/// per client address. No proxy header is trusted for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
+
 /// HTTP/1.1 or HTTP/2 on one connection, every request carrying `extension`, until the
 /// client closes it, a limit closes it, or (with `recheck`) its certificate is revoked.
 async fn serve_connection<S, E>(
@@ -289,6 +294,7 @@ async fn serve_connection<S, E>(
         req.extensions_mut().insert(extension.clone());
         // The client's address, for per-address limits (`axum::extract::ConnectInfo`).
         req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+        req.extensions_mut().insert(PeerAddr(peer));
         let in_flight = requests.begin();
         let app = app.clone();
         async move {
