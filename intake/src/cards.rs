@@ -24,14 +24,14 @@
 use crate::error::IntakeError;
 use crate::vault::{CardForVault, CheckoutBinding, UNSAVED_TOKEN_TTL_SECS};
 use crate::Intake;
-use axum::extract::{ConnectInfo, FromRequest, Request, State};
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::Json;
+use axum::{Extension, Json};
 use paysys_server::json_body::{read_json_body, EmptyBody};
+use paysys_server::PeerAddr;
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
@@ -125,7 +125,7 @@ fn unix_now() -> i64 {
 
 pub async fn post_card(
     State(intake): State<Arc<Intake>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(PeerAddr(peer)): Extension<PeerAddr>,
     headers: HeaderMap,
     body: Result<JsonBody<CardRequest>, IntakeError>,
 ) -> Result<(StatusCode, Json<CardAccepted>), IntakeError> {

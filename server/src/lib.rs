@@ -12,7 +12,6 @@
 //! * `admit` then sees the client's first certificate (`None` without TLS or without
 //!   one) and either closes the connection or returns the value every request of the
 //!   connection carries as an extension (the vault's principal).
-//! * Every request carries the client's address as `axum::extract::ConnectInfo<SocketAddr>`.
 //! * HTTP/1.1 or HTTP/2 by ALPN into the router, under the [`TransportLimits`]: a
 //!   deadline for each request head, one for each whole request, an idle limit, and a
 //!   cap on connections served at once. A failed `accept` (out of file descriptors,
@@ -292,8 +291,6 @@ async fn serve_connection<S, E>(
     let requests = activity.clone();
     let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(extension.clone());
-        // The client's address, for per-address limits (`axum::extract::ConnectInfo`).
-        req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
         req.extensions_mut().insert(PeerAddr(peer));
         let in_flight = requests.begin();
         let app = app.clone();
@@ -417,12 +414,8 @@ mod tests {
     async fn every_request_carries_the_clients_address() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = Router::new().route(
-            "/",
-            get(|axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>| async move {
-                peer.ip().to_string()
-            }),
-        );
+        let app = Router::new()
+            .route("/", get(|Extension(PeerAddr(peer)): Extension<PeerAddr>| async move { peer.ip().to_string() }));
         tokio::spawn(serve(listener, None, app, admit_all, std::future::pending()));
         let answer = get_root(addr).await;
         assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("127.0.0.1"), "{answer}");
