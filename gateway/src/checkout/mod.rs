@@ -13,21 +13,20 @@
 //! the status poll) settles it from the payment, and an open checkout past its time is
 //! expired then.
 
+mod customers;
+mod pay;
 pub mod routes;
 
-use crate::error::{RpcError, WidgetError};
+pub use pay::{BrowserRequest, IssuedAttempt, PageBrowser, PayAnswer};
+
+use crate::error::RpcError;
 use crate::ids;
-use crate::payments::{now_ms, rfc3339, CaptureMethod, Gateway, Merchant, NewPayment, PaymentKey};
+use crate::payments::{now_ms, rfc3339, CaptureMethod, Gateway, Merchant, PaymentKey};
 use crate::secrets::CheckoutSecrets;
 use crate::state::{AfterExpired, PaymentStatus};
-use crate::store::{
-    AttemptOutcome, AttemptRecord, AttemptSlot, CheckoutRecord, CheckoutStatus, CustomerCard, MerchantRecord,
-    PaymentRecord, PaymentStart, Slot,
-};
-use crate::three_ds::messages::BrowserInfo;
+use crate::store::{AttemptOutcome, AttemptRecord, CheckoutRecord, CheckoutStatus, PaymentRecord, Slot};
 use crate::three_ds::ThreeDsMode;
-use crate::vault::{TokenLookup, TokenMetadata};
-use paysys_widget::grant::{GrantClaims, GrantSigner, MAX_GRANT_LIFETIME_SECS};
+use paysys_widget::grant::GrantSigner;
 use serde_json::{json, Value};
 
 /// Shortest and longest `expires_in_sec`, and its default.
@@ -156,7 +155,7 @@ pub fn attempt_partner_trans_id(checkout: &CheckoutRecord, number: i64) -> Strin
 
 /// Where a payment leaves its checkout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PaymentEnd {
+pub(super) enum PaymentEnd {
     /// Authorized (captured or held; what the merchant does later is its business).
     Paid,
     /// The issuer declined, or 3-D Secure did not authenticate the cardholder.
@@ -167,7 +166,7 @@ enum PaymentEnd {
     Pending,
 }
 
-fn payment_end(p: &PaymentRecord) -> PaymentEnd {
+pub(super) fn payment_end(p: &PaymentRecord) -> PaymentEnd {
     match p.status {
         PaymentStatus::Authorized
         | PaymentStatus::PartiallyCaptured
@@ -192,127 +191,6 @@ pub fn decline_code(p: &PaymentRecord) -> String {
         (Some(code), _) => code.clone(),
         (None, Some(-31022..=-31020)) => "authentication_failed".into(),
         _ => "unavailable".into(),
-    }
-}
-
-/// The `browser` object of `POST /checkout/{id}/pay`, as the page's script reads it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
-pub struct PageBrowser {
-    #[serde(default)]
-    pub accept_header: Option<String>,
-    #[serde(default)]
-    pub java_enabled: bool,
-    #[serde(default = "yes")]
-    pub javascript_enabled: bool,
-    #[serde(default)]
-    pub language: Option<String>,
-    #[serde(default)]
-    pub color_depth: Option<u8>,
-    #[serde(default)]
-    pub screen_height: Option<u32>,
-    #[serde(default)]
-    pub screen_width: Option<u32>,
-    /// Minutes from UTC as `getTimezoneOffset()` gives them.
-    #[serde(default)]
-    pub tz: Option<i32>,
-    #[serde(default)]
-    pub user_agent: Option<String>,
-}
-
-fn yes() -> bool {
-    true
-}
-
-impl PageBrowser {
-    /// The EMV browser fields, with the request's `Accept` header and `User-Agent`
-    /// where the page gave none, and the defaults of [`BrowserInfo::unknown`] for the
-    /// rest.
-    pub fn to_browser_info(&self, accept: Option<&str>, user_agent: Option<&str>) -> BrowserInfo {
-        let unknown = BrowserInfo::unknown();
-        let clip = |s: &str| -> String { s.chars().filter(|c| !c.is_control()).take(2048).collect() };
-        BrowserInfo {
-            accept_header: accept
-                .or(self.accept_header.as_deref())
-                .map(clip)
-                .filter(|s| !s.is_empty())
-                .unwrap_or(unknown.accept_header),
-            user_agent: self
-                .user_agent
-                .as_deref()
-                .or(user_agent)
-                .map(clip)
-                .filter(|s| !s.is_empty())
-                .unwrap_or(unknown.user_agent),
-            language: self
-                .language
-                .as_deref()
-                .filter(|l| (1..=8).contains(&l.len()) && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
-                .map(str::to_owned)
-                .unwrap_or(unknown.language),
-            color_depth: self
-                .color_depth
-                .filter(|d| [1, 4, 8, 15, 16, 24, 32, 48].contains(d))
-                .unwrap_or(unknown.color_depth),
-            screen_height: self.screen_height.filter(|h| (1..=999_999).contains(h)).unwrap_or(unknown.screen_height),
-            screen_width: self.screen_width.filter(|w| (1..=999_999).contains(w)).unwrap_or(unknown.screen_width),
-            tz_offset_min: self.tz.filter(|t| (-840..=720).contains(t)).unwrap_or(unknown.tz_offset_min),
-            java_enabled: self.java_enabled,
-            javascript_enabled: self.javascript_enabled,
-        }
-    }
-}
-
-/// Who is asking for an attempt or a payment, as the HTTP layer saw the request.
-#[derive(Debug, Clone, Default)]
-pub struct BrowserRequest {
-    /// The connection's address.
-    pub client_ip: Option<String>,
-    pub accept: Option<String>,
-    pub user_agent: Option<String>,
-}
-
-/// `POST /checkout/{id}/pay`'s answer.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PayAnswer {
-    /// `completed`, `declined`, `challenge` or `processing`.
-    pub status: &'static str,
-    pub redirect_url: Option<String>,
-    /// The decline code and the buyer's message.
-    pub decline: Option<(String, String)>,
-    pub attempts_left: i64,
-}
-
-impl PayAnswer {
-    pub fn to_json(&self) -> Value {
-        let mut v = json!({ "status": self.status, "attempts_left": self.attempts_left });
-        if let Some(obj) = v.as_object_mut() {
-            if let Some(url) = &self.redirect_url {
-                obj.insert("redirect_url".into(), Value::from(url.clone()));
-            }
-            if let Some((code, message)) = &self.decline {
-                obj.insert("decline".into(), json!({ "code": code, "message": message }));
-            }
-        }
-        v
-    }
-}
-
-/// A new attempt's grant and where the card frame is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IssuedAttempt {
-    pub attempt_id: String,
-    pub frame_url: String,
-    /// Unix ms.
-    pub expires_at: i64,
-    pub claims: GrantClaims,
-}
-
-fn merchant_of(record: &MerchantRecord) -> Merchant {
-    Merchant {
-        merchant_id: record.merchant_id.clone(),
-        service_id: record.service_id.clone(),
-        name: record.name.clone(),
-        three_ds_auto: record.three_ds_auto.clone(),
     }
 }
 
@@ -499,7 +377,7 @@ impl Gateway {
     /// Move a processing checkout after its attempt's payment: paid → completed (the
     /// card saved for the customer when asked), declined or failed → open again (or
     /// expired), pending → unchanged.
-    async fn settle_checkout(
+    pub(super) async fn settle_checkout(
         &self,
         checkout: &CheckoutRecord,
         attempt: &AttemptRecord,
@@ -538,7 +416,7 @@ impl Gateway {
         Ok(())
     }
 
-    async fn reopen(&self, checkout: &CheckoutRecord) -> Result<(), RpcError> {
+    pub(super) async fn reopen(&self, checkout: &CheckoutRecord) -> Result<(), RpcError> {
         let now = now_ms();
         let id = &checkout.checkout_id;
         self.store.move_checkout(id, &[CheckoutStatus::Processing], CheckoutStatus::Open, None, now).await?;
@@ -562,338 +440,118 @@ impl Gateway {
         }
         Ok(())
     }
-
-    // ---- customers' cards ----
-
-    /// Keep `token`'s card for the checkout's customer, unless the customer has the
-    /// same card (fingerprint) saved: then the first token stays and this one's card is
-    /// deleted in the vault (the removal path of `card.remove`). Failures are logged:
-    /// the payment is done either way.
-    async fn save_card_for_customer(&self, checkout: &CheckoutRecord, token: &str) {
-        let Some(customer_id) = &checkout.customer_id else { return };
-        let meta = match self.vault.token_metadata(token).await {
-            TokenLookup::Found(meta) => meta,
-            other => {
-                tracing::warn!(checkout_id = %checkout.checkout_id, outcome = ?other, "saving a card: no metadata");
-                return;
-            }
-        };
-        let card = customer_card(&checkout.merchant_id, customer_id, &meta, now_ms());
-        match self.store.save_customer_card(&card).await {
-            Ok(Slot::Inserted) => {
-                tracing::info!(checkout_id = %checkout.checkout_id, card_token = %token, "card saved for the customer");
-            }
-            Ok(Slot::Existing(kept)) if kept.token == token => {}
-            Ok(Slot::Existing(kept)) => {
-                tracing::info!(
-                    checkout_id = %checkout.checkout_id,
-                    kept = %kept.token,
-                    removed = %token,
-                    "the customer has this card saved: the new token is removed"
-                );
-                self.remove_duplicate_token(&checkout.merchant_id, token).await;
-            }
-            Err(e) => tracing::error!(checkout_id = %checkout.checkout_id, error = %e, "saving a card failed"),
-        }
-    }
-
-    async fn remove_duplicate_token(&self, merchant_id: &str, token: &str) {
-        let now = now_ms();
-        let claimed_until = now + crate::payments::REMOVAL_CLAIM_MS;
-        match self.store.remove_token(merchant_id, token, now, claimed_until).await {
-            Ok(true) => {}
-            Ok(false) => return,
-            Err(e) => {
-                tracing::error!(error = %e, "recording a duplicate token's removal failed");
-                return;
-            }
-        }
-        // The payment that used it is settled (paid): it needs the card no more unless it
-        // holds funds; then the worker deletes the card once the hold closes.
-        let needed = self.store.card_needed_by_open_payment(merchant_id, token).await.unwrap_or(true);
-        if needed {
-            let _ = self.store.release_vault_removal(merchant_id, token).await;
-            return;
-        }
-        if let Err(e) = self.delete_card_in_vault(merchant_id, token).await {
-            tracing::warn!(error = ?e, "deleting a duplicate card failed; the worker retries");
-        }
-    }
-
-    /// `card.list`: a customer's saved cards.
-    pub async fn list_cards(&self, merchant: &Merchant, customer_id: &str) -> Result<Value, RpcError> {
-        let cards = self.store.customer_cards(&merchant.merchant_id, customer_id).await?;
-        let mut shown = Vec::with_capacity(cards.len());
-        for card in cards {
-            if self.store.token_removed(&merchant.merchant_id, &card.token).await? {
-                continue;
-            }
-            shown.push(json!({
-                "token": card.token,
-                "brand": card.brand,
-                "masked_number": format!("{}******{}", card.bin, card.last4),
-                "exp_month": card.exp_month,
-                "exp_year": card.exp_year,
-                "created_at": rfc3339(card.created_at),
-            }));
-        }
-        Ok(json!({ "customer_id": customer_id, "cards": shown }))
-    }
-
-    /// `payment.create`'s refusal of a checkout-bound token that was not saved for a
-    /// customer: such a token pays only its checkout. Tokens a merchant's certificate
-    /// made carry no binding; the lookup is cached per token.
-    pub(crate) async fn refuse_unsaved_checkout_token(&self, merchant: &Merchant, token: &str) -> Result<(), RpcError> {
-        let checkout_id = match self.token_bins.facts(token) {
-            Some(facts) => facts.checkout_id,
-            None => match self.vault.token_metadata(token).await {
-                TokenLookup::Found(meta) => {
-                    self.token_bins.put(&meta);
-                    meta.checkout_id
-                }
-                // The relay answers for a token it does not have, as before.
-                TokenLookup::NotFound => None,
-                TokenLookup::Unavailable(reason) => {
-                    tracing::warn!(%reason, "token metadata unavailable");
-                    return Err(RpcError::ProcessingUnavailable);
-                }
-            },
-        };
-        if checkout_id.is_some() && !self.store.token_saved(&merchant.merchant_id, token).await? {
-            return Err(RpcError::UnknownToken);
-        }
-        Ok(())
-    }
-
-    // ---- attempts and payments (the browser's calls) ----
-
-    /// Issue a new attempt on an open checkout: its grant for the card frame at
-    /// `origin`, under the card-testing limits.
-    pub async fn open_checkout_attempt(
-        &self,
-        checkout: &CheckoutRecord,
-        merchant: &MerchantRecord,
-        origin: &str,
-        client: &BrowserRequest,
-    ) -> Result<IssuedAttempt, WidgetError> {
-        let widget = self.widget.ready().ok_or(WidgetError::Unavailable)?;
-        refuse_closed(checkout.status)?;
-        let now = now_ms();
-        if checkout.expires_at <= now {
-            return Err(WidgetError::CheckoutExpired);
-        }
-        if merchant.widget.card_testing_guard && merchant.widget.card_testing_tripped_at.is_some() {
-            return Err(WidgetError::CardTestingSuspected);
-        }
-        let limits = &self.widget.limits;
-        if checkout.attempts >= limits.attempts_per_checkout {
-            return Err(WidgetError::AttemptsExhausted);
-        }
-        let counts = self
-            .store
-            .attempt_counts(client.client_ip.as_deref(), now - limits.client_window_ms, &merchant.merchant_id, now)
-            .await?;
-        if counts.by_client >= limits.attempts_per_client {
-            tracing::warn!(client_ip = ?client.client_ip, "checkout attempts from one client address limited");
-            return Err(WidgetError::RateLimited);
-        }
-        let now_s = now / 1000;
-        let expires_s = (now_s + MAX_GRANT_LIFETIME_SECS).min(checkout.expires_at / 1000);
-        if expires_s <= now_s {
-            return Err(WidgetError::CheckoutExpired);
-        }
-        let nonce = paysys_widget::grant::random_nonce().map_err(|e| WidgetError::Internal(e.to_string()))?;
-        let attempt = AttemptRecord {
-            attempt_id: ids::new_attempt_id(),
-            checkout_id: checkout.checkout_id.clone(),
-            merchant_id: checkout.merchant_id.clone(),
-            number: 0,
-            nonce: nonce.clone(),
-            origin: origin.to_owned(),
-            client_ip: client.client_ip.clone(),
-            created_at: now,
-            expires_at: expires_s * 1000,
-            used_at: None,
-            transaction_id: None,
-            outcome: None,
-            finished_at: None,
-        };
-        let opened = match self.store.open_attempt(&attempt, limits.attempts_per_checkout, now).await? {
-            AttemptSlot::Opened(a) => *a,
-            AttemptSlot::Exhausted => return Err(WidgetError::AttemptsExhausted),
-            AttemptSlot::NotOpen => {
-                let now_status = self.store.checkout(&checkout.checkout_id).await?.map(|c| c.status);
-                refuse_closed(now_status.unwrap_or(CheckoutStatus::Expired))?;
-                return Err(WidgetError::CheckoutExpired);
-            }
-        };
-        let claims = GrantClaims {
-            merchant_id: checkout.merchant_id.clone(),
-            checkout_id: checkout.checkout_id.clone(),
-            attempt_id: opened.attempt_id.clone(),
-            origin: origin.to_owned(),
-            issued_at: now_s,
-            expires_at: expires_s,
-            nonce,
-            save_card: checkout.save_card,
-        };
-        let grant = widget.signer.sign(&claims);
-        let lang = paysys_widget::pages::Lang::parse(&checkout.language).unwrap_or_default();
-        let mut frame = url::Url::parse(&format!("{}/v1/frame", widget.intake_origin))
-            .map_err(|e| WidgetError::Internal(format!("intake url: {e}")))?;
-        frame.query_pairs_mut().append_pair("origin", origin).append_pair("lang", lang.as_str());
-        frame.set_fragment(Some(&format!("grant={grant}")));
-        tracing::info!(
-            checkout_id = %checkout.checkout_id,
-            attempt_id = %opened.attempt_id,
-            number = opened.number,
-            %origin,
-            "checkout attempt issued"
-        );
-        Ok(IssuedAttempt {
-            attempt_id: opened.attempt_id,
-            frame_url: frame.to_string(),
-            expires_at: expires_s * 1000,
-            claims,
-        })
-    }
-
-    /// Pay an open checkout with a token the intake minted for it under `attempt_id`,
-    /// through the same code as `payment.create`.
-    pub async fn pay_checkout(
-        &self,
-        checkout: &CheckoutRecord,
-        merchant: &MerchantRecord,
-        attempt_id: &str,
-        token: &str,
-        browser: &PageBrowser,
-        client: &BrowserRequest,
-    ) -> Result<PayAnswer, WidgetError> {
-        refuse_closed(checkout.status)?;
-        let now = now_ms();
-        if checkout.expires_at <= now {
-            return Err(WidgetError::CheckoutExpired);
-        }
-        let attempt = self.store.attempt(attempt_id).await?;
-        let Some(attempt) = attempt.filter(|a| a.checkout_id == checkout.checkout_id) else {
-            return Err(WidgetError::AttemptUnknown);
-        };
-        if attempt.used_at.is_some() {
-            return Err(WidgetError::AttemptUsed);
-        }
-        if merchant.widget.card_testing_guard && merchant.widget.card_testing_tripped_at.is_some() {
-            return Err(WidgetError::CardTestingSuspected);
-        }
-        if !ids::looks_like_token(token) {
-            return Err(WidgetError::TokenNotForCheckout);
-        }
-        if self.store.token_removed(&checkout.merchant_id, token).await? {
-            return Err(WidgetError::TokenNotForCheckout);
-        }
-        match self.vault.token_metadata(token).await {
-            TokenLookup::Found(meta)
-                if meta.merchant_id == checkout.merchant_id
-                    && meta.checkout_id.as_deref() == Some(checkout.checkout_id.as_str()) =>
-            {
-                self.token_bins.put(&meta);
-            }
-            TokenLookup::Found(_) | TokenLookup::NotFound => {
-                tracing::warn!(checkout_id = %checkout.checkout_id, "a token not minted for this checkout refused");
-                return Err(WidgetError::TokenNotForCheckout);
-            }
-            TokenLookup::Unavailable(reason) => {
-                tracing::warn!(%reason, "token metadata unavailable");
-                return Err(WidgetError::ProcessingUnavailable);
-            }
-        }
-        match self.store.begin_checkout_payment(&checkout.checkout_id, attempt_id, now).await? {
-            PaymentStart::Started => {}
-            PaymentStart::UnknownAttempt => return Err(WidgetError::AttemptUnknown),
-            PaymentStart::AttemptUsed => return Err(WidgetError::AttemptUsed),
-            PaymentStart::NotOpen => {
-                let status = self.store.checkout(&checkout.checkout_id).await?.map(|c| c.status);
-                refuse_closed(status.unwrap_or(CheckoutStatus::Expired))?;
-                return Err(WidgetError::CheckoutExpired);
-            }
-        }
-        let request = NewPayment {
-            card_token: token.to_owned(),
-            amount: checkout.amount,
-            currency: checkout.currency.clone(),
-            partner_trans_id: attempt_partner_trans_id(checkout, attempt.number),
-            capture_method: checkout.capture_method,
-            hold_ttl_sec: checkout.hold_ttl_sec,
-            after_expired: checkout.after_expired,
-            description: checkout.description.clone(),
-            client_ip: client.client_ip.clone(),
-            return_url: Some(format!("{}/return", self.checkout_url(&checkout.checkout_id))),
-            three_ds: checkout.three_ds,
-            three_ds_server_trans_id: None,
-            browser: Some(browser.to_browser_info(client.accept.as_deref(), client.user_agent.as_deref())),
-        };
-        let answer = self.pay_with_token(&merchant_of(merchant), request).await;
-        let ptid = attempt_partner_trans_id(checkout, attempt.number);
-        let Some(payment) = self.store.payment_by_partner_id(&checkout.merchant_id, &ptid).await? else {
-            // Refused before a payment row existed (unavailable): the attempt is spent,
-            // the checkout open again for a new one.
-            tracing::warn!(checkout_id = %checkout.checkout_id, outcome = ?answer.err(), "checkout payment not started");
-            self.store.finish_attempt(attempt_id, AttemptOutcome::Failed, now_ms()).await?;
-            self.reopen(checkout).await.map_err(|e| WidgetError::Internal(format!("{e:?}")))?;
-            return Err(WidgetError::ProcessingUnavailable);
-        };
-        self.store.attempt_paid_with(attempt_id, &payment.transaction_id).await?;
-        self.settle_checkout(checkout, &attempt, &payment)
-            .await
-            .map_err(|e| WidgetError::Internal(format!("{e:?}")))?;
-        let after = self.store.checkout(&checkout.checkout_id).await?.ok_or(WidgetError::CheckoutUnknown)?;
-        let attempts_left = (self.widget.limits.attempts_per_checkout - after.attempts).max(0);
-        let lang = paysys_widget::pages::Lang::parse(&checkout.language).unwrap_or_default();
-        let return_url = format!("{}/return", self.checkout_url(&checkout.checkout_id));
-        Ok(match payment_end(&payment) {
-            PaymentEnd::Paid => {
-                PayAnswer { status: "completed", redirect_url: Some(return_url), decline: None, attempts_left }
-            }
-            PaymentEnd::Declined | PaymentEnd::Failed => {
-                let code = decline_code(&payment);
-                let message = paysys_widget::pages::decline_message(&code, lang).to_owned();
-                PayAnswer { status: "declined", redirect_url: None, decline: Some((code, message)), attempts_left }
-            }
-            PaymentEnd::Pending => {
-                let (_, next_action) = crate::three_ds::authentication::view(&payment);
-                let challenge = next_action.and_then(|a| a.get("url").and_then(Value::as_str).map(str::to_owned));
-                match challenge {
-                    Some(url) => {
-                        PayAnswer { status: "challenge", redirect_url: Some(url), decline: None, attempts_left }
-                    }
-                    None => PayAnswer { status: "processing", redirect_url: None, decline: None, attempts_left },
-                }
-            }
-        })
-    }
 }
 
-/// The refusal of an operation on a checkout that is not open.
-fn refuse_closed(status: CheckoutStatus) -> Result<(), WidgetError> {
-    match status {
-        CheckoutStatus::Open => Ok(()),
-        CheckoutStatus::Processing => Err(WidgetError::CheckoutProcessing),
-        CheckoutStatus::Completed => Err(WidgetError::CheckoutCompleted),
-        CheckoutStatus::Expired => Err(WidgetError::CheckoutExpired),
-        CheckoutStatus::Cancelled => Err(WidgetError::CheckoutCancelled),
-    }
-}
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::error::WidgetError;
 
-fn customer_card(merchant_id: &str, customer_id: &str, meta: &TokenMetadata, now: i64) -> CustomerCard {
-    CustomerCard {
-        merchant_id: merchant_id.to_owned(),
-        customer_id: customer_id.to_owned(),
-        token: meta.token.clone(),
-        fingerprint: meta.fingerprint.clone(),
-        brand: meta.brand.clone(),
-        bin: meta.bin.clone(),
-        last4: meta.last4.clone(),
-        exp_month: meta.exp_month,
-        exp_year: meta.exp_year,
-        created_at: now,
+    fn new_checkout() -> NewCheckout {
+        NewCheckout {
+            amount: 15000,
+            currency: "UZS".into(),
+            partner_trans_id: "o-1".into(),
+            return_url: "https://shop.example/back".into(),
+            description: None,
+            cancel_url: None,
+            capture_method: CaptureMethod::Auto,
+            hold_ttl_sec: 3600,
+            after_expired: AfterExpired::Void,
+            three_ds: ThreeDsMode::Auto,
+            language: paysys_widget::pages::Lang::En,
+            expires_in_sec: 1800,
+            customer_id: None,
+            save_card: false,
+        }
+    }
+
+    #[test]
+    fn the_digest_covers_every_param() {
+        let base = new_checkout();
+        let changes: [fn(&mut NewCheckout); 8] = [
+            |c| c.amount += 1,
+            |c| c.return_url.push('x'),
+            |c| c.cancel_url = Some("https://shop.example/c".into()),
+            |c| c.language = paysys_widget::pages::Lang::Ru,
+            |c| c.expires_in_sec = 60,
+            |c| c.customer_id = Some("c".into()),
+            |c| c.save_card = true,
+            |c| c.three_ds = ThreeDsMode::Skip,
+        ];
+        for change in changes {
+            let mut other = base.clone();
+            change(&mut other);
+            assert_ne!(other.digest(), base.digest(), "{other:?}");
+        }
+        assert_eq!(new_checkout().digest(), base.digest());
+    }
+
+    #[test]
+    fn client_secrets_are_derived_per_checkout_and_never_printed() {
+        let secrets = CheckoutSecrets::generate();
+        let a = secrets.client_secret("chk_a");
+        assert_eq!(*a, *secrets.client_secret("chk_a"), "the same checkout, the same secret");
+        assert_ne!(*a, *secrets.client_secret("chk_b"));
+        assert_ne!(*a, *CheckoutSecrets::generate().client_secret("chk_a"), "another key, another secret");
+        let tail = a.strip_prefix("chk_a_secret_").unwrap();
+        assert!(tail.len() == 32 && tail.bytes().all(|b| b.is_ascii_alphanumeric()), "{tail}");
+        assert!(!format!("{secrets:?}").contains(tail));
+    }
+
+    #[test]
+    fn statuses_read_back_as_written() {
+        for status in CheckoutStatus::ALL {
+            assert_eq!(CheckoutStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(CheckoutStatus::parse("paid"), None);
+    }
+
+    #[test]
+    fn the_pages_browser_data_becomes_valid_emv_fields() {
+        let page = PageBrowser {
+            color_depth: Some(7),
+            screen_width: Some(0),
+            tz: Some(-300),
+            language: Some("ru-RU".into()),
+            user_agent: Some("Mozilla\n/5.0".into()),
+            ..PageBrowser::default()
+        };
+        let info = page.to_browser_info(Some("text/html,*/*"), Some("ignored: the page said"));
+        assert!(info.validate().is_ok(), "{info:?}");
+        assert_eq!((info.color_depth, info.screen_width, info.tz_offset_min), (24, 1024, -300));
+        assert_eq!((info.language.as_str(), info.user_agent.as_str()), ("ru-RU", "Mozilla/5.0"));
+        assert_eq!(info.accept_header, "text/html,*/*", "the request's Accept header");
+        assert!(PageBrowser::default().to_browser_info(None, None).validate().is_ok());
+    }
+
+    #[test]
+    fn browser_error_codes_are_stable() {
+        let all = [
+            WidgetError::Unavailable,
+            WidgetError::CheckoutUnknown,
+            WidgetError::CheckoutExpired,
+            WidgetError::CheckoutCancelled,
+            WidgetError::CheckoutCompleted,
+            WidgetError::CheckoutProcessing,
+            WidgetError::AttemptsExhausted,
+            WidgetError::RateLimited,
+            WidgetError::CardTestingSuspected,
+            WidgetError::TokenNotForCheckout,
+            WidgetError::AttemptUnknown,
+            WidgetError::AttemptUsed,
+            WidgetError::OriginForbidden,
+            WidgetError::ClientSecretInvalid,
+            WidgetError::InvalidRequest("x".into()),
+            WidgetError::ProcessingUnavailable,
+            WidgetError::Internal("db on fire at /var/lib".into()),
+        ];
+        let codes: std::collections::BTreeSet<&str> = all.iter().map(WidgetError::code).collect();
+        assert_eq!(codes.len(), all.len(), "one code each");
+        assert_eq!(WidgetError::AttemptsExhausted.to_json()["error"]["code"], "attempts_exhausted");
+        assert_eq!(WidgetError::TokenNotForCheckout.status(), 403);
+        let internal = WidgetError::Internal("db on fire at /var/lib".into()).to_json();
+        assert_eq!(internal["error"]["message"], "internal error");
     }
 }

@@ -371,6 +371,7 @@ fn browser_request(headers: &HeaderMap, peer: Option<Extension<paysys_server::Pe
         client_ip: peer.map(|Extension(p)| p.0.ip().to_string()),
         accept: text(header::ACCEPT),
         user_agent: text(header::USER_AGENT),
+        lang: None,
     }
 }
 
@@ -389,6 +390,9 @@ struct AttemptBody {
     client_secret: Option<String>,
     #[serde(default)]
     origin: Option<String>,
+    /// The page's language (its switch): the card frame's.
+    #[serde(default)]
+    lang: Option<String>,
 }
 
 async fn attempts(
@@ -427,7 +431,8 @@ async fn attempts(
         Caller::Embedded(origin) => Some(origin.as_str()),
         Caller::Hosted => None,
     };
-    let client = browser_request(&headers, peer);
+    let mut client = browser_request(&headers, peer);
+    client.lang = request.lang.as_deref().and_then(Lang::parse);
     match gateway.open_checkout_attempt(&checkout, &merchant, &origin, &client).await {
         Ok(issued) => json_response(
             json!({
@@ -486,6 +491,9 @@ struct PayBody {
     browser: Option<PageBrowser>,
     #[serde(default)]
     client_secret: Option<String>,
+    /// The page's language: the decline message's.
+    #[serde(default)]
+    lang: Option<String>,
 }
 
 async fn pay(
@@ -513,10 +521,22 @@ async fn pay(
         Caller::Embedded(origin) => Some(origin.as_str()),
         Caller::Hosted => None,
     };
-    let client = browser_request(&headers, peer);
+    let mut client = browser_request(&headers, peer);
+    client.lang = request.lang.as_deref().and_then(Lang::parse);
     let browser = request.browser.unwrap_or_default();
     match gateway.pay_checkout(&checkout, &merchant, &request.attempt_id, &request.token, &browser, &client).await {
-        Ok(answer) => json_response(answer.to_json(), cors),
+        Ok(mut answer) => {
+            if answer.status == "completed" {
+                // Straight to the merchant, signed (the `/return` link does the same later).
+                let paid = gateway.store.checkout(&checkout.checkout_id).await.ok().flatten();
+                if let Some(paid) = paid {
+                    if let Some(url) = signed_return(&app, &paid, &merchant).await {
+                        answer.redirect_url = Some(url);
+                    }
+                }
+            }
+            json_response(answer.to_json(), cors)
+        }
         Err(e) => error_response(&e, cors),
     }
 }
