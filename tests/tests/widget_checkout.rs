@@ -253,6 +253,15 @@ fn png_size(path: &Path) -> (u32, u32) {
 
 // ---- driving the browser ----
 
+/// Size the window so that the page's viewport is [`PHONE`] (the window's own frame
+/// takes some of a window's size, how much depends on the Chromium version).
+async fn phone_window(b: &Browser) {
+    b.client.set_window_size(PHONE.0, PHONE.1).await.unwrap();
+    let inner = b.client.execute("return [window.innerWidth, window.innerHeight];", vec![]).await.unwrap();
+    let (w, h) = (inner[0].as_u64().unwrap() as u32, inner[1].as_u64().unwrap() as u32);
+    b.client.set_window_size(2 * PHONE.0 - w, 2 * PHONE.1 - h).await.unwrap();
+}
+
 async fn find(b: &Browser, css: &str) -> Option<Element> {
     b.client.find(Locator::Css(css)).await.ok()
 }
@@ -367,7 +376,7 @@ async fn hosted_frictionless(s: &Stack, b: &Browser) {
     assert!(pay_label.contains("500"), "the pay button carries the amount: {pay_label}");
     s.saw_page(b).await;
     let form = s.screens.take(b, "form").await;
-    assert_eq!(png_size(&form).0, PHONE.0, "the screenshots are phone-sized");
+    assert_eq!(png_size(&form), PHONE, "the screenshots are phone-sized");
 
     // A forged token from the page's own window is ignored: the form stays ready.
     let state = forged_token_then(b, "document.getElementById('checkout').getAttribute('data-state')").await;
@@ -416,6 +425,14 @@ async fn hosted_challenge(s: &Stack, b: &Browser) {
     let html_lang = wait_css(b, "html").await.attr("lang").await.unwrap();
     assert_eq!(html_lang.as_deref(), Some("ru"), "the checkout's language");
     s.screens.take(b, "form-ru").await;
+    // The language switch: the page and the card frame in Uzbek.
+    wait_css(b, "nav.langs a[data-lang=\"uz\"]").await.click().await.unwrap();
+    wait_url(b, "the Uzbek page", |u| u.contains("lang=uz")).await;
+    wait_css(b, "html[lang=\"uz\"] main#checkout[data-state=\"ready\"]").await;
+    enter_frame(b, "#card-iframe").await;
+    wait_css(b, "form#card[data-lang=\"uz\"]").await;
+    leave_frame(b).await;
+    s.screens.take(b, "form-uz").await;
     type_card(b, "#card-iframe", CHALLENGE).await;
     pay_and_catch_waiting(s, b, false).await;
     // The same tab goes to the ACS.
@@ -516,7 +533,7 @@ async fn hosted_expired(s: &Stack, b: &Browser, checkout: &Value) {
 async fn hosted_checkout_in_a_real_browser() {
     let _turn = BROWSER_TURN.lock().await;
     let Some(b) = Browser::start().await else { return };
-    b.client.set_window_size(PHONE.0, PHONE.1).await.unwrap();
+    phone_window(&b).await;
     for backend in backends() {
         let s = Stack::start(&backend, "hosted").await;
         // Made first, expired by the time the other cases are done.
@@ -608,7 +625,7 @@ async fn saved_cards(s: &Stack, b: &Browser) {
 async fn saved_cards_through_the_hosted_page() {
     let _turn = BROWSER_TURN.lock().await;
     let Some(b) = Browser::start().await else { return };
-    b.client.set_window_size(PHONE.0, PHONE.1).await.unwrap();
+    phone_window(&b).await;
     for backend in backends() {
         let s = Stack::start(&backend, "saved").await;
         saved_cards(&s, &b).await;
@@ -767,7 +784,11 @@ async fn embedded_not_allowed(s: &Stack, b: &Browser, shop: &PartnerSite, strang
     wait_css(b, ".paysys-card-form[data-state=\"failed\"]").await;
     assert!(find(b, "iframe.paysys-card-frame").await.is_none(), "a card frame on an origin not allowed");
     let events = recorded(b, "events").await;
-    assert!(events.contains(&"error".to_owned()) && !events.contains(&"ready".to_owned()), "{events:?}");
+    assert_eq!(events, vec!["error".to_owned()], "{events:?}");
+    // The browser refused to hand the gateway's answer to the page: no CORS for it.
+    let detail = b.client.execute("return document.querySelector('#events li').textContent;", vec![]).await.unwrap();
+    let detail: Value = serde_json::from_str(detail.as_str().unwrap()).unwrap();
+    assert_eq!(detail["code"], "network_error", "the page read the gateway's refusal: {detail}");
     s.saw_page(b).await;
     s.screens.take(b, "embedded-refused").await;
     assert_eq!(s.check(id).await["attempts"], 0, "an attempt from an origin not allowed");
@@ -844,7 +865,7 @@ async fn embedded_not_allowed(s: &Stack, b: &Browser, shop: &PartnerSite, strang
 async fn embedded_form_on_partner_origins() {
     let _turn = BROWSER_TURN.lock().await;
     let Some(b) = Browser::start().await else { return };
-    b.client.set_window_size(PHONE.0, PHONE.1).await.unwrap();
+    phone_window(&b).await;
     for backend in backends() {
         let s = Stack::start(&backend, "embedded").await;
         let shop = PartnerSite::start().await;
