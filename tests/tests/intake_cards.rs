@@ -5,7 +5,8 @@
 //! * A good card under a valid grant becomes a token bound to the grant's checkout; the
 //!   same grant again is `grant_used`, and no second card is stored.
 //! * Every refusal before the vault (origin, grant, framing origin, body, card number,
-//!   address limit) has its stable code and stores nothing.
+//!   address limit) has its stable code and stores nothing; so do the vault's own
+//!   refusals (expired card, bad CVC, an intake whose certificate may not bind tokens).
 //! * The card frame is served with its CSP (`frame-ancestors` = the `origin` parameter),
 //!   never cached.
 //! * Afterwards no test card number is in the intake's log or answers, nor in the
@@ -197,6 +198,17 @@ async fn a_card_under_a_valid_grant_becomes_a_token_bound_to_the_checkout_once()
         let mut bad_cvc = card(&intake.grant(&intake.claims("chk_bad_cvc")), PAN);
         bad_cvc["cvc"] = json!("12");
         assert_refused(&intake.post_card(&bad_cvc).await, 422, "cvc_invalid");
+
+        // An intake configured with a certificate the vault does not let mint checkout
+        // tokens (the gateway's) stores nothing; the buyer sees a generic refusal.
+        let misconfigured = TestIntake::start_as(&vault, &vault.pki.gateway, IntakeOptions::default()).await;
+        let answer =
+            misconfigured.post_card(&card(&misconfigured.grant(&misconfigured.claims("chk_wrong")), PAN)).await;
+        assert_refused(&answer, 502, "vault_refused");
+        assert!(!answer.text.contains("forbidden"), "the vault's code stays in the log: {}", answer.text);
+        assert!(misconfigured.log_text().contains("the vault refused a card"));
+        assert_nothing_kept(&misconfigured, &vault).await;
+        misconfigured.stop().await;
 
         assert_nothing_kept(&intake, &vault).await;
         intake.stop().await;
