@@ -7,15 +7,18 @@
 //! merchant does not allow gets no CORS, a checkout has five attempts. Afterwards no
 //! card number in the gateway's database, log or answers.
 //!
-//! Paying with a token the intake minted is the intake's end-to-end test (it needs the
-//! intake and the vault's checkout binding).
+//! Paying: the test plays the card intake (a client certificate of
+//! `spiffe://paysys/intake` from the test CA) and tokenizes at the real vault with the
+//! grant's checkout, nonce and expiry, as the intake does; the gateway then pays the
+//! checkout with that token through the vault relay and the sandbox.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use paysys_test_support::cards::VISA;
+use paysys::pki::IssueRequest;
+use paysys_test_support::cards::{DECLINES, VISA};
 use paysys_tests::gateway::{start_vault_and_sandbox, GatewayOptions, TestGateway};
-use paysys_tests::{backends, bin_path, GATEWAY_BIN};
-use paysys_widget::grant::GrantVerifier;
+use paysys_tests::{backends, bin_path, Identity, TestVault, GATEWAY_BIN};
+use paysys_widget::grant::{GrantClaims, GrantVerifier};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -231,4 +234,144 @@ async fn without_a_grant_key_the_widget_is_unavailable() {
     gateway.finish().await;
     sandbox.stop().await;
     vault.finish().await;
+}
+
+/// A client certificate for the intake principal from the vault's test CA.
+fn intake_identity(vault: &TestVault) -> Identity {
+    let principal = "spiffe://paysys/intake";
+    let (cert, key) = (vault.dir.join("intake.pem"), vault.dir.join("intake.key"));
+    vault.pki.ca().issue(&IssueRequest::client(principal)).unwrap().write(&cert, &key).unwrap();
+    Identity { principal: principal.to_owned(), cert, key }
+}
+
+/// What the intake does with a grant and a card: tokenize at the vault, bound to the
+/// grant's checkout and spending its nonce. The vault's answer (status, body).
+async fn tokenize_as_intake(vault: &TestVault, intake: &Identity, claims: &GrantClaims, pan: &str) -> (u16, Value) {
+    let body = json!({
+        "merchant_id": claims.merchant_id, "pan": pan, "exp_month": 12, "exp_year": 2031, "cvc": "123",
+        "format": "opaque", "ttl_sec": if claims.save_card { Value::Null } else { json!(3600) },
+        "checkout": {"checkout_id": claims.checkout_id, "grant_nonce": claims.nonce,
+                     "grant_expires_at": claims.expires_at},
+    });
+    let body = match body {
+        Value::Object(mut map) => {
+            map.retain(|_, v| !v.is_null());
+            Value::Object(map)
+        }
+        other => other,
+    };
+    let r = vault.call(intake, "POST", "/v1/tokens", Some(body)).await;
+    (r.status, r.body)
+}
+
+#[tokio::test]
+async fn a_checkout_is_paid_with_the_token_the_vault_minted_for_its_grant() {
+    for backend in backends() {
+        let (vault, sandbox) = start_vault_and_sandbox(&backend, 60_000).await;
+        let (key, public) = grant_key(&vault.dir).await;
+        let options = GatewayOptions {
+            extra_args: vec![
+                "--intake-url".into(),
+                INTAKE.into(),
+                "--grant-key".into(),
+                format!("g1={}", key.display()),
+            ],
+            ..GatewayOptions::default()
+        };
+        let gateway = TestGateway::start(&vault, &sandbox, &backend, options).await;
+        let intake = intake_identity(&vault);
+        let mut verifier = GrantVerifier::new();
+        verifier.add_hex("g1", &public).unwrap();
+        let now = paysys_test_support::rpc::now_ms() / 1000;
+        let attempt = |id: String| {
+            let url = gateway.url.clone();
+            async move {
+                let a = browser_post(&url, &format!("/checkout/{id}/attempts"), &url, json!({})).await;
+                assert_eq!(a.status, 200, "{}", a.body);
+                a.json()
+            }
+        };
+        let claims_of = |a: &Value| {
+            let grant = a["frame_url"].as_str().unwrap().split_once("#grant=").unwrap().1.to_owned();
+            verifier.verify(&grant, now).unwrap()
+        };
+        let pay = |id: &str, attempt_id: &str, token: &str| {
+            let (url, path) = (gateway.url.clone(), format!("/checkout/{id}/pay"));
+            let body = json!({"attempt_id": attempt_id, "token": token});
+            async move { browser_post(&url, &path, &url, body).await }
+        };
+
+        let created = gateway
+            .ok(
+                "checkout.create",
+                json!({"amount": 150000, "currency": "UZS", "partner_trans_id": "pay-1",
+                                          "return_url": "https://shop.example/back", "three_ds": "skip",
+                                          "customer_id": "cust-1", "save_card": true}),
+            )
+            .await;
+        let id = created["checkout_id"].as_str().unwrap().to_owned();
+
+        // A declined card, then a good one: each attempt a grant of its own.
+        let a1 = attempt(id.clone()).await;
+        let c1 = claims_of(&a1);
+        assert!(c1.save_card);
+        let (status, minted) = tokenize_as_intake(&vault, &intake, &c1, DECLINES[0].0).await;
+        assert_eq!(status, 201, "{minted}");
+        assert_eq!(minted["checkout_id"], id.as_str(), "the vault bound the token to the checkout");
+        let declined_token = minted["token"].as_str().unwrap().to_owned();
+        // The grant is spent: a second card with it is refused by the vault.
+        let (status, replay) = tokenize_as_intake(&vault, &intake, &c1, VISA).await;
+        assert_eq!((status, replay["error"]["code"].as_str()), (409, Some("grant_used")), "{replay}");
+        let r = pay(&id, a1["attempt_id"].as_str().unwrap(), &declined_token).await;
+        assert_eq!(r.json()["status"], "declined", "{}", r.body);
+        assert_eq!(r.json()["decline"]["code"], DECLINES[0].1);
+
+        let a2 = attempt(id.clone()).await;
+        let (status, minted) = tokenize_as_intake(&vault, &intake, &claims_of(&a2), VISA).await;
+        assert_eq!(status, 201, "{minted}");
+        let token = minted["token"].as_str().unwrap().to_owned();
+        // Paid on another checkout, the token is refused.
+        let other = gateway
+            .ok(
+                "checkout.create",
+                json!({"amount": 1000, "currency": "UZS", "partner_trans_id": "pay-other",
+                                          "return_url": "https://shop.example/back", "three_ds": "skip"}),
+            )
+            .await;
+        let other_id = other["checkout_id"].as_str().unwrap().to_owned();
+        let other_attempt = attempt(other_id.clone()).await;
+        let r = pay(&other_id, other_attempt["attempt_id"].as_str().unwrap(), &token).await;
+        assert_eq!((r.status, r.code().as_str()), (403, "token_not_for_checkout"));
+        // On its own checkout it pays.
+        let r = pay(&id, a2["attempt_id"].as_str().unwrap(), &token).await;
+        let answer = r.json();
+        assert_eq!(answer["status"], "completed", "{}", r.body);
+        assert!(answer["redirect_url"].as_str().unwrap().starts_with("https://shop.example/back?"), "{answer}");
+        let checked = gateway.ok("checkout.check", json!({"partner_trans_id": "pay-1"})).await;
+        assert_eq!(checked["status"], "completed");
+        assert_eq!(checked["payment"]["partner_trans_id"], "pay-1/2");
+        assert_eq!(checked["payment"]["status"], "captured");
+
+        // Saved for the customer; payment.create takes the saved token, not the declined one.
+        let cards = gateway.ok("card.list", json!({"customer_id": "cust-1"})).await;
+        assert_eq!(cards["cards"].as_array().unwrap().len(), 1, "{cards}");
+        assert_eq!(cards["cards"][0]["token"], token.as_str());
+        assert_eq!(cards["cards"][0]["masked_number"], "424242******4242");
+        let again = json!({"card_token": token, "amount": 5000, "currency": "UZS", "partner_trans_id": "later-1",
+                           "three_ds": "skip"});
+        assert_eq!(gateway.ok("payment.create", again).await["status"], "captured");
+        let unsaved = json!({"card_token": declined_token, "amount": 5000, "currency": "UZS",
+                             "partner_trans_id": "later-2", "three_ds": "skip"});
+        assert_eq!(gateway.err("payment.create", unsaved).await["code"], -31400);
+
+        let db = gateway.database_bytes().await;
+        let log = gateway.log_text();
+        for pan in [VISA, DECLINES[0].0] {
+            assert!(!log.contains(pan), "a card number in the gateway's log");
+            assert!(!db.windows(pan.len()).any(|w| w == pan.as_bytes()), "a card number in the gateway's database");
+        }
+        gateway.finish().await;
+        sandbox.stop().await;
+        vault.finish().await;
+    }
 }

@@ -11,7 +11,8 @@
 -- `checkout_attempts`: one per grant issued; `nonce` is the grant's (the vault spends
 -- it). `merchant_id` and `client_ip` are here for the card-testing limits (per client
 -- address, per merchant declines in a window); `outcome` is what its payment ended in
--- (completed | declined | failed), `finished_at` when.
+-- (completed | declined | failed), `finished_at` when; `fingerprint` the vault's
+-- fingerprint of the card it paid with (distinct cards per client address).
 --
 -- `customer_cards`: a merchant's customer -> the tokens of the cards saved for it, one
 -- per card (the vault's fingerprint): the same card saved again keeps the first token.
@@ -48,8 +49,6 @@ CREATE TABLE checkouts (
     UNIQUE (merchant_id, partner_trans_id)
 );
 
-CREATE INDEX checkouts_open_by_merchant ON checkouts (merchant_id, status);
-
 CREATE TABLE checkout_attempts (
     attempt_id TEXT PRIMARY KEY,
     checkout_id TEXT NOT NULL REFERENCES checkouts (checkout_id),
@@ -64,6 +63,7 @@ CREATE TABLE checkout_attempts (
     transaction_id TEXT,
     outcome TEXT,
     finished_at BIGINT,
+    fingerprint TEXT,
     UNIQUE (checkout_id, number)
 );
 

@@ -45,6 +45,9 @@ pub struct CardTestingLimits {
     /// Attempts per client address in [`CardTestingLimits::client_window_ms`].
     pub attempts_per_client: i64,
     pub client_window_ms: i64,
+    /// Distinct cards (vault fingerprints) paid with from one client address in the
+    /// same window.
+    pub cards_per_client: i64,
     /// The merchant switch trips at this many declined attempts in
     /// [`CardTestingLimits::merchant_window_ms`] when more than half of the attempts
     /// that finished in the window were declined.
@@ -58,6 +61,7 @@ impl Default for CardTestingLimits {
             attempts_per_checkout: 5,
             attempts_per_client: 20,
             client_window_ms: 10 * 60_000,
+            cards_per_client: 10,
             merchant_declines: 10,
             merchant_window_ms: 5 * 60_000,
         }

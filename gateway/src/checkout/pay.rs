@@ -187,6 +187,7 @@ impl Gateway {
             transaction_id: None,
             outcome: None,
             finished_at: None,
+            fingerprint: None,
         };
         let opened = match self.store.open_attempt(&attempt, limits.attempts_per_checkout, now).await? {
             AttemptSlot::Opened(a) => *a,
@@ -261,12 +262,13 @@ impl Gateway {
         if self.store.token_removed(&checkout.merchant_id, token).await? {
             return Err(WidgetError::TokenNotForCheckout);
         }
-        match self.vault.token_metadata(token).await {
+        let fingerprint = match self.vault.token_metadata(token).await {
             TokenLookup::Found(meta)
                 if meta.merchant_id == checkout.merchant_id
                     && meta.checkout_id.as_deref() == Some(checkout.checkout_id.as_str()) =>
             {
                 self.token_bins.put(&meta);
+                meta.fingerprint
             }
             TokenLookup::Found(_) | TokenLookup::NotFound => {
                 tracing::warn!(checkout_id = %checkout.checkout_id, "a token not minted for this checkout refused");
@@ -275,6 +277,15 @@ impl Gateway {
             TokenLookup::Unavailable(reason) => {
                 tracing::warn!(%reason, "token metadata unavailable");
                 return Err(WidgetError::ProcessingUnavailable);
+            }
+        };
+        // Many different cards from one client address: card testing, whatever the outcomes.
+        if let Some(ip) = &client.client_ip {
+            let limits = &self.widget.limits;
+            let others = self.store.other_cards_of_client(ip, now - limits.client_window_ms, &fingerprint).await?;
+            if others >= limits.cards_per_client {
+                tracing::warn!(client_ip = %ip, cards = others + 1, "too many cards from one client address");
+                return Err(WidgetError::RateLimited);
             }
         }
         match self.store.begin_checkout_payment(&checkout.checkout_id, attempt_id, now).await? {
@@ -287,6 +298,7 @@ impl Gateway {
                 return Err(WidgetError::CheckoutExpired);
             }
         }
+        self.store.attempt_card(attempt_id, &fingerprint).await?;
         let request = NewPayment {
             card_token: token.to_owned(),
             amount: checkout.amount,

@@ -83,18 +83,21 @@ fn no_store(response: &mut Response) {
     static_header(response, header::REFERRER_POLICY, "no-referrer");
 }
 
-/// A page with its CSP; `framable`: the CSP's `frame-ancestors` names who may frame
-/// it, otherwise `X-Frame-Options: DENY` says it for older browsers too.
-fn page_response(status: StatusCode, page: Page, framable: bool) -> Response {
-    let mut response = (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], page.html).into_response();
-    no_store(&mut response);
-    if let Ok(csp) = HeaderValue::from_str(&page.csp) {
-        response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, csp);
-    }
-    if !framable {
-        static_header(&mut response, header::X_FRAME_OPTIONS, "DENY");
-    }
+/// A page with the headers its [`Page::headers`] names (CSP, no-store, no-referrer,
+/// nosniff, Permissions-Policy, and `X-Frame-Options: DENY` when nothing may frame it).
+fn page_response(status: StatusCode, page: Page) -> Response {
+    let headers = page.headers();
+    let mut response = (status, page.html).into_response();
+    put_headers(&mut response, headers);
     response
+}
+
+fn put_headers(response: &mut Response, headers: Vec<(&'static str, String)>) {
+    for (name, value) in headers {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::from_str(&value)) {
+            response.headers_mut().insert(name, value);
+        }
+    }
 }
 
 fn error_response(error: &WidgetError, cors: Option<&str>) -> Response {
@@ -194,7 +197,7 @@ async fn checkout_page(
         asset_base: ASSET_BASE,
         frame_ancestors: &ancestors,
     });
-    page_response(StatusCode::OK, page, !ancestors.is_empty())
+    page_response(StatusCode::OK, page)
 }
 
 /// The screen of a checkout that is not open: paid, being paid, expired, cancelled.
@@ -227,7 +230,7 @@ fn outcome_page(
         continue_url,
         asset_base: ASSET_BASE,
     });
-    page_response(StatusCode::OK, page, false)
+    page_response(StatusCode::OK, page)
 }
 
 /// The merchant's `cancel_url` (or `return_url`) with the checkout's id, key and
@@ -566,18 +569,16 @@ async fn preflight(State(app): State<Arc<App>>, Path(checkout_id): Path<String>,
 
 // ---- scripts and styles ----
 
-/// A script or style of the inventory. Loaded cross-origin by merchants' pages
-/// (`paysys.js`) with Subresource Integrity, which needs CORS: the assets are public.
+/// A script or style of the inventory, with the headers its [`pages::Asset::headers`]
+/// names (loaded cross-origin by merchants' pages, `paysys.js`, with Subresource
+/// Integrity, which needs CORS: the assets are public).
 async fn widget_asset(Path(name): Path<String>) -> Response {
     let found = GATEWAY_ASSETS.contains(&name.as_str()).then(|| pages::asset(&name)).flatten();
     let Some(asset) = found else {
         return (StatusCode::NOT_FOUND, Json(json!({"error": {"code": "not_found", "message": "no such asset"}})))
             .into_response();
     };
-    let mut response = ([(header::CONTENT_TYPE, asset.content_type)], asset.body).into_response();
-    static_header(&mut response, header::CACHE_CONTROL, "public, max-age=300");
-    static_header(&mut response, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
-    static_header(&mut response, header::ACCESS_CONTROL_ALLOW_ORIGIN, "*");
-    static_header(&mut response, HeaderName::from_static("cross-origin-resource-policy"), "cross-origin");
+    let mut response = asset.body.into_response();
+    put_headers(&mut response, asset.headers());
     response
 }

@@ -53,6 +53,24 @@ impl Store {
         }
     }
 
+    /// Up to `limit` checkouts behind their state at `now`: open ones past their time,
+    /// and processing ones whose payment has settled (the buyer did not come back to
+    /// the page, and the merchant did not ask).
+    pub async fn checkouts_to_follow(&self, now: i64, limit: i64) -> Result<Vec<CheckoutRecord>, StoreError> {
+        let columns: Vec<String> = CHECKOUT_COLUMNS.split(", ").map(|c| format!("c.{}", c.trim())).collect();
+        let sql = format!(
+            "SELECT {} FROM checkouts c LEFT JOIN payments p ON p.transaction_id = c.transaction_id \
+             WHERE (c.status = 'open' AND c.expires_at <= $1) \
+             OR (c.status = 'processing' AND p.status IN ('authorized', 'partially_captured', 'captured', \
+             'voided', 'expired', 'failed')) ORDER BY c.updated_at LIMIT $2",
+            columns.join(", ")
+        );
+        on_reader!(&self.backend, |pool| {
+            let rows = sqlx::query(&sql).bind(now).bind(limit).fetch_all(pool).await?;
+            rows.iter().map(checkout_from_row).collect()
+        })
+    }
+
     pub async fn checkout(&self, checkout_id: &str) -> Result<Option<CheckoutRecord>, StoreError> {
         let sql = format!("SELECT {CHECKOUT_COLUMNS} FROM checkouts WHERE checkout_id = $1");
         on_reader!(&self.backend, |pool| {
@@ -137,7 +155,7 @@ impl Store {
             opened.number = attempts + 1;
             let sql = format!(
                 "INSERT INTO checkout_attempts ({ATTEMPT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-                 $11, $12, $13)"
+                 $11, $12, $13, $14)"
             );
             bind_attempt(sqlx::query(&sql), &opened).execute(&mut *tx).await?;
             tx.commit().await?;
@@ -213,6 +231,40 @@ impl Store {
                 .await?;
         });
         Ok(())
+    }
+
+    /// Record the card (its vault fingerprint) an attempt pays with.
+    pub async fn attempt_card(&self, attempt_id: &str, fingerprint: &str) -> Result<(), StoreError> {
+        on_pool!(&self.backend, |pool| {
+            sqlx::query("UPDATE checkout_attempts SET fingerprint = $1 WHERE attempt_id = $2")
+                .bind(fingerprint)
+                .bind(attempt_id)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// How many other cards than `fingerprint` attempts issued to `client_ip` since
+    /// `since` paid with.
+    pub async fn other_cards_of_client(
+        &self,
+        client_ip: &str,
+        since: i64,
+        fingerprint: &str,
+    ) -> Result<i64, StoreError> {
+        on_reader!(&self.backend, |pool| {
+            let row = sqlx::query(
+                "SELECT COUNT(DISTINCT fingerprint) FROM checkout_attempts \
+                 WHERE client_ip = $1 AND created_at >= $2 AND fingerprint IS NOT NULL AND fingerprint <> $3",
+            )
+            .bind(client_ip)
+            .bind(since)
+            .bind(fingerprint)
+            .fetch_one(pool)
+            .await?;
+            Ok(row.try_get::<i64, _>(0)?)
+        })
     }
 
     /// Record what an attempt's payment ended in (once: a later call changes nothing).

@@ -147,6 +147,8 @@ pub struct AttemptRecord {
     pub transaction_id: Option<String>,
     pub outcome: Option<AttemptOutcome>,
     pub finished_at: Option<i64>,
+    /// The vault's fingerprint of the card it paid with.
+    pub fingerprint: Option<String>,
 }
 
 /// What an attempt's payment ended in.

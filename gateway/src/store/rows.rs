@@ -371,7 +371,7 @@ pub(super) const CHECKOUT_COLUMNS: &str = "checkout_id, merchant_id, partner_tra
      expires_at, customer_id, save_card, status, client_secret_hash, transaction_id, attempts, created_at, updated_at";
 
 pub(super) const ATTEMPT_COLUMNS: &str = "attempt_id, checkout_id, merchant_id, number, nonce, origin, client_ip, \
-     created_at, expires_at, used_at, transaction_id, outcome, finished_at";
+     created_at, expires_at, used_at, transaction_id, outcome, finished_at, fingerprint";
 
 pub(super) const CUSTOMER_CARD_COLUMNS: &str =
     "merchant_id, customer_id, token, fingerprint, brand, bin, last4, exp_month, exp_year, created_at";
@@ -446,6 +446,7 @@ pub(super) fn bind_attempt<'q, B: Bind<'q>>(b: B, a: &'q AttemptRecord) -> B {
         .opt_text(a.transaction_id.as_deref())
         .opt_text(a.outcome.map(AttemptOutcome::as_str))
         .opt_int(a.finished_at)
+        .opt_text(a.fingerprint.as_deref())
 }
 
 pub(super) fn attempt_from_row(row: &impl StoreRow) -> Result<AttemptRecord, StoreError> {
@@ -466,6 +467,7 @@ pub(super) fn attempt_from_row(row: &impl StoreRow) -> Result<AttemptRecord, Sto
             .map(|o| AttemptOutcome::parse(&o).ok_or_else(|| StoreError::Corrupt(format!("attempt outcome {o:?}"))))
             .transpose()?,
         finished_at: row.opt_int("finished_at")?,
+        fingerprint: row.opt_text("fingerprint")?,
     })
 }
 

@@ -199,6 +199,7 @@ fn attempt_record(id: &str, checkout_id: &str, ip: &str) -> AttemptRecord {
         transaction_id: None,
         outcome: None,
         finished_at: None,
+        fingerprint: None,
     }
 }
 
@@ -284,6 +285,12 @@ async fn the_checkout_store_on_every_database() {
         assert_eq!(counts, AttemptCounts { by_client: 2, merchant_finished: 2, merchant_declined: 1 });
         let counts = store.attempt_counts(Some("10.9.9.9"), now - 60_000, MERCHANT, now + 1).await.unwrap();
         assert_eq!(counts, AttemptCounts::default());
+        // Distinct cards per client address.
+        store.attempt_card("att_0", "fp-a").await.unwrap();
+        store.attempt_card("att_1", "fp-b").await.unwrap();
+        assert_eq!(store.other_cards_of_client("10.0.0.1", now - 60_000, "fp-c").await.unwrap(), 2);
+        assert_eq!(store.other_cards_of_client("10.0.0.1", now - 60_000, "fp-a").await.unwrap(), 1);
+        assert_eq!(store.other_cards_of_client("10.0.0.2", now - 60_000, "fp-c").await.unwrap(), 0);
 
         // Saved cards: one per card per customer, never merged across customers.
         assert_eq!(store.save_customer_card(&card("cust-1", "tok_a", "fp1")).await.unwrap(), Slot::Inserted);
@@ -703,6 +710,78 @@ async fn two_payments_at_once_on_one_checkout_start_one() {
         assert!(["checkout_processing", "checkout_completed"].contains(&refused.code().as_str()), "{}", refused.body);
         let payments = h.ok("payment.list", json!({})).await;
         assert_eq!(payments["count"], 1, "{db:?}: one payment, one authorization: {payments}");
+        h.finish().await;
+    }
+}
+
+/// A Luhn-valid 16-digit card number starting with `prefix` (15 digits).
+fn luhn_pan(prefix: &str) -> String {
+    let digits: Vec<u32> = prefix.chars().map(|c| c.to_digit(10).unwrap()).collect();
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, d)| {
+            if i % 2 == 0 {
+                let x = d * 2;
+                if x > 9 {
+                    x - 9
+                } else {
+                    x
+                }
+            } else {
+                *d
+            }
+        })
+        .sum();
+    format!("{prefix}{}", (10 - sum % 10) % 10)
+}
+
+#[tokio::test]
+async fn many_cards_from_one_client_address_are_refused() {
+    let h = Harness::start(Db::Sqlite, 5_000, 60_000).await;
+    let mut first = String::new();
+    for i in 0..10 {
+        let pan = luhn_pan(&format!("424242000000{i:03}"));
+        if i == 0 {
+            first = pan.clone();
+        }
+        let id = h.checkout(&format!("cards-{i}"), json!({})).await["checkout_id"].as_str().unwrap().to_owned();
+        let r = h.attempt_and_pay(&id, &pan).await;
+        assert_eq!(r.status, 200, "card {i}: {}", r.body);
+    }
+    let id = h.checkout("cards-10", json!({})).await["checkout_id"].as_str().unwrap().to_owned();
+    let r = h.attempt_and_pay(&id, &luhn_pan("424242000000010")).await;
+    assert_eq!((r.status, r.code().as_str()), (429, "rate_limited"), "the eleventh card");
+    // A card this client used before is no new card.
+    let r = h.attempt_and_pay(&id, &first).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn the_workers_bring_checkouts_up_to_date_without_a_reader() {
+    for db in databases() {
+        // The relay gives up after 400 ms; the slow card is answered after 1.5 s.
+        let h = Harness::start(db, 400, 1_500).await;
+        let id = h.checkout("w-1", json!({"customer_id": "cust-w", "save_card": true})).await["checkout_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let r = h.attempt_and_pay(&id, SLOW).await.json();
+        assert_eq!(r["status"], "processing", "{r}");
+        let store = &h.gateway.store;
+        assert_eq!(store.checkout(&id).await.unwrap().unwrap().status, CheckoutStatus::Processing);
+        let expired = checkout_record("chk_WORKERSexpired00000000", "w-expired", now_ms() - 1);
+        store.insert_checkout(&expired).await.unwrap();
+
+        // Nobody reads the checkouts; the workers resolve the payment, then the checkout.
+        paysys_gateway::workers::run_once(&h.gateway).await;
+        let done = store.checkout(&id).await.unwrap().unwrap();
+        assert_eq!(done.status, CheckoutStatus::Completed, "{db:?}");
+        assert_eq!(store.customer_cards(MERCHANT, "cust-w").await.unwrap().len(), 1, "the card saved");
+        let over = store.checkout("chk_WORKERSexpired00000000").await.unwrap().unwrap();
+        assert_eq!(over.status, CheckoutStatus::Expired);
         h.finish().await;
     }
 }
