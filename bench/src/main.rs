@@ -13,6 +13,8 @@
 //! paysys-bench ceiling --service gateway --stack .paysys/stack.json --concurrency 64
 //! paysys-bench tokenize --database-url sqlite:/tmp/bench/vault.db --concurrency 64 --with-ceiling
 //! paysys-bench pay --concurrency 64 --with-ceiling
+//! paysys-bench checkout --concurrency 64                  # intake vs direct, private vault + intake
+//! paysys-bench pay --concurrency 64 --with-webhooks        # off, then on, one stack
 //! ```
 //! Without `--stack`, `tokenize` starts its own vault (the `paysys-vault` binary next to
 //! this one) on a fresh dev PKI with the given database, and `pay` its own `paysys up`
@@ -26,9 +28,11 @@
 #![allow(clippy::print_stdout)]
 
 mod ceiling;
+mod checkout;
 mod load;
 mod pay;
 mod reencrypt;
+mod webhooks;
 
 use anyhow::Context;
 use ceiling::Service;
@@ -59,6 +63,10 @@ enum Command {
     /// End-to-end `payment.create` (auto capture) through the gateway, the vault relay
     /// and the sandbox, with tokens tokenized first.
     Pay(PayArgs),
+    /// Card intake through one-time grants (the payment widget's card frame to the
+    /// intake to the vault), side by side with direct vault tokenization, on a private
+    /// vault and intake.
+    Checkout(checkout::CheckoutArgs),
 }
 
 /// How hard and how long a benchmark drives its service.
@@ -106,6 +114,11 @@ struct PayArgs {
     /// print the ratio.
     #[arg(long)]
     with_ceiling: bool,
+    /// Pay twice on the same stack: without webhooks, then with an endpoint (a receiver
+    /// on loopback) taking every payment event; print both, their ratio and the outbox
+    /// left at the end.
+    #[arg(long)]
+    with_webhooks: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -155,6 +168,7 @@ fn main() -> anyhow::Result<()> {
             Command::Ceiling(args) => ceiling(args).await,
             Command::Reencrypt(args) => reencrypt::run(args).await,
             Command::Pay(args) => pay(args).await,
+            Command::Checkout(args) => checkout::run(args).await,
         }
     })
 }
@@ -298,13 +312,25 @@ async fn pay(args: PayArgs) -> anyhow::Result<()> {
         let tokens = pay::token_pool(&stack.stack, args.tokens_per_card).await?;
         let ceiling = if args.with_ceiling { Some(gateway_ceiling(&stack.stack, &args.load).await?) } else { None };
         let payers = pay::payers(&stack.stack, &tokens, args.load.concurrency, &args.three_ds).await?;
-        Ok::<_, anyhow::Error>((args.load.run(payers).await?, ceiling))
+        let report = args.load.run(payers).await?;
+        let with_webhooks = if args.with_webhooks {
+            let receiver = webhooks::Receiver::start().await?;
+            webhooks::register(&stack.stack, &receiver).await?;
+            let payers = pay::payers(&stack.stack, &tokens, args.load.concurrency, &args.three_ds).await?;
+            let on = args.load.run(payers).await?;
+            let backlog = webhooks::pending(&stack.stack).await?;
+            let drained = webhooks::drain(&stack.stack, Duration::from_secs(60)).await?;
+            Some((on, backlog, drained, receiver.received.load(std::sync::atomic::Ordering::Relaxed)))
+        } else {
+            None
+        };
+        Ok::<_, anyhow::Error>((report, ceiling, with_webhooks))
     }
     .await;
     let backend = |url: &str| if url.starts_with("postgres") { "postgresql" } else { "sqlite" };
     let (vault, gateway) = (backend(&stack.stack.vault.database_url), backend(&stack.stack.gateway.database_url));
     stack.stop().await?;
-    let (report, ceiling) = result?;
+    let (report, ceiling, with_webhooks) = result?;
     println!(
         "pay  vault={vault} gateway={gateway} sandbox=sqlite three_ds={} concurrency={} duration={}s",
         args.three_ds, args.load.concurrency, args.load.duration
@@ -312,6 +338,17 @@ async fn pay(args: PayArgs) -> anyhow::Result<()> {
     println!("{report}");
     if let Some(ceiling) = &ceiling {
         println!("{}", Ratio { run: &report, ceiling });
+    }
+    if let Some((on, backlog, drained, received)) = with_webhooks {
+        println!("pay with a webhook endpoint on every payment event (same stack, right after):");
+        println!("{on}");
+        let ratio = on.ops_per_sec() / report.ops_per_sec().max(f64::MIN_POSITIVE);
+        println!("webhooks on / off: {ratio:.2}");
+        let drained = drained.map_or("not within 60 s".to_owned(), |d| format!("{} ms", d.as_millis()));
+        println!(
+            "outbox at the end of the run: {backlog}{} pending; empty after {drained}; webhooks received: {received}",
+            if backlog >= 50 { "+" } else { "" }
+        );
     }
     Ok(())
 }

@@ -280,6 +280,8 @@ struct ServeArgs {
     max_body_bytes: usize,
     #[command(flatten)]
     transport: paysys_server::TransportFlags,
+    #[command(flatten)]
+    webhooks: crate::webhooks::WebhookFlags,
     /// The gateway's URL as browsers and the 3-D Secure ACS reach it (challenge links,
     /// CRes and RReq endpoints); default: the listen address.
     #[arg(long, env = "PAYSYS_GATEWAY_PUBLIC_URL")]
@@ -513,6 +515,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
     let secret_key = SecretKey::from_file(&args.secret_key_file)?;
+    let webhook_config = args.webhooks.config().map_err(anyhow::Error::msg)?;
+    let webhooks = crate::webhooks::Webhooks::new(webhook_config, SecretKey::from_file(&args.secret_key_file)?);
     let store = Store::open(&args.database_url).await.context("opening the database")?;
     store.migrate().await.context("migrating the database")?;
     let vault_tls = ClientTls::new(&args.vault_ca, Some((&args.vault_cert, &args.vault_key)), HttpVersion::Http1)
@@ -537,6 +541,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let ds_url = args.ds_url.clone().unwrap_or_else(|| args.acquirer_url.clone());
     let gateway = Arc::new(Gateway {
         store,
+        webhooks,
         vault: Arc::new(VaultRelay::new(HttpsPool::new(vault_tls, &args.vault_url))),
         acquirer: Arc::new(SandboxAcquirer::new(HttpsPool::new(acquirer_tls, &args.acquirer_url), acquirer_timeout)),
         directory: Directory::new(HttpsPool::new(ds_tls, &ds_url)),
@@ -563,6 +568,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             let _ = rx.wait_for(|stop| *stop).await;
         },
     ));
+    let webhook_worker = tokio::spawn(crate::webhooks::worker::run(
+        gateway.clone(),
+        Duration::from_millis(args.worker_interval_ms.max(10)),
+        {
+            let mut rx = stop_tx.subscribe();
+            async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            }
+        },
+    ));
     let app = Arc::new(App::new(gateway, secret_key));
     // The launcher waits for exactly this line.
     let mut stdout = std::io::stdout().lock();
@@ -575,6 +590,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("serving")?;
     let _ = stop_tx.send(true);
     let _ = workers.await;
+    let _ = webhook_worker.await;
     tracing::info!("stopped");
     Ok(())
 }

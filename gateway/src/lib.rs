@@ -34,6 +34,9 @@
 //! * [`workers`] — hold expiry, 3-D Secure challenge expiry, resolution by inquiry,
 //!   refund retries, deletion of removed cards in the vault, the replay guard's sweep.
 //! * [`secrets`] — merchant secrets sealed (AES-256-GCM) under the gateway's key.
+//! * [`webhooks`] — signed notifications of payment changes: the outbox (written by
+//!   the store with the change), SSRF screening, delivery, the retrying worker, the
+//!   `webhook.*` methods.
 //! * [`ids`], [`tls`].
 
 #![forbid(unsafe_code)]
@@ -56,6 +59,7 @@ pub mod store;
 pub mod three_ds;
 pub mod tls;
 pub mod vault;
+pub mod webhooks;
 pub mod workers;
 
 use std::future::Future;

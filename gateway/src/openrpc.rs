@@ -51,8 +51,20 @@ fn method(name: &str, summary: &str, params: Vec<Value>, result: &str, codes: &[
     })
 }
 
-/// The document.
+/// The document: the payment methods below and the webhook methods
+/// ([`crate::webhooks::endpoints::openrpc_methods`]).
 pub fn document() -> Value {
+    let mut doc = payment_document();
+    if let Some(methods) = doc.get_mut("methods").and_then(Value::as_array_mut) {
+        methods.extend(crate::webhooks::endpoints::openrpc_methods());
+    }
+    if let Some(schemas) = doc.pointer_mut("/components/schemas").and_then(Value::as_object_mut) {
+        schemas.extend(crate::webhooks::endpoints::openrpc_schemas());
+    }
+    doc
+}
+
+fn payment_document() -> Value {
     let tx = || param("transaction_id", true, string(), "the gateway's transaction id");
     let statuses = json!([
         "created",
@@ -279,6 +291,13 @@ mod tests {
             "checkout.cancel",
             "card.list",
             "rpc.discover",
+            "webhook.endpoint.create",
+            "webhook.endpoint.list",
+            "webhook.endpoint.update",
+            "webhook.endpoint.delete",
+            "webhook.endpoint.rotate_secret",
+            "webhook.list",
+            "webhook.resend",
         ] {
             assert!(names.contains(&m), "{m}");
         }

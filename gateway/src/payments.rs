@@ -309,6 +309,8 @@ pub struct Gateway {
     /// The 3-D Secure directory server (card ranges and results; no card data).
     pub directory: Directory,
     pub config: GatewayConfig,
+    /// Webhook endpoints' secrets, screening and delivery ([`crate::webhooks`]).
+    pub webhooks: crate::webhooks::Webhooks,
     pub three_ds: ThreeDsConfig,
     /// BINs of tokens already looked up for the 3-D Secure decision.
     pub token_bins: TokenBins,

@@ -279,6 +279,7 @@ pub async fn dispatch(
             }
             Ok(openrpc::document())
         }
+        m if m.starts_with("webhook.") => crate::webhooks::endpoints::dispatch(gateway, merchant, m, params).await,
         other => Err(RpcError::MethodNotFound(redact_digit_runs(&truncate(other, 64)))),
     }
 }

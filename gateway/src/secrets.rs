@@ -147,6 +147,38 @@ impl SecretKey {
     }
 }
 
+impl SecretKey {
+    /// Seal another secret the gateway keeps (a webhook endpoint's signing secret, say)
+    /// under this key: AAD `label ‖ id`, so it opens only for the same purpose and row.
+    pub fn seal_labeled(&self, label: &[u8], id: &str, plain: &str) -> Result<String, SecretError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let aad = [label, id.as_bytes()].concat();
+        let sealed = self
+            .cipher
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plain.as_bytes(), aad: &aad })
+            .map_err(|_| SecretError::Seal)?;
+        Ok(hex::encode([nonce.as_slice(), &sealed].concat()))
+    }
+
+    /// Open what [`SecretKey::seal_labeled`] sealed for `label` and `id`.
+    pub fn open_labeled(&self, label: &[u8], id: &str, sealed_hex: &str) -> Result<Zeroizing<String>, SecretError> {
+        let sealed = hex::decode(sealed_hex).map_err(|_| SecretError::Open)?;
+        if sealed.len() < NONCE_LEN + 16 {
+            return Err(SecretError::Open);
+        }
+        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+        let aad = [label, id.as_bytes()].concat();
+        let plain = Zeroizing::new(
+            self.cipher
+                .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad: &aad })
+                .map_err(|_| SecretError::Open)?,
+        );
+        let text = std::str::from_utf8(&plain).map_err(|_| SecretError::Open)?;
+        Ok(Zeroizing::new(text.to_owned()))
+    }
+}
+
 fn aad(service_id: &str) -> Vec<u8> {
     let mut aad = AAD_PREFIX.to_vec();
     aad.extend_from_slice(service_id.as_bytes());

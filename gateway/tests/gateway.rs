@@ -244,6 +244,10 @@ impl Harness {
             vault: relay.clone(),
             acquirer: Arc::new(SandboxAcquirer::new(HttpsPool::new(client_tls(), &sandbox_url), timeout)),
             directory: Directory::new(HttpsPool::new(client_tls(), &sandbox_url)),
+            webhooks: paysys_gateway::webhooks::Webhooks::new(
+                Default::default(),
+                SecretKey::from_hex(&SecretKey::generate_hex()).unwrap(),
+            ),
             config: GatewayConfig { acquirer_timeout: timeout, lease_wait: Duration::from_secs(10) },
             three_ds: ThreeDsConfig { public_url: url.clone(), ..ThreeDsConfig::default() },
             token_bins: Default::default(),

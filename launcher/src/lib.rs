@@ -32,9 +32,11 @@
 //!   stop.
 //! * `files.rs`: how the launcher writes files (atomically; keys 0600).
 //! * `main.rs`: flags only.
+//! * [`dev_webhook`]: `paysys up --webhook-url`, a webhook endpoint for the dev merchant.
 
 #![forbid(unsafe_code)]
 
+pub mod dev_webhook;
 mod files;
 pub mod grant_keys;
 pub mod pki;

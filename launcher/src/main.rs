@@ -95,6 +95,10 @@ struct UpArgs {
     /// Directory of the service binaries (default: next to this executable).
     #[arg(long, env = "PAYSYS_BIN_DIR")]
     bin_dir: Option<PathBuf>,
+    /// Register a webhook endpoint for the dev merchant, e.g. `http://127.0.0.1:9000/hooks`
+    /// (loopback over http is allowed in the dev stack); its secret goes to DIR/dev-webhook.json.
+    #[arg(long)]
+    webhook_url: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -142,6 +146,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 intake_port: args.intake_port,
                 gateway_database_url: args.gateway_database_url,
                 bin_dir: args.bin_dir,
+                webhook_url: args.webhook_url,
             };
             tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(paysys::up::run(options))
         }

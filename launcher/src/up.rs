@@ -85,6 +85,8 @@ pub struct UpOptions {
     pub gateway_database_url: Option<String>,
     /// Where the service binaries are; `None` is next to the running executable.
     pub bin_dir: Option<PathBuf>,
+    /// A webhook endpoint to register for the dev merchant ([`crate::dev_webhook`]).
+    pub webhook_url: Option<String>,
 }
 
 impl UpOptions {
@@ -100,6 +102,7 @@ impl UpOptions {
             intake_port: DEFAULT_INTAKE_PORT,
             gateway_database_url: None,
             bin_dir: None,
+            webhook_url: None,
         }
     }
 }
@@ -191,6 +194,9 @@ pub async fn run(options: UpOptions) -> anyhow::Result<()> {
             return Ok(());
         }
     };
+    if let Some(url) = &options.webhook_url {
+        crate::dev_webhook::register(running.stack(), url).await?;
+    }
     print_summary(running.stack(), running.stack_file());
 
     let outcome = tokio::select! {
@@ -271,6 +277,8 @@ pub async fn start_stack(options: &UpOptions) -> anyhow::Result<RunningStack> {
     let mut gateway = service("gateway", &gateway_binary)
         .args(["serve", "--listen", &format!("127.0.0.1:{}", options.gateway_port)])
         .args(["--database-url", &gateway_database_url])
+        // Webhooks to a receiver on loopback (`--webhook-url`), dev only.
+        .args(["--dev", "--webhooks-allow-loopback-http"])
         .args(["--secret-key-file".as_ref(), secret_key_file.as_os_str()])
         .args(["--vault-url", vault.url()])
         .args(["--vault-ca".as_ref(), pki.ca_cert.as_os_str()])
@@ -736,6 +744,7 @@ exec sleep 60
         let args: Vec<&str> = args.lines().collect();
         let flag = |name: &str| args[args.iter().position(|a| *a == name).unwrap() + 1];
         assert_eq!(flag("--vault-url"), stack.vault.url);
+        assert!(args.contains(&"--dev") && args.contains(&"--webhooks-allow-loopback-http"));
         assert_eq!(Path::new(flag("--vault-cert")), stack.pki.gateway.cert);
         assert_eq!(flag("--acquirer-url"), stack.sandbox.url);
         assert_eq!(flag("--database-url"), stack.gateway.database_url);

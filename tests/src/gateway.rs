@@ -147,6 +147,17 @@ impl TestGateway {
         }
     }
 
+    /// SIGKILL the process (no shutdown of any kind: whatever it had not committed is
+    /// lost) and start `serve` again on the same database, key and flags; the client
+    /// follows it to its new port.
+    pub async fn kill_and_restart(&mut self, vault: &TestVault, sandbox: &TestSandbox) {
+        self.child.kill().await.unwrap();
+        let key_file = self.dir.join("secret.key");
+        let (child, url) = spawn_serve(vault, sandbox, &self.db, &key_file, &self.options, &self.log_file).await;
+        self.child = child;
+        self.rpc.url = url;
+    }
+
     /// Run `paysys-gateway merchant ARGS…` on this gateway's database; its stdout.
     pub async fn merchant_command(&self, args: &[&str]) -> String {
         let out = Command::new(bin_path(GATEWAY_BIN))

@@ -5,6 +5,8 @@
 //!
 //! * `records.rs` — the records ([`PaymentRecord`], [`RefundRecord`], …).
 //! * `rows.rs` — column lists, bindings, rows back into records.
+//! * `webhooks.rs` — webhook endpoints, the outbox of deliveries (written by
+//!   `save_payment` in its transaction), the workers' claims, attempts.
 //! * `merchants.rs`, `payments.rs` (with the ledger and the workers' claims),
 //!   `refunds.rs`, `captures.rs`, `authentications.rs` (3-D Secure), `requests.rs`
 //!   (the replay guard), `tokens.rs` (removed tokens), `checkouts.rs` (the payment
@@ -44,6 +46,7 @@ mod refunds;
 mod requests;
 mod rows;
 mod tokens;
+pub(crate) mod webhooks;
 
 pub use checkouts::{AttemptSlot, PaymentStart};
 pub use paysys_db::StoreError;
@@ -51,6 +54,10 @@ pub use records::{
     AttemptCounts, AttemptOutcome, AttemptRecord, AuthenticationRecord, CaptureRecord, CaptureStatus, CheckoutRecord,
     CheckoutStatus, CustomerCard, LedgerKind, LedgerRow, MerchantRecord, PaymentFilter, PaymentRecord, RefundRecord,
     RefundStatus, RemovedToken, RequestClaim, Slot, WidgetSettings,
+};
+pub use webhooks::{
+    DeliveryFilter, DeliveryStatus, EndpointHealth, EndpointStatus, WebhookAttemptRecord, WebhookDeliveryRecord,
+    WebhookEndpointRecord,
 };
 
 use paysys_db::{Backend, Connections};

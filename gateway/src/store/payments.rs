@@ -8,6 +8,7 @@ use super::rows::{
     ledger_from_row, payment_from_row, postgres_insert_payment_sql, postgres_save_payment_sql, LEDGER_COLUMNS,
     PAYMENT_COLUMNS, UPDATE_PAYMENT, UPDATE_REFUND,
 };
+use super::webhooks::{bind_outbox, events_like, postgres_with_outbox, OUTBOX_INSERT};
 use super::{Store, StoreError};
 use crate::state::PaymentStatus;
 use paysys_db::{in_transaction, on_pool, on_reader, Args, Backend};
@@ -113,18 +114,26 @@ impl Store {
     }
 
     /// Write a payment's mutable state, its new ledger rows and (optionally) a refund's
-    /// state, in one transaction.
+    /// state, in one transaction — with the webhook events the change makes
+    /// ([`crate::webhooks::payment_events`]) fanned out to the merchant's endpoints'
+    /// outbox in that same transaction, so an event is never lost nor sent for a change
+    /// that was not saved. (A payment's insert makes no event: it is `created`,
+    /// `authorizing` or `requires_3ds` before its challenge.)
     pub async fn save_payment(
         &self,
         p: &PaymentRecord,
         ledger: &[LedgerRow],
         refund: Option<&RefundRecord>,
     ) -> Result<(), StoreError> {
+        let events = crate::webhooks::payment_events(p, ledger, refund);
+        let likes: Vec<String> = events.iter().map(|e| events_like(e.event_type)).collect();
         match &self.backend {
             Backend::Sqlite(sqlite) => {
                 let payment = bind_payment_update(Args::default(), p);
                 let ledger = ledger_args(ledger);
                 let refund = refund.map(|r| bind_refund_update(Args::default(), r));
+                let outbox: Vec<Args> =
+                    events.iter().zip(&likes).map(|(e, like)| bind_outbox(Args::default(), e, like)).collect();
                 sqlite
                     .group
                     .write(move |conn| -> Result<(), StoreError> {
@@ -135,6 +144,9 @@ impl Store {
                         if let Some(refund) = refund {
                             refund.execute(conn, UPDATE_REFUND)?;
                         }
+                        for event in outbox {
+                            event.execute(conn, OUTBOX_INSERT)?;
+                        }
                         Ok(())
                     })
                     .await
@@ -142,11 +154,14 @@ impl Store {
             Backend::Postgres(pool) => {
                 // One statement, atomic on its own: one round trip instead of four.
                 let sql = postgres_save_payment_sql(ledger.len(), refund.is_some());
+                let params = 17 + 8 * ledger.len() + if refund.is_some() { 6 } else { 0 };
+                let sql = postgres_with_outbox(&sql, params, events.len());
                 let query = ledger.iter().fold(bind_payment_update(sqlx::query(&sql), p), bind_ledger);
                 let query = match refund {
                     Some(r) => bind_refund_update(query, r),
                     None => query,
                 };
+                let query = events.iter().zip(&likes).fold(query, |q, (e, like)| bind_outbox(q, e, like));
                 query.execute(pool).await?;
                 Ok(())
             }
