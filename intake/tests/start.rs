@@ -2,6 +2,10 @@
 //! unsafely or not at all, and says which flag is wrong. (Its requests are tested end to
 //! end, next to a real vault, in `tests/tests/intake_cards.rs`.)
 
+// Helpers outside #[test] functions, which clippy's allow-expect-in-tests does not see as
+// tests; a failed expect is a failed test.
+#![allow(clippy::expect_used)]
+
 use std::path::Path;
 use std::process::Output;
 
