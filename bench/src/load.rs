@@ -257,6 +257,12 @@ impl PrivateVault {
     /// Start `paysys-vault` (found next to this binary, or in `PAYSYS_BIN_DIR`).
     pub async fn start(database_url: &str) -> anyhow::Result<PrivateVault> {
         let dir = std::env::temp_dir().join(format!("paysys-bench-{}", std::process::id()));
+        PrivateVault::start_in(&dir, database_url).await
+    }
+
+    /// [`PrivateVault::start`] in `dir` (removed when this is dropped).
+    pub async fn start_in(dir: &Path, database_url: &str) -> anyhow::Result<PrivateVault> {
+        let dir = dir.to_owned();
         let bin_dir = std::env::var_os("PAYSYS_BIN_DIR").map(PathBuf::from);
         let binary = paysys::up::find_binary(bin_dir.as_deref(), paysys::up::VAULT_BINARY)?;
         let pki = paysys::pki::init_dev_pki(&dir, "m_bench")?;

@@ -13,6 +13,7 @@
 //! paysys-bench ceiling --service gateway --stack .paysys/stack.json --concurrency 64
 //! paysys-bench tokenize --database-url sqlite:/tmp/bench/vault.db --concurrency 64 --with-ceiling
 //! paysys-bench pay --concurrency 64 --with-ceiling
+//! paysys-bench checkout --concurrency 64                  # intake vs direct, private vault + intake
 //! paysys-bench pay --concurrency 64 --with-webhooks        # off, then on, one stack
 //! ```
 //! Without `--stack`, `tokenize` starts its own vault (the `paysys-vault` binary next to
@@ -27,6 +28,7 @@
 #![allow(clippy::print_stdout)]
 
 mod ceiling;
+mod checkout;
 mod load;
 mod pay;
 mod reencrypt;
@@ -61,6 +63,10 @@ enum Command {
     /// End-to-end `payment.create` (auto capture) through the gateway, the vault relay
     /// and the sandbox, with tokens tokenized first.
     Pay(PayArgs),
+    /// Card intake through one-time grants (the payment widget's card frame to the
+    /// intake to the vault), side by side with direct vault tokenization, on a private
+    /// vault and intake.
+    Checkout(checkout::CheckoutArgs),
 }
 
 /// How hard and how long a benchmark drives its service.
@@ -162,6 +168,7 @@ fn main() -> anyhow::Result<()> {
             Command::Ceiling(args) => ceiling(args).await,
             Command::Reencrypt(args) => reencrypt::run(args).await,
             Command::Pay(args) => pay(args).await,
+            Command::Checkout(args) => checkout::run(args).await,
         }
     })
 }
@@ -278,6 +285,7 @@ impl BenchStack {
             vault_port: 0,
             sandbox_port: 0,
             gateway_port: 0,
+            intake_port: 0,
             vault_database_url: vault_database_url.cloned(),
             gateway_database_url: gateway_database_url.cloned(),
             bin_dir: std::env::var_os("PAYSYS_BIN_DIR").map(PathBuf::from),

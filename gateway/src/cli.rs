@@ -1,12 +1,13 @@
 //! The `paysys-gateway` commands and their configuration (flags or environment).
 
 use crate::acquirer::SandboxAcquirer;
+use crate::checkout::{CardTestingLimits, WidgetConfig};
 use crate::https::HttpsPool;
 use crate::ids;
 use crate::payments::{now_ms, Gateway, GatewayConfig};
 use crate::secrets::{MerchantSecret, SecretKey};
 use crate::server::App;
-use crate::store::{MerchantRecord, Store};
+use crate::store::{MerchantRecord, Store, WidgetSettings};
 use crate::three_ds::directory::Directory;
 use crate::three_ds::{AutoSettings, ThreeDsConfig};
 use crate::vault::VaultRelay;
@@ -16,6 +17,7 @@ use clap::{Args, Parser, Subcommand};
 use paysys_server::logging::init_logging;
 use paysys_server::shutdown::shutdown_signal;
 use paysys_vault_client::{ClientTls, HttpVersion};
+use paysys_widget::grant::GrantSigner;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -46,6 +48,12 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// The payment widget's grant key (Ed25519, PKCS#8 DER): make one, or print its
+    /// public key for the intake's `--grant-public-key`.
+    GrantKey {
+        #[command(subcommand)]
+        command: GrantKeyCommand,
+    },
     /// Print the Auth header for a request body (a signing helper for trying the API).
     Sign {
         #[arg(long, env = "PAYSYS_SERVICE_ID")]
@@ -57,6 +65,70 @@ enum Command {
         #[arg(long)]
         body: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum GrantKeyCommand {
+    /// Write a new grant key (PKCS#8 DER, mode 0600; refuses to overwrite) and print its
+    /// public key (64 hex digits).
+    New {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print `KID <public key hex>` of the key file.
+    Public {
+        /// `KID=PATH`.
+        #[arg(value_name = "KID=PATH", value_parser = parse_grant_key_arg)]
+        key: (String, PathBuf),
+    },
+}
+
+fn parse_grant_key_arg(arg: &str) -> Result<(String, PathBuf), String> {
+    paysys_widget::grant::parse_key_arg(arg)
+}
+
+/// A merchant's payment-widget settings.
+#[derive(Debug, Args)]
+struct WidgetArgs {
+    /// An origin (`https://shop.example`) whose pages may embed the card form and call
+    /// the checkout endpoints; repeatable; added to the merchant's list.
+    #[arg(long, value_name = "ORIGIN")]
+    allowed_origin: Vec<String>,
+    /// Empty the list of allowed origins (before adding any given).
+    #[arg(long)]
+    clear_allowed_origins: bool,
+    /// The hosted checkout page may be framed by the allowed origins: `true` or `false`
+    /// (given alone: `true`). Default at creation: not framable.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    allow_checkout_framing: Option<bool>,
+    /// The card-testing switch: `on` (default at creation) or `off`.
+    #[arg(long, value_name = "on|off", value_parser = ["on", "off"])]
+    card_testing_guard: Option<String>,
+}
+
+impl WidgetArgs {
+    /// `settings` with the flags given applied.
+    fn apply(&self, mut settings: WidgetSettings) -> anyhow::Result<WidgetSettings> {
+        if self.clear_allowed_origins {
+            settings.allowed_origins.clear();
+        }
+        for origin in &self.allowed_origin {
+            anyhow::ensure!(
+                paysys_widget::origin::parse_origin(origin).is_some(),
+                "--allowed-origin {origin:?} is not an origin (scheme://host[:port], lower case, no path)"
+            );
+            if !settings.allowed_origins.contains(origin) {
+                settings.allowed_origins.push(origin.clone());
+            }
+        }
+        if let Some(framing) = self.allow_checkout_framing {
+            settings.allow_checkout_framing = framing;
+        }
+        if let Some(guard) = &self.card_testing_guard {
+            settings.card_testing_guard = guard == "on";
+        }
+        Ok(settings)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,6 +189,8 @@ struct MerchantCreateArgs {
     merchant_id: Option<String>,
     #[command(flatten)]
     three_ds_auto: ThreeDsAutoArgs,
+    #[command(flatten)]
+    widget: WidgetArgs,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -134,6 +208,11 @@ struct MerchantUpdateArgs {
     name: Option<String>,
     #[command(flatten)]
     three_ds_auto: ThreeDsAutoArgs,
+    #[command(flatten)]
+    widget: WidgetArgs,
+    /// Re-open the merchant's checkouts after the card-testing switch tripped.
+    #[arg(long)]
+    card_testing_reset: bool,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -226,6 +305,16 @@ struct ServeArgs {
     /// is authenticated at every amount.
     #[arg(long, env = "PAYSYS_GATEWAY_3DS_AUTO_MIN_AMOUNT", value_name = "CUR=AMOUNT")]
     three_ds_auto_min_amount: Vec<String>,
+    /// The card intake's origin (the payment widget's card frame), e.g.
+    /// `https://127.0.0.1:8444`. Without it (or without --grant-key) the checkout
+    /// methods answer `widget_unavailable`.
+    #[arg(long, env = "PAYSYS_GATEWAY_INTAKE_URL")]
+    intake_url: Option<String>,
+    /// The grant signing key, `KID=PATH` (Ed25519 PKCS#8 DER, from `grant-key new`);
+    /// repeatable: the last one given signs (keep the older ones' public keys at the
+    /// intake until their grants have run out).
+    #[arg(long, env = "PAYSYS_GATEWAY_GRANT_KEY", value_name = "KID=PATH", value_parser = parse_grant_key_arg)]
+    grant_key: Vec<(String, PathBuf)>,
 }
 
 /// Run a parsed command line; the process exit code.
@@ -236,6 +325,12 @@ pub fn main(cli: Cli) -> ExitCode {
             Ok(())
         }
         Command::SecretKey { out } => write_secret_key(&out),
+        Command::GrantKey { command: GrantKeyCommand::New { out } } => write_grant_key(&out),
+        Command::GrantKey { command: GrantKeyCommand::Public { key: (kid, path) } } => {
+            GrantSigner::from_pkcs8_file(&kid, &path)
+                .map(|signer| println!("{kid} {}", signer.public_key_hex()))
+                .map_err(|e| anyhow::anyhow!("{e}"))
+        }
         Command::Merchant { command: MerchantCommand::Create(args) } => block_on(create_merchant(args)),
         Command::Merchant { command: MerchantCommand::Update(args) } => block_on(update_merchant(args)),
         Command::Merchant { command: MerchantCommand::Show(args) } => block_on(show_merchant(args)),
@@ -268,6 +363,19 @@ fn write_secret_key(out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn write_grant_key(out: &Path) -> anyhow::Result<()> {
+    let der = zeroize::Zeroizing::new(GrantSigner::generate_pkcs8().map_err(|e| anyhow::anyhow!("{e}"))?);
+    let signer = GrantSigner::from_pkcs8("new", &der).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(out).with_context(|| format!("creating {}", out.display()))?;
+    file.write_all(&der).with_context(|| format!("writing {}", out.display()))?;
+    println!("{}", signer.public_key_hex());
+    Ok(())
+}
+
 async fn create_merchant(args: MerchantCreateArgs) -> anyhow::Result<()> {
     let key = SecretKey::from_file(&args.secret_key_file)?;
     let merchant_id = args.merchant_id.unwrap_or_else(ids::new_merchant_id);
@@ -284,6 +392,7 @@ async fn create_merchant(args: MerchantCreateArgs) -> anyhow::Result<()> {
         secret_sealed: key.seal(&service_id, &secret)?,
         created_at: now_ms(),
         three_ds_auto,
+        widget: args.widget.apply(WidgetSettings::default())?,
     };
     store.insert_merchant(&record).await.context("storing the merchant (is the merchant id taken?)")?;
     print_merchant(&record, Some(&secret), args.json);
@@ -299,6 +408,10 @@ async fn update_merchant(args: MerchantUpdateArgs) -> anyhow::Result<()> {
         record.name = name;
     }
     record.three_ds_auto = args.three_ds_auto.apply(record.three_ds_auto)?;
+    record.widget = args.widget.apply(record.widget)?;
+    if args.card_testing_reset {
+        record.widget.card_testing_tripped_at = None;
+    }
     anyhow::ensure!(store.update_merchant(&record).await?, "no merchant {:?}", args.merchant_id);
     print_merchant(&record, None, args.json);
     Ok(())
@@ -322,6 +435,10 @@ fn print_merchant(record: &MerchantRecord, secret: Option<&MerchantSecret>, json
             "service_id": record.service_id,
             "name": record.name,
             "three_ds_auto": settings.to_json(),
+            "allowed_origins": record.widget.allowed_origins,
+            "allow_checkout_framing": record.widget.allow_checkout_framing,
+            "card_testing_guard": record.widget.card_testing_guard,
+            "card_testing_tripped_at": record.widget.card_testing_tripped_at,
         });
         if let (Some(secret), Some(obj)) = (secret, v.as_object_mut()) {
             obj.insert("secret".into(), secret.expose_secret().into());
@@ -337,10 +454,52 @@ fn print_merchant(record: &MerchantRecord, secret: Option<&MerchantSecret>, json
     let minimums: Vec<String> = settings.min_amounts.iter().map(|(c, a)| format!("{c}={a}")).collect();
     let minimums = if minimums.is_empty() { "none (the gateway's default)".to_owned() } else { minimums.join(",") };
     println!("three_ds auto minimum amounts: {minimums}");
+    let widget = &record.widget;
+    let origins = if widget.allowed_origins.is_empty() { "none".to_owned() } else { widget.allowed_origins.join(" ") };
+    println!("widget allowed origins: {origins}");
+    println!("checkout page framable by them: {}", widget.allow_checkout_framing);
+    let guard = match (widget.card_testing_guard, widget.card_testing_tripped_at) {
+        (false, _) => "off".to_owned(),
+        (true, None) => "on".to_owned(),
+        (true, Some(at)) => {
+            format!("on, TRIPPED at {} (reset with --card-testing-reset)", crate::payments::rfc3339(at))
+        }
+    };
+    println!("card-testing guard: {guard}");
     if let Some(secret) = secret {
         println!("secret:      {}", secret.expose_secret());
         println!("(the secret is shown only now; the gateway keeps it sealed under its secret key)");
     }
+}
+
+/// The widget's configuration from `--intake-url` and `--grant-key`.
+fn widget_config(args: &ServeArgs, secret_key: &SecretKey) -> anyhow::Result<WidgetConfig> {
+    let intake_origin = match &args.intake_url {
+        Some(url) => {
+            let origin = url.trim_end_matches('/');
+            anyhow::ensure!(
+                paysys_widget::origin::parse_origin(origin).is_some(),
+                "--intake-url must be an origin (scheme://host[:port])"
+            );
+            Some(origin.to_owned())
+        }
+        None => None,
+    };
+    let signer = match args.grant_key.last() {
+        Some((kid, path)) => {
+            Some(GrantSigner::from_pkcs8_file(kid, path).map_err(|e| anyhow::anyhow!("--grant-key {kid}: {e}"))?)
+        }
+        None => None,
+    };
+    if intake_origin.is_none() || signer.is_none() {
+        tracing::info!("no --intake-url or --grant-key: the payment widget is unavailable");
+    }
+    Ok(WidgetConfig {
+        intake_origin,
+        signer,
+        secrets: Some(secret_key.checkout_secrets()),
+        limits: CardTestingLimits::default(),
+    })
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -376,6 +535,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         url::Url::parse(&public_url).is_ok_and(|u| matches!(u.scheme(), "http" | "https")),
         "--public-url must be an http(s) URL"
     );
+    let widget = widget_config(&args, &secret_key)?;
     let ds_tls = ClientTls::new(&args.acquirer_ca, acquirer_identity, HttpVersion::Http1)
         .context("loading the DS client credentials")?;
     let ds_url = args.ds_url.clone().unwrap_or_else(|| args.acquirer_url.clone());
@@ -396,6 +556,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             ..ThreeDsConfig::default()
         },
         token_bins: crate::vault::TokenBins::default(),
+        widget,
     });
     tracing::info!(%addr, scheme, vault = %args.vault_url, acquirer = %args.acquirer_url, "serving");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

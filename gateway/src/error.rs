@@ -54,8 +54,12 @@ pub enum RpcError {
     InvalidToken,
     /// −31303: insufficient funds (issuer decline `51`).
     InsufficientFunds { transaction_id: String },
-    /// −31400: no such token for this merchant (or removed).
+    /// −31400: no such token for this merchant (or removed), or a checkout-bound token
+    /// that was not saved for a customer.
     UnknownToken,
+    /// −31050: the payment widget is not configured on this gateway (no grant key or no
+    /// intake URL); `data.reason` is `widget_unavailable`.
+    WidgetUnavailable,
     /// The stored error object of an earlier answer, replayed as it was (idempotency).
     Replayed(Value),
 }
@@ -137,6 +141,7 @@ impl RpcError {
             RpcError::InvalidToken => -31300,
             RpcError::InsufficientFunds { .. } => -31303,
             RpcError::UnknownToken => -31400,
+            RpcError::WidgetUnavailable => -31050,
             RpcError::Replayed(v) => v.get("code").and_then(Value::as_i64).unwrap_or(-32603),
         }
     }
@@ -164,6 +169,7 @@ impl RpcError {
             RpcError::InvalidToken => "card_token is not a card token".into(),
             RpcError::InsufficientFunds { .. } => "insufficient funds".into(),
             RpcError::UnknownToken => "unknown card token".into(),
+            RpcError::WidgetUnavailable => "the payment widget is not available on this gateway".into(),
             RpcError::Replayed(v) => v.get("message").and_then(Value::as_str).unwrap_or("error").to_owned(),
         }
     }
@@ -173,6 +179,7 @@ impl RpcError {
             RpcError::OverCapture { capturable } => Some(json!({ "capturable_amount": capturable })),
             RpcError::OverRefund { refundable } => Some(json!({ "refundable_amount": refundable })),
             RpcError::WrongState(status) => Some(json!({ "status": status })),
+            RpcError::WidgetUnavailable => Some(json!({ "reason": "widget_unavailable" })),
             RpcError::Declined { transaction_id, decline_code, decline_reason } => Some(json!({
                 "transaction_id": transaction_id,
                 "decline_code": decline_code,
@@ -230,6 +237,125 @@ impl From<OperationRefused> for RpcError {
             OperationRefused::OverRefund { refundable } => RpcError::OverRefund { refundable },
             OperationRefused::HoldExpired => RpcError::HoldExpired,
         }
+    }
+}
+
+/// An error of the checkout endpoints the browser calls (`/checkout/{id}/attempts`,
+/// `/checkout/{id}/pay`): a stable `code`, an HTTP status, a fixed message; answered
+/// as `{"error": {"code", "message"}}` in one place ([`WidgetError::to_json`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WidgetError {
+    /// 503 `widget_unavailable`: no grant key or intake URL configured.
+    Unavailable,
+    /// 404 `checkout_unknown`.
+    CheckoutUnknown,
+    /// 410 `checkout_expired`.
+    CheckoutExpired,
+    /// 410 `checkout_cancelled`.
+    CheckoutCancelled,
+    /// 409 `checkout_completed`.
+    CheckoutCompleted,
+    /// 409 `checkout_processing`: a payment on it is running.
+    CheckoutProcessing,
+    /// 429 `attempts_exhausted`: the checkout has had its attempts.
+    AttemptsExhausted,
+    /// 429 `rate_limited`: too many attempts from this client address.
+    RateLimited,
+    /// 403 `card_testing_suspected`: the merchant's card-testing switch is tripped.
+    CardTestingSuspected,
+    /// 403 `token_not_for_checkout`: the token was not minted for this checkout.
+    TokenNotForCheckout,
+    /// 404 `attempt_unknown`.
+    AttemptUnknown,
+    /// 409 `attempt_used`.
+    AttemptUsed,
+    /// 403 `origin_forbidden`: a cross-origin call from an origin the merchant does not
+    /// allow, or an `origin` that is not the caller's.
+    OriginForbidden,
+    /// 401 `client_secret_invalid`.
+    ClientSecretInvalid,
+    /// 400 `invalid_request`: the body is not what the endpoint takes.
+    InvalidRequest(String),
+    /// 503 `processing_unavailable`: the vault or the acquirer cannot be reached now.
+    ProcessingUnavailable,
+    /// 500 `internal_error`; the detail is logged, never returned.
+    Internal(String),
+}
+
+impl WidgetError {
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            WidgetError::Unavailable => "widget_unavailable",
+            WidgetError::CheckoutUnknown => "checkout_unknown",
+            WidgetError::CheckoutExpired => "checkout_expired",
+            WidgetError::CheckoutCancelled => "checkout_cancelled",
+            WidgetError::CheckoutCompleted => "checkout_completed",
+            WidgetError::CheckoutProcessing => "checkout_processing",
+            WidgetError::AttemptsExhausted => "attempts_exhausted",
+            WidgetError::RateLimited => "rate_limited",
+            WidgetError::CardTestingSuspected => "card_testing_suspected",
+            WidgetError::TokenNotForCheckout => "token_not_for_checkout",
+            WidgetError::AttemptUnknown => "attempt_unknown",
+            WidgetError::AttemptUsed => "attempt_used",
+            WidgetError::OriginForbidden => "origin_forbidden",
+            WidgetError::ClientSecretInvalid => "client_secret_invalid",
+            WidgetError::InvalidRequest(_) => "invalid_request",
+            WidgetError::ProcessingUnavailable => "processing_unavailable",
+            WidgetError::Internal(_) => "internal_error",
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        match self {
+            WidgetError::InvalidRequest(_) => 400,
+            WidgetError::ClientSecretInvalid => 401,
+            WidgetError::CardTestingSuspected | WidgetError::TokenNotForCheckout | WidgetError::OriginForbidden => 403,
+            WidgetError::CheckoutUnknown | WidgetError::AttemptUnknown => 404,
+            WidgetError::CheckoutCompleted | WidgetError::CheckoutProcessing | WidgetError::AttemptUsed => 409,
+            WidgetError::CheckoutExpired | WidgetError::CheckoutCancelled => 410,
+            WidgetError::AttemptsExhausted | WidgetError::RateLimited => 429,
+            WidgetError::Internal(_) => 500,
+            WidgetError::Unavailable | WidgetError::ProcessingUnavailable => 503,
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            WidgetError::Unavailable => "the payment widget is not available".into(),
+            WidgetError::CheckoutUnknown => "no such checkout".into(),
+            WidgetError::CheckoutExpired => "the checkout has expired".into(),
+            WidgetError::CheckoutCancelled => "the checkout was cancelled".into(),
+            WidgetError::CheckoutCompleted => "the checkout is paid".into(),
+            WidgetError::CheckoutProcessing => "a payment on this checkout is in progress".into(),
+            WidgetError::AttemptsExhausted => "no more payment attempts on this checkout".into(),
+            WidgetError::RateLimited => "too many attempts; try again later".into(),
+            WidgetError::CardTestingSuspected => "payments are paused for this merchant".into(),
+            WidgetError::TokenNotForCheckout => "the card was not entered for this checkout".into(),
+            WidgetError::AttemptUnknown => "no such attempt on this checkout".into(),
+            WidgetError::AttemptUsed => "this attempt was used".into(),
+            WidgetError::OriginForbidden => "this origin may not use this checkout".into(),
+            WidgetError::ClientSecretInvalid => "the client secret does not match".into(),
+            WidgetError::InvalidRequest(m) => format!("invalid request: {m}"),
+            WidgetError::ProcessingUnavailable => "processing is unavailable; try again later".into(),
+            WidgetError::Internal(_) => "internal error".into(),
+        }
+    }
+
+    /// `{"error": {"code", "message"}}`. Internal detail is logged here, once.
+    pub fn to_json(&self) -> Value {
+        if let WidgetError::Internal(detail) = self {
+            tracing::error!(detail = %detail, "checkout request failed");
+        }
+        json!({ "error": { "code": self.code(), "message": self.message() } })
+    }
+}
+
+impl From<StoreError> for WidgetError {
+    fn from(e: StoreError) -> Self {
+        WidgetError::Internal(e.to_string())
     }
 }
 

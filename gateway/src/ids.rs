@@ -23,6 +23,22 @@ pub fn new_refund_id() -> String {
     format!("rf_{}", random_chars(BASE62, 24))
 }
 
+/// A checkout's id: `chk_` + 24 base62. Unguessable: the hosted page's URL, which
+/// carries it, is a bearer link.
+pub fn new_checkout_id() -> String {
+    format!("chk_{}", random_chars(BASE62, 24))
+}
+
+/// A checkout attempt's id: `att_` + 24 base62.
+pub fn new_attempt_id() -> String {
+    format!("att_{}", random_chars(BASE62, 24))
+}
+
+/// Whether `s` has the shape of a checkout id (before it is looked up).
+pub fn looks_like_checkout_id(s: &str) -> bool {
+    s.strip_prefix("chk_").is_some_and(|rest| rest.len() == 24 && rest.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
 /// A merchant's public API identity: `svc_` + 20 lower-case alphanumerics (no `-`, which
 /// separates the fields of the Auth header).
 pub fn new_service_id() -> String {

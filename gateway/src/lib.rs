@@ -21,6 +21,9 @@
 //! * [`money`] — currencies, ISO 4217 minor units, amount limits.
 //! * [`store`] — the persistence module: SQLite or PostgreSQL, chosen by URL; all of the
 //!   gateway's SQL is in it.
+//! * [`checkout`] — the payment widget's gateway side: checkouts, grants per attempt,
+//!   paying a checkout with its intake-made token, customers' saved cards, card-testing
+//!   limits; its browser routes (`/checkout/…`, `/widget/…`) in `checkout/routes.rs`.
 //! * [`three_ds`] — 3-D Secure 2, the gateway as 3DS Server: the AReq through the vault
 //!   relay, the DS's card ranges and results over TLS, challenge and 3DS Method pages,
 //!   the CRes/RReq endpoints, and each merchant's `auto` settings.
@@ -40,6 +43,7 @@
 
 pub mod acquirer;
 pub mod auth;
+pub mod checkout;
 pub mod cli;
 pub mod error;
 pub mod https;

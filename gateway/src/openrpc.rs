@@ -33,7 +33,8 @@ fn errors(codes: &[i64]) -> Value {
         -31040 => "issuer decline (data.decline_code)",
         -31300 => "invalid card token",
         -31303 => "insufficient funds",
-        -31400 => "unknown card token",
+        -31400 => "unknown card token (or a checkout-bound token not saved for a customer)",
+        -31050 => "the payment widget is not available on this gateway (data.reason widget_unavailable)",
         _ => "error",
     };
     Value::Array(codes.iter().map(|c| json!({ "code": c, "message": text(*c) })).collect())
@@ -77,6 +78,7 @@ fn payment_document() -> Value {
         "expired",
         "failed"
     ]);
+    let checkout_statuses = json!(["open", "processing", "completed", "expired", "cancelled"]);
     json!({
         "openrpc": "1.2.6",
         "info": {
@@ -159,6 +161,38 @@ fn payment_document() -> Value {
                    vec![param("card_token", true, string(), "")], "Card", &[-31002, -31300, -31400]),
             method("card.remove", "Stop using a token: the gateway refuses it for this merchant from now on, and the card data is deleted in the vault once no open payment needs it (card_data_deleted says whether that has happened yet).",
                    vec![param("card_token", true, string(), "")], "CardRemoved", &[-31002, -31300, -31400]),
+            method("checkout.create", "A checkout: the hosted payment page (url) and the client secret the embedded \
+                    form (paysys.js) needs. The buyer pays there; each attempt's payment has partner_trans_id \
+                    {partner_trans_id}/{attempt number}; read the outcome with checkout.check. Idempotent on \
+                    partner_trans_id (the same params answer the same checkout and secret).", vec![
+                param("amount", true, integer(), "minor units"),
+                param("currency", true, string(), "ISO 4217 alphabetic code"),
+                param("partner_trans_id", true, string(), "the merchant's idempotency key, 1-64 printable characters"),
+                param("return_url", true, string(), "where the buyer returns after paying, with transaction_id, \
+                      partner_trans_id, checkout_id, status, ts and signature"),
+                param("description", false, string(), "shown on the page; at most 255 characters"),
+                param("cancel_url", false, string(), "where an expired or cancelled checkout sends the buyer \
+                      (default return_url), with checkout_id, partner_trans_id, status, ts and signature"),
+                param("capture_method", false, json!({"enum": ["auto", "manual"]}), ""),
+                param("hold_ttl_sec", false, json!({"type": "integer", "minimum": 1, "maximum": 2_592_000}), ""),
+                param("after_expired", false, json!({"enum": ["void", "capture"]}), ""),
+                param("three_ds", false, json!({"enum": ["auto", "force", "skip"]}), ""),
+                param("language", false, json!({"enum": ["uz", "ru", "en"]}), "default en"),
+                param("expires_in_sec", false, json!({"type": "integer", "minimum": 60, "maximum": 86_400, "default": 1800}), ""),
+                param("customer_id", false, string(), "the merchant's customer, 1-64 printable characters"),
+                param("save_card", false, json!({"type": "boolean", "default": false}), "keep the card for \
+                      customer_id after a successful payment (needs customer_id)"),
+            ], "CheckoutCreated", &[-31001, -31010, -31050]),
+            method("checkout.check", "A checkout by checkout_id or partner_trans_id (exactly one), with its \
+                    latest payment as payment.check shows it.", vec![
+                param("checkout_id", false, string(), ""),
+                param("partner_trans_id", false, string(), ""),
+            ], "Checkout", &[-31003]),
+            method("checkout.cancel", "Cancel an open checkout.",
+                   vec![param("checkout_id", true, string(), "")], "Checkout", &[-31003, -31008]),
+            method("card.list", "A customer's saved cards (one per card: the same card saved again keeps its \
+                    first token; never shared across customers).",
+                   vec![param("customer_id", true, string(), "")], "CardList", &[]),
             json!({
                 "name": "rpc.discover",
                 "summary": "This document.",
@@ -208,6 +242,25 @@ fn payment_document() -> Value {
                 "exp_month": { "type": "integer" }, "exp_year": { "type": "integer" }, "fingerprint": string(),
                 "created_at": string()
             }},
+            "CheckoutCreated": { "type": "object", "properties": {
+                "checkout_id": string(), "url": string(), "client_secret": string(), "expires_at": string(),
+                "status": { "enum": checkout_statuses }
+            }},
+            "Checkout": { "type": "object", "properties": {
+                "checkout_id": string(), "partner_trans_id": string(), "status": { "enum": checkout_statuses },
+                "url": string(), "amount": integer(), "currency": string(), "description": string(),
+                "return_url": string(), "cancel_url": string(), "capture_method": string(), "three_ds": string(),
+                "language": string(), "customer_id": string(), "save_card": { "type": "boolean" },
+                "attempts": { "type": "integer" }, "expires_at": string(), "transaction_id": string(),
+                "payment": { "$ref": "#/components/schemas/Payment" }, "created_at": string(), "updated_at": string()
+            }},
+            "CardList": { "type": "object", "properties": {
+                "customer_id": string(),
+                "cards": { "type": "array", "items": { "type": "object", "properties": {
+                    "token": string(), "brand": string(), "masked_number": string(),
+                    "exp_month": { "type": "integer" }, "exp_year": { "type": "integer" }, "created_at": string()
+                }}}
+            }},
             "CardRemoved": { "type": "object", "properties": {
                 "card_token": string(), "removed": { "type": "boolean" },
                 "card_data_deleted": { "type": "boolean" }
@@ -233,6 +286,10 @@ mod tests {
             "card.get",
             "card.remove",
             "three_ds.prepare",
+            "checkout.create",
+            "checkout.check",
+            "checkout.cancel",
+            "card.list",
             "rpc.discover",
             "webhook.endpoint.create",
             "webhook.endpoint.list",

@@ -314,12 +314,23 @@ pub struct Gateway {
     pub three_ds: ThreeDsConfig,
     /// BINs of tokens already looked up for the 3-D Secure decision.
     pub token_bins: TokenBins,
+    /// The payment widget: the intake, the grant key, the checkout limits.
+    pub widget: crate::checkout::WidgetConfig,
 }
 
 impl Gateway {
     // ---- payment.create ----
 
+    /// `payment.create`: a checkout-bound token pays here only once it is saved for a
+    /// customer ([`Gateway::refuse_unsaved_checkout_token`]).
     pub async fn create_payment(&self, merchant: &Merchant, req: NewPayment) -> Result<Value, RpcError> {
+        self.refuse_unsaved_checkout_token(merchant, &req.card_token).await?;
+        self.pay_with_token(merchant, req).await
+    }
+
+    /// Create and run a payment with a token: `payment.create`'s work, and a checkout's
+    /// payment ([`crate::checkout`]) after its own token check.
+    pub(crate) async fn pay_with_token(&self, merchant: &Merchant, req: NewPayment) -> Result<Value, RpcError> {
         if self.store.token_removed(&merchant.merchant_id, &req.card_token).await? {
             return Err(RpcError::UnknownToken);
         }
@@ -632,7 +643,7 @@ impl Gateway {
         self.check_payment_record(p).await
     }
 
-    async fn check_payment_record(&self, p: PaymentRecord) -> Result<Value, RpcError> {
+    pub(crate) async fn check_payment_record(&self, p: PaymentRecord) -> Result<Value, RpcError> {
         let now = now_ms();
         let unresolved = p.status == PaymentStatus::Processing
             || p.status == PaymentStatus::Requires3ds

@@ -1,6 +1,7 @@
 //! JSON-RPC 2.0: the envelope (single requests, batches, notifications), named params
 //! per method, and dispatch to [`crate::payments::Gateway`].
 
+use crate::checkout::{CheckoutKey, NewCheckout, DEFAULT_EXPIRES_IN_SEC, MAX_EXPIRES_IN_SEC, MIN_EXPIRES_IN_SEC};
 use crate::error::RpcError;
 use crate::ids;
 use crate::money;
@@ -249,6 +250,29 @@ pub async fn dispatch(
             let p: CardParams = parse(params)?;
             gateway.card_remove(merchant, &checked_token(&p.card_token)?).await
         }
+        "checkout.create" => {
+            let p: CheckoutCreateParams = parse(params)?;
+            gateway.create_checkout(merchant, p.validate()?).await
+        }
+        "checkout.check" => {
+            let p: CheckoutCheckParams = parse(params)?;
+            let key = match (p.checkout_id, p.partner_trans_id) {
+                (Some(id), None) => CheckoutKey::CheckoutId(id),
+                (None, Some(id)) => CheckoutKey::PartnerTransId(id),
+                _ => {
+                    return Err(RpcError::InvalidParams("give exactly one of checkout_id and partner_trans_id".into()))
+                }
+            };
+            gateway.check_checkout(merchant, &key).await
+        }
+        "checkout.cancel" => {
+            let p: CheckoutCancelParams = parse(params)?;
+            gateway.cancel_checkout(merchant, &p.checkout_id).await
+        }
+        "card.list" => {
+            let p: CardListParams = parse(params)?;
+            gateway.list_cards(merchant, &checked_customer_id(&p.customer_id)?).await
+        }
         "rpc.discover" => {
             if !params.is_empty() {
                 return Err(RpcError::InvalidParams("rpc.discover takes no params".into()));
@@ -403,6 +427,133 @@ impl CreateParams {
             return_url,
         })
     }
+}
+
+/// A merchant's customer id (`customer_id`): the shape of its other ids, and no card
+/// number in it.
+fn checked_customer_id(value: &str) -> Result<String, RpcError> {
+    checked_partner_id("customer_id", value)?;
+    Ok(value.to_owned())
+}
+
+/// An absolute http(s) URL the buyer's browser is sent to, screened for card numbers.
+fn checked_web_url(name: &str, value: Option<String>) -> Result<Option<String>, RpcError> {
+    let Some(url) = value else { return Ok(None) };
+    if url.chars().count() > 2048 || url.chars().any(char::is_control) {
+        return Err(RpcError::InvalidParams(format!("{name} must be at most 2048 printable characters")));
+    }
+    refuse_card_number(name, &url)?;
+    let web = url::Url::parse(&url).is_ok_and(|u| matches!(u.scheme(), "https" | "http") && u.has_host());
+    if !web {
+        return Err(RpcError::InvalidParams(format!("{name} must be an absolute http(s) URL")));
+    }
+    Ok(Some(url))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckoutCreateParams {
+    amount: Value,
+    currency: String,
+    partner_trans_id: String,
+    return_url: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    cancel_url: Option<String>,
+    #[serde(default)]
+    capture_method: Option<String>,
+    #[serde(default)]
+    hold_ttl_sec: Option<i64>,
+    #[serde(default)]
+    after_expired: Option<String>,
+    #[serde(default)]
+    three_ds: Option<String>,
+    #[serde(default)]
+    language: Option<String>,
+    #[serde(default)]
+    expires_in_sec: Option<i64>,
+    #[serde(default)]
+    customer_id: Option<String>,
+    #[serde(default)]
+    save_card: Option<bool>,
+}
+
+impl CheckoutCreateParams {
+    fn validate(self) -> Result<NewCheckout, RpcError> {
+        // The payment fields are checked exactly as payment.create checks them.
+        let payment = CreateParams {
+            card_token: "tok_0000000000000000000000".into(),
+            amount: self.amount,
+            currency: self.currency,
+            partner_trans_id: self.partner_trans_id,
+            capture_method: self.capture_method,
+            hold_ttl_sec: self.hold_ttl_sec,
+            after_expired: self.after_expired,
+            description: self.description,
+            client_ip: None,
+            return_url: Some(self.return_url),
+            three_ds: self.three_ds,
+            three_ds_server_trans_id: None,
+            browser: None,
+        }
+        .validate()?;
+        let return_url = payment.return_url.ok_or_else(|| RpcError::InvalidParams("return_url is required".into()))?;
+        let cancel_url = checked_web_url("cancel_url", self.cancel_url)?;
+        let language = match self.language.as_deref() {
+            None => paysys_widget::pages::Lang::default(),
+            Some(l) => paysys_widget::pages::Lang::parse(l)
+                .ok_or_else(|| RpcError::InvalidParams("language must be uz, ru or en".into()))?,
+        };
+        let expires_in_sec = self.expires_in_sec.unwrap_or(DEFAULT_EXPIRES_IN_SEC);
+        if !(MIN_EXPIRES_IN_SEC..=MAX_EXPIRES_IN_SEC).contains(&expires_in_sec) {
+            return Err(RpcError::InvalidParams(format!(
+                "expires_in_sec must be {MIN_EXPIRES_IN_SEC} to {MAX_EXPIRES_IN_SEC}"
+            )));
+        }
+        let customer_id = self.customer_id.as_deref().map(checked_customer_id).transpose()?;
+        let save_card = self.save_card.unwrap_or(false);
+        if save_card && customer_id.is_none() {
+            return Err(RpcError::InvalidParams("save_card needs customer_id".into()));
+        }
+        Ok(NewCheckout {
+            amount: payment.amount,
+            currency: payment.currency,
+            partner_trans_id: payment.partner_trans_id,
+            return_url,
+            description: payment.description,
+            cancel_url,
+            capture_method: payment.capture_method,
+            hold_ttl_sec: payment.hold_ttl_sec,
+            after_expired: payment.after_expired,
+            three_ds: payment.three_ds,
+            language,
+            expires_in_sec,
+            customer_id,
+            save_card,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckoutCheckParams {
+    #[serde(default)]
+    checkout_id: Option<String>,
+    #[serde(default)]
+    partner_trans_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckoutCancelParams {
+    checkout_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CardListParams {
+    customer_id: String,
 }
 
 #[derive(Debug, Deserialize)]

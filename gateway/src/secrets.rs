@@ -34,6 +34,44 @@ pub enum SecretError {
 /// The key merchant secrets are sealed under. Not `Clone`; `Debug` prints nothing of it.
 pub struct SecretKey {
     cipher: Aes256Gcm,
+    /// HMAC-SHA256 key derived from the same key bytes for checkout client secrets
+    /// ([`SecretKey::checkout_secrets`]).
+    checkout: ring::hmac::Key,
+}
+
+/// Label of the derivation of [`CheckoutSecrets`]' key from the secret key.
+const CHECKOUT_SECRET_LABEL: &[u8] = b"paysys-gateway/checkout-client-secret/v1";
+
+/// Derives each checkout's client secret from its id (HMAC-SHA256 under a key derived
+/// from the gateway's secret key), so `checkout.create` repeated with the same
+/// idempotency key answers the same secret, on any replica, while the database keeps
+/// only its hash. `Debug` prints nothing of the key.
+#[derive(Clone)]
+pub struct CheckoutSecrets {
+    key: ring::hmac::Key,
+}
+
+impl fmt::Debug for CheckoutSecrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CheckoutSecrets(HMAC-SHA256, [REDACTED])")
+    }
+}
+
+impl CheckoutSecrets {
+    /// A key of its own (tests, and gateways whose checkouts need not survive a restart).
+    pub fn generate() -> CheckoutSecrets {
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        rand::rngs::OsRng.fill_bytes(bytes.as_mut());
+        CheckoutSecrets { key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, bytes.as_ref()) }
+    }
+
+    /// `{checkout_id}_secret_{32 base62}`.
+    pub fn client_secret(&self, checkout_id: &str) -> Zeroizing<String> {
+        const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+        let tag = ring::hmac::sign(&self.key, checkout_id.as_bytes());
+        let tail: String = tag.as_ref().iter().take(32).map(|b| char::from(BASE62[usize::from(*b) % 62])).collect();
+        Zeroizing::new(format!("{checkout_id}_secret_{tail}"))
+    }
 }
 
 impl fmt::Debug for SecretKey {
@@ -59,7 +97,14 @@ impl SecretKey {
             return Err(SecretError::Format);
         }
         let cipher = Aes256Gcm::new_from_slice(&bytes).map_err(|_| SecretError::Format)?;
-        Ok(SecretKey { cipher })
+        let derived = ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &bytes), CHECKOUT_SECRET_LABEL);
+        let checkout = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, derived.as_ref());
+        Ok(SecretKey { cipher, checkout })
+    }
+
+    /// The derivation of checkout client secrets under this key.
+    pub fn checkout_secrets(&self) -> CheckoutSecrets {
+        CheckoutSecrets { key: self.checkout.clone() }
     }
 
     /// A fresh random key as 64 hex characters (for `paysys-gateway secret-key`).

@@ -1,5 +1,7 @@
 //! HTTP: `POST /rpc` (authenticated by the Auth header, then JSON-RPC), `GET /health`,
-//! and the 3-D Secure browser and ACS endpoints under `/3ds/` ([`crate::three_ds::routes`]);
+//! the 3-D Secure browser and ACS endpoints under `/3ds/` ([`crate::three_ds::routes`]),
+//! and the payment widget's checkout pages under `/checkout/` and `/widget/`
+//! ([`crate::checkout::routes`]);
 //! served by the shared accept loop ([`paysys_server`]) over TLS (HTTP/1.1 and HTTP/2 by
 //! ALPN) or, on loopback for development, plain HTTP.
 
@@ -71,6 +73,7 @@ pub fn router(app: Arc<App>, max_body_bytes: usize) -> Router {
         .route("/rpc", post(rpc_endpoint))
         .route("/health", get(|| async { Json(serde_json::json!({ "status": "ok" })) }))
         .merge(crate::three_ds::routes::router())
+        .merge(crate::checkout::routes::router())
         .fallback(|| async { (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": "not found"}))) })
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
         .with_state(app)

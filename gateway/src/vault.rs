@@ -120,6 +120,10 @@ pub struct TokenMetadata {
     pub exp_year: i64,
     pub fingerprint: String,
     pub created_at: String,
+    /// The checkout the token was minted for through the card intake (a checkout-bound
+    /// token); absent for tokens a merchant's certificate created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkout_id: Option<String>,
 }
 
 /// A token lookup.
@@ -280,27 +284,48 @@ mod tests {
 /// Most tokens [`TokenBins`] remembers; when full it starts over.
 const TOKEN_BINS_MAX: usize = 100_000;
 
-/// The owner and BIN of tokens the 3-D Secure decision has looked up, so a saved card
-/// paid with again costs no vault call. Safe to keep: a token's card never changes (a
-/// new card is a new token), a removed token is refused before the lookup, and a token
-/// deleted in the vault fails at the relay all the same. Only the BIN, never more.
+/// The owner, BIN and checkout binding of tokens already looked up (for the 3-D Secure
+/// decision, or to refuse a checkout-bound token in `payment.create`), so a saved card
+/// paid with again costs no vault call. Safe to keep: a token's card and binding never
+/// change (a new card is a new token), a removed token is refused before the lookup,
+/// and a token deleted in the vault fails at the relay all the same. Only the BIN,
+/// never more.
 #[derive(Debug, Default)]
 pub struct TokenBins {
-    entries: std::sync::RwLock<std::collections::HashMap<String, (String, String)>>,
+    entries: std::sync::RwLock<std::collections::HashMap<String, TokenFacts>>,
+}
+
+/// What [`TokenBins`] keeps of one token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenFacts {
+    pub merchant_id: String,
+    pub bin: String,
+    pub checkout_id: Option<String>,
 }
 
 impl TokenBins {
     /// `(merchant_id, bin)` of `token`, if looked up before.
     pub fn get(&self, token: &str) -> Option<(String, String)> {
+        self.facts(token).map(|f| (f.merchant_id, f.bin))
+    }
+
+    /// Everything kept of `token`, if looked up before.
+    pub fn facts(&self, token: &str) -> Option<TokenFacts> {
         self.entries.read().ok()?.get(token).cloned()
     }
 
-    pub fn put(&self, token: &str, merchant_id: &str, bin: &str) {
+    /// Keep what `meta` says of its token.
+    pub fn put(&self, meta: &TokenMetadata) {
         if let Ok(mut entries) = self.entries.write() {
             if entries.len() >= TOKEN_BINS_MAX {
                 entries.clear();
             }
-            entries.insert(token.to_owned(), (merchant_id.to_owned(), bin.to_owned()));
+            let facts = TokenFacts {
+                merchant_id: meta.merchant_id.clone(),
+                bin: meta.bin.clone(),
+                checkout_id: meta.checkout_id.clone(),
+            };
+            entries.insert(meta.token.clone(), facts);
         }
     }
 }

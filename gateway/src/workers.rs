@@ -3,7 +3,8 @@
 //! acquirer outcome is unknown (status inquiry; never a second authorization),
 //! retries of refunds in doubt (the acquirer is idempotent on the refund reference),
 //! deletion in the vault of removed cards whose last open payment has closed, and the
-//! sweep of the replay guard's signed requests once they are past the Auth window.
+//! sweep of the replay guard's signed requests once they are past the Auth window, and
+//! checkouts brought up to date (expired, or settled after their payment).
 //!
 //! Jobs are claimed in the database (`FOR UPDATE SKIP LOCKED` on PostgreSQL) with a
 //! lease, so several gateway replicas share the work and a crashed one's jobs return.
@@ -38,6 +39,26 @@ pub async fn run_once(gateway: &Gateway) {
     retry_refunds(gateway).await;
     delete_removed_cards(gateway).await;
     sweep_signed_requests(gateway).await;
+    follow_checkouts(gateway).await;
+}
+
+/// Checkouts behind their state: expire open ones past their time; complete (saving the
+/// card when asked) or reopen processing ones whose payment has settled. Each step is
+/// conditional on the checkout's status, so replicas doing it side by side do it once.
+async fn follow_checkouts(gateway: &Gateway) {
+    let behind = match gateway.store.checkouts_to_follow(now_ms(), BATCH).await {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::error!(error = %e, "reading checkouts to follow failed");
+            return;
+        }
+    };
+    for checkout in behind {
+        let id = checkout.checkout_id.clone();
+        if let Err(e) = gateway.sync_checkout(checkout).await {
+            tracing::error!(checkout_id = %id, error = ?e, "following a checkout failed");
+        }
+    }
 }
 
 /// Forget guarded requests whose signature is past the Auth window (so the replay

@@ -30,6 +30,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The payment widget's tests, on this file's harness.
+#[path = "cases/checkout.rs"]
+mod checkout_cases;
+
 const MERCHANT: &str = "m_test";
 /// The sandbox's ACS answers `U` (authentication could not be performed).
 const ACS_U: &str = cards::UNAVAILABLE;
@@ -44,7 +48,16 @@ fn token_for(pan: &str) -> String {
 #[derive(Debug)]
 struct DirectRelay {
     cards: HashMap<String, String>,
+    /// Checkout-bound tokens, as the intake makes them: token -> (card number, checkout).
+    bound: std::sync::Mutex<HashMap<String, (String, String)>>,
     acquirer: HttpsPool,
+}
+
+impl DirectRelay {
+    /// The card number behind `token` (a test card's, or a checkout-bound one's).
+    fn pan_of(&self, token: &str) -> Option<String> {
+        self.cards.get(token).cloned().or_else(|| self.bound.lock().unwrap().get(token).map(|(pan, _)| pan.clone()))
+    }
 }
 
 /// Fill the dev policy's relay template as the vault would: card data where the policy
@@ -81,10 +94,10 @@ fn fill(request: &RelayRequest, pan: &str) -> (String, Value) {
 #[async_trait::async_trait]
 impl CardVault for DirectRelay {
     async fn relay(&self, request: &RelayRequest, timeout: Duration) -> RelayOutcome {
-        let Some(pan) = self.cards.get(&request.token).filter(|_| request.merchant_id == MERCHANT) else {
+        let Some(pan) = self.pan_of(&request.token).filter(|_| request.merchant_id == MERCHANT) else {
             return RelayOutcome::TokenNotFound;
         };
-        let (path, body) = fill(request, pan);
+        let (path, body) = fill(request, &pan);
         match self.acquirer.call("POST", &path, Some(&body), timeout, true).await {
             Ok(r) => RelayOutcome::Answered { status: r.status, body: r.body },
             Err(CallError::NotSent(e)) => RelayOutcome::NotSent(e),
@@ -93,7 +106,8 @@ impl CardVault for DirectRelay {
     }
 
     async fn token_metadata(&self, token: &str) -> TokenLookup {
-        match self.cards.get(token) {
+        let checkout_id = self.bound.lock().unwrap().get(token).map(|(_, checkout)| checkout.clone());
+        match self.pan_of(token) {
             Some(pan) => TokenLookup::Found(TokenMetadata {
                 token: token.to_owned(),
                 merchant_id: MERCHANT.to_owned(),
@@ -102,15 +116,17 @@ impl CardVault for DirectRelay {
                 last4: pan[pan.len() - 4..].to_owned(),
                 exp_month: 12,
                 exp_year: 2031,
-                fingerprint: "fp".into(),
+                // One card, one fingerprint (made of what a fingerprint may not reveal).
+                fingerprint: format!("fp-{}-{}", &pan[..6], &pan[pan.len() - 4..]),
                 created_at: "2025-01-01T00:00:00Z".into(),
+                checkout_id,
             }),
             None => TokenLookup::NotFound,
         }
     }
 
     async fn remove_token(&self, token: &str, merchant_id: &str) -> TokenRemoval {
-        if self.cards.contains_key(token) && merchant_id == MERCHANT {
+        if self.pan_of(token).is_some() && merchant_id == MERCHANT {
             TokenRemoval::Removed
         } else {
             TokenRemoval::NotFound
@@ -122,6 +138,10 @@ impl CardVault for DirectRelay {
 /// client (`h.ok(…)`, `h.post(…)`, `h.sign(…)`, `h.service_id`).
 struct Harness {
     gateway: Arc<Gateway>,
+    /// The stand-in vault (checkout-bound tokens are minted here).
+    relay: Arc<DirectRelay>,
+    /// The gateway's URL.
+    url: String,
     rpc: RpcClient,
     /// The merchant's secret (`rpc.secret` is its text), for tests that sign by hand.
     secret: MerchantSecret,
@@ -203,6 +223,7 @@ impl Harness {
                 secret_sealed: key.seal(&service_id, &secret).unwrap(),
                 created_at: now_ms(),
                 three_ds_auto,
+                widget: Default::default(),
             })
             .await
             .unwrap();
@@ -210,12 +231,17 @@ impl Harness {
         for pan in [VISA, LIMITED, SLOW, UZCARD, ACS_U].into_iter().chain(DECLINES.iter().map(|(p, _)| *p)) {
             cards.insert(token_for(pan), pan.to_owned());
         }
+        let relay = Arc::new(DirectRelay {
+            cards,
+            bound: Default::default(),
+            acquirer: HttpsPool::new(client_tls(), &sandbox_url),
+        });
         let timeout = Duration::from_millis(acquirer_timeout_ms);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let gateway = Arc::new(Gateway {
             store,
-            vault: Arc::new(DirectRelay { cards, acquirer: HttpsPool::new(client_tls(), &sandbox_url) }),
+            vault: relay.clone(),
             acquirer: Arc::new(SandboxAcquirer::new(HttpsPool::new(client_tls(), &sandbox_url), timeout)),
             directory: Directory::new(HttpsPool::new(client_tls(), &sandbox_url)),
             webhooks: paysys_gateway::webhooks::Webhooks::new(
@@ -225,11 +251,14 @@ impl Harness {
             config: GatewayConfig { acquirer_timeout: timeout, lease_wait: Duration::from_secs(10) },
             three_ds: ThreeDsConfig { public_url: url.clone(), ..ThreeDsConfig::default() },
             token_bins: Default::default(),
+            widget: checkout_cases::widget_config(),
         });
         let app = Arc::new(App::new(gateway.clone(), key));
         tokio::spawn(paysys_gateway::run(listener, None, app, 64 * 1024, std::future::pending()));
         Harness {
             gateway,
+            relay,
+            url: url.clone(),
             rpc: RpcClient::new(&url, &service_id, secret.expose_secret()),
             secret,
             sandbox: HttpsPool::new(client_tls(), &sandbox_url),

@@ -178,6 +178,7 @@ async fn harness(postgres: bool, disable_after: Duration) -> Harness {
             secret_sealed: key.seal("svc_hooks", &MerchantSecret::generate()).unwrap(),
             created_at: now_ms(),
             three_ds_auto: Default::default(),
+            widget: Default::default(),
         })
         .await
         .unwrap();
@@ -207,6 +208,7 @@ async fn harness(postgres: bool, disable_after: Duration) -> Harness {
             SecretKey::from_hex(&SecretKey::generate_hex()).unwrap(),
             resolver.clone(),
         ),
+        widget: Default::default(),
     });
     let merchant = Merchant {
         merchant_id: MERCHANT.into(),

@@ -17,7 +17,6 @@ use crate::{Kcv, KeyError};
 /// grant) is never valid for another (an audit record).
 pub(crate) const INFO_FINGERPRINT: &[u8] = b"paysys/v1/fingerprint";
 pub(crate) const INFO_AUDIT: &[u8] = b"paysys/v1/audit";
-pub(crate) const INFO_GRANT: &[u8] = b"paysys/v1/grant";
 /// The AES-256-GCM key that wraps KEKs (key format 2). Before it, the root key itself was
 /// that AES key *and* the HKDF input of the keys above; now the root key is only ever an
 /// HKDF input, and each of its uses has its own label.
@@ -75,7 +74,7 @@ pub(crate) fn hmac_sha256_verify(key: &[u8], data: &[u8], tag: &[u8]) -> bool {
     hmac::verify(&hmac::Key::new(hmac::HMAC_SHA256, key), data, tag).is_ok()
 }
 
-/// An HMAC-SHA256 key; the shared body of [`AuditKey`] and [`GrantKey`].
+/// An HMAC-SHA256 key; the body of [`AuditKey`].
 struct MacKey {
     key: KeyMaterial,
     kcv: Kcv,
@@ -162,38 +161,6 @@ impl AuditKey {
 impl fmt::Debug for AuditKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuditKey").field("kcv", &self.0.kcv.to_hex()).finish_non_exhaustive()
-    }
-}
-
-/// Key for signing grants. Derived with HKDF info `paysys/v1/grant`.
-///
-/// Not `Clone`; `Debug` shows only the KCV; wiped on drop.
-pub struct GrantKey(MacKey);
-
-impl GrantKey {
-    pub(crate) fn derive(root: &KeyMaterial) -> Result<Self, KeyError> {
-        MacKey::derive(root, INFO_GRANT).map(GrantKey)
-    }
-
-    /// HMAC-SHA256 of `data`.
-    pub fn mac(&self, data: &[u8]) -> [u8; 32] {
-        self.0.mac(data)
-    }
-
-    /// Whether `tag` is the MAC of `data`, compared in constant time.
-    pub fn verify(&self, data: &[u8], tag: &[u8]) -> bool {
-        self.0.verify(data, tag)
-    }
-
-    /// Identifies the key in status output.
-    pub fn kcv(&self) -> Kcv {
-        self.0.kcv
-    }
-}
-
-impl fmt::Debug for GrantKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GrantKey").field("kcv", &self.0.kcv.to_hex()).finish_non_exhaustive()
     }
 }
 
@@ -316,14 +283,10 @@ mod tests {
     #[test]
     fn derived_keys_are_hkdf_of_the_root_with_their_label() {
         let root = KeyMaterial::zeroed();
-        for info in [INFO_FINGERPRINT, INFO_AUDIT, INFO_GRANT, INFO_KEK_WRAP, crate::signing::INFO_CHECKPOINT] {
+        for info in [INFO_FINGERPRINT, INFO_AUDIT, INFO_KEK_WRAP, crate::signing::INFO_CHECKPOINT] {
             let mut expected = [0u8; 32];
             hkdf_sha256(b"", &[0u8; 32], info, &mut expected).unwrap();
             assert_eq!(derive_key(&root, info).unwrap().expose_secret(), &expected);
         }
-        let audit = AuditKey::derive(&root).unwrap();
-        let grant = GrantKey::derive(&root).unwrap();
-        assert_ne!(audit.mac(b"x"), grant.mac(b"x"));
-        assert!(!grant.verify(b"x", &audit.mac(b"x")));
     }
 }

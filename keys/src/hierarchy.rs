@@ -11,7 +11,7 @@ use zeroize::Zeroizing;
 
 use crate::aead::{self, PURPOSE_DATA, PURPOSE_DEK_WRAP, PURPOSE_KEK_WRAP, PURPOSE_KEK_WRAP_LEGACY};
 use crate::custodian::{self, CustodianShare};
-use crate::derived::{self, AuditKey, FingerprintKey, GrantKey, INFO_KEK_WRAP};
+use crate::derived::{self, AuditKey, FingerprintKey, INFO_KEK_WRAP};
 use crate::material::{KeyMaterial, KEY_LEN};
 use crate::signing::CheckpointSigningKey;
 use crate::{Kcv, KeyError};
@@ -153,11 +153,6 @@ impl RootKey {
     /// The audit chain key (HKDF-SHA256, info `paysys/v1/audit`).
     pub fn derive_audit_key(&self) -> Result<AuditKey, KeyError> {
         AuditKey::derive(&self.key)
-    }
-
-    /// The grant signing key (HKDF-SHA256, info `paysys/v1/grant`).
-    pub fn derive_grant_key(&self) -> Result<GrantKey, KeyError> {
-        GrantKey::derive(&self.key)
     }
 
     /// The audit checkpoint signing key (Ed25519 over the HKDF-SHA256 seed with info
@@ -313,7 +308,6 @@ mod tests {
         let dek = Dek::generate(2).unwrap();
         let fingerprint_bytes = crate::derived::derive_key(&root.key, crate::derived::INFO_FINGERPRINT).unwrap();
         let audit_bytes = crate::derived::derive_key(&root.key, crate::derived::INFO_AUDIT).unwrap();
-        let grant_bytes = crate::derived::derive_key(&root.key, crate::derived::INFO_GRANT).unwrap();
         let checkpoint_seed = crate::derived::derive_key(&root.key, crate::signing::INFO_CHECKPOINT).unwrap();
         let cases = [
             (format!("{root:?}|{root:#?}"), key_hex(&root.key), root.kcv),
@@ -326,10 +320,6 @@ mod tests {
             {
                 let k = root.derive_audit_key().unwrap();
                 (format!("{k:?}|{k:#?}"), key_hex(&audit_bytes), k.kcv())
-            },
-            {
-                let k = root.derive_grant_key().unwrap();
-                (format!("{k:?}|{k:#?}"), key_hex(&grant_bytes), k.kcv())
             },
         ];
         // The checkpoint key shows its (public) key id, never its seed.

@@ -10,7 +10,7 @@
 //!   unambiguous AAD encoding (purpose, key versions, length-prefixed context), and the
 //!   `nonce || ciphertext || tag` format with length checks before any slicing.
 //! * `derived.rs` — HKDF-SHA256 purpose keys from the root key ([`FingerprintKey`],
-//!   [`AuditKey`], [`GrantKey`], and the KEK-wrapping key inside [`RootKey`]) and the
+//!   [`AuditKey`], and the KEK-wrapping key inside [`RootKey`]) and the
 //!   HKDF/HMAC primitives they use. The root key is only ever an HKDF input.
 //! * `signing.rs` — [`CheckpointSigningKey`]: Ed25519 (ring) over an HKDF seed from the root
 //!   key, for signed audit checkpoints; [`CheckpointVerifyingKey`] is its public half.
@@ -61,7 +61,7 @@ mod shamir;
 mod signing;
 
 pub use custodian::{CustodianShare, MIN_CUSTODIAN_THRESHOLD};
-pub use derived::{AuditKey, FingerprintKey, GrantKey};
+pub use derived::{AuditKey, FingerprintKey};
 pub use error::{KeyError, ShareError};
 pub use hierarchy::{Dek, Kek, RootKey};
 pub use kcv::Kcv;

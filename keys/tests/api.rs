@@ -2,7 +2,7 @@
 //! and what `Debug`/`Display` may show.
 
 use paysys_keys::{
-    AuditKey, CheckpointSigningKey, CheckpointVerifyingKey, Dek, FingerprintKey, GrantKey, Kcv, Kek, KeyError, RootKey,
+    AuditKey, CheckpointSigningKey, CheckpointVerifyingKey, Dek, FingerprintKey, Kcv, Kek, KeyError, RootKey,
 };
 
 const CRYPTO_MESSAGE: &str = "cryptographic operation failed";
@@ -32,7 +32,6 @@ fn all_key_types_are_send_and_sync() {
     assert_send_sync::<Dek>();
     assert_send_sync::<FingerprintKey>();
     assert_send_sync::<AuditKey>();
-    assert_send_sync::<GrantKey>();
     assert_send_sync::<CheckpointSigningKey>();
     assert_send_sync::<CheckpointVerifyingKey>();
     assert_send_sync::<Kcv>();
@@ -278,10 +277,9 @@ fn fingerprints_are_stable_and_scoped() {
 }
 
 #[test]
-fn audit_and_grant_macs_verify_and_are_separate() {
+fn audit_macs_verify_and_are_deterministic() {
     let root = RootKey::generate().unwrap();
     let audit = root.derive_audit_key().unwrap();
-    let grant = root.derive_grant_key().unwrap();
     let tag = audit.mac(b"record 1");
     assert!(audit.verify(b"record 1", &tag));
     assert!(!audit.verify(b"record 2", &tag));
@@ -290,14 +288,8 @@ fn audit_and_grant_macs_verify_and_are_separate() {
     let mut bad = tag;
     bad[0] ^= 1;
     assert!(!audit.verify(b"record 1", &bad));
-    // Same root, different purpose: an audit MAC is not a grant signature.
-    assert!(!grant.verify(b"record 1", &tag));
-    let grant_tag = grant.mac(b"record 1");
-    assert_ne!(grant_tag, tag);
-    assert!(grant.verify(b"record 1", &grant_tag));
     // Deterministic across derivations (offline audit verification relies on it).
     assert_eq!(root.derive_audit_key().unwrap().mac(b"record 1"), tag);
-    assert_ne!(audit.kcv(), grant.kcv());
 }
 
 #[test]
@@ -320,11 +312,9 @@ fn debug_never_prints_key_bytes() {
 
     let fingerprint = root.derive_fingerprint_key().unwrap();
     let audit = root.derive_audit_key().unwrap();
-    let grant = root.derive_grant_key().unwrap();
     for (name, debug, kcv) in [
         ("FingerprintKey", format!("{fingerprint:?}"), fingerprint.kcv()),
         ("AuditKey", format!("{audit:?}"), audit.kcv()),
-        ("GrantKey", format!("{grant:?}"), grant.kcv()),
     ] {
         assert_eq!(debug, format!("{name} {{ kcv: \"{kcv}\", .. }}"));
         assert!(!debug.contains(&root_hex[..16]));

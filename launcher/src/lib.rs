@@ -22,10 +22,12 @@
 //!   [`up`] ([`start_stack`](up::start_stack), [`start_dev_vault`](up::start_dev_vault)).
 //!   The end-to-end tests do not use it: their own harness starts the services, and takes
 //!   only certificates from [`pki`].
+//! * [`grant_keys`]: the gateway's grant key for the payment widget
+//!   (`DIR/grant-keys/g1.pk8`, made once) and its public half for the intake.
 //! * [`stack`]: [`Stack`](stack::Stack), the `stack.json` that `paysys up` writes for
 //!   scripts, tests and benchmarks (URLs, pids, certificate paths).
 //! * [`rpc`]: `paysys rpc`, a signed JSON-RPC call to the stack's gateway as the dev
-//!   merchant.
+//!   merchant; `paysys checkout`, a hosted checkout to open in a browser.
 //! * [`up`]: `paysys up` itself — PKI, policy, vault init, start, wait for a signal,
 //!   stop.
 //! * `files.rs`: how the launcher writes files (atomically; keys 0600).
@@ -36,6 +38,7 @@
 
 pub mod dev_webhook;
 mod files;
+pub mod grant_keys;
 pub mod pki;
 pub mod rpc;
 pub mod services;

@@ -2,7 +2,10 @@
 
 use clap::{Args, Parser, Subcommand};
 use paysys::pki::DEFAULT_MERCHANT_ID;
-use paysys::up::{UpOptions, DEFAULT_DIR, DEFAULT_GATEWAY_PORT, DEFAULT_SANDBOX_PORT, DEFAULT_VAULT_PORT};
+use paysys::rpc::{CheckoutRequest, DEFAULT_RETURN_URL};
+use paysys::up::{
+    UpOptions, DEFAULT_DIR, DEFAULT_GATEWAY_PORT, DEFAULT_INTAKE_PORT, DEFAULT_SANDBOX_PORT, DEFAULT_VAULT_PORT,
+};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -32,6 +35,34 @@ enum Command {
         #[arg(long, default_value = DEFAULT_DIR)]
         dir: PathBuf,
     },
+    /// Create a hosted checkout as the dev merchant (`checkout.create`) and print the URL
+    /// to open in a browser: `paysys checkout --amount 150000 --currency UZS`.
+    Checkout(CheckoutArgs),
+}
+
+#[derive(Debug, Args)]
+struct CheckoutArgs {
+    /// Amount in minor units (150000 UZS is 1 500.00 so'm).
+    #[arg(long)]
+    amount: i64,
+    /// ISO 4217 code, e.g. UZS or USD.
+    #[arg(long)]
+    currency: String,
+    /// What the buyer pays for, shown on the page.
+    #[arg(long)]
+    description: Option<String>,
+    /// Where the buyer is sent afterwards, with the signed result.
+    #[arg(long, default_value = DEFAULT_RETURN_URL)]
+    return_url: String,
+    /// The page's language: uz, ru or en.
+    #[arg(long, value_parser = ["uz", "ru", "en"])]
+    lang: Option<String>,
+    /// Print the whole `checkout.create` result as JSON, not just the URL.
+    #[arg(long)]
+    json: bool,
+    /// The stack's directory.
+    #[arg(long, default_value = DEFAULT_DIR)]
+    dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -52,6 +83,9 @@ struct UpArgs {
     /// Port of the gateway's JSON-RPC API on 127.0.0.1 (0 picks a free one).
     #[arg(long, default_value_t = DEFAULT_GATEWAY_PORT)]
     gateway_port: u16,
+    /// Port of the card intake (the payment widget's card frame) on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = DEFAULT_INTAKE_PORT)]
+    intake_port: u16,
     /// The gateway's database (default `sqlite:DIR/gateway.db`), e.g. a PostgreSQL URL.
     #[arg(long, env = "PAYSYS_GATEWAY_DATABASE_URL", hide_env_values = true)]
     gateway_database_url: Option<String>,
@@ -109,6 +143,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 vault_database_url: args.vault_database_url,
                 sandbox_port: args.sandbox_port,
                 gateway_port: args.gateway_port,
+                intake_port: args.intake_port,
                 gateway_database_url: args.gateway_database_url,
                 bin_dir: args.bin_dir,
                 webhook_url: args.webhook_url,
@@ -125,6 +160,35 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .build()?
                 .block_on(paysys::rpc::call(&stack, &method, &params))?;
             println!("{}", serde_json::to_string_pretty(&answer)?);
+            Ok(())
+        }
+        Command::Checkout(args) => {
+            let stack = paysys::stack::Stack::read_from_dir(&args.dir)
+                .map_err(|e| anyhow::anyhow!("{e:#}; is `paysys up` running with --dir {}?", args.dir.display()))?;
+            let request = CheckoutRequest {
+                amount: args.amount,
+                currency: args.currency,
+                description: args.description,
+                return_url: args.return_url,
+                language: args.lang,
+            };
+            let (url, result) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(paysys::rpc::create_checkout(&stack, &request))?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&result)?);
+            } else {
+                println!("{url}");
+                eprintln!(
+                    "Open it in a browser and pay with a test card (4242 4242 4242 4242, any future expiry, any CVC).\n\
+                     The card form comes from the intake at {} with the dev CA's certificate: trust {} in the browser, \
+                     or open {}/health once and accept the certificate.",
+                    stack.intake.url,
+                    stack.pki.ca_cert.display(),
+                    stack.intake.url
+                );
+            }
             Ok(())
         }
         Command::Pki(PkiCommand::Init { dir, merchant_id }) => {

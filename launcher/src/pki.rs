@@ -43,6 +43,9 @@ use time::{Duration, OffsetDateTime};
 
 /// Principal of the gateway's client certificate.
 pub const GATEWAY_PRINCIPAL: &str = "spiffe://paysys/gateway";
+/// Principal of the card intake's client certificate (the vault lets it create
+/// checkout-bound tokens and nothing else).
+pub const INTAKE_PRINCIPAL: &str = "spiffe://paysys/intake";
 /// The security officers (key custodians) of the dev stack; dual control needs two.
 pub const DEV_OFFICERS: [&str; 2] = ["alice", "bob"];
 /// Merchant of the dev stack unless told otherwise.
@@ -596,7 +599,7 @@ fn read_crl_file(ca: &CertificateAuthority, path: &Path) -> anyhow::Result<CrlCo
 }
 
 /// A server certificate and key on disk.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerCertFiles {
     /// Certificate (PEM).
     pub cert: PathBuf,
@@ -605,7 +608,7 @@ pub struct ServerCertFiles {
 }
 
 /// A client certificate and key on disk, and the principal they authenticate as.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientCertFiles {
     /// The certificate's URI SAN.
     pub principal: String,
@@ -644,6 +647,14 @@ pub struct DevPki {
     pub merchant: MerchantCertFiles,
     /// The sandbox's server certificate.
     pub sandbox_server: ServerCertFiles,
+    /// The card intake's client certificate for the vault ([`INTAKE_PRINCIPAL`]).
+    /// Empty paths in a `stack.json` written before the intake existed.
+    #[serde(default)]
+    pub intake: ClientCertFiles,
+    /// The card intake's server certificate (browsers connect to it; localhost and
+    /// 127.0.0.1, like every dev server certificate).
+    #[serde(default)]
+    pub intake_server: ServerCertFiles,
     /// The CA's certificate revocation list (`crl.pem`), given to the vault with
     /// `--client-crl`; `paysys pki revoke NAME` adds to it.
     #[serde(default)]
@@ -715,9 +726,9 @@ fn crl_needs_issuing(path: &Path) -> anyhow::Result<bool> {
 /// `merchant-<id>` for a new merchant id) is issued from the CA on disk — so clients
 /// configured with the old files keep working.
 ///
-/// Files: `ca.pem` + `ca.key`; server certificates `vault.pem`, `sandbox.pem`; client
-/// certificates `gateway.pem`, `officer-alice.pem`, `officer-bob.pem`,
-/// `merchant-<id>.pem`; each with its `.key` (mode 0600); the CA's CRL `crl.pem`
+/// Files: `ca.pem` + `ca.key`; server certificates `vault.pem`, `sandbox.pem`,
+/// `intake-server.pem`; client certificates `gateway.pem`, `intake.pem`,
+/// `officer-alice.pem`, `officer-bob.pem`, `merchant-<id>.pem`; each with its `.key` (mode 0600); the CA's CRL `crl.pem`
 /// (empty at first; re-issued when past its next update). The directory is 0700.
 pub fn init_dev_pki(dir: &Path, merchant_id: &str) -> anyhow::Result<DevPki> {
     validate_merchant_id(merchant_id)?;
@@ -750,6 +761,10 @@ pub fn init_dev_pki(dir: &Path, merchant_id: &str) -> anyhow::Result<DevPki> {
     let sandbox_server = ServerCertFiles { cert, key };
     let (cert, key) = ensure("gateway", IssueRequest::client(GATEWAY_PRINCIPAL))?;
     let gateway = ClientCertFiles { principal: GATEWAY_PRINCIPAL.to_owned(), cert, key };
+    let (cert, key) = ensure("intake", IssueRequest::client(INTAKE_PRINCIPAL))?;
+    let intake = ClientCertFiles { principal: INTAKE_PRINCIPAL.to_owned(), cert, key };
+    let (cert, key) = ensure("intake-server", IssueRequest::server())?;
+    let intake_server = ServerCertFiles { cert, key };
     let mut officers = BTreeMap::new();
     for officer in DEV_OFFICERS {
         let principal = officer_principal(officer);
@@ -771,7 +786,7 @@ pub fn init_dev_pki(dir: &Path, merchant_id: &str) -> anyhow::Result<DevPki> {
         write_file(&crl, &ca.issue_crl(previous.number + 1, &previous.revoked)?, PUBLIC)?;
     }
 
-    Ok(DevPki { ca_cert, vault_server, gateway, officers, merchant, sandbox_server, crl })
+    Ok(DevPki { ca_cert, vault_server, gateway, officers, merchant, sandbox_server, intake, intake_server, crl })
 }
 
 #[cfg(test)]
@@ -954,20 +969,28 @@ mod tests {
         assert_eq!(mode(&pki.ca_key()), 0o600);
 
         let ca = read(&pki.ca_cert);
-        let mut keys = vec![pki.ca_key(), pki.vault_server.key.clone(), pki.sandbox_server.key.clone()];
-        for server in [&pki.vault_server, &pki.sandbox_server] {
+        let mut keys = vec![
+            pki.ca_key(),
+            pki.vault_server.key.clone(),
+            pki.sandbox_server.key.clone(),
+            pki.intake_server.key.clone(),
+        ];
+        for server in [&pki.vault_server, &pki.sandbox_server, &pki.intake_server] {
             let pem = pem(&read(&server.cert));
             let cert = pem.parse_x509().unwrap();
             assert!(cert.extended_key_usage().unwrap().unwrap().value.server_auth);
             assert!(is_signed_by(&cert, &ca));
         }
-        let mut clients = vec![&pki.gateway];
+        let mut clients = vec![&pki.gateway, &pki.intake];
         clients.extend(pki.officers.values());
         for client in clients {
             assert_eq!(principal_of(&client.cert), [client.principal.as_str()]);
             keys.push(client.key.clone());
         }
         assert_eq!(pki.gateway.principal, "spiffe://paysys/gateway");
+        assert_eq!(pki.intake.principal, "spiffe://paysys/intake");
+        assert_eq!(pki.intake.cert, pki_dir.join("intake.pem"));
+        assert_eq!(pki.intake_server.cert, pki_dir.join("intake-server.pem"));
         assert_eq!(pki.officers.keys().collect::<Vec<_>>(), ["alice", "bob"]);
         assert_eq!(pki.officers["bob"].principal, "spiffe://paysys/officer/bob");
         assert_eq!(pki.merchant.id, "m_dev");

@@ -31,6 +31,10 @@ pub struct Stack {
     pub sandbox: SandboxService,
     /// The gateway, with the dev merchant's credentials.
     pub gateway: GatewayService,
+    /// The card intake (the payment widget's card frame). Empty in a `stack.json`
+    /// written before the intake existed.
+    #[serde(default)]
+    pub intake: IntakeService,
     /// Certificates of every service and client.
     pub pki: DevPki,
 }
@@ -78,6 +82,15 @@ pub struct GatewayService {
     pub pid: u32,
     /// DEV ONLY: the dev merchant's API credentials.
     pub merchant: DevMerchant,
+}
+
+/// The card intake process of a stack.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntakeService {
+    /// Where browsers reach it, e.g. `https://127.0.0.1:8444` (the dev CA's certificate).
+    pub url: String,
+    /// Its process id.
+    pub pid: u32,
 }
 
 /// A merchant's gateway credentials as `paysys-gateway merchant create --json` prints
@@ -164,6 +177,7 @@ mod tests {
                     secret: "s".to_owned(),
                 },
             },
+            intake: IntakeService { url: "https://127.0.0.1:8444".to_owned(), pid: 1237 },
             pki: DevPki {
                 ca_cert: pki.join("ca.pem"),
                 vault_server: ServerCertFiles { cert: pki.join("vault.pem"), key: pki.join("vault.key") },
@@ -176,6 +190,11 @@ mod tests {
                     key: pki.join("merchant-m_dev.key"),
                 },
                 sandbox_server: ServerCertFiles { cert: pki.join("sandbox.pem"), key: pki.join("sandbox.key") },
+                intake: client("intake", "spiffe://paysys/intake"),
+                intake_server: ServerCertFiles {
+                    cert: pki.join("intake-server.pem"),
+                    key: pki.join("intake-server.key"),
+                },
                 crl: pki.join("crl.pem"),
             },
         }
@@ -213,6 +232,10 @@ mod tests {
         assert_eq!(pki["merchant"]["principal"], "spiffe://paysys/merchant/m_dev");
         assert_eq!(pki["sandbox_server"]["cert"], "/abs/.paysys/pki/sandbox.pem");
         assert_eq!(pki["crl"], "/abs/.paysys/pki/crl.pem");
+        assert_eq!(json["intake"], serde_json::json!({"url": "https://127.0.0.1:8444", "pid": 1237}));
+        assert_eq!(pki["intake"]["principal"], "spiffe://paysys/intake");
+        assert_eq!(pki["intake"]["cert"], "/abs/.paysys/pki/intake.pem");
+        assert_eq!(pki["intake_server"]["cert"], "/abs/.paysys/pki/intake-server.pem");
         assert!(pki.get("ca_key").is_none(), "the CA key path stays out of stack.json");
     }
 
@@ -223,5 +246,16 @@ mod tests {
         json["webhooks"] = serde_json::json!({ "url": "https://127.0.0.1:8081", "pid": 99 });
         let stack: Stack = serde_json::from_value(json).unwrap();
         assert_eq!(stack, sample());
+    }
+
+    #[test]
+    fn a_stack_json_from_before_the_intake_still_reads() {
+        let mut json = serde_json::to_value(sample()).unwrap();
+        json.as_object_mut().unwrap().remove("intake");
+        json["pki"].as_object_mut().unwrap().remove("intake");
+        json["pki"].as_object_mut().unwrap().remove("intake_server");
+        let stack: Stack = serde_json::from_value(json).unwrap();
+        assert_eq!(stack.intake, IntakeService::default());
+        assert_eq!(stack.pki.intake.cert, PathBuf::new());
     }
 }

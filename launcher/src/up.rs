@@ -9,16 +9,21 @@
 //!    DIR/pki/crl.pem`, which `paysys pki revoke NAME` extends) and appending signed audit
 //!    checkpoints to `DIR/vault-audit-checkpoints.jsonl`; its logs are forwarded with a
 //!    `[vault]` prefix;
-//! 5. `DIR/stack.json` once every service is listening;
-//! 6. in the foreground until Ctrl-C, SIGTERM or SIGHUP, or until a service dies; then
+//! 5. the card intake (`paysys-intake`, default `https://127.0.0.1:8444`), trusting the
+//!    gateway's grant key (`DIR/grant-keys/g1.pub`, made once with its private half
+//!    `g1.pk8`) and tokenizing at the vault as `spiffe://paysys/intake`; then the
+//!    gateway, signing grants with `g1.pk8` and framing the intake's card form;
+//! 6. `DIR/stack.json` once every service is listening;
+//! 7. in the foreground until Ctrl-C, SIGTERM or SIGHUP, or until a service dies; then
 //!    the services are stopped with SIGTERM and `stack.json` is removed.
 //!
 //! Binaries are looked up next to the `paysys` executable, or in `PAYSYS_BIN_DIR`.
 
 use crate::files::{self, PUBLIC};
+use crate::grant_keys::init_dev_grant_key;
 use crate::pki::{self, init_dev_pki, DEFAULT_MERCHANT_ID};
 use crate::services::{ServiceCommand, ServiceProcess};
-use crate::stack::{DevMerchant, GatewayService, SandboxService, Stack, VaultService};
+use crate::stack::{DevMerchant, GatewayService, IntakeService, SandboxService, Stack, VaultService};
 use anyhow::{bail, ensure, Context};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -31,6 +36,10 @@ pub const VAULT_BINARY: &str = "paysys-vault";
 pub const SANDBOX_BINARY: &str = "paysys-sandbox";
 /// The gateway's binary.
 pub const GATEWAY_BINARY: &str = "paysys-gateway";
+/// The card intake's binary.
+pub const INTAKE_BINARY: &str = "paysys-intake";
+/// Port of the card intake unless told otherwise.
+pub const DEFAULT_INTAKE_PORT: u16 = 8444;
 /// Port of the sandbox (acquirer) unless told otherwise; the dev policy's destinations
 /// name it too.
 pub const DEFAULT_SANDBOX_PORT: u16 = 9443;
@@ -70,6 +79,8 @@ pub struct UpOptions {
     pub sandbox_port: u16,
     /// Port of the gateway on 127.0.0.1; 0 picks a free one.
     pub gateway_port: u16,
+    /// Port of the card intake on 127.0.0.1; 0 picks a free one.
+    pub intake_port: u16,
     /// The gateway's database; `None` is `sqlite:DIR/gateway.db`.
     pub gateway_database_url: Option<String>,
     /// Where the service binaries are; `None` is next to the running executable.
@@ -88,6 +99,7 @@ impl UpOptions {
             vault_database_url: None,
             sandbox_port: DEFAULT_SANDBOX_PORT,
             gateway_port: DEFAULT_GATEWAY_PORT,
+            intake_port: DEFAULT_INTAKE_PORT,
             gateway_database_url: None,
             bin_dir: None,
             webhook_url: None,
@@ -119,6 +131,7 @@ pub struct RunningStack {
     stack_file: PathBuf,
     vault: ServiceProcess,
     sandbox: ServiceProcess,
+    intake: ServiceProcess,
     gateway: ServiceProcess,
 }
 
@@ -139,19 +152,20 @@ impl RunningStack {
             status = self.vault.wait() => ("vault", status),
             status = self.sandbox.wait() => ("sandbox", status),
             status = self.gateway.wait() => ("gateway", status),
+            status = self.intake.wait() => ("intake", status),
         }
     }
 
     /// Remove `stack.json` (it describes a running stack), then stop every service
-    /// with SIGTERM: gateway, vault, sandbox.
+    /// with SIGTERM: gateway, intake, vault, sandbox.
     pub async fn stop(self) -> anyhow::Result<()> {
         match std::fs::remove_file(&self.stack_file) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => eprintln!("paysys: could not remove {}: {e}", self.stack_file.display()),
         }
-        // Callers first: the gateway, then the vault that relays to the sandbox.
-        for service in [self.gateway, self.vault, self.sandbox] {
+        // Callers first: the gateway and the intake, then the vault that relays to the sandbox.
+        for service in [self.gateway, self.intake, self.vault, self.sandbox] {
             let label = service.label().to_owned();
             let status = service.stop().await.with_context(|| format!("stopping the {label}"))?;
             eprintln!("paysys: {label} stopped ({status})");
@@ -200,18 +214,21 @@ pub async fn run(options: UpOptions) -> anyhow::Result<()> {
 }
 
 /// Start the stack described by `options` and write its `stack.json`: the sandbox,
-/// then the vault (relaying to the sandbox), then the gateway (calling both).
+/// then the vault (relaying to the sandbox), the intake (tokenizing at the vault), then
+/// the gateway (calling the vault and the sandbox, framing the intake).
 pub async fn start_stack(options: &UpOptions) -> anyhow::Result<RunningStack> {
     pki::validate_merchant_id(&options.merchant_id)?;
     let vault_binary = find_binary(options.bin_dir.as_deref(), VAULT_BINARY)?;
     let sandbox_binary = find_binary(options.bin_dir.as_deref(), SANDBOX_BINARY)?;
     let gateway_binary = find_binary(options.bin_dir.as_deref(), GATEWAY_BINARY)?;
+    let intake_binary = find_binary(options.bin_dir.as_deref(), INTAKE_BINARY)?;
     let dir = std::path::absolute(&options.dir).with_context(|| format!("resolving {}", options.dir.display()))?;
     files::create_private_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let stack_file = Stack::path_in(&dir);
     warn_about_previous_stack(&stack_file);
 
     let pki = init_dev_pki(&dir, &options.merchant_id).context("creating the dev PKI")?;
+    let grant_key = init_dev_grant_key(&dir).context("creating the gateway's grant key")?;
 
     let sandbox_database_url = format!("sqlite:{}", dir.join("sandbox.db").display());
     let sandbox = service("sandbox", &sandbox_binary)
@@ -229,6 +246,22 @@ pub async fn start_stack(options: &UpOptions) -> anyhow::Result<RunningStack> {
     let vault =
         start_dev_vault(&vault_binary, &dir, &pki, &database_url, options.vault_port, Some(&sandbox_url)).await?;
 
+    // The intake's origin is what browsers post cards from; with a fixed port it is
+    // known before it starts, with port 0 it is the address it reports.
+    let mut intake = service("intake", &intake_binary)
+        .args(["serve", "--listen", &format!("127.0.0.1:{}", options.intake_port)])
+        .args(["--tls-cert".as_ref(), pki.intake_server.cert.as_os_str()])
+        .args(["--tls-key".as_ref(), pki.intake_server.key.as_os_str()])
+        .args(["--vault-url", vault.url()])
+        .args(["--vault-ca".as_ref(), pki.ca_cert.as_os_str()])
+        .args(["--client-cert".as_ref(), pki.intake.cert.as_os_str()])
+        .args(["--client-key".as_ref(), pki.intake.key.as_os_str()])
+        .args(["--grant-public-key".to_owned(), grant_key.verifying_arg()]);
+    if options.intake_port != 0 {
+        intake = intake.args(["--public-url".to_owned(), format!("https://127.0.0.1:{}", options.intake_port)]);
+    }
+    let intake = intake.spawn().await.context("starting the intake")?;
+
     let gateway_database_url = options.gateway_database_url.clone().unwrap_or_else(|| gateway_database_url(&dir));
     let secret_key_file = dir.join(GATEWAY_SECRET_KEY_FILE);
     if !secret_key_file.exists() {
@@ -241,7 +274,7 @@ pub async fn start_stack(options: &UpOptions) -> anyhow::Result<RunningStack> {
     }
     let merchant =
         dev_merchant(&gateway_binary, &dir, &gateway_database_url, &secret_key_file, &pki.merchant.id).await?;
-    let gateway = service("gateway", &gateway_binary)
+    let mut gateway = service("gateway", &gateway_binary)
         .args(["serve", "--listen", &format!("127.0.0.1:{}", options.gateway_port)])
         .args(["--database-url", &gateway_database_url])
         // Webhooks to a receiver on loopback (`--webhook-url`), dev only.
@@ -253,9 +286,14 @@ pub async fn start_stack(options: &UpOptions) -> anyhow::Result<RunningStack> {
         .args(["--vault-key".as_ref(), pki.gateway.key.as_os_str()])
         .args(["--acquirer-url", &sandbox_url])
         .args(["--acquirer-ca".as_ref(), pki.ca_cert.as_os_str()])
-        .spawn()
-        .await
-        .context("starting the gateway")?;
+        .args(["--intake-url", intake.url()])
+        .args(["--grant-key".to_owned(), grant_key.signing_arg()]);
+    // The hosted checkout page's origin (grants name it); with port 0 the gateway
+    // takes the address it binds.
+    if options.gateway_port != 0 {
+        gateway = gateway.args(["--public-url".to_owned(), format!("http://127.0.0.1:{}", options.gateway_port)]);
+    }
+    let gateway = gateway.spawn().await.context("starting the gateway")?;
 
     let stack = Stack {
         dev: true,
@@ -275,11 +313,12 @@ pub async fn start_stack(options: &UpOptions) -> anyhow::Result<RunningStack> {
             pid: gateway.pid(),
             merchant,
         },
+        intake: IntakeService { url: intake.url().to_owned(), pid: intake.pid() },
         pki,
         dir,
     };
     stack.write(&stack_file)?;
-    Ok(RunningStack { stack, stack_file, vault, sandbox, gateway })
+    Ok(RunningStack { stack, stack_file, vault, sandbox, intake, gateway })
 }
 
 /// A dev vault in `dir` (whose dev PKI exists): the dev policy unless `DIR/policy.toml`
@@ -405,7 +444,7 @@ where
 }
 
 /// The service binaries `paysys up` starts, by package.
-pub const SERVICE_PACKAGES: &[&str] = &[VAULT_BINARY, SANDBOX_BINARY, GATEWAY_BINARY];
+pub const SERVICE_PACKAGES: &[&str] = &[VAULT_BINARY, SANDBOX_BINARY, GATEWAY_BINARY, INTAKE_BINARY];
 
 /// Under `cargo run` (cargo sets `CARGO` for the program it runs), build the service
 /// binaries first, with the same profile and target directory as this executable, so
@@ -530,6 +569,7 @@ fn print_summary(stack: &Stack, stack_file: &Path) {
     );
     println!("  vault     {}  (pid {}, database {})", stack.vault.url, stack.vault.pid, stack.vault.database_url);
     println!("  sandbox   {}  (pid {}, test cards: sandbox/README.md)", stack.sandbox.url, stack.sandbox.pid);
+    println!("  intake    {}  (pid {}, the card frame; dev CA certificate)", stack.intake.url, stack.intake.pid);
     println!("  CA        {}", stack.pki.ca_cert.display());
     println!(
         "  merchant  {}  (vault certificate {}; gateway service_id {}, secret in stack.json)",
@@ -538,6 +578,7 @@ fn print_summary(stack: &Stack, stack_file: &Path) {
         stack.gateway.merchant.service_id
     );
     println!("  stack     {}  (URLs, pids and certificate paths for scripts)", stack_file.display());
+    println!("Try a payment: `paysys checkout --amount 150000 --currency UZS` prints a checkout URL to open.");
     println!("Press Ctrl-C to stop.");
 }
 
@@ -621,12 +662,23 @@ serve) printf '%s\n' "$@" > "$here/gateway-serve-args"
 esac
 "#;
 
+    /// A stand-in for the intake: records its arguments, prints the listening line.
+    const FAKE_INTAKE: &str = r#"#!/bin/sh
+here=$(dirname "$0")
+printf '%s\n' "$@" > "$here/intake-serve-args"
+echo "paysys-intake listening on https://127.0.0.1:4324"
+exec sleep 60
+"#;
+
     fn fake_bin_dir(tmp: &TempDir) -> PathBuf {
         let bin = tmp.0.join("bin");
         std::fs::create_dir_all(&bin).unwrap();
-        for (name, script) in
-            [(VAULT_BINARY, FAKE_VAULT), (SANDBOX_BINARY, FAKE_SANDBOX), (GATEWAY_BINARY, FAKE_GATEWAY)]
-        {
+        for (name, script) in [
+            (VAULT_BINARY, FAKE_VAULT),
+            (SANDBOX_BINARY, FAKE_SANDBOX),
+            (GATEWAY_BINARY, FAKE_GATEWAY),
+            (INTAKE_BINARY, FAKE_INTAKE),
+        ] {
             let path = bin.join(name);
             std::fs::write(&path, script).unwrap();
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -639,6 +691,7 @@ esac
             vault_port: 0,
             sandbox_port: 0,
             gateway_port: 0,
+            intake_port: 0,
             bin_dir: Some(bin.to_owned()),
             ..UpOptions::new(tmp.0.join("stack"))
         }
@@ -695,6 +748,27 @@ esac
         assert_eq!(Path::new(flag("--vault-cert")), stack.pki.gateway.cert);
         assert_eq!(flag("--acquirer-url"), stack.sandbox.url);
         assert_eq!(flag("--database-url"), stack.gateway.database_url);
+        // It signs grants with the stack's grant key and frames the intake's card form;
+        // with port 0 its public URL is the address it binds (no flag).
+        assert_eq!(flag("--intake-url"), "https://127.0.0.1:4324");
+        assert_eq!(flag("--grant-key"), format!("g1={}", dir.join("grant-keys/g1.pk8").display()));
+        assert!(!args.contains(&"--public-url"));
+
+        // The intake trusts that key's public half and tokenizes as spiffe://paysys/intake.
+        assert_eq!(stack.intake.url, "https://127.0.0.1:4324");
+        let args = std::fs::read_to_string(bin.join("intake-serve-args")).unwrap();
+        let args: Vec<&str> = args.lines().collect();
+        let flag = |name: &str| args[args.iter().position(|a| *a == name).unwrap() + 1];
+        assert_eq!(flag("--listen"), "127.0.0.1:0");
+        assert_eq!(flag("--vault-url"), stack.vault.url);
+        assert_eq!(Path::new(flag("--vault-ca")), stack.pki.ca_cert);
+        assert_eq!(Path::new(flag("--client-cert")), stack.pki.intake.cert);
+        assert_eq!(Path::new(flag("--client-key")), stack.pki.intake.key);
+        assert_eq!(Path::new(flag("--tls-cert")), stack.pki.intake_server.cert);
+        assert_eq!(flag("--grant-public-key"), format!("g1={}", dir.join("grant-keys/g1.pub").display()));
+        assert!(!args.contains(&"--public-url"), "port 0: the intake reports its own origin");
+        let public_key = std::fs::read_to_string(dir.join("grant-keys/g1.pub")).unwrap();
+        assert_eq!(public_key.trim().len(), 64);
 
         let stack_file = running.stack_file().to_owned();
         running.stop().await.unwrap();
@@ -702,8 +776,10 @@ esac
 
         // Again on the same directory: the vault and the PKI are reused.
         let ca = std::fs::read(&stack.pki.ca_cert).unwrap();
+        let grant_key = std::fs::read(dir.join("grant-keys/g1.pk8")).unwrap();
         let again = start_stack(&options(&tmp, &bin)).await.unwrap();
         assert_eq!(std::fs::read(&again.stack().pki.ca_cert).unwrap(), ca);
+        assert_eq!(std::fs::read(dir.join("grant-keys/g1.pk8")).unwrap(), grant_key, "the grant key is kept");
         assert_eq!(again.stack().vault.database_url, stack.vault.database_url);
         again.stop().await.unwrap();
         // (The fake gateway keeps no database file, so "gone" is simulated by the file
@@ -714,6 +790,23 @@ esac
         third.stop().await.unwrap();
         let created = std::fs::read_to_string(bin.join("merchants-created")).unwrap();
         assert_eq!(created.lines().count(), 2, "created on the first start and after the database was gone");
+    }
+
+    #[tokio::test]
+    async fn fixed_ports_give_the_gateway_and_the_intake_their_public_urls() {
+        let tmp = TempDir::new("up-ports");
+        let bin = fake_bin_dir(&tmp);
+        let options = UpOptions { gateway_port: 18080, intake_port: 18444, ..options(&tmp, &bin) };
+        let running = start_stack(&options).await.unwrap();
+        let flag_of = |file: &str, name: &str| {
+            let args = std::fs::read_to_string(bin.join(file)).unwrap();
+            let args: Vec<String> = args.lines().map(str::to_owned).collect();
+            args[args.iter().position(|a| a == name).unwrap() + 1].clone()
+        };
+        assert_eq!(flag_of("gateway-serve-args", "--public-url"), "http://127.0.0.1:18080");
+        assert_eq!(flag_of("intake-serve-args", "--public-url"), "https://127.0.0.1:18444");
+        assert_eq!(flag_of("intake-serve-args", "--listen"), "127.0.0.1:18444");
+        running.stop().await.unwrap();
     }
 
     #[tokio::test]

@@ -107,6 +107,21 @@ pub enum Problem {
         /// The first merchant-bound operation it grants.
         operation: &'static str,
     },
+    /// A role marked `checkout_tokens_only` that does not grant `tokens.create`: the
+    /// mark restricts how the role creates tokens, so without the operation it means
+    /// nothing and is almost certainly a mistake.
+    #[error("role `{role}` sets `checkout_tokens_only` but does not grant `tokens.create`")]
+    CheckoutOnlyWithoutCreate {
+        /// The role.
+        role: String,
+    },
+    /// A role marked `checkout_tokens_only` whose scope is not `any`: the card intake
+    /// tokenizes for whichever merchant a checkout grant names.
+    #[error("role `{role}` sets `checkout_tokens_only` and so needs `scope = \"any\"`")]
+    CheckoutOnlyNeedsScopeAny {
+        /// The role.
+        role: String,
+    },
     /// A destination URL that is not `https://host[:port]`.
     #[error("invalid destination url `{url}`: {reason}")]
     InvalidUrl {

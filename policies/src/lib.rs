@@ -6,7 +6,8 @@
 //!
 //! * [`Policy`] (`policy.rs`): a validated policy and its decisions —
 //!   [`decide`](Policy::decide), [`needs_approval`](Policy::needs_approval),
-//!   [`relay_destination`](Policy::relay_destination).
+//!   [`relay_destination`](Policy::relay_destination),
+//!   [`checkout_tokens_only`](Policy::checkout_tokens_only).
 //! * `parse.rs`: TOML → [`Policy`]. serde refuses unknown keys; every value is then
 //!   checked with its span, so each [`PolicyError`] names the line.
 //! * [`Operation`], [`CardField`] (`operation.rs`): the closed vocabularies.
@@ -104,7 +105,8 @@ pub use template::{
 };
 
 /// The default policy of the dev stack (`policies/dev.toml`): the gateway reads tokens
-/// and relays to the sandbox for any merchant; officers manage keys, audit and the
+/// and relays to the sandbox for any merchant; the card intake creates checkout-bound
+/// tokens for any merchant and does nothing else; officers manage keys, audit and the
 /// seal; merchants manage only their own tokens; rotate, retire and destroy need a
 /// second officer.
 pub const DEV_POLICY: &str = include_str!("../dev.toml");

@@ -6,7 +6,8 @@ use crate::operation::Operation;
 use crate::policy::Scope;
 
 /// Every principal of a policy (as written) × every operation → allowed? Its `Display`
-/// is an aligned text table; operations needing a second officer are marked `*`.
+/// is an aligned text table; operations needing a second officer are marked `*`, and a
+/// role that creates only checkout-bound tokens shows `checkout` under `tokens.create`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PermissionMatrix {
     pub(crate) rows: Vec<MatrixRow>,
@@ -22,6 +23,8 @@ pub struct MatrixRow {
     pub role: String,
     /// The role's merchant scope, if it has one.
     pub scope: Option<Scope>,
+    /// The role creates only checkout-bound tokens (`checkout_tokens_only = true`).
+    pub checkout_tokens_only: bool,
     /// Indexed like [`Operation::ALL`].
     pub(crate) allowed: [bool; Operation::ALL.len()],
 }
@@ -58,7 +61,14 @@ impl fmt::Display for PermissionMatrix {
         for row in &self.rows {
             let mut cells =
                 vec![row.principal.clone(), row.role.clone(), row.scope.map_or("-", Scope::as_str).to_owned()];
-            cells.extend(Operation::ALL.iter().map(|op| if row.allows(*op) { "yes" } else { "-" }.to_owned()));
+            cells.extend(Operation::ALL.iter().map(|op| {
+                match (row.allows(*op), *op == Operation::TokensCreate && row.checkout_tokens_only) {
+                    (true, true) => "checkout",
+                    (true, false) => "yes",
+                    (false, _) => "-",
+                }
+                .to_owned()
+            }));
             table.push(cells);
         }
 

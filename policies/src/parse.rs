@@ -37,6 +37,7 @@ struct RawRole {
     operations: SpannedList,
     scope: Option<Spanned<Scope>>,
     destinations: Option<SpannedList>,
+    checkout_tokens_only: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]
@@ -173,6 +174,19 @@ fn check_role(
         }
     }
 
+    let checkout_tokens_only = match &raw.checkout_tokens_only {
+        Some(flag) if *flag.get_ref() => {
+            if !granted(Operation::TokensCreate) {
+                return Err(lines.invalid(flag, Problem::CheckoutOnlyWithoutCreate { role: role_name }));
+            }
+            if scope != Some(Scope::Any) {
+                return Err(lines.invalid(flag, Problem::CheckoutOnlyNeedsScopeAny { role: role_name }));
+            }
+            true
+        }
+        _ => false,
+    };
+
     let mut names = Vec::new();
     match (&raw.destinations, granted(Operation::Relay)) {
         (None, false) => {}
@@ -194,7 +208,7 @@ fn check_role(
         }
     }
 
-    Ok(Role { name: role_name, operations, scope, destinations: names })
+    Ok(Role { name: role_name, operations, scope, destinations: names, checkout_tokens_only })
 }
 
 fn check_destinations(

@@ -33,6 +33,10 @@ pub(crate) struct Role {
     pub(crate) scope: Option<Scope>,
     /// Names of destinations in `Policy::destinations`; non-empty iff `relay` is granted.
     pub(crate) destinations: Vec<String>,
+    /// `checkout_tokens_only = true`: every token this role creates must be bound to a
+    /// checkout (a one-time grant the vault spends). Only with `tokens.create` and scope
+    /// `any` (validation ensures it).
+    pub(crate) checkout_tokens_only: bool,
 }
 
 impl Role {
@@ -237,6 +241,14 @@ impl Policy {
         self.role_for(principal).is_some_and(|role| role.grants(op))
     }
 
+    /// May `principal` create only checkout-bound tokens? True for a role marked
+    /// `checkout_tokens_only = true` (the card intake): the vault then refuses its
+    /// `tokens.create` without a checkout binding, and refuses a binding from every
+    /// other principal.
+    pub fn checkout_tokens_only(&self, principal: &str) -> bool {
+        self.role_for(principal).is_some_and(|role| role.checkout_tokens_only)
+    }
+
     /// Must a second, different officer approve `op` before it takes effect?
     pub fn needs_approval(&self, op: Operation) -> bool {
         self.dual_control[op.index()]
@@ -302,6 +314,7 @@ impl Policy {
                     principal: pattern.as_written(),
                     role: role.name.clone(),
                     scope: role.scope,
+                    checkout_tokens_only: role.checkout_tokens_only,
                     allowed: role.operations,
                 })
             })

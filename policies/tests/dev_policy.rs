@@ -7,6 +7,7 @@
 use paysys_policies::{CardField, Decision, DenyReason, Operation, Policy, Scope, DEV_POLICY};
 
 const GATEWAY: &str = "spiffe://paysys/gateway";
+const INTAKE: &str = "spiffe://paysys/intake";
 const ALICE: &str = "spiffe://paysys/officer/alice";
 const BOB: &str = "spiffe://paysys/officer/bob";
 const M_123: &str = "spiffe://paysys/merchant/m_123";
@@ -26,9 +27,10 @@ fn permission_matrix_of_the_dev_policy() {
     const Y: bool = true;
     const N: bool = false;
     #[rustfmt::skip]
-    let expected: [Row; 3] = [
+    let expected: [Row; 4] = [
         //                  tokens.*                                          relay        keys.*                                                                                   audit          sys
         (GATEWAY, None,          [(TokensCreate, N), (TokensRead, Y), (TokensDelete, N), (TokensRemoveForMerchant, Y), (Relay, Y), (KeysStatus, N), (KeysRotate, N), (KeysApprove, N), (KeysRetire, N), (KeysDestroy, N), (AuditRead, N), (SysSeal, N)]),
+        (INTAKE,  None,          [(TokensCreate, Y), (TokensRead, N), (TokensDelete, N), (TokensRemoveForMerchant, N), (Relay, N), (KeysStatus, N), (KeysRotate, N), (KeysApprove, N), (KeysRetire, N), (KeysDestroy, N), (AuditRead, N), (SysSeal, N)]),
         (ALICE,   None,          [(TokensCreate, N), (TokensRead, N), (TokensDelete, N), (TokensRemoveForMerchant, N), (Relay, N), (KeysStatus, Y), (KeysRotate, Y), (KeysApprove, Y), (KeysRetire, Y), (KeysDestroy, Y), (AuditRead, Y), (SysSeal, Y)]),
         (M_123,   Some("m_123"), [(TokensCreate, Y), (TokensRead, Y), (TokensDelete, Y), (TokensRemoveForMerchant, N), (Relay, N), (KeysStatus, N), (KeysRotate, N), (KeysApprove, N), (KeysRetire, N), (KeysDestroy, N), (AuditRead, N), (SysSeal, N)]),
     ];
@@ -53,7 +55,12 @@ fn matrix_lists_principals_as_written_in_file_order() {
     let policy = dev();
     assert_eq!(
         policy.principals(),
-        ["spiffe://paysys/gateway", "spiffe://paysys/officer/*", "spiffe://paysys/merchant/*"]
+        [
+            "spiffe://paysys/gateway",
+            "spiffe://paysys/intake",
+            "spiffe://paysys/officer/*",
+            "spiffe://paysys/merchant/*"
+        ]
     );
     let matrix = policy.permission_matrix();
     let rows: Vec<_> = matrix.rows().iter().map(|r| (r.principal.as_str(), r.role.as_str(), r.scope)).collect();
@@ -61,6 +68,7 @@ fn matrix_lists_principals_as_written_in_file_order() {
         rows,
         [
             ("spiffe://paysys/gateway", "gateway", Some(Scope::Any)),
+            ("spiffe://paysys/intake", "intake", Some(Scope::Any)),
             ("spiffe://paysys/officer/*", "officer", None),
             ("spiffe://paysys/merchant/*", "pci_merchant", Some(Scope::Own)),
         ]
@@ -74,24 +82,34 @@ fn matrix_lists_principals_as_written_in_file_order() {
 fn matrix_display_is_an_aligned_table() {
     let text = dev().permission_matrix().to_string();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 5, "{text}");
+    assert_eq!(lines.len(), 6, "{text}");
     assert!(lines[0].starts_with("principal"), "{text}");
     assert!(lines[0].contains("keys.rotate*") && lines[0].contains("keys.approve "), "{text}");
-    assert!(lines[4].starts_with("* needs approval"), "{text}");
+    assert!(lines[5].starts_with("* needs approval"), "{text}");
     // Cells sit under their headers.
     let relay_at = lines[0].find("relay").unwrap_or_default();
     assert_eq!(&lines[1][relay_at..relay_at + 3], "yes", "gateway relays\n{text}");
-    assert_eq!(&lines[2][relay_at..relay_at + 1], "-", "officers do not relay\n{text}");
+    assert_eq!(&lines[3][relay_at..relay_at + 1], "-", "officers do not relay\n{text}");
     let seal_at = lines[0].find("sys.seal").unwrap_or_default();
-    assert_eq!(&lines[2][seal_at..], "yes", "{text}");
+    assert_eq!(&lines[3][seal_at..], "yes", "{text}");
+    // The intake's tokens.create is marked as checkout-bound.
+    let create_at = lines[0].find("tokens.create").unwrap_or_default();
+    assert_eq!(&lines[2][create_at..create_at + 8], "checkout", "{text}");
+    assert_eq!(&lines[4][create_at..create_at + 3], "yes", "merchants create plain tokens\n{text}");
 }
 
+/// Only the intake creates tokens for any merchant, and only checkout-bound ones (each
+/// spends a one-time grant the gateway issued for that merchant's checkout).
 #[test]
 fn default_policy_never_pairs_any_scope_with_tokens_create() {
     let matrix = dev().permission_matrix();
     for row in matrix.rows() {
         if row.scope == Some(Scope::Any) {
-            assert!(!row.allows(Operation::TokensCreate), "{} may create tokens for any merchant", row.principal);
+            assert!(
+                !row.allows(Operation::TokensCreate) || row.checkout_tokens_only,
+                "{} may create unbound tokens for any merchant",
+                row.principal
+            );
             assert!(!row.allows(Operation::TokensDelete), "{} may delete tokens of any merchant", row.principal);
         }
     }
@@ -292,4 +310,25 @@ fn launcher_can_move_destinations() {
     assert_eq!(acquirer.path_prefix, "/acquirer/", "only the address moves");
     let ds = policy.relay_destination(GATEWAY, "sandbox_ds").unwrap_or_else(|| panic!("no ds"));
     assert_eq!(ds.url, "https://127.0.0.1:40124");
+}
+
+#[test]
+fn the_intake_creates_only_checkout_bound_tokens_and_nothing_else() {
+    let policy = dev();
+    assert!(policy.checkout_tokens_only(INTAKE));
+    assert_eq!(policy.role_of(INTAKE), Some("intake"));
+    // For any merchant: the grant names it, not the certificate.
+    for merchant in ["m_123", "m_456"] {
+        assert_eq!(policy.decide(INTAKE, Operation::TokensCreate, Some(merchant)), Decision::Allow);
+        for op in [Operation::TokensRead, Operation::TokensDelete, Operation::TokensRemoveForMerchant, Operation::Relay]
+        {
+            assert_eq!(policy.decide(INTAKE, op, Some(merchant)), Decision::Deny(DenyReason::NoRule), "{op}");
+        }
+    }
+    assert!(policy.relay_destination(INTAKE, "sandbox_acquirer").is_none());
+    // Nobody else is bound to checkouts; a certificate under the intake's name is not
+    // the intake.
+    for principal in [GATEWAY, ALICE, M_123, "spiffe://paysys/intake/x", "spiffe://paysys/intake2"] {
+        assert!(!policy.checkout_tokens_only(principal), "{principal}");
+    }
 }

@@ -262,3 +262,36 @@ fn with_destination_url_checks_name_and_url() {
     let err = policy.with_destination_url("acquirer", "http://localhost:1").map(|_| ()).unwrap_err();
     assert!(err.to_string().contains("must start with `https://`"), "{err}");
 }
+
+#[test]
+fn checkout_tokens_only_needs_tokens_create_and_scope_any() {
+    // Accepted: create, scope any.
+    let text = edit("scope = \"any\"", "scope = \"any\"\ncheckout_tokens_only = false");
+    let policy = Policy::from_toml(&text).unwrap();
+    assert!(!policy.checkout_tokens_only("spiffe://paysys/gateway"));
+    let intake = format!(
+        "{GOOD}\n[roles.intake]\nprincipals = [\"spiffe://paysys/intake\"]\noperations = [\"tokens.create\"]\n\
+         scope = \"any\"\ncheckout_tokens_only = true\n"
+    );
+    let policy = Policy::from_toml(&intake).unwrap();
+    assert!(policy.checkout_tokens_only("spiffe://paysys/intake"));
+    assert!(!policy.checkout_tokens_only("spiffe://paysys/gateway"));
+
+    // The gateway's role has no tokens.create: the mark is refused on its own line.
+    let text = edit("scope = \"any\"", "scope = \"any\"\ncheckout_tokens_only = true");
+    let err = assert_refused(&text, 12, "does not grant `tokens.create`");
+    assert!(matches!(err, PolicyError::Invalid { problem: Problem::CheckoutOnlyWithoutCreate { .. }, .. }));
+
+    // tokens.create with scope own.
+    let text = edit(
+        "[roles.gateway]",
+        "[roles.shop]\nprincipals = [\"spiffe://paysys/merchant/*\"]\noperations = [\"tokens.create\"]\n\
+         scope = \"own\"\ncheckout_tokens_only = true\n\n[roles.gateway]",
+    );
+    let err = assert_refused(&text, 12, "needs `scope = \"any\"`");
+    assert!(matches!(err, PolicyError::Invalid { problem: Problem::CheckoutOnlyNeedsScopeAny { .. }, .. }));
+
+    // Not a boolean.
+    let text = edit("scope = \"any\"", "scope = \"any\"\ncheckout_tokens_only = \"yes\"");
+    assert_refused(&text, 12, "invalid type");
+}

@@ -269,6 +269,11 @@ fn request_timeout_response() -> Response {
     (axum::http::StatusCode::SERVICE_UNAVAILABLE, [(axum::http::header::CONNECTION, "close")], body).into_response()
 }
 
+/// The address of the connection a request came on (a request extension), for limits
+/// per client address. No proxy header is trusted for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
+
 /// HTTP/1.1 or HTTP/2 on one connection, every request carrying `extension`, until the
 /// client closes it, a limit closes it, or (with `recheck`) its certificate is revoked.
 async fn serve_connection<S, E>(
@@ -286,6 +291,7 @@ async fn serve_connection<S, E>(
     let requests = activity.clone();
     let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(extension.clone());
+        req.extensions_mut().insert(PeerAddr(peer));
         let in_flight = requests.begin();
         let app = app.clone();
         async move {
@@ -402,6 +408,17 @@ mod tests {
         let answer = get_root(addr).await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         assert!(answer.ends_with("plain client"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn every_request_carries_the_clients_address() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new()
+            .route("/", get(|Extension(PeerAddr(peer)): Extension<PeerAddr>| async move { peer.ip().to_string() }));
+        tokio::spawn(serve(listener, None, app, admit_all, std::future::pending()));
+        let answer = get_root(addr).await;
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("127.0.0.1"), "{answer}");
     }
 
     #[tokio::test]

@@ -10,6 +10,8 @@
 //! * [`TestVault`] — a running vault process with its log captured to a file.
 //! * [`gateway`] — the gateway process next to a [`TestVault`] and a [`TestSandbox`];
 //!   it dereferences to its merchant's signed JSON-RPC client.
+//! * [`intake`] — the card intake process next to a [`TestVault`], with a grant key pair
+//!   whose signing half the test holds, and an HTTPS client that sets `Origin`.
 //! * [`TestSandbox`] — a running sandbox card network (the relay's destination), the
 //!   real sandbox code built as this package's `paysys-e2e-sandbox` binary.
 //!
@@ -25,6 +27,7 @@
 
 pub mod browser;
 pub mod gateway;
+pub mod intake;
 
 use paysys::pki::{CertificateAuthority, IssueRequest};
 use paysys_test_support::postgres::PostgresDatabase;
@@ -47,6 +50,8 @@ pub const VAULT_BIN: &str = "paysys-e2e-vault";
 pub const SANDBOX_BIN: &str = "paysys-e2e-sandbox";
 /// The gateway binary the tests run (`paysys-gateway`'s `main`, built by this package).
 pub const GATEWAY_BIN: &str = "paysys-e2e-gateway";
+/// The card intake binary the tests run (`paysys-intake`'s `main`, built by this package).
+pub const INTAKE_BIN: &str = "paysys-e2e-intake";
 
 /// Where the workspace's binaries are: `PAYSYS_BIN_DIR`, else next to the test binary's
 /// `deps/` directory (cargo builds the workspace binaries before running tests).
@@ -103,6 +108,10 @@ pub struct TestPki {
     pub foreign_server: Identity,
     /// The vault's client certificate for relay destinations that want mTLS.
     pub relay_client: Identity,
+    /// The card intake's client certificate (`spiffe://paysys/intake`).
+    pub intake: Identity,
+    /// The card intake's server certificate (localhost / 127.0.0.1) from the PaySys CA.
+    pub intake_server: Identity,
     /// The CA's CRL (`crl.pem`, empty at first): every test vault runs with
     /// `--client-crl` on it; [`TestPki::revoke`] extends it.
     pub crl: PathBuf,
@@ -155,6 +164,8 @@ impl TestPki {
             sandbox_server: issue(&ca, "sandbox", IssueRequest::server(), ""),
             foreign_server: issue(&other_ca, "foreign-server", IssueRequest::server(), ""),
             relay_client: client("relay-client", "spiffe://paysys/vault"),
+            intake: client("intake", "spiffe://paysys/intake"),
+            intake_server: issue(&ca, "intake-server", IssueRequest::server(), ""),
             crl: {
                 let crl = dir.join(paysys::pki::CRL_FILE);
                 std::fs::write(&crl, ca.issue_crl(1, &[]).unwrap()).unwrap();

@@ -1,6 +1,8 @@
 //! The trust boundary, checked: the gateway and the sandbox never see a card number or a
 //! key, so the code that handles them (`paysys-keys`, `paysys-vault`, `paysys-policies`)
-//! must not be linked into them. This test reads the resolved dependency graph from
+//! must not be linked into them. The card intake sees card numbers but holds no key: it
+//! must link neither those crates nor the gateway's or the database's (it keeps nothing,
+//! and a flaw in the gateway must not become one in the public card entry). This test reads the resolved dependency graph from
 //! `cargo metadata`, follows only NORMAL dependencies (what ends up in the binary; dev
 //! and build dependencies do not), and fails with the path it found when a boundary
 //! crate reaches a card-data crate. The wire types the gateway and the vault share live
@@ -19,6 +21,10 @@ const OUTSIDE: [&str; 2] = ["paysys-gateway", "paysys-sandbox"];
 const CARD_DATA: [&str; 3] = ["paysys-keys", "paysys-vault", "paysys-policies"];
 /// The shared client and wire types: allowed outside.
 const SHARED: &str = "paysys-vault-client";
+/// The card intake: inside the card-data environment, but keyless and stateless.
+const INTAKE: &str = "paysys-intake";
+/// What the intake must not link: the card-data crates, the gateway, the database layer.
+const NOT_IN_INTAKE: [&str; 5] = ["paysys-keys", "paysys-vault", "paysys-policies", "paysys-db", "paysys-gateway"];
 
 /// A resolved package graph: each package (by cargo's package id) with its name and the
 /// packages it depends on normally.
@@ -128,14 +134,32 @@ fn the_gateway_and_the_sandbox_do_not_link_card_data_crates() {
     assert!(graph.path_to_any("paysys-vault", &["paysys-keys"]).is_some());
 }
 
-/// The card-intake service the hosted widget will need is not written yet. When it
-/// is, it must be placed on one side of the boundary in this test; until then this
-/// fails if a crate of that name appears without that decision.
+/// The intake's crate graph: none of [`NOT_IN_INTAKE`], but the shared vault client
+/// and the widget's grants (so the walk did see its dependencies).
 #[test]
-fn no_card_intake_crate_yet() {
+fn the_card_intake_links_no_keys_vault_gateway_or_database_crate() {
     let graph = Graph::from_metadata(workspace_metadata());
-    let intake: Vec<&String> = graph.names.values().filter(|n| n.starts_with("paysys-intake")).collect();
-    assert!(intake.is_empty(), "{intake:?}: decide its side of the trust boundary and add it to this test");
+    for name in [INTAKE, SHARED, "paysys-widget"].iter().chain(&NOT_IN_INTAKE) {
+        assert!(graph.id_of(name).is_some(), "{name} is not in the workspace: update this test");
+    }
+    for forbidden in NOT_IN_INTAKE {
+        if let Some(path) = graph.path_to_any(INTAKE, &[forbidden]) {
+            panic!("{INTAKE} reaches {forbidden} through normal dependencies: {}", path.join(" -> "));
+        }
+    }
+    assert_eq!(graph.path_to_any(INTAKE, &[SHARED]), Some(vec![INTAKE.to_owned(), SHARED.to_owned()]));
+    assert_eq!(
+        graph.path_to_any(INTAKE, &["paysys-widget"]),
+        Some(vec![INTAKE.to_owned(), "paysys-widget".to_owned()])
+    );
+    // Nothing outside links the intake either (it is a process of its own).
+    for crate_outside in OUTSIDE {
+        assert_eq!(graph.path_to_any(crate_outside, &[INTAKE]), None, "{crate_outside} links {INTAKE}");
+    }
+    // Every other crate named like it must be placed on a side of the boundary here.
+    let unplaced: Vec<&String> =
+        graph.names.values().filter(|n| n.starts_with("paysys-intake") && n.as_str() != INTAKE).collect();
+    assert!(unplaced.is_empty(), "{unplaced:?}: decide its side of the trust boundary and add it to this test");
 }
 
 /// The walk itself, on a small graph made by hand, finds a forbidden edge and names

@@ -255,7 +255,8 @@ struct ServeArgs {
     /// How long a CVC is kept for its single use, at most 600 seconds.
     #[arg(long, default_value_t = MAX_CVC_TTL_SECS)]
     cvc_ttl_secs: u64,
-    /// How often expired CVCs are swept.
+    /// How often expired CVCs are swept (and spent checkout grants an hour past their
+    /// expiry).
     #[arg(long, default_value_t = 30)]
     cvc_sweep_secs: u64,
     /// How often cards whose token expired (`ttl_sec`) are deleted. They read as not

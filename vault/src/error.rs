@@ -112,6 +112,21 @@ pub enum ApiError {
     AuditChainBroken,
     /// The checkpoint could not be appended to the checkpoint file; it was not handed out.
     CheckpointUnavailable,
+    /// A principal that may create only checkout-bound tokens (`checkout_tokens_only`,
+    /// the card intake) sent no `checkout` binding.
+    CheckoutBindingRequired,
+    /// A principal that may not bind tokens to checkouts sent a `checkout` binding: only
+    /// the intake spends the gateway's grants.
+    CheckoutBindingForbidden,
+    /// `checkout.checkout_id` or `checkout.grant_nonce` is malformed, or
+    /// `grant_expires_at` lies further ahead than any grant lives.
+    CheckoutBindingInvalid(&'static str),
+    /// `reuse: true` with a checkout binding: a bound token is always a new token.
+    ReuseNotAllowed,
+    /// The grant of the checkout binding has expired.
+    GrantExpired,
+    /// The grant of the checkout binding has already minted a token; nothing was stored.
+    GrantUsed,
 }
 
 impl ApiError {
@@ -163,6 +178,12 @@ impl ApiError {
             ApiError::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::AuditChainBroken => (StatusCode::CONFLICT, "audit_chain_broken"),
             ApiError::CheckpointUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "checkpoint_unavailable"),
+            ApiError::CheckoutBindingRequired => (StatusCode::FORBIDDEN, "checkout_binding_required"),
+            ApiError::CheckoutBindingForbidden => (StatusCode::FORBIDDEN, "checkout_binding_forbidden"),
+            ApiError::CheckoutBindingInvalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "checkout_binding_invalid"),
+            ApiError::ReuseNotAllowed => (StatusCode::BAD_REQUEST, "reuse_not_allowed"),
+            ApiError::GrantExpired => (StatusCode::UNAUTHORIZED, "grant_expired"),
+            ApiError::GrantUsed => (StatusCode::CONFLICT, "grant_used"),
         }
     }
 
@@ -233,6 +254,14 @@ impl ApiError {
                 "the audit chain head does not match its record; no checkpoint was signed (run audit verify)".into()
             }
             ApiError::CheckpointUnavailable => "the checkpoint could not be written to the checkpoint file".into(),
+            ApiError::CheckoutBindingRequired => {
+                "this client may create only checkout-bound tokens: send `checkout`".into()
+            }
+            ApiError::CheckoutBindingForbidden => "this client may not bind tokens to checkouts".into(),
+            ApiError::CheckoutBindingInvalid(m) => (*m).into(),
+            ApiError::ReuseNotAllowed => "reuse is not allowed for a checkout-bound token".into(),
+            ApiError::GrantExpired => "the checkout grant has expired".into(),
+            ApiError::GrantUsed => "the checkout grant was already used; nothing was stored".into(),
         }
     }
 }

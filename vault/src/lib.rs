@@ -23,7 +23,7 @@
 //! * [`lifecycle`] — custodian unseal, rotation, re-encryption, retirement, dual control.
 //! * [`committer`] — group commit of writes with their audit records.
 //! * [`retention`] — the sweepers that delete cards whose token expired, in audited
-//!   batches, and CVCs past their TTL.
+//!   batches, CVCs past their TTL, and spent checkout grants an hour past their expiry.
 //! * [`rate_limit`] — the per-merchant token bucket of the gateway's narrow token removal.
 //! * [`audit`] — the HMAC chain over audit records.
 //! * [`checkpoint`] — signed checkpoints of the chain head, appended to a file outside the

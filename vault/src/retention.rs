@@ -1,5 +1,6 @@
 //! Retention (PCI DSS 3.2.1 and 3.3.1): the sweepers that delete cards whose token
-//! expired and CVCs past their single-use TTL.
+//! expired and CVCs past their single-use TTL — and, with the CVCs, the checkout grants
+//! spent an hour or more past their expiry.
 //!
 //! An expired token already reads as not found everywhere; the sweeper removes what is
 //! left of it — the card row with its ciphertext, and any CVC (crypto-shred) — in
@@ -15,6 +16,12 @@
 //!
 //! Audit records are signed with the audit key, so a sealed vault does not sweep (its
 //! expired tokens still read as not found); it catches up once unsealed.
+//!
+//! A spent grant ([`crate::store::SpentGrant`]) stops a replay only while the grant could
+//! still be accepted; once it has expired, `POST /v1/tokens` refuses it as
+//! `grant_expired` anyway. The row is kept [`SPENT_GRANT_MARGIN_MS`] longer, so a clock
+//! a little behind on another replica is still covered, then dropped. It holds no card
+//! data, so its deletion is not audited.
 
 use crate::api::{now_ms, Vault};
 use crate::audit::ChainSigner;
@@ -26,6 +33,9 @@ use std::time::Duration;
 pub const SWEEPER_PRINCIPAL: &str = "local:paysys-vault-sweeper";
 /// The operation its audit records name.
 pub const EXPIRE_OPERATION: &str = "tokens.expire";
+
+/// How long a spent grant is kept after the grant expired: one hour.
+pub const SPENT_GRANT_MARGIN_MS: i64 = 3600 * 1000;
 
 /// How the sweeper runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,18 +53,29 @@ pub struct SweepReport {
     pub batches: usize,
 }
 
-/// Delete CVCs past their TTL every `every`, forever. An expired CVC is never returned
-/// anyway; this removes its ciphertext.
+/// Delete CVCs past their TTL, and spent grants past their expiry and margin, every
+/// `every`, forever. An expired CVC is never returned anyway; this removes its ciphertext.
 pub async fn run_cvc_sweeper(store: Arc<dyn Store>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
-        match store.sweep_expired_cvcs(now_ms()).await {
+        let now = now_ms();
+        match store.sweep_expired_cvcs(now).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "expired CVCs swept"),
             Err(e) => tracing::warn!(error = %e, "CVC sweep failed"),
         }
+        match sweep_spent_grants(store.as_ref(), now).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "spent checkout grants swept"),
+            Err(e) => tracing::warn!(error = %e, "spent grant sweep failed"),
+        }
     }
+}
+
+/// Delete the spent grants that expired [`SPENT_GRANT_MARGIN_MS`] or more before `now`.
+pub async fn sweep_spent_grants(store: &dyn Store, now: i64) -> Result<u64, StoreError> {
+    store.sweep_spent_grants(now.saturating_sub(SPENT_GRANT_MARGIN_MS)).await
 }
 
 /// Sweep every `config.interval`, forever.

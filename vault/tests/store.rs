@@ -10,8 +10,8 @@
 use paysys_test_support::postgres::PostgresDatabase;
 use paysys_vault::store::{
     self, AuditEvent, AuditRecord, AuditSigner, CardRecord, CardWrite, Counts, CvcRecord, DekUsage, ExpiredCard,
-    KeyChange, KeyFormat, KeyKind, KeyRequest, ReencryptBatch, RequestDecision, Store, StoreError, StoredKey,
-    WriteUnit,
+    KeyChange, KeyFormat, KeyKind, KeyRequest, ReencryptBatch, RequestDecision, SpentGrant, Store, StoreError,
+    StoredKey, WriteUnit,
 };
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -119,6 +119,11 @@ store_tests! {
     expired_cards_are_deleted_in_audited_batches,
     replicas_sweeping_together_delete_each_card_once,
     format_1_keys_migrate_once_with_their_meta,
+    a_grant_mints_one_card,
+    a_batch_spending_one_grant_twice_fails_as_a_whole,
+    a_token_collision_is_not_a_spent_grant,
+    replicas_spending_one_grant_together_store_one_card,
+    spent_grants_are_swept_after_their_expiry,
     #[ignore = "benchmark: prints commit throughput, asserts nothing about speed"]
     commit_throughput,
 }
@@ -157,6 +162,7 @@ fn card(token: &str, merchant_id: &str, fingerprint: &str, created_at: i64) -> C
         ciphertext: format!("sealed:{token}").into_bytes(),
         created_at,
         expires_at: None,
+        checkout_id: None,
     }
 }
 
@@ -203,10 +209,11 @@ fn event(operation: &str, token: Option<&str>) -> AuditEvent {
 }
 
 fn unit(writes: Vec<CardWrite>) -> WriteUnit {
-    let token = writes.first().map(|w| match w {
-        CardWrite::InsertCard(c) => c.token.as_str(),
-        CardWrite::InsertCvc(c) => c.token.as_str(),
-        CardWrite::DeleteCard { token } => token.as_str(),
+    let token = writes.iter().find_map(|w| match w {
+        CardWrite::InsertCard(c) => Some(c.token.as_str()),
+        CardWrite::InsertCvc(c) => Some(c.token.as_str()),
+        CardWrite::DeleteCard { token } => Some(token.as_str()),
+        CardWrite::SpendGrant(_) => None,
     });
     WriteUnit { audit: event("tokenize", token), writes }
 }
@@ -913,4 +920,125 @@ async fn format_1_keys_migrate_once_with_their_meta(db: &TestDb) {
     assert_eq!(store.meta().await.unwrap()[0], ("root_kcv".to_owned(), "123456".to_owned()));
     let audit = verified_chain(&*store).await;
     assert_eq!(audit.len(), 2, "the refused change left no audit record");
+}
+
+// ---------------------------------------------------------------------------------
+// Checkout grants (the payment widget): one grant mints one card.
+
+fn grant(nonce: &str, expires_at: i64) -> SpentGrant {
+    SpentGrant { nonce: nonce.to_owned(), merchant_id: "m1".to_owned(), checkout_id: "chk_1".to_owned(), expires_at }
+}
+
+fn bound_card(token: &str) -> CardRecord {
+    CardRecord { checkout_id: Some("chk_1".to_owned()), ..card(token, "m1", &format!("fp-{token}"), 1) }
+}
+
+/// A checkout-bound tokenization: the grant spent with the card and its CVC.
+fn spend(nonce: &str, token: &str) -> WriteUnit {
+    unit(vec![
+        CardWrite::SpendGrant(grant(nonce, 5_000)),
+        CardWrite::InsertCard(bound_card(token)),
+        CardWrite::InsertCvc(cvc(token, i64::MAX)),
+    ])
+}
+
+async fn a_grant_mints_one_card(db: &TestDb) {
+    let store = db.open().await;
+    assert!(!store.grant_spent("nonce_a").await.unwrap());
+    store.commit(&[spend("nonce_a", "tok_a")], &TestSigner).await.unwrap();
+    assert!(store.grant_spent("nonce_a").await.unwrap());
+    assert!(!store.grant_spent("nonce_b").await.unwrap());
+    let found = store.find_card("tok_a").await.unwrap().unwrap();
+    assert_eq!(found.checkout_id.as_deref(), Some("chk_1"));
+    assert_eq!(found, bound_card("tok_a"));
+    store.commit(&[tokenize("tok_plain")], &TestSigner).await.unwrap();
+    assert_eq!(store.find_card("tok_plain").await.unwrap().unwrap().checkout_id, None);
+
+    let result = store.commit(&[spend("nonce_a", "tok_b")], &TestSigner).await;
+    assert!(matches!(result, Err(StoreError::GrantUsed)), "{result:?}");
+    assert_eq!(store.find_card("tok_b").await.unwrap(), None, "no card for a spent grant");
+    assert_eq!(store.take_cvc("tok_b", 0).await.unwrap(), None);
+    let counts = store.counts().await.unwrap();
+    assert_eq!((counts.cards, counts.cvcs), (2, 1));
+    assert_eq!(verified_chain(&*store).await.len(), 2, "the refused unit left no audit record");
+}
+
+async fn a_batch_spending_one_grant_twice_fails_as_a_whole(db: &TestDb) {
+    let store = db.open().await;
+    // Twins in one batch (the group committer gathers concurrent requests).
+    let twins = [spend("nonce_t", "tok_1"), tokenize("tok_other"), spend("nonce_t", "tok_2")];
+    let result = store.commit(&twins, &TestSigner).await;
+    assert!(matches!(result, Err(StoreError::GrantUsed)), "{result:?}");
+    assert_eq!(store.counts().await.unwrap().cards, 0, "the whole batch rolled back");
+    assert!(verified_chain(&*store).await.is_empty());
+
+    // One by one, as the committer retries a failed batch: the first twin wins.
+    let mut outcomes = Vec::new();
+    for twin in &twins {
+        outcomes.push(store.commit(std::slice::from_ref(twin), &TestSigner).await);
+    }
+    assert!(outcomes[0].is_ok() && outcomes[1].is_ok(), "{outcomes:?}");
+    assert!(matches!(outcomes[2], Err(StoreError::GrantUsed)), "{outcomes:?}");
+    assert!(store.find_card("tok_1").await.unwrap().is_some());
+    assert_eq!(store.find_card("tok_2").await.unwrap(), None);
+}
+
+async fn a_token_collision_is_not_a_spent_grant(db: &TestDb) {
+    let store = db.open().await;
+    store.commit(&[tokenize("tok_taken")], &TestSigner).await.unwrap();
+    // The token collides: a conflict the handler draws again for, and the grant stays
+    // unspent (rolled back with the card).
+    let result = store.commit(&[spend("nonce_c", "tok_taken")], &TestSigner).await;
+    assert!(matches!(result, Err(StoreError::Conflict(_))), "{result:?}");
+    store.commit(&[spend("nonce_c", "tok_fresh")], &TestSigner).await.unwrap();
+    assert_eq!(store.find_card("tok_fresh").await.unwrap().unwrap().checkout_id.as_deref(), Some("chk_1"));
+    // A spent grant with a colliding token: the grant is what the caller hears about.
+    let result = store.commit(&[spend("nonce_c", "tok_taken")], &TestSigner).await;
+    assert!(matches!(result, Err(StoreError::GrantUsed)), "{result:?}");
+}
+
+async fn replicas_spending_one_grant_together_store_one_card(db: &TestDb) {
+    const TRIES: usize = 8;
+    // Two instances with their own pools stand for two vault replicas.
+    let stores = [db.open().await, db.open().await];
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..TRIES {
+        let store = stores[i % 2].clone();
+        tasks.spawn(async move { store.commit(&[spend("nonce_r", &format!("tok_{i}"))], &TestSigner).await });
+    }
+    let mut stored = 0;
+    while let Some(done) = tasks.join_next().await {
+        match done.unwrap() {
+            Ok(()) => stored += 1,
+            Err(e) => assert!(matches!(e, StoreError::GrantUsed), "{e:?}"),
+        }
+    }
+    assert_eq!(stored, 1);
+    assert_eq!(stores[0].counts().await.unwrap().cards, 1);
+    assert_eq!(verified_chain(&*stores[1]).await.len(), 1);
+}
+
+async fn spent_grants_are_swept_after_their_expiry(db: &TestDb) {
+    let store = db.open().await;
+    let units = [
+        unit(vec![CardWrite::SpendGrant(grant("nonce_1", 1_000)), CardWrite::InsertCard(bound_card("tok_1"))]),
+        unit(vec![CardWrite::SpendGrant(grant("nonce_2", 2_000)), CardWrite::InsertCard(bound_card("tok_2"))]),
+        unit(vec![CardWrite::SpendGrant(grant("nonce_3", 3_000)), CardWrite::InsertCard(bound_card("tok_3"))]),
+    ];
+    store.commit(&units, &TestSigner).await.unwrap();
+    assert_eq!(store.sweep_spent_grants(999).await.unwrap(), 0);
+    assert_eq!(store.sweep_spent_grants(2_000).await.unwrap(), 2);
+    assert_eq!(store.sweep_spent_grants(2_000).await.unwrap(), 0);
+    assert!(!store.grant_spent("nonce_2").await.unwrap());
+    assert!(store.grant_spent("nonce_3").await.unwrap());
+    assert_eq!(store.counts().await.unwrap().cards, 3, "sweeping grants never touches cards");
+    // The swept nonce is free again (the vault refuses its expired grant before that);
+    // the one still kept is not.
+    let again = unit(vec![CardWrite::SpendGrant(grant("nonce_1", 9_000)), CardWrite::InsertCard(bound_card("tok_4"))]);
+    store.commit(&[again], &TestSigner).await.unwrap();
+    let replay = unit(vec![CardWrite::SpendGrant(grant("nonce_3", 9_000)), CardWrite::InsertCard(bound_card("tok_5"))]);
+    assert!(matches!(store.commit(&[replay], &TestSigner).await, Err(StoreError::GrantUsed)));
+    // The vault's sweeper keeps a grant an hour past its expiry.
+    assert_eq!(paysys_vault::retention::sweep_spent_grants(&*store, 3_000 + 3_600_000 - 1).await.unwrap(), 0);
+    assert_eq!(paysys_vault::retention::sweep_spent_grants(&*store, 3_000 + 3_600_000).await.unwrap(), 1);
 }

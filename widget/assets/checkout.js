@@ -233,7 +233,12 @@
       frame.height = '260';
       frame.setAttribute('sandbox', 'allow-scripts allow-same-origin');
       frame.referrerPolicy = 'no-referrer';
-      frame.src = frameUrl;
+      // The card form speaks the page's language, which the buyer may have switched
+      // since the checkout was created (the gateway names the checkout's).
+      var frameTarget = new URL(frameUrl);
+      var pageLang = root.getAttribute('data-lang');
+      if (pageLang) frameTarget.searchParams.set('lang', pageLang);
+      frame.src = frameTarget.href;
       frameBox.appendChild(frame);
       var thisFrame = frame;
       setTimeout(function () {

@@ -9,7 +9,9 @@
 //!   `save_payment` in its transaction), the workers' claims, attempts.
 //! * `merchants.rs`, `payments.rs` (with the ledger and the workers' claims),
 //!   `refunds.rs`, `captures.rs`, `authentications.rs` (3-D Secure), `requests.rs`
-//!   (the replay guard), `tokens.rs` (removed tokens) — the operations.
+//!   (the replay guard), `tokens.rs` (removed tokens), `checkouts.rs` (the payment
+//!   widget's checkouts and their attempts), `customers.rs` (customers' saved cards) —
+//!   the operations.
 //!
 //! Statements are portable (`$n` placeholders, 64-bit integers), written once and run
 //! on either backend by the dispatch of [`paysys_db::store`] (`in_transaction!`,
@@ -35,6 +37,8 @@
 //! result is saved. A crashed holder's lease simply runs out.
 mod authentications;
 mod captures;
+mod checkouts;
+mod customers;
 mod merchants;
 mod payments;
 mod records;
@@ -44,10 +48,12 @@ mod rows;
 mod tokens;
 pub(crate) mod webhooks;
 
+pub use checkouts::{AttemptSlot, PaymentStart};
 pub use paysys_db::StoreError;
 pub use records::{
-    AuthenticationRecord, CaptureRecord, CaptureStatus, LedgerKind, LedgerRow, MerchantRecord, PaymentFilter,
-    PaymentRecord, RefundRecord, RefundStatus, RemovedToken, RequestClaim, Slot,
+    AttemptCounts, AttemptOutcome, AttemptRecord, AuthenticationRecord, CaptureRecord, CaptureStatus, CheckoutRecord,
+    CheckoutStatus, CustomerCard, LedgerKind, LedgerRow, MerchantRecord, PaymentFilter, PaymentRecord, RefundRecord,
+    RefundStatus, RemovedToken, RequestClaim, Slot, WidgetSettings,
 };
 pub use webhooks::{
     DeliveryFilter, DeliveryStatus, EndpointHealth, EndpointStatus, WebhookAttemptRecord, WebhookDeliveryRecord,

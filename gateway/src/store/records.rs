@@ -2,7 +2,7 @@
 
 use crate::payments::CaptureMethod;
 use crate::state::{AfterExpired, PaymentStatus};
-use crate::three_ds::AutoSettings;
+use crate::three_ds::{AutoSettings, ThreeDsMode};
 
 /// A merchant: the vault's merchant id, the API service id, the sealed API secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +15,194 @@ pub struct MerchantRecord {
     pub created_at: i64,
     /// What `three_ds: auto` does for this merchant.
     pub three_ds_auto: AutoSettings,
+    /// The payment widget's settings.
+    pub widget: WidgetSettings,
+}
+
+/// A merchant's payment-widget settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WidgetSettings {
+    /// Origins whose pages may embed the card form (`paysys.js`) and call the checkout
+    /// endpoints cross-origin; each a serialised origin
+    /// ([`paysys_widget::origin::parse_origin`]), compared exactly.
+    pub allowed_origins: Vec<String>,
+    /// The hosted checkout page may be framed by the allowed origins (otherwise by none).
+    pub allow_checkout_framing: bool,
+    /// The card-testing switch is armed: a burst of declines closes this merchant's
+    /// checkouts for new attempts.
+    pub card_testing_guard: bool,
+    /// When the switch tripped (unix ms); `None`: checkouts are open.
+    pub card_testing_tripped_at: Option<i64>,
+}
+
+impl Default for WidgetSettings {
+    fn default() -> Self {
+        WidgetSettings {
+            allowed_origins: Vec::new(),
+            allow_checkout_framing: false,
+            card_testing_guard: true,
+            card_testing_tripped_at: None,
+        }
+    }
+}
+
+/// Where a checkout is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckoutStatus {
+    /// The buyer may pay (a new attempt may be issued).
+    Open,
+    /// A payment is running (or waits for the cardholder's 3-D Secure step).
+    Processing,
+    /// Paid.
+    Completed,
+    /// Its time ran out unpaid.
+    Expired,
+    /// The merchant cancelled it.
+    Cancelled,
+}
+
+impl CheckoutStatus {
+    pub const ALL: [CheckoutStatus; 5] = [
+        CheckoutStatus::Open,
+        CheckoutStatus::Processing,
+        CheckoutStatus::Completed,
+        CheckoutStatus::Expired,
+        CheckoutStatus::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckoutStatus::Open => "open",
+            CheckoutStatus::Processing => "processing",
+            CheckoutStatus::Completed => "completed",
+            CheckoutStatus::Expired => "expired",
+            CheckoutStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CheckoutStatus> {
+        CheckoutStatus::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    /// Nothing more happens to it.
+    pub fn is_final(self) -> bool {
+        matches!(self, CheckoutStatus::Completed | CheckoutStatus::Expired | CheckoutStatus::Cancelled)
+    }
+}
+
+/// A checkout (`checkout.create`): what the buyer is asked to pay, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckoutRecord {
+    /// `chk_` + 24 base62: the hosted page's URL is a bearer link.
+    pub checkout_id: String,
+    pub merchant_id: String,
+    /// The merchant's idempotency key, unique per merchant.
+    pub partner_trans_id: String,
+    /// SHA-256 of the canonical `checkout.create` params.
+    pub request_digest: String,
+    pub amount: i64,
+    pub currency: String,
+    pub description: Option<String>,
+    pub return_url: String,
+    pub cancel_url: Option<String>,
+    pub capture_method: CaptureMethod,
+    pub hold_ttl_sec: i64,
+    pub after_expired: AfterExpired,
+    pub three_ds: ThreeDsMode,
+    /// `uz`, `ru` or `en`.
+    pub language: String,
+    /// Unix ms; an open checkout past it is expired.
+    pub expires_at: i64,
+    pub customer_id: Option<String>,
+    pub save_card: bool,
+    pub status: CheckoutStatus,
+    /// SHA-256 (hex) of the client secret; the secret itself is shown once.
+    pub client_secret_hash: String,
+    /// The latest payment made on it.
+    pub transaction_id: Option<String>,
+    /// Attempts issued so far.
+    pub attempts: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// One payment attempt on a checkout: the grant issued for it and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    pub attempt_id: String,
+    pub checkout_id: String,
+    pub merchant_id: String,
+    /// 1, 2, …: the attempt's number on its checkout.
+    pub number: i64,
+    /// The grant's nonce.
+    pub nonce: String,
+    /// The page origin the grant names.
+    pub origin: String,
+    pub client_ip: Option<String>,
+    pub created_at: i64,
+    /// The grant's expiry (unix ms).
+    pub expires_at: i64,
+    /// When a token was paid with it (an attempt pays once).
+    pub used_at: Option<i64>,
+    pub transaction_id: Option<String>,
+    pub outcome: Option<AttemptOutcome>,
+    pub finished_at: Option<i64>,
+    /// The vault's fingerprint of the card it paid with.
+    pub fingerprint: Option<String>,
+}
+
+/// What an attempt's payment ended in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Completed,
+    /// The issuer declined, or 3-D Secure did not authenticate: counts for the
+    /// card-testing limits.
+    Declined,
+    /// Failed for another reason (unavailable, unknown token).
+    Failed,
+}
+
+impl AttemptOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Completed => "completed",
+            AttemptOutcome::Declined => "declined",
+            AttemptOutcome::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AttemptOutcome> {
+        [AttemptOutcome::Completed, AttemptOutcome::Declined, AttemptOutcome::Failed]
+            .into_iter()
+            .find(|o| o.as_str() == s)
+    }
+}
+
+/// A card saved for a merchant's customer (a token of the vault and what it shows).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomerCard {
+    pub merchant_id: String,
+    pub customer_id: String,
+    pub token: String,
+    /// The vault's card fingerprint: one saved card per fingerprint per customer.
+    pub fingerprint: String,
+    pub brand: String,
+    pub bin: String,
+    pub last4: String,
+    pub exp_month: i64,
+    pub exp_year: i64,
+    pub created_at: i64,
+}
+
+/// Recent attempts, for the card-testing limits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AttemptCounts {
+    /// Attempts issued to one client address since the window's start.
+    pub by_client: i64,
+    /// The merchant's attempts that finished in the window.
+    pub merchant_finished: i64,
+    /// Of those, the declined ones.
+    pub merchant_declined: i64,
 }
 
 /// A payment row. Amount invariants: `0 ≤ refunded ≤ captured ≤ amount`.

@@ -3,12 +3,13 @@
 //! parsing of each row back into its record.
 
 use super::records::{
-    AuthenticationRecord, CaptureRecord, CaptureStatus, LedgerKind, LedgerRow, PaymentRecord, RefundRecord,
-    RefundStatus,
+    AttemptOutcome, AttemptRecord, AuthenticationRecord, CaptureRecord, CaptureStatus, CheckoutRecord, CheckoutStatus,
+    CustomerCard, LedgerKind, LedgerRow, PaymentRecord, RefundRecord, RefundStatus,
 };
 use super::StoreError;
 use crate::payments::CaptureMethod;
 use crate::state::{AfterExpired, PaymentStatus};
+use crate::three_ds::ThreeDsMode;
 use paysys_db::{Args, Bind, StoreRow};
 
 /// The ledger columns a transition writes (`seq` is the database's).
@@ -362,6 +363,140 @@ pub(super) fn ledger_from_row(row: &impl StoreRow) -> Result<LedgerRow, StoreErr
         amount: row.int("amount")?,
         currency: row.text("currency")?,
         refund_id: row.opt_text("refund_id")?,
+    })
+}
+
+pub(super) const CHECKOUT_COLUMNS: &str = "checkout_id, merchant_id, partner_trans_id, request_digest, amount, \
+     currency, description, return_url, cancel_url, capture_method, hold_ttl_sec, after_expired, three_ds, language, \
+     expires_at, customer_id, save_card, status, client_secret_hash, transaction_id, attempts, created_at, updated_at";
+
+pub(super) const ATTEMPT_COLUMNS: &str = "attempt_id, checkout_id, merchant_id, number, nonce, origin, client_ip, \
+     created_at, expires_at, used_at, transaction_id, outcome, finished_at, fingerprint";
+
+pub(super) const CUSTOMER_CARD_COLUMNS: &str =
+    "merchant_id, customer_id, token, fingerprint, brand, bin, last4, exp_month, exp_year, created_at";
+
+/// Bind every column of a checkout insert, in [`CHECKOUT_COLUMNS`] order.
+pub(super) fn bind_checkout<'q, B: Bind<'q>>(b: B, c: &'q CheckoutRecord) -> B {
+    b.text(&c.checkout_id)
+        .text(&c.merchant_id)
+        .text(&c.partner_trans_id)
+        .text(&c.request_digest)
+        .int(c.amount)
+        .text(&c.currency)
+        .opt_text(c.description.as_deref())
+        .text(&c.return_url)
+        .opt_text(c.cancel_url.as_deref())
+        .text(c.capture_method.as_str())
+        .int(c.hold_ttl_sec)
+        .text(c.after_expired.as_str())
+        .text(c.three_ds.as_str())
+        .text(&c.language)
+        .int(c.expires_at)
+        .opt_text(c.customer_id.as_deref())
+        .int(i64::from(c.save_card))
+        .text(c.status.as_str())
+        .text(&c.client_secret_hash)
+        .opt_text(c.transaction_id.as_deref())
+        .int(c.attempts)
+        .int(c.created_at)
+        .int(c.updated_at)
+}
+
+pub(super) fn checkout_from_row(row: &impl StoreRow) -> Result<CheckoutRecord, StoreError> {
+    Ok(CheckoutRecord {
+        checkout_id: row.text("checkout_id")?,
+        merchant_id: row.text("merchant_id")?,
+        partner_trans_id: row.text("partner_trans_id")?,
+        request_digest: row.text("request_digest")?,
+        amount: row.int("amount")?,
+        currency: row.text("currency")?,
+        description: row.opt_text("description")?,
+        return_url: row.text("return_url")?,
+        cancel_url: row.opt_text("cancel_url")?,
+        capture_method: row.parsed("capture_method", CaptureMethod::parse)?,
+        hold_ttl_sec: row.int("hold_ttl_sec")?,
+        after_expired: row.parsed("after_expired", AfterExpired::parse)?,
+        three_ds: row.parsed("three_ds", ThreeDsMode::parse)?,
+        language: row.text("language")?,
+        expires_at: row.int("expires_at")?,
+        customer_id: row.opt_text("customer_id")?,
+        save_card: row.int("save_card")? != 0,
+        status: row.parsed("status", CheckoutStatus::parse)?,
+        client_secret_hash: row.text("client_secret_hash")?,
+        transaction_id: row.opt_text("transaction_id")?,
+        attempts: row.int("attempts")?,
+        created_at: row.int("created_at")?,
+        updated_at: row.int("updated_at")?,
+    })
+}
+
+/// Bind every column of an attempt insert, in [`ATTEMPT_COLUMNS`] order.
+pub(super) fn bind_attempt<'q, B: Bind<'q>>(b: B, a: &'q AttemptRecord) -> B {
+    b.text(&a.attempt_id)
+        .text(&a.checkout_id)
+        .text(&a.merchant_id)
+        .int(a.number)
+        .text(&a.nonce)
+        .text(&a.origin)
+        .opt_text(a.client_ip.as_deref())
+        .int(a.created_at)
+        .int(a.expires_at)
+        .opt_int(a.used_at)
+        .opt_text(a.transaction_id.as_deref())
+        .opt_text(a.outcome.map(AttemptOutcome::as_str))
+        .opt_int(a.finished_at)
+        .opt_text(a.fingerprint.as_deref())
+}
+
+pub(super) fn attempt_from_row(row: &impl StoreRow) -> Result<AttemptRecord, StoreError> {
+    let outcome = row.opt_text("outcome")?;
+    Ok(AttemptRecord {
+        attempt_id: row.text("attempt_id")?,
+        checkout_id: row.text("checkout_id")?,
+        merchant_id: row.text("merchant_id")?,
+        number: row.int("number")?,
+        nonce: row.text("nonce")?,
+        origin: row.text("origin")?,
+        client_ip: row.opt_text("client_ip")?,
+        created_at: row.int("created_at")?,
+        expires_at: row.int("expires_at")?,
+        used_at: row.opt_int("used_at")?,
+        transaction_id: row.opt_text("transaction_id")?,
+        outcome: outcome
+            .map(|o| AttemptOutcome::parse(&o).ok_or_else(|| StoreError::Corrupt(format!("attempt outcome {o:?}"))))
+            .transpose()?,
+        finished_at: row.opt_int("finished_at")?,
+        fingerprint: row.opt_text("fingerprint")?,
+    })
+}
+
+/// Bind every column of a saved card, in [`CUSTOMER_CARD_COLUMNS`] order.
+pub(super) fn bind_customer_card<'q, B: Bind<'q>>(b: B, c: &'q CustomerCard) -> B {
+    b.text(&c.merchant_id)
+        .text(&c.customer_id)
+        .text(&c.token)
+        .text(&c.fingerprint)
+        .text(&c.brand)
+        .text(&c.bin)
+        .text(&c.last4)
+        .int(c.exp_month)
+        .int(c.exp_year)
+        .int(c.created_at)
+}
+
+pub(super) fn customer_card_from_row(row: &impl StoreRow) -> Result<CustomerCard, StoreError> {
+    Ok(CustomerCard {
+        merchant_id: row.text("merchant_id")?,
+        customer_id: row.text("customer_id")?,
+        token: row.text("token")?,
+        fingerprint: row.text("fingerprint")?,
+        brand: row.text("brand")?,
+        bin: row.text("bin")?,
+        last4: row.text("last4")?,
+        exp_month: row.int("exp_month")?,
+        exp_year: row.int("exp_year")?,
+        created_at: row.int("created_at")?,
     })
 }
 

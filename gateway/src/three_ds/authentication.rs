@@ -138,7 +138,7 @@ impl Gateway {
         }
         match self.vault.token_metadata(token).await {
             TokenLookup::Found(meta) if meta.merchant_id == merchant.merchant_id => {
-                self.token_bins.put(token, &meta.merchant_id, &meta.bin);
+                self.token_bins.put(&meta);
                 Ok(meta.bin)
             }
             TokenLookup::Found(_) | TokenLookup::NotFound => Err(RpcError::UnknownToken),

@@ -1,6 +1,7 @@
 //! The vault's internal HTTP API (served over mTLS only, see `server.rs`).
 //!
-//! * `tokens.rs` — tokenize (with an optional expiry), read metadata, delete
+//! * `tokens.rs` — tokenize (with an optional expiry; bound to a checkout by a one-time
+//!   grant for a `checkout_tokens_only` principal, the card intake), read metadata, delete
 //!   (crypto-shred), and the gateway's narrow removal on behalf of a merchant.
 //! * `relay.rs` — send a request with a token's card data to an allow-listed destination.
 //! * `sys.rs` — health, status, seal and unseal (custodian shares, or the dev key).
@@ -269,8 +270,9 @@ impl Vault {
         merchant_id: Option<&str>,
         token: Option<&str>,
     ) -> ApiError {
+        // Refusals by policy are denials; the rest were allowed and failed.
         let decision = match error {
-            ApiError::Forbidden => "deny",
+            ApiError::Forbidden | ApiError::CheckoutBindingRequired | ApiError::CheckoutBindingForbidden => "deny",
             _ => "allow",
         };
         let event = ctx.event(decision, error.code(), merchant_id, token, None);

@@ -6,12 +6,20 @@
 //! token that is born expired or lives longer than meant, and there is no date text to
 //! parse at the card-data boundary. Past it the token reads as not found everywhere
 //! ([`crate::store::Store::find_card`]) and the sweeper ([`crate::retention`]) deletes it.
+//!
+//! A token may be **bound to a checkout** (the payment widget): `checkout` names the
+//! checkout and the nonce and expiry of the gateway's one-time grant the card intake
+//! verified. Only a principal whose role is `checkout_tokens_only` (the intake) may send
+//! one, and it must. The nonce is recorded as spent in the same commit as the card, so
+//! one grant mints one token, across intake and vault replicas: a second use is
+//! `grant_used` and stores nothing. The vault does not see the grant's signature (the
+//! intake checks it); what it adds is single use, which needs the database.
 
 use super::{denial_error, now_ms, rfc3339, Caller, JsonBody, RequestContext, Vault};
 use crate::card::{check_cvc, check_expiry, check_holder_name, merchant_id_valid, Pan};
 use crate::committer::CommitError;
 use crate::error::ApiError;
-use crate::store::{CardRecord, CardWrite, CvcRecord, StoreError};
+use crate::store::{CardRecord, CardWrite, CvcRecord, SpentGrant, StoreError};
 use crate::token::{generate_token, looks_like_token, TokenFormat};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -49,7 +57,30 @@ pub struct CreateTokenRequest {
     /// Seconds the token lives, 1 to [`MAX_TOKEN_TTL_SECS`]; none: until deleted.
     #[serde(default)]
     ttl_sec: Option<i64>,
+    /// The checkout the token is bound to; required from a `checkout_tokens_only`
+    /// principal, refused from any other.
+    #[serde(default)]
+    checkout: Option<CheckoutBinding>,
 }
+
+/// `checkout` of a `POST /v1/tokens` body: the checkout and the grant that allow this token.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckoutBinding {
+    /// 1 to 64 characters of `[A-Za-z0-9_-]`.
+    checkout_id: String,
+    /// The grant's nonce: 22 characters of unpadded base64url (128 random bits).
+    grant_nonce: String,
+    /// When the grant expires, Unix seconds.
+    grant_expires_at: i64,
+}
+
+/// The furthest ahead a grant's expiry may lie. Grants live at most 15 minutes; a day
+/// leaves room for clock skew and bounds how long a spent grant is kept.
+pub const MAX_GRANT_AHEAD_SECS: i64 = 24 * 3600;
+
+/// Length of a grant nonce: 16 bytes in unpadded base64url.
+const GRANT_NONCE_LEN: usize = 22;
 
 fn default_format() -> TokenFormat {
     TokenFormat::Opaque
@@ -71,6 +102,9 @@ pub struct TokenMetadata {
     expires_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reused: Option<bool>,
+    /// The checkout the token is bound to; absent for a token made without a grant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checkout_id: Option<String>,
 }
 
 impl TokenMetadata {
@@ -87,6 +121,7 @@ impl TokenMetadata {
             created_at: rfc3339(card.created_at),
             expires_at: card.expires_at.map(rfc3339),
             reused,
+            checkout_id: card.checkout_id.clone(),
         }
     }
 }
@@ -121,13 +156,25 @@ pub async fn create_token(
         let _ = reason;
         return Err(vault.refuse(&ctx, ApiError::Forbidden, Some(merchant), None).await);
     }
+    let now = now_ms();
+    let bound_only = vault.policy.checkout_tokens_only(ctx.principal.as_str());
+    let grant = match checkout_grant(&req, bound_only, now) {
+        Ok(grant) => grant,
+        Err(e) => return Err(vault.refuse(&ctx, e, Some(merchant), None).await),
+    };
+    // A replay is refused before any sealing or commit. Twins racing past this check
+    // meet in the store, where the spent-grant insert lets exactly one through.
+    if let Some(grant) = &grant {
+        if vault.store.grant_spent(&grant.nonce).await? {
+            return Err(vault.refuse(&ctx, ApiError::GrantUsed, Some(merchant), None).await);
+        }
+    }
     let validated = validate_card(&req);
     let (pan, exp_month, exp_year) = match validated {
         Ok(v) => v,
         Err(e) => return Err(vault.refuse(&ctx, e, Some(merchant), None).await),
     };
 
-    let now = now_ms();
     let expires_at = match token_expiry(req.ttl_sec, now) {
         Ok(at) => at,
         Err(e) => return Err(vault.refuse(&ctx, e, Some(merchant), None).await),
@@ -169,8 +216,13 @@ pub async fn create_token(
             ciphertext,
             created_at: now,
             expires_at,
+            checkout_id: grant.as_ref().map(|g| g.checkout_id.clone()),
         };
-        let mut writes = vec![CardWrite::InsertCard(card.clone())];
+        let mut writes = Vec::with_capacity(3);
+        if let Some(grant) = &grant {
+            writes.push(CardWrite::SpendGrant(grant.clone()));
+        }
+        writes.push(CardWrite::InsertCard(card.clone()));
         if let Some(cvc) = &req.cvc {
             writes.push(CardWrite::InsertCvc(seal_cvc(&vault, dek, &token, merchant, cvc)?));
         }
@@ -179,10 +231,66 @@ pub async fn create_token(
             Ok(()) => return Ok((StatusCode::CREATED, Json(TokenMetadata::from_record(&card, Some(false))))),
             // A random token collided with an existing one: draw again.
             Err(CommitError::Store(StoreError::Conflict(_))) => continue,
+            // The grant minted a token already (a replay, or a concurrent twin that won).
+            Err(CommitError::Store(StoreError::GrantUsed)) => {
+                return Err(vault.refuse(&ctx, ApiError::GrantUsed, Some(merchant), None).await);
+            }
             Err(e) => return Err(e.into()),
         }
     }
     Err(ApiError::Internal("could not draw a unique token".into()))
+}
+
+/// The grant a `POST /v1/tokens` spends, if any, checked against the caller's role:
+/// a `checkout_tokens_only` principal must bind (`bound_only`), every other must not.
+/// `now` is Unix ms.
+fn checkout_grant(req: &CreateTokenRequest, bound_only: bool, now: i64) -> Result<Option<SpentGrant>, ApiError> {
+    let binding = match (&req.checkout, bound_only) {
+        (None, false) => return Ok(None),
+        (None, true) => return Err(ApiError::CheckoutBindingRequired),
+        (Some(_), false) => return Err(ApiError::CheckoutBindingForbidden),
+        (Some(binding), true) => binding,
+    };
+    if req.reuse {
+        return Err(ApiError::ReuseNotAllowed);
+    }
+    if !checkout_id_valid(&binding.checkout_id) {
+        return Err(ApiError::CheckoutBindingInvalid(
+            "checkout.checkout_id must be 1 to 64 characters of A-Z, a-z, 0-9, _ and -",
+        ));
+    }
+    if !grant_nonce_valid(&binding.grant_nonce) {
+        return Err(ApiError::CheckoutBindingInvalid(
+            "checkout.grant_nonce must be 22 characters of unpadded base64url",
+        ));
+    }
+    if binding.grant_expires_at > now.div_euclid(1000).saturating_add(MAX_GRANT_AHEAD_SECS) {
+        return Err(ApiError::CheckoutBindingInvalid(
+            "checkout.grant_expires_at lies further ahead than a grant lives",
+        ));
+    }
+    // Bounded above, so the product cannot overflow; a hugely negative one saturates.
+    let expires_at = binding.grant_expires_at.saturating_mul(1000);
+    if expires_at <= now {
+        return Err(ApiError::GrantExpired);
+    }
+    Ok(Some(SpentGrant {
+        nonce: binding.grant_nonce.clone(),
+        merchant_id: req.merchant_id.clone(),
+        checkout_id: binding.checkout_id.clone(),
+        expires_at,
+    }))
+}
+
+/// A checkout id as the gateway makes them (`chk_…`), or any 1 to 64 characters of
+/// `[A-Za-z0-9_-]` (the shape of a merchant id): the vault stores it and hands it back.
+fn checkout_id_valid(id: &str) -> bool {
+    merchant_id_valid(id)
+}
+
+/// 22 characters of the base64url alphabet.
+fn grant_nonce_valid(nonce: &str) -> bool {
+    nonce.len() == GRANT_NONCE_LEN && nonce.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// When a token made at `now` with `ttl_sec` expires (`None`: never).
@@ -322,4 +430,85 @@ pub async fn remove_token_for_merchant(
     let event = ctx.event("allow", "ok", Some(&card.merchant_id), Some(&card.token), Some(card.dek_version));
     vault.commit(vec![CardWrite::DeleteCard { token: card.token.clone() }], event).await?;
     Ok(Json(serde_json::json!({ "token": card.token, "deleted": true })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(checkout: Option<CheckoutBinding>, reuse: bool) -> CreateTokenRequest {
+        CreateTokenRequest {
+            merchant_id: "m_1".into(),
+            pan: SecretString::from("4242424242424242"),
+            exp_month: 12,
+            exp_year: 2040,
+            cardholder_name: None,
+            cvc: None,
+            format: TokenFormat::Opaque,
+            reuse,
+            ttl_sec: None,
+            checkout,
+        }
+    }
+
+    fn binding(checkout_id: &str, nonce: &str, expires_at: i64) -> Option<CheckoutBinding> {
+        Some(CheckoutBinding {
+            checkout_id: checkout_id.into(),
+            grant_nonce: nonce.into(),
+            grant_expires_at: expires_at,
+        })
+    }
+
+    const NONCE: &str = "AAAAAAAAAAAAAAAAAAAAAA";
+    const NOW_MS: i64 = 1_800_000_000_000;
+    const NOW: i64 = NOW_MS / 1000;
+
+    fn code(result: Result<Option<SpentGrant>, ApiError>) -> &'static str {
+        match result {
+            Ok(_) => "ok",
+            Err(e) => e.code(),
+        }
+    }
+
+    #[test]
+    fn a_binding_is_required_of_the_intake_and_refused_from_others() {
+        assert_eq!(code(checkout_grant(&request(None, false), false, NOW_MS)), "ok");
+        assert_eq!(code(checkout_grant(&request(None, false), true, NOW_MS)), "checkout_binding_required");
+        let bound = request(binding("chk_1", NONCE, NOW + 60), false);
+        assert_eq!(code(checkout_grant(&bound, false, NOW_MS)), "checkout_binding_forbidden");
+        let grant = checkout_grant(&bound, true, NOW_MS).unwrap().unwrap();
+        assert_eq!(
+            grant,
+            SpentGrant {
+                nonce: NONCE.into(),
+                merchant_id: "m_1".into(),
+                checkout_id: "chk_1".into(),
+                expires_at: (NOW + 60) * 1000
+            }
+        );
+        let reused = request(binding("chk_1", NONCE, NOW + 60), true);
+        assert_eq!(code(checkout_grant(&reused, true, NOW_MS)), "reuse_not_allowed");
+    }
+
+    #[test]
+    fn binding_shapes_and_expiry_are_checked() {
+        let check = |id: &str, nonce: &str, at: i64| {
+            code(checkout_grant(&request(binding(id, nonce, at), false), true, NOW_MS))
+        };
+        assert_eq!(check(&"c".repeat(64), "abcdefghijklmnopqrst-_", NOW + 1), "ok");
+        for id in ["", "chk 1", "chk/1", "chk.1", &"c".repeat(65), "4242424242424242\n"] {
+            assert_eq!(check(id, NONCE, NOW + 60), "checkout_binding_invalid", "{id:?}");
+        }
+        for nonce in
+            ["", "AAAAAAAAAAAAAAAAAAAAA", "AAAAAAAAAAAAAAAAAAAAAAA", "AAAAAAAAAAAAAAAAAAAAA=", "AAAAAAAAAAAAAAAAAAAA+/"]
+        {
+            assert_eq!(check("chk_1", nonce, NOW + 60), "checkout_binding_invalid", "{nonce:?}");
+        }
+        assert_eq!(check("chk_1", NONCE, NOW), "grant_expired");
+        assert_eq!(check("chk_1", NONCE, NOW - 1), "grant_expired");
+        assert_eq!(check("chk_1", NONCE, i64::MIN), "grant_expired");
+        assert_eq!(check("chk_1", NONCE, NOW + MAX_GRANT_AHEAD_SECS), "ok");
+        assert_eq!(check("chk_1", NONCE, NOW + MAX_GRANT_AHEAD_SECS + 1), "checkout_binding_invalid");
+        assert_eq!(check("chk_1", NONCE, i64::MAX), "checkout_binding_invalid");
+    }
 }

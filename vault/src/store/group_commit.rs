@@ -1,16 +1,21 @@
 //! Backend-independent parts of a group commit: turning a batch of units into a few
 //! multi-row statements, and chaining the batch's audit records onto the head.
 
-use super::{AuditEvent, AuditRecord, AuditSigner, CardRecord, CardWrite, CvcRecord, StoreError, WriteUnit};
+use super::{
+    AuditEvent, AuditRecord, AuditSigner, CardRecord, CardWrite, CvcRecord, SpentGrant, StoreError, WriteUnit,
+};
 
 /// A run of a batch's writes that can be applied as set operations without changing
 /// the outcome: all of its inserts came before all of its deletes in the batch.
 ///
 /// Inserts commute with each other (cards are inserted before CVCs so a CVC's card
 /// exists), and deletes commute with each other, but an insert and a delete of the same
-/// token do not; so a new segment starts whenever an insert follows a delete.
+/// token do not; so a new segment starts whenever an insert follows a delete. Spent
+/// grants touch no card row and commute with everything; they are written first, so a
+/// replayed grant fails its batch before any card is written.
 #[derive(Debug, Default)]
 pub(super) struct Segment<'a> {
+    pub grants: Vec<&'a SpentGrant>,
     pub cards: Vec<&'a CardRecord>,
     pub cvcs: Vec<&'a CvcRecord>,
     /// Tokens whose card and CVC rows are deleted.
@@ -36,9 +41,11 @@ pub(super) fn segments(units: &[WriteUnit]) -> Vec<Segment<'_>> {
                 current.cvcs.push(cvc);
             }
             CardWrite::DeleteCard { token } => current.deletes.push(token),
+            CardWrite::SpendGrant(grant) => current.grants.push(grant),
         }
     }
-    if !(current.cards.is_empty() && current.cvcs.is_empty() && current.deletes.is_empty()) {
+    let empty = current.grants.is_empty() && current.cards.is_empty() && current.cvcs.is_empty();
+    if !(empty && current.deletes.is_empty()) {
         out.push(current);
     }
     out
@@ -123,6 +130,7 @@ mod tests {
             ciphertext: vec![1],
             created_at: 0,
             expires_at: None,
+            checkout_id: None,
         };
         let audit = AuditEvent {
             at: 0,

@@ -30,6 +30,11 @@ pub enum StoreError {
     /// A unique constraint was violated (for example a token collision).
     #[error("unique constraint violated: {0}")]
     Conflict(String),
+    /// A unit spends a checkout grant ([`CardWrite::SpendGrant`]) whose nonce is spent
+    /// already: told apart from [`StoreError::Conflict`] so that a token collision is
+    /// drawn again and a replayed grant is refused.
+    #[error("the checkout grant was already used")]
+    GrantUsed,
     /// Any other database error.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -115,6 +120,9 @@ pub struct CardRecord {
     /// When the token stops existing (Unix ms), `None` for never. From that instant the
     /// token reads as not found; the sweeper then deletes the row.
     pub expires_at: Option<i64>,
+    /// The checkout the token is bound to (migration 0006): set for a token minted with a
+    /// gateway's one-time grant, which the gateway pays only on that checkout.
+    pub checkout_id: Option<String>,
 }
 
 impl CardRecord {
@@ -143,6 +151,19 @@ pub struct CvcRecord {
     pub token: String,
     pub dek_version: i64,
     pub ciphertext: Vec<u8>,
+    pub expires_at: i64,
+}
+
+/// A checkout grant spent by the token it minted (migration 0006). The nonce is the key:
+/// a second token with the same grant is refused. Kept until an hour after the grant
+/// expired (see [`crate::retention`]), after which the grant itself is refused as expired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpentGrant {
+    /// The grant's nonce: 22 characters of unpadded base64url.
+    pub nonce: String,
+    pub merchant_id: String,
+    pub checkout_id: String,
+    /// When the grant expires (Unix ms).
     pub expires_at: i64,
 }
 
@@ -207,6 +228,10 @@ pub enum CardWrite {
     DeleteCard {
         token: String,
     },
+    /// Record a checkout grant as spent. Fails the unit with [`StoreError::GrantUsed`]
+    /// if its nonce is spent already (by an earlier commit, or by another unit of the
+    /// same batch), so the card written with it is not stored either.
+    SpendGrant(SpentGrant),
 }
 
 /// One request's writes plus the audit event that describes it: both land in the same
@@ -384,6 +409,12 @@ pub trait Store: Send + Sync + 'static {
     async fn find_cvc(&self, token: &str, now: i64) -> Result<Option<CvcRecord>, StoreError>;
     /// Delete CVCs whose `expires_at <= now`; returns how many were deleted.
     async fn sweep_expired_cvcs(&self, now: i64) -> Result<u64, StoreError>;
+    /// Has a token been minted with the grant of this nonce (and its row not swept yet)?
+    /// A read before the write, so a replayed grant costs no commit; the write itself
+    /// ([`CardWrite::SpendGrant`]) is what makes a grant single-use.
+    async fn grant_spent(&self, nonce: &str) -> Result<bool, StoreError>;
+    /// Delete spent grants whose `expires_at <= before`; returns how many were deleted.
+    async fn sweep_spent_grants(&self, before: i64) -> Result<u64, StoreError>;
 
     /// Commit several units in **one** transaction (group commit): lock the audit chain
     /// head, apply each unit's writes, append each unit's audit record chained with

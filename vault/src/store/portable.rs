@@ -54,6 +54,8 @@ const CARDS_FOR_REENCRYPT: &str =
 const FIND_CVC: &str = concat!("SELECT ", cvc_columns!(), " FROM cvcs WHERE token = $1 AND expires_at > $2");
 const TAKE_CVC: &str = concat!("DELETE FROM cvcs WHERE token = $1 RETURNING ", cvc_columns!());
 const SWEEP_CVCS: &str = "DELETE FROM cvcs WHERE expires_at <= $1";
+const GRANT_SPENT: &str = "SELECT EXISTS (SELECT 1 FROM spent_grants WHERE nonce = $1)";
+const SWEEP_SPENT_GRANTS: &str = "DELETE FROM spent_grants WHERE expires_at <= $1";
 const CVCS_FOR_REENCRYPT: &str = "SELECT v.token, v.dek_version, v.ciphertext, v.expires_at, c.merchant_id \
      FROM cvcs v JOIN cards c ON c.token = v.token WHERE v.dek_version = $1 ORDER BY v.token LIMIT $2";
 
@@ -373,6 +375,16 @@ impl Store for SqlStore {
 
     async fn sweep_expired_cvcs(&self, now: i64) -> Result<u64, StoreError> {
         on_pool!(self, writer, |pool| Ok(sqlx::query(SWEEP_CVCS).bind(now).execute(pool).await?.rows_affected()))
+    }
+
+    async fn grant_spent(&self, nonce: &str) -> Result<bool, StoreError> {
+        on_pool!(self, reader, |pool| Ok(sqlx::query_scalar(GRANT_SPENT).bind(nonce).fetch_one(pool).await?))
+    }
+
+    async fn sweep_spent_grants(&self, before: i64) -> Result<u64, StoreError> {
+        on_pool!(self, writer, |pool| {
+            Ok(sqlx::query(SWEEP_SPENT_GRANTS).bind(before).execute(pool).await?.rows_affected())
+        })
     }
 
     async fn commit(&self, units: &[WriteUnit], signer: &dyn AuditSigner) -> Result<(), StoreError> {

@@ -13,7 +13,7 @@
 //! one statement, one prepared plan, whatever the batch size.
 
 use super::group_commit::{write_error, Segment};
-use super::rows::{audit_columns, card_columns, cvc_columns, expired_card, ExpiredRow};
+use super::rows::{audit_columns, card_columns, cvc_columns, expired_card, grant_columns, ExpiredRow};
 use super::{AuditRecord, ExpiredCard, ReencryptBatch, StoreError};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
@@ -62,7 +62,14 @@ const INSERT_CARDS: &str = concat!(
     "INSERT INTO cards (",
     card_columns!(),
     ") SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-     $7::int[], $8::int[], $9::bigint[], $10::bytea[], $11::bigint[], $12::bigint[])"
+     $7::int[], $8::int[], $9::bigint[], $10::bytea[], $11::bigint[], $12::bigint[], $13::text[])"
+);
+// A nonce spent already inserts nothing (another replica's insert of it is waited for
+// first); the row count tells, see `apply_segment`.
+const INSERT_GRANTS: &str = concat!(
+    "INSERT INTO spent_grants (",
+    grant_columns!(),
+    ") SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[]) ON CONFLICT (nonce) DO NOTHING"
 );
 // A newer CVC for the same token (tokenize again with `reuse: true`) replaces the old one.
 const INSERT_CVCS: &str = concat!(
@@ -117,6 +124,21 @@ pub(super) async fn apply_segment(
     tx: &mut Transaction<'static, Postgres>,
     segment: &Segment<'_>,
 ) -> Result<(), StoreError> {
+    let grants = &segment.grants;
+    if !grants.is_empty() {
+        let inserted = sqlx::query(INSERT_GRANTS)
+            .bind(grants.iter().map(|g| g.nonce.as_str()).collect::<Vec<_>>())
+            .bind(grants.iter().map(|g| g.merchant_id.as_str()).collect::<Vec<_>>())
+            .bind(grants.iter().map(|g| g.checkout_id.as_str()).collect::<Vec<_>>())
+            .bind(grants.iter().map(|g| g.expires_at).collect::<Vec<_>>())
+            .execute(&mut **tx)
+            .await
+            .map_err(write_error)?
+            .rows_affected();
+        if inserted != grants.len() as u64 {
+            return Err(StoreError::GrantUsed);
+        }
+    }
     let cards = &segment.cards;
     if !cards.is_empty() {
         sqlx::query(INSERT_CARDS)
@@ -132,6 +154,7 @@ pub(super) async fn apply_segment(
             .bind(cards.iter().map(|c| c.ciphertext.as_slice()).collect::<Vec<_>>())
             .bind(cards.iter().map(|c| c.created_at).collect::<Vec<_>>())
             .bind(cards.iter().map(|c| c.expires_at).collect::<Vec<_>>())
+            .bind(cards.iter().map(|c| c.checkout_id.as_deref()).collect::<Vec<_>>())
             .execute(&mut **tx)
             .await
             .map_err(write_error)?;

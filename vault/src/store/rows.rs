@@ -21,7 +21,14 @@ macro_rules! key_columns {
 macro_rules! card_columns {
     () => {
         "token, merchant_id, fingerprint, brand, bin, last4, exp_month, exp_year, dek_version, ciphertext, \
-         created_at, expires_at"
+         created_at, expires_at, checkout_id"
+    };
+}
+
+/// The columns of a `spent_grants` row, as written.
+macro_rules! grant_columns {
+    () => {
+        "nonce, merchant_id, checkout_id, expires_at"
     };
 }
 
@@ -54,7 +61,7 @@ macro_rules! job_columns {
     };
 }
 
-pub(super) use {audit_columns, card_columns, cvc_columns, job_columns, key_columns, request_columns};
+pub(super) use {audit_columns, card_columns, cvc_columns, grant_columns, job_columns, key_columns, request_columns};
 
 /// Decode column `i` of `row`.
 fn col<'r, R, T>(row: &'r R, i: usize) -> Result<T, sqlx::Error>
@@ -118,6 +125,7 @@ where
     i32: Decode<'r, R::Database> + Type<R::Database>,
     i64: Decode<'r, R::Database> + Type<R::Database>,
     Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
+    Option<String>: Decode<'r, R::Database> + Type<R::Database>,
     Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
 {
     Ok(CardRecord {
@@ -133,6 +141,7 @@ where
         ciphertext: col(row, 9)?,
         created_at: col(row, 10)?,
         expires_at: col(row, 11)?,
+        checkout_id: col(row, 12)?,
     })
 }
 

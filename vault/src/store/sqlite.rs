@@ -13,8 +13,8 @@
 //! ([`CHUNK_LENGTHS`]); each length's statement is built once, on first use.
 
 use super::group_commit::{chunks, write_error, Segment, CHUNK_LENGTHS};
-use super::rows::{audit_columns, card_columns, cvc_columns, expired_card, ExpiredRow};
-use super::{AuditRecord, CardRecord, CvcRecord, ExpiredCard, ReencryptBatch, StoreError};
+use super::rows::{audit_columns, card_columns, cvc_columns, expired_card, grant_columns, ExpiredRow};
+use super::{AuditRecord, CardRecord, CvcRecord, ExpiredCard, ReencryptBatch, SpentGrant, StoreError};
 use sqlx::{Sqlite, Transaction};
 use std::borrow::Cow;
 use std::sync::LazyLock;
@@ -89,7 +89,15 @@ impl ChunkStatements {
 static INSERT_AUDIT: LazyLock<ChunkStatements> =
     LazyLock::new(|| ChunkStatements::new(concat!("INSERT INTO audit_log (", audit_columns!(), ") VALUES "), 12, ""));
 static INSERT_CARDS: LazyLock<ChunkStatements> =
-    LazyLock::new(|| ChunkStatements::new(concat!("INSERT INTO cards (", card_columns!(), ") VALUES "), 12, ""));
+    LazyLock::new(|| ChunkStatements::new(concat!("INSERT INTO cards (", card_columns!(), ") VALUES "), 13, ""));
+// A nonce spent already inserts nothing; the row count tells (see `spend_grants`).
+static INSERT_GRANTS: LazyLock<ChunkStatements> = LazyLock::new(|| {
+    ChunkStatements::new(
+        concat!("INSERT INTO spent_grants (", grant_columns!(), ") VALUES "),
+        4,
+        " ON CONFLICT (nonce) DO NOTHING",
+    )
+});
 // A newer CVC for the same token (tokenize again with `reuse: true`) replaces the old one.
 static INSERT_CVCS: LazyLock<ChunkStatements> = LazyLock::new(|| {
     ChunkStatements::new(
@@ -156,9 +164,26 @@ async fn insert_cards(tx: &mut Transaction<'static, Sqlite>, cards: &[&CardRecor
             .bind(c.dek_version)
             .bind(c.ciphertext.as_slice())
             .bind(c.created_at)
-            .bind(c.expires_at);
+            .bind(c.expires_at)
+            .bind(c.checkout_id.as_deref());
     }
     query.execute(&mut **tx).await.map_err(write_error)?;
+    Ok(())
+}
+
+/// Record grants as spent; [`StoreError::GrantUsed`] if any nonce already was (or
+/// appears twice among them).
+async fn spend_grants(tx: &mut Transaction<'static, Sqlite>, grants: &[&SpentGrant]) -> Result<(), StoreError> {
+    let sql = INSERT_GRANTS.for_rows(grants.len());
+    let mut query = sqlx::query(&sql);
+    for g in grants {
+        query =
+            query.bind(g.nonce.as_str()).bind(g.merchant_id.as_str()).bind(g.checkout_id.as_str()).bind(g.expires_at);
+    }
+    let inserted = query.execute(&mut **tx).await.map_err(write_error)?.rows_affected();
+    if inserted != grants.len() as u64 {
+        return Err(StoreError::GrantUsed);
+    }
     Ok(())
 }
 
@@ -189,6 +214,9 @@ pub(super) async fn apply_segment(
     tx: &mut Transaction<'static, Sqlite>,
     segment: &Segment<'_>,
 ) -> Result<(), StoreError> {
+    for chunk in chunks(&segment.grants) {
+        spend_grants(tx, chunk).await?;
+    }
     for chunk in chunks(&segment.cards) {
         insert_cards(tx, chunk).await?;
     }
