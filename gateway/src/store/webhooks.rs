@@ -5,7 +5,7 @@
 use super::rows::shift_placeholders;
 use super::{Store, StoreError};
 use crate::webhooks::{EventType, OutboxEvent};
-use paysys_db::{in_transaction, on_pool, on_reader, Bind, StoreRow};
+use paysys_db::{in_transaction, on_pool, on_reader, Args, Backend, Bind, StoreRow};
 
 /// An endpoint of a merchant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,6 +246,105 @@ pub enum EndpointHealth {
     Failed { cutoff: i64 },
 }
 
+fn insert_attempt_sql() -> String {
+    format!("INSERT INTO webhook_attempts ({ATTEMPT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+}
+
+fn bind_attempt<'q, B: Bind<'q>>(b: B, a: &'q WebhookAttemptRecord) -> B {
+    b.text(&a.event_id)
+        .text(&a.endpoint_id)
+        .int(a.attempt)
+        .int(a.at)
+        .opt_int(a.status_code)
+        .int(a.latency_ms)
+        .opt_text(a.error.as_deref())
+        .opt_text(a.response_excerpt.as_deref())
+}
+
+const UPDATE_DELIVERY_STATE: &str = "UPDATE webhook_deliveries SET status = $1, attempts = $2, \
+     next_attempt_at = $3, lease_until = 0, delivered_at = $4, updated_at = $5 WHERE event_id = $6 AND endpoint_id = $7";
+
+fn bind_delivery_state<'q, B: Bind<'q>>(b: B, d: &'q WebhookDeliveryRecord) -> B {
+    b.text(d.status.as_str())
+        .int(d.attempts)
+        .int(d.next_attempt_at)
+        .opt_int(d.delivered_at)
+        .int(d.updated_at)
+        .text(&d.event_id)
+        .text(&d.endpoint_id)
+}
+
+/// What a batch of attempts does to one endpoint: its last attempt decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HealthUpdate {
+    /// Healthy again.
+    Succeeded,
+    /// Failing since `at` (unless since earlier); disabled if failing since before
+    /// `cutoff`.
+    Failed { at: i64, cutoff: i64 },
+}
+
+/// One statement of a [`HealthUpdate`]: its integer parameters after the endpoint id.
+#[derive(Debug, Clone)]
+struct HealthStep {
+    endpoint_id: String,
+    ints: Vec<i64>,
+}
+
+impl HealthStep {
+    fn bind_to<'q, B: Bind<'q>>(&'q self, b: B) -> B {
+        self.ints.iter().fold(b.text(&self.endpoint_id), |b, v| b.int(*v))
+    }
+}
+
+const CLEAR_FAILING: &str =
+    "UPDATE webhook_endpoints SET failing_since = NULL WHERE endpoint_id = $1 AND failing_since IS NOT NULL";
+const MARK_FAILING: &str =
+    "UPDATE webhook_endpoints SET failing_since = $2 WHERE endpoint_id = $1 AND failing_since IS NULL";
+const DISABLE_FAILING: &str = "UPDATE webhook_endpoints SET status = 'disabled', disabled_reason = 'failing', \
+     updated_at = $2 WHERE endpoint_id = $1 AND status = 'enabled' AND failing_since <= $3";
+
+impl HealthUpdate {
+    fn may_disable(self) -> bool {
+        matches!(self, HealthUpdate::Failed { .. })
+    }
+
+    /// The statements, in order; the last one's changed rows tell a disabling.
+    fn steps(self, endpoint_id: &str) -> Vec<(&'static str, HealthStep)> {
+        let step = |ints: Vec<i64>| HealthStep { endpoint_id: endpoint_id.to_owned(), ints };
+        match self {
+            HealthUpdate::Succeeded => vec![(CLEAR_FAILING, step(vec![]))],
+            HealthUpdate::Failed { at, cutoff } => {
+                vec![(MARK_FAILING, step(vec![at])), (DISABLE_FAILING, step(vec![at, cutoff]))]
+            }
+        }
+    }
+
+    /// [`HealthUpdate::steps`] as the group committer's arguments.
+    fn statements(self, endpoint_id: &str) -> (Vec<&'static str>, Vec<Args>) {
+        self.steps(endpoint_id).into_iter().map(|(sql, step)| (sql, step.bind_to(Args::default()))).unzip()
+    }
+}
+
+/// Each endpoint's health after a batch: its last attempt (by time) decides.
+fn endpoint_health(
+    attempts: &[(WebhookDeliveryRecord, WebhookAttemptRecord, EndpointHealth)],
+) -> Vec<(String, HealthUpdate)> {
+    let mut last: Vec<(String, i64, HealthUpdate)> = Vec::new();
+    for (d, a, health) in attempts {
+        let update = match health {
+            EndpointHealth::Succeeded => HealthUpdate::Succeeded,
+            EndpointHealth::Failed { cutoff } => HealthUpdate::Failed { at: a.at, cutoff: *cutoff },
+        };
+        match last.iter_mut().find(|(id, _, _)| *id == d.endpoint_id) {
+            Some(entry) if a.at >= entry.1 => *entry = (d.endpoint_id.clone(), a.at, update),
+            Some(_) => {}
+            None => last.push((d.endpoint_id.clone(), a.at, update)),
+        }
+    }
+    last.into_iter().map(|(id, _, update)| (id, update)).collect()
+}
+
 impl Store {
     pub async fn insert_webhook_endpoint(&self, e: &WebhookEndpointRecord) -> Result<(), StoreError> {
         let sql = format!(
@@ -440,26 +539,31 @@ impl Store {
                  ORDER BY next_attempt_at LIMIT $2{skip_locked}"
             );
             let rows = sqlx::query(&sql).bind(now).bind(limit).fetch_all(&mut *tx).await?;
-            let mut claimed = Vec::with_capacity(rows.len());
-            for row in &rows {
-                let mut d = delivery_from_row(row)?;
-                sqlx::query("UPDATE webhook_deliveries SET lease_until = $1 WHERE event_id = $2 AND endpoint_id = $3")
-                    .bind(until)
-                    .bind(&d.event_id)
-                    .bind(&d.endpoint_id)
-                    .execute(&mut *tx)
-                    .await?;
-                d.lease_until = until;
-                claimed.push(d);
+            let mut claimed = rows.iter().map(delivery_from_row).collect::<Result<Vec<_>, _>>()?;
+            if claimed.is_empty() {
+                return Ok(claimed);
             }
+            // One statement for the whole claim.
+            let keys: Vec<String> = (0..claimed.len()).map(|i| format!("(${}, ${})", 2 * i + 2, 2 * i + 3)).collect();
+            let sql = format!(
+                "UPDATE webhook_deliveries SET lease_until = $1 WHERE (event_id, endpoint_id) IN (VALUES {})",
+                keys.join(", ")
+            );
+            let query =
+                claimed.iter().fold(sqlx::query(&sql).bind(until), |q, d| q.bind(&d.event_id).bind(&d.endpoint_id));
+            query.execute(&mut *tx).await?;
             tx.commit().await?;
+            for d in &mut claimed {
+                d.lease_until = until;
+            }
             Ok(claimed)
         })
     }
 
-    /// Record a round's attempts with each delivery's new state (its lease given back)
-    /// and its endpoint's health, in one transaction (one commit per round, not per
-    /// webhook). The endpoints disabled now (failing since before their `cutoff`).
+    /// Record finished attempts with each delivery's new state (its lease given back)
+    /// and their endpoints' health, in one transaction: on SQLite a unit of the group
+    /// committer (committed with the payments' writes), on PostgreSQL one transaction.
+    /// The endpoints disabled now (failing since before their `cutoff`).
     pub async fn record_webhook_attempts(
         &self,
         attempts: &[(WebhookDeliveryRecord, WebhookAttemptRecord, EndpointHealth)],
@@ -467,72 +571,56 @@ impl Store {
         if attempts.is_empty() {
             return Ok(Vec::new());
         }
-        let insert =
-            format!("INSERT INTO webhook_attempts ({ATTEMPT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)");
-        in_transaction!(&self.backend, |tx, _lock| {
-            let mut disabled = Vec::new();
-            for (d, a, health) in attempts {
-                sqlx::query(&insert)
-                    .bind(&a.event_id)
-                    .bind(&a.endpoint_id)
-                    .bind(a.attempt)
-                    .bind(a.at)
-                    .bind(a.status_code)
-                    .bind(a.latency_ms)
-                    .bind(&a.error)
-                    .bind(&a.response_excerpt)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(
-                    "UPDATE webhook_deliveries SET status = $1, attempts = $2, next_attempt_at = $3, \
-                     lease_until = 0, delivered_at = $4, updated_at = $5 WHERE event_id = $6 AND endpoint_id = $7",
-                )
-                .bind(d.status.as_str())
-                .bind(d.attempts)
-                .bind(d.next_attempt_at)
-                .bind(d.delivered_at)
-                .bind(d.updated_at)
-                .bind(&d.event_id)
-                .bind(&d.endpoint_id)
-                .execute(&mut *tx)
-                .await?;
-                match health {
-                    EndpointHealth::Succeeded => {
-                        sqlx::query(
-                            "UPDATE webhook_endpoints SET failing_since = NULL WHERE endpoint_id = $1 \
-                             AND failing_since IS NOT NULL",
-                        )
-                        .bind(&d.endpoint_id)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                    EndpointHealth::Failed { cutoff } => {
-                        sqlx::query(
-                            "UPDATE webhook_endpoints SET failing_since = $1 WHERE endpoint_id = $2 \
-                             AND failing_since IS NULL",
-                        )
-                        .bind(a.at)
-                        .bind(&d.endpoint_id)
-                        .execute(&mut *tx)
-                        .await?;
-                        let done = sqlx::query(
-                            "UPDATE webhook_endpoints SET status = 'disabled', disabled_reason = 'failing', \
-                             updated_at = $1 WHERE endpoint_id = $2 AND status = 'enabled' AND failing_since <= $3",
-                        )
-                        .bind(a.at)
-                        .bind(&d.endpoint_id)
-                        .bind(cutoff)
-                        .execute(&mut *tx)
-                        .await?;
-                        if done.rows_affected() == 1 {
-                            disabled.push(d.endpoint_id.clone());
+        let health = endpoint_health(attempts);
+        match &self.backend {
+            Backend::Sqlite(sqlite) => {
+                let rows: Vec<(Args, Args)> = attempts
+                    .iter()
+                    .map(|(d, a, _)| (bind_attempt(Args::default(), a), bind_delivery_state(Args::default(), d)))
+                    .collect();
+                let health: Vec<(String, HealthUpdate)> = health;
+                sqlite
+                    .group
+                    .write(move |conn| -> Result<Vec<String>, StoreError> {
+                        for (attempt, delivery) in rows {
+                            attempt.execute(conn, &insert_attempt_sql())?;
+                            delivery.execute(conn, UPDATE_DELIVERY_STATE)?;
                         }
+                        let mut disabled = Vec::new();
+                        for (endpoint_id, update) in health {
+                            let (sql, args) = update.statements(&endpoint_id);
+                            let mut changed = 0;
+                            for (sql, args) in sql.into_iter().zip(args) {
+                                changed = args.execute(conn, sql)?;
+                            }
+                            if update.may_disable() && changed == 1 {
+                                disabled.push(endpoint_id);
+                            }
+                        }
+                        Ok(disabled)
+                    })
+                    .await
+            }
+            Backend::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                for (d, a, _) in attempts {
+                    bind_attempt(sqlx::query(&insert_attempt_sql()), a).execute(&mut *tx).await?;
+                    bind_delivery_state(sqlx::query(UPDATE_DELIVERY_STATE), d).execute(&mut *tx).await?;
+                }
+                let mut disabled = Vec::new();
+                for (endpoint_id, update) in &health {
+                    let mut changed = 0;
+                    for (sql, step) in update.steps(endpoint_id) {
+                        changed = step.bind_to(sqlx::query(sql)).execute(&mut *tx).await?.rows_affected();
+                    }
+                    if update.may_disable() && changed == 1 {
+                        disabled.push(endpoint_id.clone());
                     }
                 }
+                tx.commit().await?;
+                Ok(disabled)
             }
-            tx.commit().await?;
-            Ok(disabled)
-        })
+        }
     }
 
     /// Deliveries waiting to be sent (the outbox's size), of every merchant.

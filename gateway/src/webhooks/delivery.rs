@@ -1,5 +1,5 @@
-//! One delivery attempt: a single HTTP/1.1 `POST` over a connection opened to the
-//! screened address ([`Checked::addr`]) — TLS verified against the Mozilla roots with
+//! One delivery attempt: a single HTTP/1.1 `POST` over a connection to the screened
+//! address ([`Checked::addr`]; kept alive for the next attempt to that same address) — TLS verified against the Mozilla roots with
 //! the URL's host as server name — within one deadline for everything (connect,
 //! handshake, request, answer). Redirects are not followed (a `3xx` is a failure), no
 //! proxy is used, the answer's body is read only up to [`EXCERPT_BYTES`].
@@ -8,6 +8,8 @@ use super::destination::Checked;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -63,15 +65,63 @@ pub fn client_tls() -> Arc<rustls::ClientConfig> {
     Arc::new(config)
 }
 
-/// Send `message` to `to` within `timeout`.
+/// How long a kept-alive connection may sit idle and still be reused.
+const IDLE_LIMIT: Duration = Duration::from_secs(20);
+/// Idle connections kept per destination.
+const MAX_IDLE_PER_DESTINATION: usize = 16;
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+/// The exact address connected to, the host name, TLS.
+type PoolKey = (SocketAddr, String, bool);
+
+/// Kept-alive HTTP/1.1 connections, by the exact address connected to, the host name
+/// and TLS: a connection is only ever reused for an attempt whose screening returned
+/// that very address, so reuse never bypasses the check.
+#[derive(Default)]
+pub struct ConnectionPool {
+    idle: std::sync::Mutex<HashMap<PoolKey, Vec<(Sender, Instant)>>>,
+}
+
+impl std::fmt::Debug for ConnectionPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConnectionPool")
+    }
+}
+
+impl ConnectionPool {
+    fn take(&self, key: &PoolKey) -> Option<Sender> {
+        let mut idle = self.idle.lock().ok()?;
+        let senders = idle.get_mut(key)?;
+        while let Some((sender, since)) = senders.pop() {
+            if since.elapsed() < IDLE_LIMIT && !sender.is_closed() {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    fn put(&self, key: PoolKey, sender: Sender) {
+        if let Ok(mut idle) = self.idle.lock() {
+            let senders = idle.entry(key).or_default();
+            senders.retain(|(s, since)| since.elapsed() < IDLE_LIMIT && !s.is_closed());
+            if senders.len() < MAX_IDLE_PER_DESTINATION {
+                senders.push((sender, Instant::now()));
+            }
+        }
+    }
+}
+
+/// Send `message` to `to` within `timeout`, on a kept-alive connection to the same
+/// address when one is idle.
 pub async fn send(
     to: &Checked,
     message: &SignedMessage,
     tls: &Arc<rustls::ClientConfig>,
+    pool: &ConnectionPool,
     timeout: Duration,
 ) -> AttemptOutcome {
     let started = Instant::now();
-    let result = tokio::time::timeout(timeout, exchange(to, message, tls)).await;
+    let result = tokio::time::timeout(timeout, exchange(to, message, tls, pool)).await;
     let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
     match result {
         Ok(Ok((status, body))) => AttemptOutcome {
@@ -85,12 +135,34 @@ pub async fn send(
     }
 }
 
-/// Connect, send, read the status and the start of the body. Errors are stable words.
+/// Send on an idle connection to the checked address if there is one (once more on a
+/// fresh one if that fails without an answer: the server may have closed it; a repeat
+/// is harmless, delivery is at least once), else on a new connection.
 async fn exchange(
     to: &Checked,
     message: &SignedMessage,
     tls: &Arc<rustls::ClientConfig>,
+    pool: &ConnectionPool,
 ) -> Result<(u16, Vec<u8>), String> {
+    let key = (to.addr, to.host.clone(), to.tls);
+    if let Some(sender) = pool.take(&key) {
+        if let Ok((status, body, reusable)) = request(sender, to, message).await {
+            if let Some(sender) = reusable {
+                pool.put(key, sender);
+            }
+            return Ok((status, body));
+        }
+    }
+    let sender = connect(to, tls).await?;
+    let (status, body, reusable) = request(sender, to, message).await?;
+    if let Some(sender) = reusable {
+        pool.put(key, sender);
+    }
+    Ok((status, body))
+}
+
+/// A new connection to exactly `to.addr` (TLS with the URL's host as server name).
+async fn connect(to: &Checked, tls: &Arc<rustls::ClientConfig>) -> Result<Sender, String> {
     let tcp = tokio::net::TcpStream::connect(to.addr).await.map_err(|_| "connect".to_owned())?;
     let _ = tcp.set_nodelay(true);
     if to.tls {
@@ -99,9 +171,9 @@ async fn exchange(
             .connect(name, tcp)
             .await
             .map_err(|e| format!("tls: {}", tls_word(&e)))?;
-        request(TokioIo::new(stream), to, message).await
+        handshake(TokioIo::new(stream)).await
     } else {
-        request(TokioIo::new(tcp), to, message).await
+        handshake(TokioIo::new(tcp)).await
     }
 }
 
@@ -114,15 +186,27 @@ fn tls_word(e: &std::io::Error) -> &'static str {
     }
 }
 
-async fn request<S>(io: S, to: &Checked, message: &SignedMessage) -> Result<(u16, Vec<u8>), String>
+async fn handshake<S>(io: S) -> Result<Sender, String>
 where
     S: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let (mut sender, connection) =
+    let (sender, connection) =
         hyper::client::conn::http1::handshake::<_, Full<Bytes>>(io).await.map_err(|_| "http".to_owned())?;
-    let driver = tokio::spawn(async move {
+    // Runs until the connection closes (the sender dropped, or the server hung up).
+    tokio::spawn(async move {
         let _ = connection.await;
     });
+    Ok(sender)
+}
+
+/// One request; the status, the start of the body, and the sender back when the
+/// connection can carry another request (the body was read to its end).
+async fn request(
+    mut sender: Sender,
+    to: &Checked,
+    message: &SignedMessage,
+) -> Result<(u16, Vec<u8>, Option<Sender>), String> {
+    sender.ready().await.map_err(|_| "connection_closed".to_owned())?;
     let request = hyper::Request::post(to.target())
         .header(hyper::header::HOST, to.host_header())
         .header(hyper::header::CONTENT_TYPE, "application/json")
@@ -130,27 +214,33 @@ where
         .header("webhook-id", &message.webhook_id)
         .header("webhook-timestamp", message.timestamp.to_string())
         .header("webhook-signature", &message.signature)
-        .header(hyper::header::CONNECTION, "close")
         .body(Full::new(message.body.clone()))
         .map_err(|_| "request".to_owned())?;
     let response = sender.send_request(request).await.map_err(|_| "no_response".to_owned())?;
     let status = response.status().as_u16();
     let mut body = response.into_body();
     let mut kept = Vec::new();
-    while kept.len() < EXCERPT_BYTES {
+    let mut ended = false;
+    loop {
         match body.frame().await {
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
-                    let room = EXCERPT_BYTES - kept.len();
+                    let room = EXCERPT_BYTES.saturating_sub(kept.len());
                     kept.extend_from_slice(&data[..data.len().min(room)]);
                 }
+                // A long answer is not read to its end: the connection is dropped.
+                if kept.len() >= EXCERPT_BYTES {
+                    break;
+                }
             }
-            // A status was read: a broken body does not undo it.
-            Some(Err(_)) | None => break,
+            Some(Err(_)) => break,
+            None => {
+                ended = true;
+                break;
+            }
         }
     }
-    driver.abort();
-    Ok((status, kept))
+    Ok((status, kept, ended.then_some(sender)))
 }
 
 /// The stored excerpt: UTF-8 (lossy), control characters as spaces, and every run of

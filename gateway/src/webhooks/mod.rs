@@ -320,6 +320,7 @@ pub struct Webhooks {
     pub(crate) key: SecretKey,
     pub resolver: Arc<dyn Resolver>,
     pub(crate) tls: Arc<rustls::ClientConfig>,
+    pub(crate) connections: delivery::ConnectionPool,
 }
 
 impl fmt::Debug for Webhooks {
@@ -336,7 +337,7 @@ impl Webhooks {
     }
 
     pub fn with_resolver(config: WebhookConfig, key: SecretKey, resolver: Arc<dyn Resolver>) -> Webhooks {
-        Webhooks { config, key, resolver, tls: delivery::client_tls() }
+        Webhooks { config, key, resolver, tls: delivery::client_tls(), connections: Default::default() }
     }
 
     /// The same, verifying HTTPS endpoints with `tls` instead of the Mozilla roots (a

@@ -206,7 +206,7 @@ async fn attempt(gateway: &Gateway, mut d: WebhookDeliveryRecord, destination: &
                     signature: signature_header(&refs, &d.event_id, timestamp, d.body.as_bytes()),
                     body: bytes::Bytes::from(d.body.clone()),
                 };
-                delivery::send(&checked, &message, &webhooks.tls, webhooks.config.timeout).await
+                delivery::send(&checked, &message, &webhooks.tls, &webhooks.connections, webhooks.config.timeout).await
             }
         }
     };
