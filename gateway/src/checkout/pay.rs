@@ -91,6 +91,13 @@ pub struct BrowserRequest {
     pub lang: Option<paysys_widget::pages::Lang>,
 }
 
+impl BrowserRequest {
+    /// The language to show: the page's when it said, else the checkout's.
+    pub fn page_lang(&self, checkout: &CheckoutRecord) -> paysys_widget::pages::Lang {
+        self.lang.unwrap_or_else(|| paysys_widget::pages::Lang::parse(&checkout.language).unwrap_or_default())
+    }
+}
+
 /// `POST /checkout/{id}/pay`'s answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PayAnswer {
@@ -209,8 +216,7 @@ impl Gateway {
             save_card: checkout.save_card,
         };
         let grant = widget.signer.sign(&claims);
-        let lang =
-            client.lang.unwrap_or_else(|| paysys_widget::pages::Lang::parse(&checkout.language).unwrap_or_default());
+        let lang = client.page_lang(checkout);
         let mut frame = url::Url::parse(&format!("{}/v1/frame", widget.intake_origin))
             .map_err(|e| WidgetError::Internal(format!("intake url: {e}")))?;
         frame.query_pairs_mut().append_pair("origin", origin).append_pair("lang", lang.as_str());
@@ -330,8 +336,7 @@ impl Gateway {
             .map_err(|e| WidgetError::Internal(format!("{e:?}")))?;
         let after = self.store.checkout(&checkout.checkout_id).await?.ok_or(WidgetError::CheckoutUnknown)?;
         let attempts_left = (self.widget.limits.attempts_per_checkout - after.attempts).max(0);
-        let lang =
-            client.lang.unwrap_or_else(|| paysys_widget::pages::Lang::parse(&checkout.language).unwrap_or_default());
+        let lang = client.page_lang(checkout);
         let return_url = format!("{}/return", self.checkout_url(&checkout.checkout_id));
         Ok(match payment_end(&payment) {
             PaymentEnd::Paid => {

@@ -37,6 +37,7 @@ use paysys_widget::pages::{self, Lang, Outcome, OutcomeView, Page};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
+use subtle::ConstantTimeEq;
 
 /// Where the pages' scripts and styles are served.
 pub const ASSET_BASE: &str = "/widget/";
@@ -341,41 +342,39 @@ enum Caller {
     Embedded(String),
 }
 
-/// Admit a call: same-origin, or cross-origin from an allowed origin (exactly) with
-/// the checkout's client secret.
-fn admit(
-    gateway: &Gateway,
+impl Caller {
+    /// The origin to answer with CORS headers: the embedding page's; none for the
+    /// hosted page.
+    fn cors(&self) -> Option<&str> {
+        match self {
+            Caller::Embedded(origin) => Some(origin),
+            Caller::Hosted => None,
+        }
+    }
+}
+
+/// What the gateway learns of the buyer's browser from the request, and the page's
+/// language as its body names it.
+fn browser_request(
     headers: &HeaderMap,
-    checkout: &CheckoutRecord,
-    merchant: &MerchantRecord,
-    client_secret: Option<&str>,
-) -> Result<Caller, WidgetError> {
-    let Some(origin) = cross_origin(gateway, headers) else { return Ok(Caller::Hosted) };
-    if !merchant.widget.allowed_origins.contains(&origin) {
-        tracing::info!(checkout_id = %checkout.checkout_id, "a cross-origin checkout call from an origin not allowed");
-        return Err(WidgetError::OriginForbidden);
-    }
-    let given = client_secret.ok_or(WidgetError::ClientSecretInvalid)?;
-    let digest = sha256_hex(given.as_bytes());
-    if !same_bytes(digest.as_bytes(), checkout.client_secret_hash.as_bytes()) {
-        return Err(WidgetError::ClientSecretInvalid);
-    }
-    Ok(Caller::Embedded(origin))
-}
-
-/// Constant-time equality (the lengths are public).
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn browser_request(headers: &HeaderMap, peer: Option<Extension<paysys_server::PeerAddr>>) -> BrowserRequest {
+    peer: Option<Extension<paysys_server::PeerAddr>>,
+    lang: Option<&str>,
+) -> BrowserRequest {
     let text = |name: HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     BrowserRequest {
         client_ip: peer.map(|Extension(p)| p.0.ip().to_string()),
         accept: text(header::ACCEPT),
         user_agent: text(header::USER_AGENT),
-        lang: None,
+        lang: lang.and_then(Lang::parse),
     }
+}
+
+/// A refusal before the caller is admitted. CORS headers go only to one of the
+/// merchant's allowed origins, and never with `origin_forbidden`: a page the merchant
+/// did not allow cannot read why it was refused.
+fn refusal(error: &WidgetError, cors: Option<String>, merchant: &MerchantRecord) -> Response {
+    let cors = cors.filter(|o| merchant.widget.allowed_origins.contains(o) && *error != WidgetError::OriginForbidden);
+    error_response(error, cors.as_deref())
 }
 
 /// Parse a small JSON body; never echoes it.
@@ -411,15 +410,10 @@ async fn attempts(
         Ok(found) => found,
         Err(e) => return error_response(&e, None),
     };
-    let caller = match admit_body::<AttemptBody>(gateway, &headers, &checkout, &merchant, &body) {
+    let (caller, request) = match admit_body::<AttemptBody>(gateway, &headers, &checkout, &merchant, &body) {
         Ok(admitted) => admitted,
-        Err(e) => {
-            let cors =
-                cors.filter(|o| merchant.widget.allowed_origins.contains(o) && e != WidgetError::OriginForbidden);
-            return error_response(&e, cors.as_deref());
-        }
+        Err(e) => return refusal(&e, cors, &merchant),
     };
-    let (caller, request) = caller;
     let origin = match &caller {
         Caller::Hosted => own_origin(gateway),
         Caller::Embedded(origin) => {
@@ -430,12 +424,8 @@ async fn attempts(
             origin.clone()
         }
     };
-    let cors = match &caller {
-        Caller::Embedded(origin) => Some(origin.as_str()),
-        Caller::Hosted => None,
-    };
-    let mut client = browser_request(&headers, peer);
-    client.lang = request.lang.as_deref().and_then(Lang::parse);
+    let cors = caller.cors();
+    let client = browser_request(&headers, peer, request.lang.as_deref());
     match gateway.open_checkout_attempt(&checkout, &merchant, &origin, &client).await {
         Ok(issued) => json_response(
             json!({
@@ -466,8 +456,10 @@ impl WithClientSecret for PayBody {
     }
 }
 
-/// The origin check first (a forbidden origin learns nothing else), then the body,
-/// then the client secret.
+/// Admit a call and read its body: same-origin (the hosted page), or cross-origin from
+/// one of the merchant's allowed origins (exactly) with the checkout's client secret.
+/// The origin check comes first (a forbidden origin learns nothing else), then the
+/// body, then the client secret.
 fn admit_body<T: serde::de::DeserializeOwned + WithClientSecret>(
     gateway: &Gateway,
     headers: &HeaderMap,
@@ -475,14 +467,21 @@ fn admit_body<T: serde::de::DeserializeOwned + WithClientSecret>(
     merchant: &MerchantRecord,
     body: &Bytes,
 ) -> Result<(Caller, T), WidgetError> {
-    if let Some(origin) = cross_origin(gateway, headers) {
-        if !merchant.widget.allowed_origins.contains(&origin) {
+    let embedded = cross_origin(gateway, headers);
+    if let Some(origin) = &embedded {
+        if !merchant.widget.allowed_origins.contains(origin) {
+            tracing::info!(checkout_id = %checkout.checkout_id, "a cross-origin checkout call from an origin not allowed");
             return Err(WidgetError::OriginForbidden);
         }
     }
     let request: T = json_body(body)?;
-    let caller = admit(gateway, headers, checkout, merchant, request.client_secret())?;
-    Ok((caller, request))
+    let Some(origin) = embedded else { return Ok((Caller::Hosted, request)) };
+    let given = request.client_secret().ok_or(WidgetError::ClientSecretInvalid)?;
+    let digest = sha256_hex(given.as_bytes());
+    if !bool::from(digest.as_bytes().ct_eq(checkout.client_secret_hash.as_bytes())) {
+        return Err(WidgetError::ClientSecretInvalid);
+    }
+    Ok((Caller::Embedded(origin), request))
 }
 
 #[derive(Debug, Deserialize)]
@@ -514,18 +513,10 @@ async fn pay(
     };
     let (caller, request) = match admit_body::<PayBody>(gateway, &headers, &checkout, &merchant, &body) {
         Ok(admitted) => admitted,
-        Err(e) => {
-            let cors =
-                cors.filter(|o| merchant.widget.allowed_origins.contains(o) && e != WidgetError::OriginForbidden);
-            return error_response(&e, cors.as_deref());
-        }
+        Err(e) => return refusal(&e, cors, &merchant),
     };
-    let cors = match &caller {
-        Caller::Embedded(origin) => Some(origin.as_str()),
-        Caller::Hosted => None,
-    };
-    let mut client = browser_request(&headers, peer);
-    client.lang = request.lang.as_deref().and_then(Lang::parse);
+    let cors = caller.cors();
+    let client = browser_request(&headers, peer, request.lang.as_deref());
     let browser = request.browser.unwrap_or_default();
     match gateway.pay_checkout(&checkout, &merchant, &request.attempt_id, &request.token, &browser, &client).await {
         Ok(mut answer) => {
