@@ -6,40 +6,20 @@
 //! counted by its /64, the block one subscriber is usually given, so walking through
 //! addresses inside it buys nothing.
 //!
-//! Per process: N replicas allow N times the rate. Hand-written (as the vault's removal
-//! limit) rather than a crate, to keep the PCI-scoped binary small.
+//! Per process: N replicas allow N times the rate. The bucket map is
+//! [`paysys_server::rate_limit`]'s, shared with the vault's removal limit.
 
-use std::collections::HashMap;
+use paysys_server::rate_limit::KeyedRateLimiter;
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::time::Instant;
 
-/// Most addresses tracked at once. Full buckets are dropped first (a full bucket is the
-/// same as none); if that is not enough, addresses not yet tracked are refused until it
-/// is, so a flood of addresses cannot grow the map without bound.
-const MAX_TRACKED: usize = 100_000;
-
-/// Rate and burst per address.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct AddressLimit {
-    /// Tokens added per second (the sustained rate).
-    pub per_second: f64,
-    /// Bucket size: how many cards one address may post at once after a quiet spell.
-    pub burst: u32,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
+/// Rate and burst per address: how many cards one address may post at once after a
+/// quiet spell, and how fast it may go on.
+pub type AddressLimit = paysys_server::rate_limit::RateLimit;
 
 /// One token bucket per client address (IPv6: per /64).
 #[derive(Debug)]
-pub struct AddressRateLimiter {
-    limit: AddressLimit,
-    buckets: Mutex<HashMap<IpAddr, Bucket>>,
-}
+pub struct AddressRateLimiter(KeyedRateLimiter<IpAddr>);
 
 /// The key an address is counted under: IPv4 as it is (an IPv4-mapped IPv6 address as
 /// its IPv4), IPv6 by its /64 prefix.
@@ -55,39 +35,13 @@ fn bucket_key(address: IpAddr) -> IpAddr {
 
 impl AddressRateLimiter {
     pub fn new(limit: AddressLimit) -> AddressRateLimiter {
-        AddressRateLimiter { limit, buckets: Mutex::new(HashMap::new()) }
+        AddressRateLimiter(KeyedRateLimiter::new(limit))
     }
 
     /// Take one token from `address`'s bucket at `now`; `false` when it is empty.
     pub fn try_take(&self, address: IpAddr, now: Instant) -> bool {
-        let key = bucket_key(address);
-        let burst = f64::from(self.limit.burst);
-        let per_second = self.limit.per_second;
-        // A poisoned lock only means another request panicked mid-update; the map of
-        // numbers is still usable.
-        let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !buckets.contains_key(&key) && buckets.len() >= MAX_TRACKED {
-            buckets.retain(|_, b| refilled(b, now, per_second, burst) < burst);
-            if buckets.len() >= MAX_TRACKED {
-                return false;
-            }
-        }
-        let bucket = buckets.entry(key).or_insert(Bucket { tokens: burst, at: now });
-        bucket.tokens = refilled(bucket, now, per_second, burst);
-        bucket.at = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        self.0.try_take(&bucket_key(address), now)
     }
-}
-
-/// The bucket's tokens at `now`: what it had plus the refill since, at most `burst`.
-fn refilled(bucket: &Bucket, now: Instant, per_second: f64, burst: f64) -> f64 {
-    let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
-    (bucket.tokens + elapsed * per_second).min(burst)
 }
 
 #[cfg(test)]

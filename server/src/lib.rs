@@ -40,6 +40,7 @@ pub mod clock;
 pub mod json_body;
 pub mod limits;
 pub mod logging;
+pub mod rate_limit;
 pub mod shutdown;
 pub mod tls_files;
 
