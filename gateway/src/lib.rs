@@ -6,6 +6,7 @@
 //! # Layout
 //!
 //! * `main.rs` — the `paysys-gateway` binary: parses flags and calls [`cli::main`].
+//! * [`account`] — the partner's personal account (web pages): users and roles.
 //! * [`cli`] — `serve`, `merchant create` / `update` / `show`, `secret-key`, `sign`.
 //! * [`server`] — HTTP(S): `POST /rpc` behind the Auth header, `GET /health`, and the
 //!   3-D Secure pages under `/3ds/`.
@@ -41,6 +42,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod account;
 pub mod acquirer;
 pub mod auth;
 pub mod checkout;
