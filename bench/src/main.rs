@@ -14,7 +14,7 @@
 //! paysys-bench tokenize --database-url sqlite:/tmp/bench/vault.db --concurrency 64 --with-ceiling
 //! paysys-bench pay --concurrency 64 --with-ceiling
 //! paysys-bench checkout --concurrency 64                  # intake vs direct, private vault + intake
-//! paysys-bench pay --concurrency 64 --with-webhooks        # off, then on, one stack
+//! paysys-bench pay --concurrency 64 --with-webhooks        # off, on, off, on: one stack
 //! ```
 //! Without `--stack`, `tokenize` starts its own vault (the `paysys-vault` binary next to
 //! this one) on a fresh dev PKI with the given database, and `pay` its own `paysys up`
@@ -114,11 +114,14 @@ struct PayArgs {
     /// print the ratio.
     #[arg(long)]
     with_ceiling: bool,
-    /// Pay twice on the same stack: without webhooks, then with an endpoint (a receiver
-    /// on loopback) taking every payment event; print both, their ratio and the outbox
-    /// left at the end.
+    /// Pay on the same stack in alternating rounds: without webhooks, then with an
+    /// endpoint (a receiver on loopback) taking every payment event, `--rounds` times;
+    /// print each round, the ratios and the outbox left after each round with webhooks.
     #[arg(long)]
     with_webhooks: bool,
+    /// Rounds of (off, on) with `--with-webhooks`; the first "off" is the main run.
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -314,13 +317,24 @@ async fn pay(args: PayArgs) -> anyhow::Result<()> {
         let payers = pay::payers(&stack.stack, &tokens, args.load.concurrency, &args.three_ds).await?;
         let report = args.load.run(payers).await?;
         let with_webhooks = if args.with_webhooks {
+            let mut rounds = webhooks::Rounds::default();
             let receiver = webhooks::Receiver::start().await?;
-            webhooks::register(&stack.stack, &receiver).await?;
-            let payers = pay::payers(&stack.stack, &tokens, args.load.concurrency, &args.three_ds).await?;
-            let on = args.load.run(payers).await?;
-            let backlog = webhooks::pending(&stack.stack).await?;
-            let drained = webhooks::drain(&stack.stack, Duration::from_secs(60)).await?;
-            Some((on, backlog, drained, receiver.received.load(std::sync::atomic::Ordering::Relaxed)))
+            let endpoint = webhooks::register(&stack.stack, &receiver).await?;
+            for round in 0..args.rounds.max(1) {
+                if round > 0 {
+                    webhooks::set_enabled(&stack.stack, &endpoint, false).await?;
+                    let payers = pay::payers(&stack.stack, &tokens, args.load.concurrency, &args.three_ds).await?;
+                    rounds.off.push(args.load.run(payers).await?);
+                    webhooks::set_enabled(&stack.stack, &endpoint, true).await?;
+                }
+                let payers = pay::payers(&stack.stack, &tokens, args.load.concurrency, &args.three_ds).await?;
+                rounds.on.push(args.load.run(payers).await?);
+                let backlog = webhooks::pending(&stack.stack).await?;
+                let drained = webhooks::drain(&stack.stack, Duration::from_secs(60)).await?;
+                rounds.outbox.push((backlog, drained));
+            }
+            rounds.received = receiver.received.load(std::sync::atomic::Ordering::Relaxed);
+            Some(rounds)
         } else {
             None
         };
@@ -339,16 +353,9 @@ async fn pay(args: PayArgs) -> anyhow::Result<()> {
     if let Some(ceiling) = &ceiling {
         println!("{}", Ratio { run: &report, ceiling });
     }
-    if let Some((on, backlog, drained, received)) = with_webhooks {
-        println!("pay with a webhook endpoint on every payment event (same stack, right after):");
-        println!("{on}");
-        let ratio = on.ops_per_sec() / report.ops_per_sec().max(f64::MIN_POSITIVE);
-        println!("webhooks on / off: {ratio:.2}");
-        let drained = drained.map_or("not within 60 s".to_owned(), |d| format!("{} ms", d.as_millis()));
-        println!(
-            "outbox at the end of the run: {backlog}{} pending; empty after {drained}; webhooks received: {received}",
-            if backlog >= 50 { "+" } else { "" }
-        );
+    if let Some(mut rounds) = with_webhooks {
+        rounds.off.insert(0, report);
+        println!("{rounds}");
     }
     Ok(())
 }

@@ -1,11 +1,15 @@
-//! `paysys-bench pay --with-webhooks`: the same stack paid twice in one run — first
-//! with no webhook endpoint, then with one on every payment event, delivered to a
-//! receiver on loopback (the private stack's gateway runs with the dev flag that allows
-//! it) — to show that deliveries keep up (the outbox holds no backlog at the end) and
-//! what webhooks cost the payment path.
+//! `paysys-bench pay --with-webhooks`: the same stack paid in alternating rounds in one
+//! run — with no webhook endpoint (it is disabled: no outbox rows, no deliveries), then
+//! with one on every payment event, delivered to a receiver on loopback (the private
+//! stack's gateway runs with the dev flag that allows it), and again — to show that
+//! deliveries keep up (the outbox is empty soon after each round) and what webhooks
+//! cost the payment path. Alternating keeps the store's growth from counting against
+//! either side.
 
+use crate::load::Report;
 use paysys::stack::Stack;
 use serde_json::{json, Value};
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -66,4 +70,54 @@ pub async fn drain(stack: &Stack, limit: Duration) -> anyhow::Result<Option<Dura
 /// Register the receiver for the stack's merchant, every event.
 pub async fn register(stack: &Stack, receiver: &Receiver) -> anyhow::Result<Value> {
     paysys::dev_webhook::register(stack, &receiver.url).await
+}
+
+/// Enable or disable the registered endpoint (`webhook.endpoint.update`).
+pub async fn set_enabled(stack: &Stack, endpoint: &Value, enabled: bool) -> anyhow::Result<()> {
+    let params = json!({"endpoint_id": endpoint["endpoint_id"], "enabled": enabled});
+    let answer = paysys::rpc::call(stack, "webhook.endpoint.update", &params).await?;
+    anyhow::ensure!(answer["error"].is_null(), "webhook.endpoint.update: {}", answer["error"]);
+    Ok(())
+}
+
+/// The rounds of a `--with-webhooks` run: `off[i]` was run right before `on[i]`.
+#[derive(Debug, Default)]
+pub struct Rounds {
+    pub off: Vec<Report>,
+    pub on: Vec<Report>,
+    /// After each round with webhooks: deliveries pending when the load stopped (a page
+    /// of 50 at most) and how long until the outbox was empty (`None`: not in 60 s).
+    pub outbox: Vec<(usize, Option<Duration>)>,
+    pub received: u64,
+}
+
+impl fmt::Display for Rounds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "webhooks off and on in alternating rounds (same stack, same load):")?;
+        let mut ratios = Vec::new();
+        for (i, (off, on)) in self.off.iter().zip(&self.on).enumerate() {
+            let ratio = on.ops_per_sec() / off.ops_per_sec().max(f64::MIN_POSITIVE);
+            ratios.push(ratio);
+            let (backlog, drained) = self.outbox.get(i).copied().unwrap_or((0, None));
+            let drained = drained.map_or("not within 60 s".to_owned(), |d| format!("{} ms", d.as_millis()));
+            writeln!(
+                f,
+                "round {}: off {:.0}/s p99 {:.1} ms | on {:.0}/s p99 {:.1} ms | on/off {ratio:.2} | \
+                 outbox {backlog}{} pending at the end, empty after {drained}",
+                i + 1,
+                off.ops_per_sec(),
+                off.percentile(99.0),
+                on.ops_per_sec(),
+                on.percentile(99.0),
+                if backlog >= 50 { "+" } else { "" },
+            )?;
+        }
+        let mean = ratios.iter().sum::<f64>() / ratios.len().max(1) as f64;
+        write!(
+            f,
+            "webhooks on / off: {mean:.2} (mean of {} rounds); webhooks received: {}",
+            ratios.len(),
+            self.received
+        )
+    }
 }

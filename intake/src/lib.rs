@@ -183,7 +183,10 @@ mod tests {
         paysys_server::tls_files::install_crypto_provider();
         let dir = std::env::temp_dir();
         // The vault is never called by these tests; a CA file is needed to build the client.
-        let ca = dir.join(format!("paysys-intake-unit-ca-{}.pem", std::process::id()));
+        // One file per call: the tests run in parallel and each removes its own.
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let ca = dir.join(format!("paysys-intake-unit-ca-{}-{call}.pem", std::process::id()));
         std::fs::write(&ca, "").unwrap();
         let tls = paysys_vault_client::ClientTls::new(&ca, None, paysys_vault_client::HttpVersion::Http1).unwrap();
         let _ = std::fs::remove_file(&ca);

@@ -21,11 +21,12 @@ pub use pay::{BrowserRequest, IssuedAttempt, PageBrowser, PayAnswer};
 
 use crate::error::RpcError;
 use crate::ids;
-use crate::payments::{now_ms, rfc3339, CaptureMethod, Gateway, Merchant, PaymentKey};
+use crate::payments::{now_ms, payment_view, rfc3339, CaptureMethod, Gateway, Merchant, PaymentKey};
 use crate::secrets::CheckoutSecrets;
 use crate::state::{AfterExpired, PaymentStatus};
 use crate::store::{AttemptOutcome, AttemptRecord, CheckoutRecord, CheckoutStatus, PaymentRecord, Slot};
 use crate::three_ds::ThreeDsMode;
+use crate::webhooks::{EventType, OutboxEvent};
 use paysys_widget::grant::GrantSigner;
 use serde_json::{json, Value};
 
@@ -278,7 +279,7 @@ impl Gateway {
         if checkout.status != CheckoutStatus::Open
             || !self
                 .store
-                .move_checkout(checkout_id, &[CheckoutStatus::Open], CheckoutStatus::Cancelled, None, now)
+                .move_checkout(checkout_id, &[CheckoutStatus::Open], CheckoutStatus::Cancelled, None, now, None)
                 .await?
         {
             let now_status = self.store.checkout(checkout_id).await?.map_or(checkout.status, |c| c.status);
@@ -332,6 +333,32 @@ impl Gateway {
         v
     }
 
+    /// The webhook partners hear when checkout `c` moves to `to` at `now` (with
+    /// `payment`, the one that paid it): `checkout.completed` or `checkout.expired`, its
+    /// data what `checkout.check` shows after the move; `None` for other moves. A
+    /// checkout completes or expires once, so the event's id is the checkout's.
+    fn checkout_event(
+        &self,
+        c: &CheckoutRecord,
+        to: CheckoutStatus,
+        payment: Option<&PaymentRecord>,
+        now: i64,
+    ) -> Option<OutboxEvent> {
+        let event_type = match to {
+            CheckoutStatus::Completed => EventType::CheckoutCompleted,
+            CheckoutStatus::Expired => EventType::CheckoutExpired,
+            _ => return None,
+        };
+        let mut moved = c.clone();
+        moved.status = to;
+        moved.updated_at = now;
+        if let Some(p) = payment {
+            moved.transaction_id = Some(p.transaction_id.clone());
+        }
+        let data = self.checkout_view(&moved, payment.map(payment_view));
+        Some(OutboxEvent::new(&c.merchant_id, event_type, &c.checkout_id, "", data, now))
+    }
+
     /// Bring a checkout up to date: an open one past its time is expired; a processing
     /// one follows its latest payment (resolving it as `payment.check` does when its
     /// outcome is open). The checkout as it then is.
@@ -340,7 +367,9 @@ impl Gateway {
         match checkout.status {
             CheckoutStatus::Open if checkout.expires_at <= now => {
                 let id = &checkout.checkout_id;
-                self.store.move_checkout(id, &[CheckoutStatus::Open], CheckoutStatus::Expired, None, now).await?;
+                let event = self.checkout_event(&checkout, CheckoutStatus::Expired, None, now);
+                let from = [CheckoutStatus::Open];
+                self.store.move_checkout(id, &from, CheckoutStatus::Expired, None, now, event.as_ref()).await?;
                 tracing::info!(checkout_id = %id, "checkout expired");
                 Ok(self.store.checkout(id).await?.unwrap_or(checkout))
             }
@@ -394,12 +423,14 @@ impl Gateway {
             PaymentEnd::Pending => {
                 if checkout.transaction_id.as_deref() != tx {
                     let statuses = [CheckoutStatus::Processing];
-                    self.store.move_checkout(id, &statuses, CheckoutStatus::Processing, tx, now).await?;
+                    self.store.move_checkout(id, &statuses, CheckoutStatus::Processing, tx, now, None).await?;
                 }
             }
             PaymentEnd::Paid => {
                 let statuses = [CheckoutStatus::Processing];
-                if self.store.move_checkout(id, &statuses, CheckoutStatus::Completed, tx, now).await? {
+                let event = self.checkout_event(checkout, CheckoutStatus::Completed, Some(payment), now);
+                let to = CheckoutStatus::Completed;
+                if self.store.move_checkout(id, &statuses, to, tx, now, event.as_ref()).await? {
                     tracing::info!(checkout_id = %id, transaction_id = %payment.transaction_id, "checkout paid");
                     self.store.finish_attempt(&attempt.attempt_id, AttemptOutcome::Completed, now).await?;
                     if checkout.save_card {
@@ -411,7 +442,9 @@ impl Gateway {
                 let outcome =
                     if end == PaymentEnd::Declined { AttemptOutcome::Declined } else { AttemptOutcome::Failed };
                 self.store.finish_attempt(&attempt.attempt_id, outcome, now).await?;
-                self.store.move_checkout(id, &[CheckoutStatus::Processing], CheckoutStatus::Open, tx, now).await?;
+                self.store
+                    .move_checkout(id, &[CheckoutStatus::Processing], CheckoutStatus::Open, tx, now, None)
+                    .await?;
                 if end == PaymentEnd::Declined {
                     self.watch_for_card_testing(&checkout.merchant_id).await?;
                 }
@@ -423,7 +456,7 @@ impl Gateway {
     pub(super) async fn reopen(&self, checkout: &CheckoutRecord) -> Result<(), RpcError> {
         let now = now_ms();
         let id = &checkout.checkout_id;
-        self.store.move_checkout(id, &[CheckoutStatus::Processing], CheckoutStatus::Open, None, now).await?;
+        self.store.move_checkout(id, &[CheckoutStatus::Processing], CheckoutStatus::Open, None, now, None).await?;
         Ok(())
     }
 

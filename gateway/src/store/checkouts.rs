@@ -4,7 +4,9 @@ use super::records::{AttemptCounts, AttemptOutcome, AttemptRecord, CheckoutRecor
 use super::rows::{
     attempt_from_row, bind_attempt, bind_checkout, checkout_from_row, ATTEMPT_COLUMNS, CHECKOUT_COLUMNS,
 };
+use super::webhooks::{bind_outbox, events_like, OUTBOX_INSERT};
 use super::{Store, StoreError};
+use crate::webhooks::OutboxEvent;
 use paysys_db::{in_transaction, on_pool, on_reader};
 use sqlx::Row;
 
@@ -96,7 +98,9 @@ impl Store {
     }
 
     /// Move a checkout from one of `from` to `to` (and record `transaction_id` when
-    /// given); `false` when it was in none of them (someone else moved it first).
+    /// given); `false` when it was in none of them (someone else moved it first). The
+    /// move's webhook `event`, if any, goes to the outbox in the same transaction, so
+    /// only the replica whose move lands writes it.
     pub async fn move_checkout(
         &self,
         checkout_id: &str,
@@ -104,6 +108,7 @@ impl Store {
         to: CheckoutStatus,
         transaction_id: Option<&str>,
         now: i64,
+        event: Option<&OutboxEvent>,
     ) -> Result<bool, StoreError> {
         let statuses: Vec<String> = from.iter().map(|s| format!("'{}'", s.as_str())).collect();
         if statuses.is_empty() {
@@ -114,15 +119,21 @@ impl Store {
              WHERE checkout_id = $4 AND status IN ({})",
             statuses.join(", ")
         );
-        on_pool!(&self.backend, |pool| {
+        let like = event.map(|e| events_like(e.event_type));
+        in_transaction!(&self.backend, |tx, _lock| {
             let done = sqlx::query(&sql)
                 .bind(to.as_str())
                 .bind(transaction_id)
                 .bind(now)
                 .bind(checkout_id)
-                .execute(pool)
+                .execute(&mut *tx)
                 .await?;
-            Ok(done.rows_affected() == 1)
+            let moved = done.rows_affected() == 1;
+            if let (true, Some(event), Some(like)) = (moved, event, like.as_deref()) {
+                bind_outbox(sqlx::query(OUTBOX_INSERT), event, like).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(moved)
         })
     }
 

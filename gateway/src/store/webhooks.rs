@@ -123,6 +123,15 @@ pub struct DeliveryFilter {
     pub offset: i64,
 }
 
+/// A delivery due at `$1`: pending, its time come, not leased, to an enabled endpoint.
+const DUE: &str = "status = 'pending' AND next_attempt_at <= $1 AND lease_until <= $1 AND endpoint_id IN \
+     (SELECT endpoint_id FROM webhook_endpoints WHERE status = 'enabled')";
+
+/// Lease one delivery (`$2`, `$3`) until `$1` if it is still due at `$4`.
+const LEASE_IF_DUE: &str = "UPDATE webhook_deliveries SET lease_until = $1 WHERE event_id = $2 AND endpoint_id = $3 \
+     AND status = 'pending' AND next_attempt_at <= $4 AND lease_until <= $4 AND endpoint_id IN \
+     (SELECT endpoint_id FROM webhook_endpoints WHERE status = 'enabled')";
+
 const ENDPOINT_COLUMNS: &str = "endpoint_id, merchant_id, url, events, description, secret_sealed, \
      previous_secret_sealed, previous_secret_expires_at, status, disabled_reason, failing_since, created_at, updated_at";
 
@@ -509,14 +518,9 @@ impl Store {
     /// Whether any delivery is due at `now` (a read: an idle worker takes no write lock).
     pub async fn webhooks_due(&self, now: i64) -> Result<bool, StoreError> {
         on_reader!(&self.backend, |pool| {
-            let row = sqlx::query(
-                "SELECT count(*) AS n FROM (SELECT 1 FROM webhook_deliveries WHERE status = 'pending' \
-                 AND next_attempt_at <= $1 AND lease_until <= $1 AND endpoint_id IN \
-                 (SELECT endpoint_id FROM webhook_endpoints WHERE status = 'enabled') LIMIT 1) AS due",
-            )
-            .bind(now)
-            .fetch_one(pool)
-            .await?;
+            let sql =
+                format!("SELECT count(*) AS n FROM (SELECT 1 FROM webhook_deliveries WHERE {DUE} LIMIT 1) AS due");
+            let row = sqlx::query(&sql).bind(now).fetch_one(pool).await?;
             Ok(row.int("n")? > 0)
         })
     }
@@ -524,40 +528,80 @@ impl Store {
     /// Claim up to `limit` due deliveries of enabled endpoints until `until`. On
     /// PostgreSQL rows another replica is claiming are skipped (`FOR UPDATE SKIP
     /// LOCKED`); the lease keeps them from every other worker until it runs out.
+    ///
+    /// On SQLite (one process) the due rows are read without the write lock and the
+    /// leases taken in one unit of the group committer, committed with the payments'
+    /// writes: a transaction of its own would hold the write lock, and every payment
+    /// behind it, across four round trips to sqlx's writer thread. Each lease is taken
+    /// only if the row is still due, so a row leased or changed since the read is left
+    /// out.
     pub async fn claim_webhook_deliveries(
         &self,
         now: i64,
         until: i64,
         limit: i64,
     ) -> Result<Vec<WebhookDeliveryRecord>, StoreError> {
-        in_transaction!(&self.backend, |tx, lock| {
-            let skip_locked = lock.skip_locked();
-            let sql = format!(
-                "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE status = 'pending' \
-                 AND next_attempt_at <= $1 AND lease_until <= $1 AND endpoint_id IN \
-                 (SELECT endpoint_id FROM webhook_endpoints WHERE status = 'enabled') \
-                 ORDER BY next_attempt_at LIMIT $2{skip_locked}"
-            );
-            let rows = sqlx::query(&sql).bind(now).bind(limit).fetch_all(&mut *tx).await?;
-            let mut claimed = rows.iter().map(delivery_from_row).collect::<Result<Vec<_>, _>>()?;
-            if claimed.is_empty() {
-                return Ok(claimed);
+        match &self.backend {
+            Backend::Sqlite(sqlite) => {
+                let sql = format!(
+                    "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE {DUE} ORDER BY next_attempt_at LIMIT $2"
+                );
+                let rows = sqlx::query(&sql).bind(now).bind(limit).fetch_all(&sqlite.db.reader).await?;
+                let due = rows.iter().map(delivery_from_row).collect::<Result<Vec<_>, _>>()?;
+                if due.is_empty() {
+                    return Ok(due);
+                }
+                let keys: Vec<(String, String)> =
+                    due.iter().map(|d| (d.event_id.clone(), d.endpoint_id.clone())).collect();
+                let taken = sqlite
+                    .group
+                    .write(move |conn| -> Result<Vec<bool>, StoreError> {
+                        keys.into_iter()
+                            .map(|(event_id, endpoint_id)| {
+                                let args = Args::default().bind(until).bind(event_id).bind(endpoint_id).bind(now);
+                                Ok(args.execute(conn, LEASE_IF_DUE)? == 1)
+                            })
+                            .collect()
+                    })
+                    .await?;
+                Ok(due
+                    .into_iter()
+                    .zip(taken)
+                    .filter(|(_, taken)| *taken)
+                    .map(|(mut d, _)| {
+                        d.lease_until = until;
+                        d
+                    })
+                    .collect())
             }
-            // One statement for the whole claim.
-            let keys: Vec<String> = (0..claimed.len()).map(|i| format!("(${}, ${})", 2 * i + 2, 2 * i + 3)).collect();
-            let sql = format!(
-                "UPDATE webhook_deliveries SET lease_until = $1 WHERE (event_id, endpoint_id) IN (VALUES {})",
-                keys.join(", ")
-            );
-            let query =
-                claimed.iter().fold(sqlx::query(&sql).bind(until), |q, d| q.bind(&d.event_id).bind(&d.endpoint_id));
-            query.execute(&mut *tx).await?;
-            tx.commit().await?;
-            for d in &mut claimed {
-                d.lease_until = until;
+            Backend::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let sql = format!(
+                    "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE {DUE} \
+                     ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED"
+                );
+                let rows = sqlx::query(&sql).bind(now).bind(limit).fetch_all(&mut *tx).await?;
+                let mut claimed = rows.iter().map(delivery_from_row).collect::<Result<Vec<_>, _>>()?;
+                if claimed.is_empty() {
+                    return Ok(claimed);
+                }
+                // One statement for the whole claim.
+                let keys: Vec<String> =
+                    (0..claimed.len()).map(|i| format!("(${}, ${})", 2 * i + 2, 2 * i + 3)).collect();
+                let sql = format!(
+                    "UPDATE webhook_deliveries SET lease_until = $1 WHERE (event_id, endpoint_id) IN (VALUES {})",
+                    keys.join(", ")
+                );
+                let query =
+                    claimed.iter().fold(sqlx::query(&sql).bind(until), |q, d| q.bind(&d.event_id).bind(&d.endpoint_id));
+                query.execute(&mut *tx).await?;
+                tx.commit().await?;
+                for d in &mut claimed {
+                    d.lease_until = until;
+                }
+                Ok(claimed)
             }
-            Ok(claimed)
-        })
+        }
     }
 
     /// Record finished attempts with each delivery's new state (its lease given back)

@@ -20,12 +20,9 @@
 //! `Store::save_payment` (`store/payments.rs`), the one place every payment and refund
 //! change is saved, so no path that changes a payment can forget its event.
 //!
-//! # Where checkout events plug in
-//!
-//! `checkout.completed` and `checkout.expired` exist as [`EventType`]s; the checkout
-//! store emits them by building an [`OutboxEvent::new`] (data: what `checkout.check`
-//! shows) and running `store::webhooks::OUTBOX_INSERT` with `bind_outbox` in the
-//! transaction that saves the checkout's final status.
+//! Checkout events (`checkout.completed`, `checkout.expired`) are built by the checkout
+//! module (`Gateway::checkout_event`, data: what `checkout.check` shows) and written by
+//! `Store::move_checkout` in the transaction that saves the checkout's final status.
 
 pub mod delivery;
 pub mod destination;
@@ -60,9 +57,9 @@ pub enum EventType {
     PaymentRequires3ds,
     /// A refund failed; `data` is the refund.
     RefundFailed,
-    /// Emitted by the checkout store once it lands (see the module doc).
+    /// The checkout was paid; `data` is the checkout with its payment.
     CheckoutCompleted,
-    /// Emitted by the checkout store once it lands (see the module doc).
+    /// The checkout ran out unpaid.
     CheckoutExpired,
 }
 

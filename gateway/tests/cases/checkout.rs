@@ -12,6 +12,8 @@ use paysys_gateway::store::{
     AttemptCounts, AttemptOutcome, AttemptRecord, AttemptSlot, CheckoutRecord, CheckoutStatus, CustomerCard,
     PaymentStart, Slot, WidgetSettings,
 };
+use paysys_gateway::store::{DeliveryFilter, EndpointStatus, WebhookEndpointRecord};
+use paysys_gateway::webhooks::EventType;
 use paysys_widget::grant::{GrantSigner, GrantVerifier};
 use std::collections::BTreeMap;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -261,11 +263,11 @@ async fn the_checkout_store_on_every_database() {
         assert_eq!(processing.status, CheckoutStatus::Processing);
         // Moves are conditional on where the checkout is.
         assert!(!store
-            .move_checkout("chk_store1", &[CheckoutStatus::Open], CheckoutStatus::Cancelled, None, now)
+            .move_checkout("chk_store1", &[CheckoutStatus::Open], CheckoutStatus::Cancelled, None, now, None)
             .await
             .unwrap());
         assert!(store
-            .move_checkout("chk_store1", &[CheckoutStatus::Processing], CheckoutStatus::Open, Some("tx_1"), now)
+            .move_checkout("chk_store1", &[CheckoutStatus::Processing], CheckoutStatus::Open, Some("tx_1"), now, None)
             .await
             .unwrap());
         let reopened = store.checkout("chk_store1").await.unwrap().unwrap();
@@ -774,6 +776,23 @@ async fn the_workers_bring_checkouts_up_to_date_without_a_reader() {
         assert_eq!(store.checkout(&id).await.unwrap().unwrap().status, CheckoutStatus::Processing);
         let expired = checkout_record("chk_WORKERSexpired00000000", "w-expired", now_ms() - 1);
         store.insert_checkout(&expired).await.unwrap();
+        // The partner listens for the checkout events only.
+        let endpoint = WebhookEndpointRecord {
+            endpoint_id: "we_checkouts".into(),
+            merchant_id: MERCHANT.into(),
+            url: "https://hooks.example/paysys".into(),
+            events: Some(vec![EventType::CheckoutCompleted, EventType::CheckoutExpired]),
+            description: None,
+            secret_sealed: "00".into(),
+            previous_secret_sealed: None,
+            previous_secret_expires_at: None,
+            status: EndpointStatus::Enabled,
+            disabled_reason: None,
+            failing_since: None,
+            created_at: now_ms(),
+            updated_at: now_ms(),
+        };
+        store.insert_webhook_endpoint(&endpoint).await.unwrap();
 
         // Nobody reads the checkouts; the workers resolve the payment, then the checkout.
         paysys_gateway::workers::run_once(&h.gateway).await;
@@ -782,6 +801,29 @@ async fn the_workers_bring_checkouts_up_to_date_without_a_reader() {
         assert_eq!(store.customer_cards(MERCHANT, "cust-w").await.unwrap().len(), 1, "the card saved");
         let over = store.checkout("chk_WORKERSexpired00000000").await.unwrap().unwrap();
         assert_eq!(over.status, CheckoutStatus::Expired);
+
+        // Each move wrote its event with it, data as checkout.check shows it; moving
+        // again (another replica's workers, a reader) writes nothing more.
+        paysys_gateway::workers::run_once(&h.gateway).await;
+        let filter = DeliveryFilter { merchant_id: MERCHANT.into(), limit: 10, ..DeliveryFilter::default() };
+        let events = store.webhook_deliveries(&filter).await.unwrap();
+        assert_eq!(events.len(), 2, "{db:?}: {events:?}");
+        let body_of = |t: EventType| -> Value {
+            let e = events.iter().find(|e| e.event_type == t).unwrap_or_else(|| panic!("no {t}"));
+            serde_json::from_str(&e.body).unwrap()
+        };
+        let completed = body_of(EventType::CheckoutCompleted);
+        assert_eq!(completed["type"], "checkout.completed");
+        let checked = h.ok("checkout.check", json!({"checkout_id": id})).await;
+        for key in ["checkout_id", "status", "transaction_id", "amount", "partner_trans_id"] {
+            assert_eq!(completed["data"][key], checked[key], "{key}");
+        }
+        assert_eq!(completed["data"]["payment"]["status"], checked["payment"]["status"]);
+        assert_eq!(completed["data"]["status"], "completed");
+        let expired = body_of(EventType::CheckoutExpired);
+        assert_eq!(expired["data"]["checkout_id"], "chk_WORKERSexpired00000000");
+        assert_eq!(expired["data"]["status"], "expired");
+        assert!(expired["data"].get("payment").is_none());
         h.finish().await;
     }
 }
