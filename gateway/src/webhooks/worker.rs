@@ -236,11 +236,20 @@ async fn attempt(gateway: &Gateway, mut d: WebhookDeliveryRecord, destination: &
         error: outcome.error.clone(),
         response_excerpt: outcome.excerpt.clone(),
     };
-    tracing::info!(
-        event_id = %d.event_id, endpoint_id = %d.endpoint_id, event_type = %d.event_type, attempt = d.attempts,
-        status_code = ?outcome.status_code, error = ?outcome.error, latency_ms = outcome.latency_ms,
-        "webhook attempt"
-    );
+    // Every attempt is recorded (`webhook.list` shows it); the log keeps the failures.
+    // A line per delivered event would double the log of a busy gateway.
+    if d.status == DeliveryStatus::Delivered {
+        tracing::debug!(
+            event_id = %d.event_id, endpoint_id = %d.endpoint_id, event_type = %d.event_type, attempt = d.attempts,
+            status_code = ?outcome.status_code, latency_ms = outcome.latency_ms, "webhook delivered"
+        );
+    } else {
+        tracing::warn!(
+            event_id = %d.event_id, endpoint_id = %d.endpoint_id, event_type = %d.event_type, attempt = d.attempts,
+            status_code = ?outcome.status_code, error = ?outcome.error, latency_ms = outcome.latency_ms,
+            "webhook attempt failed"
+        );
+    }
     (d, attempt, health)
 }
 
